@@ -1,0 +1,76 @@
+//! `coffer`: Coffer's command-line interface.
+//!
+//! Today it holds the offline repository commands (`coffer repo …`), which
+//! need no server and double as the disaster-recovery tool.
+
+mod exit;
+mod output;
+mod password;
+mod repo_cmd;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::exit::ExitCode;
+
+/// Coffer: consistent, encrypted, deduplicated backups of self-hosted applications.
+#[derive(Debug, Parser)]
+#[command(name = "coffer", version, about, long_about = None, after_help = exit::EXIT_CODES_HELP)]
+struct Cli {
+    /// Log verbosity (-v: info, -vv: debug). Also RUST_LOG.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work on a repository directly, without a server (also the disaster-recovery tool).
+    Repo(repo_cmd::RepoArgs),
+}
+
+fn init_logging(verbose: u8, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // rustic_core logs through `log`; the subscriber's tracing-log bridge picks it up.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                ExitCode::Usage
+            } else {
+                ExitCode::Ok
+            };
+            let _ = e.print();
+            return code.into();
+        }
+    };
+    init_logging(cli.verbose, cli.log_format);
+    match cli.command {
+        Command::Repo(args) => repo_cmd::run(args),
+    }
+}

@@ -1,0 +1,661 @@
+//! `coffer repo …`: offline repository commands.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode as ProcessExit;
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+use coffer_engine::{
+    EngineError, Repo, RestoreMode, SnapshotFilter, SnapshotInfo, TreeBackupOptions,
+};
+use coffer_model::{BackupId, BackupRef, ComponentName, Label};
+use coffer_targets::{LocalStorage, Storage};
+use serde::Serialize;
+
+use crate::exit::ExitCode;
+use crate::output::{Output, human_bytes};
+use crate::password;
+
+#[derive(Debug, Args)]
+pub struct RepoArgs {
+    /// Repository location: a local directory.
+    #[arg(long, short = 'r', env = "COFFER_REPOSITORY", value_name = "PATH")]
+    repo: PathBuf,
+    /// Read the password from the first line of this file (else COFFER_PASSWORD, else a prompt).
+    #[arg(long, env = "COFFER_PASSWORD_FILE", value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// Print results as JSON (errors as {"error", "message"} on stderr).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: RepoCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum RepoCommand {
+    /// Create a new repository.
+    Init,
+    /// Back up components: directories, standard input or a command's output.
+    ///
+    /// All components given in one call form one backup (one id, one label);
+    /// each becomes one snapshot tagged with the backup id, so the backup is
+    /// complete only if every component was recorded.
+    Backup(BackupArgs),
+    /// List snapshots.
+    Snapshots {
+        /// Only snapshots of this backup id.
+        #[arg(long)]
+        backup: Option<String>,
+        /// Only backups with this label.
+        #[arg(long)]
+        label: Option<String>,
+        /// Only this component.
+        #[arg(long)]
+        component: Option<String>,
+    },
+    /// Restore a snapshot: a directory tree into --target, a stream into --output.
+    Restore(RestoreArgs),
+    /// Verify the repository (and with --read-data, the stored data).
+    Check {
+        /// Also read and verify pack contents: all, or a subset like 10% or 1/5.
+        #[arg(long, value_name = "SUBSET", num_args = 0..=1, default_missing_value = "all")]
+        read_data: Option<String>,
+    },
+    /// Remove snapshots (data stays until `prune`).
+    Forget {
+        /// Snapshot ids (or unique prefixes).
+        snapshots: Vec<String>,
+        /// Remove every snapshot of this backup id.
+        #[arg(long)]
+        backup: Option<String>,
+        /// Prune afterwards.
+        #[arg(long)]
+        prune: bool,
+    },
+    /// Remove data no snapshot refers to (takes the exclusive lock).
+    Prune {
+        /// Delete unused packs at once instead of after the 23 h grace period.
+        /// Only when no other Coffer process uses the repository.
+        #[arg(long)]
+        instant: bool,
+    },
+    /// Manage the repository's keys (passwords).
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Add a password; it will open the repository too.
+    Add {
+        /// Read the new password from this file (else COFFER_NEW_PASSWORD, else a prompt).
+        #[arg(long, value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+    },
+    /// List the keys.
+    List,
+    /// Remove a key by id (or unique prefix).
+    Remove {
+        /// The key id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct BackupArgs {
+    /// Backup label (3–25 characters of A-Z a-z 0-9 _ . -, not starting with ..).
+    #[arg(long, default_value = "manual")]
+    label: String,
+    /// Directory component: NAME=PATH.
+    #[arg(long = "dir", value_name = "NAME=PATH")]
+    dirs: Vec<String>,
+    /// Standard input as a stream component: NAME or NAME=FILENAME.
+    #[arg(long = "stdin", value_name = "NAME[=FILENAME]")]
+    stdin: Option<String>,
+    /// The output of a shell command as a stream component: NAME=COMMAND
+    /// (e.g. db="pg_dump -Fc app"). A non-zero exit fails the component.
+    #[arg(long = "command", value_name = "NAME=COMMAND")]
+    commands: Vec<String>,
+    /// Exclude glob for directory components (gitignore syntax); repeatable.
+    #[arg(long = "exclude", value_name = "GLOB")]
+    excludes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct RestoreArgs {
+    /// Snapshot id (or unique prefix, or `latest`).
+    snapshot: String,
+    /// Directory to restore a tree into (must be empty unless --overwrite or --mirror).
+    #[arg(long, value_name = "DIR", conflicts_with = "output")]
+    target: Option<PathBuf>,
+    /// File to write a stream into (`-` for standard output).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Restore over existing files, keeping files the snapshot does not have.
+    #[arg(long, conflicts_with = "mirror")]
+    overwrite: bool,
+    /// Make the target exactly the snapshot: also delete files it does not have.
+    #[arg(long)]
+    mirror: bool,
+}
+
+/// The result of one component of `repo backup`.
+#[derive(Debug, Serialize)]
+struct ComponentResult {
+    component: String,
+    ok: bool,
+    snapshot: Option<SnapshotInfo>,
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct BackupResult {
+    backup_id: String,
+    label: String,
+    complete: bool,
+    components: Vec<ComponentResult>,
+}
+
+enum Spec {
+    Dir(ComponentName, PathBuf),
+    Stdin(ComponentName, String),
+    Command(ComponentName, String),
+}
+
+fn split_spec(s: &str, what: &str) -> anyhow::Result<(ComponentName, Option<String>)> {
+    let (name, rest) = match s.split_once('=') {
+        Some((n, r)) => (n, Some(r.to_owned())),
+        None => (s, None),
+    };
+    let name = ComponentName::new(name).map_err(|e| anyhow::anyhow!("{what} {s:?}: {e}"))?;
+    Ok((name, rest))
+}
+
+fn parse_specs(args: &BackupArgs) -> anyhow::Result<Vec<Spec>> {
+    let mut specs = Vec::new();
+    for d in &args.dirs {
+        let (name, path) = split_spec(d, "--dir")?;
+        let path = path
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("--dir {d:?}: expected NAME=PATH"))?;
+        specs.push(Spec::Dir(name, PathBuf::from(path)));
+    }
+    if let Some(s) = &args.stdin {
+        let (name, file) = split_spec(s, "--stdin")?;
+        let file = file.unwrap_or_else(|| name.to_string());
+        specs.push(Spec::Stdin(name, file));
+    }
+    for c in &args.commands {
+        let (name, cmd) = split_spec(c, "--command")?;
+        let cmd = cmd
+            .filter(|c| !c.trim().is_empty())
+            .ok_or_else(|| anyhow::anyhow!("--command {c:?}: expected NAME=COMMAND"))?;
+        specs.push(Spec::Command(name, cmd));
+    }
+    if specs.is_empty() {
+        anyhow::bail!(
+            "nothing to back up: give --dir NAME=PATH, --stdin NAME or --command NAME=COMMAND"
+        );
+    }
+    let mut names: Vec<&str> = specs
+        .iter()
+        .map(|s| match s {
+            Spec::Dir(n, _) | Spec::Stdin(n, _) | Spec::Command(n, _) => n.as_str(),
+        })
+        .collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        anyhow::bail!("component {:?} is given twice", w[0]);
+    }
+    Ok(specs)
+}
+
+fn storage_for(path: &Path) -> Arc<dyn Storage> {
+    Arc::new(LocalStorage::new(path))
+}
+
+/// Runs `coffer repo …`.
+pub fn run(args: RepoArgs) -> ProcessExit {
+    let out = Output { json: args.json };
+    let storage = storage_for(&args.repo);
+    let usage = |msg: String| out.error(ExitCode::Usage, "usage", &msg);
+
+    // Validate what can be validated before asking for a password.
+    let specs = match &args.command {
+        RepoCommand::Backup(b) => {
+            if let Err(e) = Label::new(&b.label) {
+                return usage(e.to_string());
+            }
+            match parse_specs(b) {
+                Ok(s) => Some(s),
+                Err(e) => return usage(format!("{e:#}")),
+            }
+        }
+        _ => None,
+    };
+    if let RepoCommand::Restore(r) = &args.command
+        && r.target.is_none()
+        && r.output.is_none()
+    {
+        return usage(
+            "restore needs --target DIR (a directory tree) or --output FILE (a stream)".into(),
+        );
+    }
+
+    let pw = match password::read(args.password_file.as_deref(), "repository password: ") {
+        Ok(p) => p,
+        Err(e) => return usage(format!("{e:#}")),
+    };
+
+    if let RepoCommand::Init = args.command {
+        return match Repo::init(storage, &pw) {
+            Ok(repo) => {
+                out.result(&serde_json::json!({ "location": repo.location(), "created": true }), |_| {
+                    format!(
+                        "created repository at {}\nKeep the password safe: without it the backups cannot be read.",
+                        repo.location()
+                    )
+                });
+                ExitCode::Ok.into()
+            }
+            Err(e) => out.engine_error(&e),
+        };
+    }
+
+    let repo = match Repo::open(storage, &pw) {
+        Ok(r) => r,
+        Err(e) => return out.engine_error(&e),
+    };
+
+    match args.command {
+        RepoCommand::Init => unreachable!("handled above"),
+        RepoCommand::Backup(b) => backup(&repo, &b, specs.unwrap_or_default(), out),
+        RepoCommand::Snapshots {
+            backup,
+            label,
+            component,
+        } => {
+            let filter = SnapshotFilter {
+                backup_id: backup,
+                label,
+                component,
+            };
+            match repo.snapshots(&filter) {
+                Ok(list) => {
+                    out.result(&list, |list| {
+                        let mut s = format!(
+                            "{:<10} {:<20} {:<40} {:<16} {:>10}\n",
+                            "ID", "TIME", "BACKUP", "COMPONENT", "SIZE"
+                        );
+                        for snap in list {
+                            let (b, c) = snap
+                                .backup
+                                .as_ref()
+                                .map(|b| (b.backup_id.to_string(), b.component.to_string()))
+                                .unwrap_or_default();
+                            s.push_str(&format!(
+                                "{:<10} {:<20} {:<40} {:<16} {:>10}\n",
+                                &snap.id[..8.min(snap.id.len())],
+                                snap.time.get(..19).unwrap_or(&snap.time),
+                                b,
+                                c,
+                                human_bytes(snap.bytes)
+                            ));
+                        }
+                        s.push_str(&format!("{} snapshots", list.len()));
+                        s
+                    });
+                    ExitCode::Ok.into()
+                }
+                Err(e) => out.engine_error(&e),
+            }
+        }
+        RepoCommand::Restore(r) => restore(&repo, &r, out),
+        RepoCommand::Check { read_data } => match repo.check(read_data.as_deref()) {
+            Ok(report) => {
+                out.result(&report, |r| {
+                    let mut s = String::new();
+                    for e in &r.errors {
+                        s.push_str(&format!("error: {e}\n"));
+                    }
+                    for w in &r.warnings {
+                        s.push_str(&format!("warning: {w}\n"));
+                    }
+                    s.push_str(if r.is_ok() {
+                        "no errors were found"
+                    } else {
+                        "the repository is damaged"
+                    });
+                    s
+                });
+                if report.is_ok() {
+                    ExitCode::Ok.into()
+                } else {
+                    ExitCode::CheckFailed.into()
+                }
+            }
+            Err(e) => out.engine_error(&e),
+        },
+        RepoCommand::Forget {
+            mut snapshots,
+            backup,
+            prune,
+        } => {
+            if let Some(b) = backup {
+                if let Err(e) = BackupId::parse(&b) {
+                    return usage(e.to_string());
+                }
+                match repo.snapshots(&SnapshotFilter {
+                    backup_id: Some(b.clone()),
+                    ..Default::default()
+                }) {
+                    Ok(list) if list.is_empty() => {
+                        return out.engine_error(&EngineError::NotFound(format!(
+                            "no snapshots of backup {b}"
+                        )));
+                    }
+                    Ok(list) => snapshots.extend(list.into_iter().map(|s| s.id)),
+                    Err(e) => return out.engine_error(&e),
+                }
+            }
+            if snapshots.is_empty() {
+                return usage("give snapshot ids or --backup ID".into());
+            }
+            let removed = match repo.forget(&snapshots) {
+                Ok(n) => n,
+                Err(e) => return out.engine_error(&e),
+            };
+            let pruned = if prune {
+                match repo.prune(false) {
+                    Ok(p) => Some(p),
+                    Err(e) => return out.engine_error(&e),
+                }
+            } else {
+                None
+            };
+            out.result(
+                &serde_json::json!({ "removed": removed, "prune": pruned }),
+                |_| {
+                    format!(
+                        "removed {removed} snapshots{}",
+                        if prune {
+                            " and pruned"
+                        } else {
+                            "; run `coffer repo prune` to free the space"
+                        }
+                    )
+                },
+            );
+            ExitCode::Ok.into()
+        }
+        RepoCommand::Prune { instant } => match repo.prune(instant) {
+            Ok(report) => {
+                out.result(&report, |r| {
+                    format!(
+                        "removed {} packs ({}), repacked {}, {} packs marked for removal by a later prune",
+                        r.packs_removed,
+                        human_bytes(r.bytes_freed),
+                        r.packs_repacked,
+                        r.packs_marked
+                    )
+                });
+                ExitCode::Ok.into()
+            }
+            Err(e) => out.engine_error(&e),
+        },
+        RepoCommand::Key(k) => key(&repo, k, out),
+    }
+}
+
+fn backup(repo: &Repo, args: &BackupArgs, specs: Vec<Spec>, out: Output) -> ProcessExit {
+    let label = match Label::new(&args.label) {
+        Ok(l) => l,
+        Err(e) => return out.error(ExitCode::Usage, "usage", &e.to_string()),
+    };
+    let backup_id = BackupId::generate(&label);
+    let count = u32::try_from(specs.len()).unwrap_or(u32::MAX);
+    let opts = TreeBackupOptions {
+        excludes: args.excludes.clone(),
+    };
+    let mut results = Vec::new();
+    for spec in specs {
+        let (name, what) = match &spec {
+            Spec::Dir(n, p) => (n.clone(), format!("{n} ({})", p.display())),
+            Spec::Stdin(n, _) => (n.clone(), format!("{n} (stdin)")),
+            Spec::Command(n, _) => (n.clone(), format!("{n} (command)")),
+        };
+        let bref = BackupRef::new(backup_id.clone(), name.clone(), count);
+        let bar = out.progress(&what);
+        let cb = bar.as_ref().map(|(_, cb)| Arc::clone(cb));
+        let res = match spec {
+            Spec::Dir(_, path) => repo.backup_tree(&path, &bref, &opts, cb),
+            Spec::Stdin(_, file) => {
+                repo.backup_stream(Box::new(std::io::stdin()), &file, &bref, cb)
+            }
+            Spec::Command(_, cmd) => {
+                let mut c = std::process::Command::new("sh");
+                c.arg("-c").arg(&cmd);
+                repo.backup_command(&mut c, name.as_str(), &bref, cb)
+            }
+        };
+        if let Some((bar, _)) = bar {
+            bar.finish_and_clear();
+        }
+        results.push(match res {
+            Ok(snap) => ComponentResult {
+                component: name.to_string(),
+                ok: true,
+                snapshot: Some(snap),
+                error: None,
+            },
+            Err(e @ (EngineError::Locked { .. } | EngineError::Storage(_)))
+                if results.is_empty() =>
+            {
+                // Nothing was written: report it as the error it is.
+                return out.engine_error(&e);
+            }
+            Err(e) => ComponentResult {
+                component: name.to_string(),
+                ok: false,
+                snapshot: None,
+                error: Some(e.to_string()),
+            },
+        });
+    }
+    let complete = results.iter().all(|r| r.ok);
+    let result = BackupResult {
+        backup_id: backup_id.to_string(),
+        label: label.to_string(),
+        complete,
+        components: results,
+    };
+    out.result(&result, |r| {
+        let mut s = String::new();
+        for c in &r.components {
+            match (&c.snapshot, &c.error) {
+                (Some(snap), _) => s.push_str(&format!(
+                    "{:<16} ok     snapshot {}  {} files  {}  (+{} stored)\n",
+                    c.component,
+                    &snap.id[..8.min(snap.id.len())],
+                    snap.files,
+                    human_bytes(snap.bytes),
+                    human_bytes(snap.bytes_added)
+                )),
+                (None, Some(e)) => s.push_str(&format!("{:<16} FAILED {e}\n", c.component)),
+                _ => {}
+            }
+        }
+        s.push_str(&format!(
+            "backup {} {}",
+            r.backup_id,
+            if r.complete {
+                "is complete"
+            } else {
+                "is INCOMPLETE"
+            }
+        ));
+        s
+    });
+    if complete {
+        ExitCode::Ok.into()
+    } else {
+        ExitCode::Partial.into()
+    }
+}
+
+fn restore(repo: &Repo, args: &RestoreArgs, out: Output) -> ProcessExit {
+    if let Some(target) = &args.target {
+        let mode = if args.mirror {
+            RestoreMode::Mirror
+        } else if args.overwrite {
+            RestoreMode::Overwrite
+        } else {
+            RestoreMode::RefuseNonEmpty
+        };
+        let bar = out.progress("restore");
+        let cb = bar.as_ref().map(|(_, cb)| Arc::clone(cb));
+        let res = repo.restore_tree(&args.snapshot, target, mode, cb);
+        if let Some((bar, _)) = bar {
+            bar.finish_and_clear();
+        }
+        return match res {
+            Ok(snap) => {
+                out.result(&snap, |s| {
+                    format!(
+                        "restored snapshot {} into {}",
+                        &s.id[..8.min(s.id.len())],
+                        target.display()
+                    )
+                });
+                ExitCode::Ok.into()
+            }
+            Err(e) => out.engine_error(&e),
+        };
+    }
+    let Some(output) = &args.output else {
+        return out.error(
+            ExitCode::Usage,
+            "usage",
+            "restore needs --target or --output",
+        );
+    };
+    if output.as_os_str() == "-" {
+        let stdout = std::io::stdout();
+        let mut lock = stdout.lock();
+        return match repo.restore_stream(&args.snapshot, &mut lock) {
+            Ok(_) => match lock.flush() {
+                Ok(()) => ExitCode::Ok.into(),
+                Err(e) => out.error(
+                    ExitCode::Failure,
+                    "io",
+                    &format!("writing standard output: {e}"),
+                ),
+            },
+            Err(e) => out.engine_error(&e),
+        };
+    }
+    // Write beside the destination and rename: a failed restore leaves no
+    // truncated file under the requested name.
+    let dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = match tempfile::Builder::new()
+        .prefix(".coffer-restore-")
+        .tempfile_in(dir)
+    {
+        Ok(t) => t,
+        Err(e) => {
+            return out.error(
+                ExitCode::Failure,
+                "io",
+                &format!("creating a file in {}: {e}", dir.display()),
+            );
+        }
+    };
+    let res = repo.restore_stream(&args.snapshot, tmp.as_file_mut());
+    match res {
+        Ok(snap) => {
+            if let Err(e) = tmp.as_file().sync_all() {
+                return out.error(
+                    ExitCode::Failure,
+                    "io",
+                    &format!("writing {}: {e}", output.display()),
+                );
+            }
+            if let Err(e) = tmp.persist(output) {
+                return out.error(
+                    ExitCode::Failure,
+                    "io",
+                    &format!("writing {}: {e}", output.display()),
+                );
+            }
+            out.result(&snap, |s| {
+                format!(
+                    "restored snapshot {} into {}",
+                    &s.id[..8.min(s.id.len())],
+                    output.display()
+                )
+            });
+            ExitCode::Ok.into()
+        }
+        Err(e) => out.engine_error(&e),
+    }
+}
+
+fn key(repo: &Repo, cmd: KeyCommand, out: Output) -> ProcessExit {
+    match cmd {
+        KeyCommand::Add { new_password_file } => {
+            let pw = match new_password_file {
+                Some(f) => password::read(Some(&f), ""),
+                None => match std::env::var("COFFER_NEW_PASSWORD") {
+                    Ok(p) if !p.is_empty() => Ok(p),
+                    _ => password::read(None, "new password: "),
+                },
+            };
+            let pw = match pw {
+                Ok(p) => p,
+                Err(e) => return out.error(ExitCode::Usage, "usage", &format!("{e:#}")),
+            };
+            match repo.add_key(&pw) {
+                Ok(id) => {
+                    out.result(&serde_json::json!({ "id": id }), |_| {
+                        format!("added key {id}")
+                    });
+                    ExitCode::Ok.into()
+                }
+                Err(e) => out.engine_error(&e),
+            }
+        }
+        KeyCommand::List => match repo.list_keys() {
+            Ok(keys) => {
+                out.result(&keys, |keys| {
+                    keys.iter()
+                        .map(|k| {
+                            format!(
+                                "{} {:<8} {} {}",
+                                if k.current { "*" } else { " " },
+                                &k.id[..8.min(k.id.len())],
+                                k.hostname.as_deref().unwrap_or("-"),
+                                k.created.as_deref().unwrap_or("-")
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                });
+                ExitCode::Ok.into()
+            }
+            Err(e) => out.engine_error(&e),
+        },
+        KeyCommand::Remove { id } => match repo.remove_key(&id) {
+            Ok(id) => {
+                out.result(&serde_json::json!({ "removed": id }), |_| {
+                    format!("removed key {id}")
+                });
+                ExitCode::Ok.into()
+            }
+            Err(e) => out.engine_error(&e),
+        },
+    }
+}

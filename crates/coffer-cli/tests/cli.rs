@@ -1,0 +1,432 @@
+//! The `coffer` binary end to end: exit codes, JSON output, crash safety and
+//! corruption handling, judged by plain `restic` where it matters.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use coffer_testkit::tree::{self, assert_same_tree};
+use coffer_testkit::{is_root, restic_check};
+use serde_json::Value;
+
+const PW: &str = "cli test password";
+
+fn coffer() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_coffer"));
+    c.env_remove("COFFER_PASSWORD")
+        .env_remove("COFFER_REPOSITORY")
+        .env_remove("COFFER_PASSWORD_FILE")
+        .stdin(Stdio::null());
+    c
+}
+
+struct Fixture {
+    tmp: tempfile::TempDir,
+    repo: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("repo");
+        let f = Self { tmp, repo };
+        let out = f.run(&["init"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        f
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.tmp.path().join(p)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = coffer();
+        c.arg("repo")
+            .arg("--repo")
+            .arg(&self.repo)
+            .arg("--json")
+            .args(args);
+        c.env("COFFER_PASSWORD", PW);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "coffer {args:?}: {}",
+            stderr(&out)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn error_kind(o: &Output) -> String {
+    let line = stderr(o);
+    let v: Value = serde_json::from_str(line.lines().last().unwrap_or("{}")).unwrap_or_default();
+    v["error"].as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn backup_list_restore_check_through_the_cli() {
+    let f = Fixture::new();
+    let src = f.path("src");
+    tree::build_rich_tree(&src);
+    let cmd_arg = "db=printf 'CREATE TABLE t;'";
+    let res = f.json(&[
+        "backup",
+        "--label",
+        "nightly",
+        "--dir",
+        &format!("files={}", src.display()),
+        "--command",
+        cmd_arg,
+    ]);
+    assert_eq!(res["complete"], true);
+    let backup_id = res["backup_id"].as_str().unwrap().to_owned();
+    assert!(backup_id.starts_with("nightly-"));
+    let comps = res["components"].as_array().unwrap();
+    assert_eq!(comps.len(), 2);
+
+    let snaps = f.json(&["snapshots", "--backup", &backup_id]);
+    let snaps = snaps.as_array().unwrap();
+    assert_eq!(snaps.len(), 2);
+    assert!(snaps.iter().all(|s| s["backup"]["component_count"] == 2));
+    let files = snaps
+        .iter()
+        .find(|s| s["backup"]["component"] == "files")
+        .unwrap();
+    let db = snaps
+        .iter()
+        .find(|s| s["backup"]["component"] == "db")
+        .unwrap();
+
+    let dest = f.path("restored");
+    f.json(&[
+        "restore",
+        files["id"].as_str().unwrap(),
+        "--target",
+        dest.to_str().unwrap(),
+    ]);
+    assert_same_tree(&src, &dest);
+
+    // non-empty target refused with a usage exit code
+    let again = f.run(&[
+        "restore",
+        files["id"].as_str().unwrap(),
+        "--target",
+        dest.to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(2));
+    assert_eq!(error_kind(&again), "destination_not_empty");
+
+    let out_file = f.path("db.sql");
+    f.json(&[
+        "restore",
+        db["id"].as_str().unwrap(),
+        "--output",
+        out_file.to_str().unwrap(),
+    ]);
+    assert_eq!(fs::read(&out_file).unwrap(), b"CREATE TABLE t;");
+
+    let check = f.json(&["check", "--read-data", "1/3"]);
+    assert_eq!(check["errors"].as_array().unwrap().len(), 0);
+
+    // forget the whole backup and prune
+    let forgot = f.json(&["forget", "--backup", &backup_id, "--prune"]);
+    assert_eq!(forgot["removed"], 2);
+    assert_eq!(f.json(&["snapshots"]).as_array().unwrap().len(), 0);
+    restic_check(&f.repo, PW);
+}
+
+#[test]
+fn exit_codes_for_common_mistakes() {
+    let f = Fixture::new();
+    // wrong password: 4
+    let mut c = f.cmd(&["snapshots"]);
+    c.env("COFFER_PASSWORD", "nope");
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_eq!(error_kind(&out), "wrong_password");
+    // missing repository: 3
+    let out = coffer()
+        .args([
+            "repo",
+            "--repo",
+            "/nonexistent/coffer/repo",
+            "--json",
+            "snapshots",
+        ])
+        .env("COFFER_PASSWORD", PW)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("/nonexistent/coffer/repo"));
+    // no password and no terminal: usage (2), with a hint
+    let out = coffer()
+        .args(["repo", "--repo"])
+        .arg(&f.repo)
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--password-file"), "{}", stderr(&out));
+    // password file
+    let pwf = f.path("pw");
+    fs::write(&pwf, format!("{PW}\n")).unwrap();
+    let out = coffer()
+        .args(["repo", "--json", "--repo"])
+        .arg(&f.repo)
+        .arg("--password-file")
+        .arg(&pwf)
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // bad label: 2, with the rule, before anything happens
+    let out = f.run(&["backup", "--label", "..no", "--dir", "x=/tmp"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("3 to 25"), "{}", stderr(&out));
+    // unknown flag: clap's usage error, 2
+    let out = f.run(&["backup", "--bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+    // a failing command component: partial failure, 5, nothing recorded
+    let out = f.run(&["backup", "--command", "db=echo oops >&2; exit 7"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["complete"], false);
+    assert!(
+        v["components"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("oops")
+    );
+    assert_eq!(f.json(&["snapshots"]).as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn keys_through_the_cli() {
+    let f = Fixture::new();
+    let newpw = f.path("newpw");
+    fs::write(&newpw, "another one\n").unwrap();
+    let added = f.json(&["key", "add", "--new-password-file", newpw.to_str().unwrap()]);
+    let id = added["id"].as_str().unwrap().to_owned();
+    assert_eq!(f.json(&["key", "list"]).as_array().unwrap().len(), 2);
+    let mut c = f.cmd(&["key", "list"]);
+    c.env("COFFER_PASSWORD", "another one");
+    assert!(c.output().unwrap().status.success());
+    f.json(&["key", "remove", &id]);
+    assert_eq!(f.json(&["key", "list"]).as_array().unwrap().len(), 1);
+}
+
+/// Copies the binary where an unprivileged user can run it.
+fn binary_for_others(dir: &Path) -> PathBuf {
+    let bin = dir.join("coffer");
+    fs::copy(env!("CARGO_BIN_EXE_coffer"), &bin).unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+#[test]
+fn an_unreadable_file_fails_the_backup_and_records_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let src = tmp.path().join("src");
+    tree::write(&src.join("readable.txt"), b"fine");
+    tree::write(&src.join("secret.txt"), b"cannot read me");
+    fs::set_permissions(src.join("secret.txt"), fs::Permissions::from_mode(0o000)).unwrap();
+    let repo = tmp.path().join("repo");
+    // As root every file is readable: run the backup as an unprivileged user.
+    let (bin, wrap): (PathBuf, Vec<&str>) = if is_root() {
+        (
+            binary_for_others(tmp.path()),
+            vec!["runuser", "-u", "nobody", "--"],
+        )
+    } else {
+        (PathBuf::from(env!("CARGO_BIN_EXE_coffer")), vec![])
+    };
+    if is_root() {
+        for p in [&src, &src.join("readable.txt")] {
+            std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
+        }
+        fs::create_dir(&repo).unwrap();
+        std::os::unix::fs::chown(&repo, Some(65534), Some(65534)).unwrap();
+    }
+    let run = |args: &[&str]| -> Output {
+        let mut c = if wrap.is_empty() {
+            Command::new(&bin)
+        } else {
+            let mut c = Command::new(wrap[0]);
+            c.args(&wrap[1..]).arg(&bin);
+            c
+        };
+        c.args(["repo", "--json", "--repo"]).arg(&repo).args(args);
+        c.env("COFFER_PASSWORD", PW)
+            .env("HOME", tmp.path())
+            .stdin(Stdio::null());
+        c.output().unwrap()
+    };
+    assert!(run(&["init"]).status.success());
+    let out = run(&["backup", "--dir", &format!("files={}", src.display())]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "stdout {} stderr {}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let err = v["components"][0]["error"].as_str().unwrap();
+    assert!(
+        err.contains("secret.txt") && err.contains("ermission denied"),
+        "{err}"
+    );
+    let snaps: Value = serde_json::from_slice(&run(&["snapshots"]).stdout).unwrap();
+    assert_eq!(
+        snaps.as_array().unwrap().len(),
+        0,
+        "an incomplete backup is never recorded"
+    );
+    restic_check(&repo, PW);
+}
+
+fn make_crash_dataset(src: &Path) {
+    // ~160 MiB: long enough that kills land at every phase of a backup.
+    for i in 0..40u64 {
+        tree::write(
+            &src.join(format!("big/{i:02}.bin")),
+            &tree::random_bytes(100 + i, 4 << 20),
+        );
+    }
+    for i in 0..2000u64 {
+        tree::write(
+            &src.join(format!("small/{}/{i}.txt", i % 20)),
+            format!("small file {i}\n")
+                .repeat((i % 50 + 1) as usize)
+                .as_bytes(),
+        );
+    }
+}
+
+#[test]
+fn kill_9_at_random_moments_never_damages_the_repository() {
+    let f = Fixture::new();
+    let src = f.path("src");
+    make_crash_dataset(&src);
+    let dir_arg = format!("files={}", src.display());
+
+    // How long does an uninterrupted backup take? (done into a scratch repo)
+    let scratch = Fixture::new();
+    let t0 = Instant::now();
+    scratch.json(&["backup", "--dir", &dir_arg]);
+    let full = t0.elapsed();
+
+    // Deterministic "random" moments spread over the whole backup.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut kills = 0;
+    for round in 0..12 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let at = full.mul_f64((x % 1000) as f64 / 1000.0 * 1.1);
+        let mut child = f
+            .cmd(&["backup", "--label", "crash", "--dir", &dir_arg])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(at);
+        let killed = child.try_wait().unwrap().is_none();
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        if killed {
+            kills += 1;
+        }
+        eprintln!(
+            "round {round}: kill at {at:?} of {full:?} ({})",
+            if killed { "killed" } else { "had finished" }
+        );
+        restic_check(&f.repo, PW);
+        // Every snapshot that exists must be complete: it restores exactly.
+        let snaps = f.json(&["snapshots"]);
+        for s in snaps.as_array().unwrap() {
+            let dest = f.path(&format!("check-{round}-{}", s["id"].as_str().unwrap()));
+            if dest.exists() {
+                continue;
+            }
+            f.json(&[
+                "restore",
+                s["id"].as_str().unwrap(),
+                "--target",
+                dest.to_str().unwrap(),
+            ]);
+            assert_same_tree(&src, &dest);
+            fs::remove_dir_all(&dest).unwrap();
+        }
+    }
+    assert!(kills >= 10, "only {kills} rounds were killed mid-backup");
+    // A new backup of the same data succeeds and restores exactly.
+    let res = f.json(&["backup", "--label", "after", "--dir", &dir_arg]);
+    let id = res["components"][0]["snapshot"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dest = f.path("final");
+    f.json(&["restore", &id, "--target", dest.to_str().unwrap()]);
+    assert_same_tree(&src, &dest);
+    restic_check(&f.repo, PW);
+}
+
+#[test]
+fn corruption_is_named_by_check_and_never_restored_silently() {
+    let f = Fixture::new();
+    let src = f.path("src");
+    tree::write(&src.join("data.bin"), &tree::random_bytes(9, 3_000_000));
+    let res = f.json(&["backup", "--dir", &format!("files={}", src.display())]);
+    let id = res["components"][0]["snapshot"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let packs: Vec<_> = tree::walk(&f.repo.join("data"))
+        .into_iter()
+        .filter(|(_, e)| e.kind == "file")
+        .collect();
+    let (rel, _) = packs.iter().max_by_key(|(_, e)| e.size).unwrap();
+    let pack = f.repo.join("data").join(rel);
+    let name = pack.file_name().unwrap().to_string_lossy().into_owned();
+    let mut bytes = fs::read(&pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x80;
+    fs::write(&pack, bytes).unwrap();
+
+    let out = f.run(&["check", "--read-data"]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let errors = report["errors"].to_string();
+    assert!(
+        errors.contains(&name[..8]),
+        "damaged pack {name} not named in {errors}"
+    );
+
+    let dest = f.path("dest");
+    let out = f.run(&["restore", &id, "--target", dest.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(!dest.exists(), "no partial restore at the destination");
+    // the stream path: dump to a file fails too and leaves no file
+    let out_file = f.path("out.bin");
+    let _ = Duration::from_secs(0);
+    let out = f.run(&["restore", &id, "--output", out_file.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(!out_file.exists());
+}

@@ -1,0 +1,42 @@
+//! Coffer's backup engine — the only crate that touches `rustic_core`.
+//!
+//! Repositories are restic repositories: plain `restic` and `rustic` open
+//! them, so data is recoverable without Coffer. Storage comes from
+//! `coffer-targets` through an adapter; no other crate sees a rustic type.
+//!
+//! What this layer adds to rustic_core, and why:
+//!
+//! * **No incomplete backup is ever recorded.** rustic_core skips unreadable
+//!   files and still saves the snapshot; here every entry, open and read is
+//!   accounted for, the storage adapter refuses to write the snapshot file
+//!   while any problem is known, and the result is cross-checked afterwards.
+//! * **Snapshots carry their backup.** Tags hold the backup id, label,
+//!   component and component count, so backups can be rebuilt from the
+//!   repository alone.
+//! * **Explicit parents.** The previous snapshot of the same component is the
+//!   parent, so an unchanged re-backup reads only metadata.
+//! * **A fresh index per job**, because an engine handle does not see blobs
+//!   written through another.
+//! * **Locks** that all Coffer processes honour (see [`lock`]).
+//! * **A bounded-memory restore** into staging, moved into place on success;
+//!   panics inside rustic_core become errors ([`EngineError::Panicked`]).
+//!
+//! The API is synchronous and may block for a long time: async callers run it
+//! with `tokio::task::spawn_blocking`.
+
+mod backend;
+mod error;
+pub mod lock;
+mod meta;
+mod progress;
+mod repo;
+mod restore;
+mod source;
+
+pub use error::{EngineError, EngineResult};
+pub use progress::{ProgressFn, ProgressInfo};
+pub use repo::{
+    CheckReport, ContentKind, KeyInfo, PruneReport, Repo, SnapshotFilter, SnapshotInfo,
+    TreeBackupOptions, tags,
+};
+pub use restore::RestoreMode;

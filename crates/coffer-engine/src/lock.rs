@@ -1,0 +1,363 @@
+//! Locking, at two levels.
+//!
+//! * **In the process**: a table keyed by repository location. Backups,
+//!   restores and checks take it shared; forget and prune take it exclusive.
+//! * **In the repository**: a lock object under `coffer/locks/` that every
+//!   Coffer process (server and offline CLI, on any host) honours. It records
+//!   the operation, host, pid and a timestamp that a background thread
+//!   refreshes every [`REFRESH_EVERY`].
+//!
+//! **Stale-lock rule.** A lock object is stale, and is removed by whoever
+//! finds it, when its timestamp has not been refreshed for [`STALE_AFTER`],
+//! or when it was taken on this host by a process that no longer exists.
+//!
+//! Plain `restic` does not know these locks (rustic_core writes no restic
+//! lock files): never run `restic prune` on a repository Coffer manages.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use coffer_targets::Storage;
+use serde::{Deserialize, Serialize};
+
+use crate::{EngineError, EngineResult};
+
+/// Where lock objects live in a repository.
+pub const LOCK_PREFIX: &str = "coffer/locks/";
+/// How often a held lock's timestamp is refreshed.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(60);
+/// A lock not refreshed for this long is stale.
+pub const STALE_AFTER: Duration = Duration::from_secs(10 * 60);
+
+/// Shared (backup, restore, check) or exclusive (forget, prune, key changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockMode {
+    /// Several holders at once.
+    Shared,
+    /// One holder, nobody else.
+    Exclusive,
+}
+
+/// The content of a lock object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// Random id, also the object's name.
+    pub id: String,
+    /// Shared or exclusive.
+    pub mode: LockMode,
+    /// The operation holding it (e.g. `backup`, `prune`).
+    pub owner: String,
+    /// Host name of the holder.
+    pub host: String,
+    /// Process id of the holder.
+    pub pid: u32,
+    /// When it was taken (seconds since the Unix epoch).
+    pub created: u64,
+    /// When it was last refreshed (seconds since the Unix epoch).
+    pub refreshed: u64,
+}
+
+impl LockInfo {
+    fn describe(&self, now: u64) -> String {
+        format!(
+            "{} lock for {:?} held by pid {} on {}, refreshed {} s ago",
+            match self.mode {
+                LockMode::Shared => "shared",
+                LockMode::Exclusive => "exclusive",
+            },
+            self.owner,
+            self.pid,
+            self.host,
+            now.saturating_sub(self.refreshed)
+        )
+    }
+
+    fn is_stale(&self, now: u64, host: &str) -> bool {
+        if now.saturating_sub(self.refreshed) > STALE_AFTER.as_secs() {
+            return true;
+        }
+        self.host == host && !process_exists(self.pid)
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+fn hostname() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct LocalState {
+    shared: usize,
+    exclusive: bool,
+}
+
+fn local_table() -> &'static Mutex<HashMap<String, LocalState>> {
+    static TABLE: OnceLock<Mutex<HashMap<String, LocalState>>> = OnceLock::new();
+    TABLE.get_or_init(Default::default)
+}
+
+/// A held lock (both levels). Dropping it releases both.
+#[derive(Debug)]
+pub struct RepoLock {
+    location: String,
+    mode: LockMode,
+    storage: Arc<dyn Storage>,
+    key: String,
+    stop: Option<mpsc::Sender<()>>,
+    refresher: Option<JoinHandle<()>>,
+}
+
+impl RepoLock {
+    /// Takes the lock for `owner`, or fails at once with
+    /// [`EngineError::Locked`] naming the holder.
+    pub fn acquire(storage: Arc<dyn Storage>, mode: LockMode, owner: &str) -> EngineResult<Self> {
+        let location = storage.location();
+        Self::acquire_local(&location, mode)?;
+        match Self::acquire_remote(&storage, mode, owner) {
+            Ok((key, stop, refresher)) => Ok(Self {
+                location,
+                mode,
+                storage,
+                key,
+                stop: Some(stop),
+                refresher: Some(refresher),
+            }),
+            Err(e) => {
+                Self::release_local(&location, mode);
+                Err(e)
+            }
+        }
+    }
+
+    fn acquire_local(location: &str, mode: LockMode) -> EngineResult<()> {
+        let mut table = local_table().lock().unwrap_or_else(|e| e.into_inner());
+        let state = table.entry(location.to_owned()).or_default();
+        let conflict = match mode {
+            LockMode::Shared => state.exclusive,
+            LockMode::Exclusive => state.exclusive || state.shared > 0,
+        };
+        if conflict {
+            return Err(EngineError::Locked {
+                location: location.to_owned(),
+                holder: format!(
+                    "another operation in this process holds it {}",
+                    if state.exclusive {
+                        "exclusively"
+                    } else {
+                        "shared"
+                    }
+                ),
+            });
+        }
+        match mode {
+            LockMode::Shared => state.shared += 1,
+            LockMode::Exclusive => state.exclusive = true,
+        }
+        Ok(())
+    }
+
+    fn release_local(location: &str, mode: LockMode) {
+        let mut table = local_table().lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(state) = table.get_mut(location) {
+            match mode {
+                LockMode::Shared => state.shared = state.shared.saturating_sub(1),
+                LockMode::Exclusive => state.exclusive = false,
+            }
+        }
+    }
+
+    /// Writes our lock object, then looks at everyone else's. Writing first
+    /// and checking after means two racing processes both see each other and
+    /// both back off, rather than both proceeding.
+    fn acquire_remote(
+        storage: &Arc<dyn Storage>,
+        mode: LockMode,
+        owner: &str,
+    ) -> EngineResult<(String, mpsc::Sender<()>, JoinHandle<()>)> {
+        let host = hostname();
+        let now = now_secs();
+        let mut info = LockInfo {
+            id: format!("{:032x}", rand::random::<u128>()),
+            mode,
+            owner: owner.to_owned(),
+            host: host.clone(),
+            pid: std::process::id(),
+            created: now,
+            refreshed: now,
+        };
+        let key = format!("{LOCK_PREFIX}{}.json", info.id);
+        let body = serde_json::to_vec(&info).map_err(|e| EngineError::Engine(e.to_string()))?;
+        storage.put(&key, &body)?;
+
+        let check = || -> EngineResult<()> {
+            for other in storage.list(LOCK_PREFIX)? {
+                if other.key == key {
+                    continue;
+                }
+                let parsed = storage
+                    .get(&other.key)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<LockInfo>(&b).ok());
+                let Some(other_info) = parsed else {
+                    // Unreadable or vanished meanwhile: a lock being deleted.
+                    continue;
+                };
+                if other_info.is_stale(now, &host) {
+                    log::warn!(
+                        "removing stale lock {}: {}",
+                        other.key,
+                        other_info.describe(now)
+                    );
+                    storage.delete(&other.key)?;
+                    continue;
+                }
+                if mode == LockMode::Exclusive || other_info.mode == LockMode::Exclusive {
+                    return Err(EngineError::Locked {
+                        location: storage.location(),
+                        holder: other_info.describe(now),
+                    });
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = check() {
+            let _ = storage.delete(&key);
+            return Err(e);
+        }
+
+        let (stop, stopped) = mpsc::channel::<()>();
+        let refresh_storage = Arc::clone(storage);
+        let refresh_key = key.clone();
+        let refresher = std::thread::Builder::new()
+            .name("coffer-lock-refresh".into())
+            .spawn(move || {
+                loop {
+                    match stopped.recv_timeout(REFRESH_EVERY) {
+                        Err(RecvTimeoutError::Timeout) => {
+                            info.refreshed = now_secs();
+                            if let Ok(body) = serde_json::to_vec(&info)
+                                && let Err(e) = refresh_storage.put(&refresh_key, &body)
+                            {
+                                log::warn!("could not refresh lock {refresh_key}: {e}");
+                            }
+                        }
+                        _ => return,
+                    }
+                }
+            })
+            .map_err(|e| EngineError::io("starting the lock refresher", e))?;
+        Ok((key, stop, refresher))
+    }
+
+    /// Lists the lock objects in a repository, for display.
+    pub fn list(storage: &dyn Storage) -> EngineResult<Vec<LockInfo>> {
+        let mut out = Vec::new();
+        for o in storage.list(LOCK_PREFIX)? {
+            if let Ok(b) = storage.get(&o.key)
+                && let Ok(info) = serde_json::from_slice(&b)
+            {
+                out.push(info);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for RepoLock {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(h) = self.refresher.take() {
+            let _ = h.join();
+        }
+        if let Err(e) = self.storage.delete(&self.key) {
+            log::warn!("could not remove lock {}: {e}", self.key);
+        }
+        Self::release_local(&self.location, self.mode);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_targets::LocalStorage;
+
+    #[test]
+    fn shared_locks_coexist_and_exclusive_excludes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s: Arc<dyn Storage> = Arc::new(LocalStorage::new(dir.path()));
+        let a = RepoLock::acquire(s.clone(), LockMode::Shared, "backup").unwrap();
+        let b = RepoLock::acquire(s.clone(), LockMode::Shared, "backup").unwrap();
+        let err = RepoLock::acquire(s.clone(), LockMode::Exclusive, "prune").unwrap_err();
+        assert!(matches!(err, EngineError::Locked { .. }), "{err}");
+        drop((a, b));
+        let x = RepoLock::acquire(s.clone(), LockMode::Exclusive, "prune").unwrap();
+        assert!(RepoLock::acquire(s.clone(), LockMode::Shared, "backup").is_err());
+        drop(x);
+        assert!(RepoLock::list(&*s).unwrap().is_empty());
+    }
+
+    #[test]
+    fn stale_locks_are_ignored_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s: Arc<dyn Storage> = Arc::new(LocalStorage::new(dir.path()));
+        let now = now_secs();
+        let dead = LockInfo {
+            id: "dead".into(),
+            mode: LockMode::Exclusive,
+            owner: "prune".into(),
+            host: hostname(),
+            pid: u32::MAX - 1, // no such process
+            created: now,
+            refreshed: now,
+        };
+        let old = LockInfo {
+            id: "old".into(),
+            host: "elsewhere".into(),
+            pid: 1,
+            refreshed: now - STALE_AFTER.as_secs() - 5,
+            ..dead.clone()
+        };
+        let alive_elsewhere = LockInfo {
+            id: "alive".into(),
+            host: "elsewhere".into(),
+            pid: 1,
+            ..dead.clone()
+        };
+        for l in [&dead, &old] {
+            s.put(
+                &format!("{LOCK_PREFIX}{}.json", l.id),
+                &serde_json::to_vec(l).unwrap(),
+            )
+            .unwrap();
+        }
+        let lock = RepoLock::acquire(s.clone(), LockMode::Exclusive, "prune").unwrap();
+        assert_eq!(RepoLock::list(&*s).unwrap().len(), 1, "stale locks removed");
+        drop(lock);
+        s.put(
+            &format!("{LOCK_PREFIX}alive.json"),
+            &serde_json::to_vec(&alive_elsewhere).unwrap(),
+        )
+        .unwrap();
+        let err = RepoLock::acquire(s.clone(), LockMode::Shared, "backup").unwrap_err();
+        assert!(err.to_string().contains("elsewhere"), "{err}");
+    }
+}

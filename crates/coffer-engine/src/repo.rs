@@ -1,0 +1,938 @@
+//! The repository API the rest of Coffer uses.
+
+use std::io::{Read, Write};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use coffer_model::BackupRef;
+use coffer_targets::Storage;
+use rustic_core::repofile::{MasterKey, SnapshotFile};
+use rustic_core::{
+    BackupOptions, CheckOptions, ConfigOptions, Credentials, Excludes, KeyOptions, LocalSource,
+    LocalSourceFilterOptions, LocalSourceSaveOptions, NoProgressBars, OpenStatus, ParentOptions,
+    PruneOptions, ReadSubsetOption, Repository, RepositoryBackends, RepositoryOptions,
+    SnapshotGroupCriterion, SnapshotOptions,
+};
+use serde::Serialize;
+
+use crate::backend::{SnapshotGate, StorageBackend};
+use crate::lock::{LockMode, RepoLock};
+use crate::progress::{Counters, EngineProgressBars, ProgressFn};
+use crate::restore::{self, RestoreMode, Staging};
+use crate::source::{CheckedSource, SourceTally, StreamSource};
+use crate::{EngineError, EngineResult};
+
+/// Tag prefixes Coffer writes on every snapshot. Tags are plain `key=value`
+/// strings so that `restic snapshots --tag coffer-backup=<id>` finds a backup.
+pub mod tags {
+    /// Marks a snapshot as written by Coffer.
+    pub const COFFER: &str = "coffer";
+    /// `coffer-backup=<backup id>`.
+    pub const BACKUP: &str = "coffer-backup=";
+    /// `coffer-label=<label>`.
+    pub const LABEL: &str = "coffer-label=";
+    /// `coffer-component=<component name>`.
+    pub const COMPONENT: &str = "coffer-component=";
+    /// `coffer-components=<number of components in the backup>`.
+    pub const COMPONENT_COUNT: &str = "coffer-components=";
+    /// `coffer-kind=tree|stream`.
+    pub const KIND: &str = "coffer-kind=";
+}
+
+/// What a snapshot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContentKind {
+    /// A directory tree, stored under `/<component>`.
+    Tree,
+    /// One byte stream, stored as a single file at the snapshot root.
+    Stream,
+}
+
+impl ContentKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Tree => "tree",
+            Self::Stream => "stream",
+        }
+    }
+}
+
+/// A snapshot as Coffer sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotInfo {
+    /// Full snapshot id (hex).
+    pub id: String,
+    /// When it was taken (RFC 3339).
+    pub time: String,
+    /// Host that took it.
+    pub hostname: String,
+    /// Paths recorded in the snapshot.
+    pub paths: Vec<String>,
+    /// All tags.
+    pub tags: Vec<String>,
+    /// The backup this snapshot is a component of, if Coffer wrote it.
+    pub backup: Option<BackupRef>,
+    /// Tree or stream, if Coffer wrote it.
+    pub kind: Option<ContentKind>,
+    /// Files in the snapshot.
+    pub files: u64,
+    /// Files that were new (no parent entry).
+    pub files_new: u64,
+    /// Files whose content was read because they changed since the parent.
+    pub files_changed: u64,
+    /// Files taken from the parent without reading them (unchanged metadata).
+    pub files_unmodified: u64,
+    /// Bytes of file content in the snapshot.
+    pub bytes: u64,
+    /// Bytes this snapshot added to the repository (after deduplication and
+    /// compression).
+    pub bytes_added: u64,
+}
+
+impl SnapshotInfo {
+    fn from_snapshot(snap: &SnapshotFile) -> Self {
+        let tags: Vec<String> = snap.tags.iter().cloned().collect();
+        let find = |prefix: &str| tags.iter().find_map(|t| t.strip_prefix(prefix));
+        let backup = (|| {
+            let backup_id = find(tags::BACKUP)?.parse().ok()?;
+            let component = find(tags::COMPONENT)?.parse().ok()?;
+            let count = find(tags::COMPONENT_COUNT)?.parse().ok()?;
+            Some(BackupRef::new(backup_id, component, count))
+        })();
+        let kind = match find(tags::KIND) {
+            Some("tree") => Some(ContentKind::Tree),
+            Some("stream") => Some(ContentKind::Stream),
+            _ => None,
+        };
+        let summary = snap.summary.clone().unwrap_or_default();
+        Self {
+            id: snap.id.to_string(),
+            time: snap.time.timestamp().to_string(),
+            hostname: snap.hostname.clone(),
+            paths: snap.paths.iter().cloned().collect(),
+            tags,
+            backup,
+            kind,
+            files: summary.total_files_processed,
+            files_new: summary.files_new,
+            files_changed: summary.files_changed,
+            files_unmodified: summary.files_unmodified,
+            bytes: summary.total_bytes_processed,
+            bytes_added: summary.data_added_packed,
+        }
+    }
+}
+
+/// Which snapshots to list. Empty fields match everything.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotFilter {
+    /// Only this backup's snapshots.
+    pub backup_id: Option<String>,
+    /// Only backups with this label.
+    pub label: Option<String>,
+    /// Only this component.
+    pub component: Option<String>,
+}
+
+impl SnapshotFilter {
+    fn matches(&self, s: &SnapshotInfo) -> bool {
+        let b = s.backup.as_ref();
+        self.backup_id
+            .as_ref()
+            .is_none_or(|want| b.is_some_and(|b| b.backup_id.as_str() == want))
+            && self
+                .label
+                .as_ref()
+                .is_none_or(|want| b.is_some_and(|b| b.label.as_str() == want))
+            && self
+                .component
+                .as_ref()
+                .is_none_or(|want| b.is_some_and(|b| b.component.as_str() == want))
+    }
+}
+
+/// A key (password slot) of the repository.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    /// Key id (hex).
+    pub id: String,
+    /// Whether this key opened the repository in this session.
+    pub current: bool,
+    /// Host recorded when the key was made.
+    pub hostname: Option<String>,
+    /// User recorded when the key was made.
+    pub username: Option<String>,
+    /// When the key was made.
+    pub created: Option<String>,
+}
+
+/// The outcome of a check.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckReport {
+    /// Problems that make data unreadable or the repository inconsistent.
+    pub errors: Vec<String>,
+    /// Findings that do not endanger data (e.g. unused blobs).
+    pub warnings: Vec<String>,
+}
+
+impl CheckReport {
+    /// True when no error was found.
+    pub fn is_ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// What a prune removed or will remove.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PruneReport {
+    /// Pack files deleted now.
+    pub packs_removed: u64,
+    /// Pack files repacked (their live blobs copied into new packs).
+    pub packs_repacked: u64,
+    /// Pack files marked for deletion, deleted by a later prune once the
+    /// grace period (23 h) has passed — the second phase of a two-phase prune.
+    pub packs_marked: u64,
+    /// Bytes freed by this run.
+    pub bytes_freed: u64,
+}
+
+/// Options of a directory-tree backup.
+#[derive(Debug, Clone, Default)]
+pub struct TreeBackupOptions {
+    /// Glob patterns to exclude (gitignore syntax, e.g. `*.tmp`, `cache/`).
+    pub excludes: Vec<String>,
+}
+
+/// An open repository. Cheap to clone: every operation opens its own engine
+/// handle from the cached master key, so each job sees a fresh index (rustic_core
+/// does not see blobs written through another handle).
+#[derive(Clone)]
+pub struct Repo {
+    storage: Arc<dyn Storage>,
+    key: MasterKey,
+    key_id: Option<String>,
+}
+
+impl std::fmt::Debug for Repo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repo")
+            .field("location", &self.storage.location())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs `f`, turning a panic inside the engine into an error.
+fn guarded<T>(f: impl FnOnce() -> EngineResult<T>) -> EngineResult<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            Err(EngineError::Panicked(msg))
+        }
+    }
+}
+
+fn repo_options() -> RepositoryOptions {
+    // No local cache: the data directory, not ~/.cache, is Coffer's state.
+    RepositoryOptions::default().no_cache(true)
+}
+
+fn backends(storage: &Arc<dyn Storage>, gate: Option<Arc<SnapshotGate>>) -> RepositoryBackends {
+    RepositoryBackends::new(
+        Arc::new(StorageBackend::new(Arc::clone(storage), gate)),
+        None,
+    )
+}
+
+fn has_config(storage: &dyn Storage) -> EngineResult<bool> {
+    Ok(storage.list("config")?.iter().any(|o| o.key == "config"))
+}
+
+fn stream_name_ok(name: &str) -> bool {
+    !name.is_empty() && !name.contains('/') && name != "." && name != ".." && !name.contains('\0')
+}
+
+impl Repo {
+    /// Creates a new repository protected by `password`.
+    pub fn init(storage: Arc<dyn Storage>, password: &str) -> EngineResult<Self> {
+        if password.is_empty() {
+            return Err(EngineError::InvalidInput(
+                "the password must not be empty".into(),
+            ));
+        }
+        let location = storage.location();
+        if has_config(&*storage)? {
+            return Err(EngineError::AlreadyInitialized { location });
+        }
+        guarded(|| {
+            let repo = Repository::new(&repo_options(), &backends(&storage, None))
+                .and_then(|r| {
+                    r.init(
+                        &Credentials::password(password),
+                        &KeyOptions::default(),
+                        &ConfigOptions::default(),
+                    )
+                })
+                .map_err(|e| EngineError::rustic(&e))?;
+            Ok(Self {
+                key: repo.key(),
+                key_id: repo.key_id().map(|k| k.to_string()),
+                storage: Arc::clone(&storage),
+            })
+        })
+    }
+
+    /// Opens an existing repository with `password`.
+    pub fn open(storage: Arc<dyn Storage>, password: &str) -> EngineResult<Self> {
+        let location = storage.location();
+        if !has_config(&*storage)? {
+            return Err(EngineError::RepositoryNotFound { location });
+        }
+        guarded(|| {
+            let repo = Repository::new(&repo_options(), &backends(&storage, None))
+                .and_then(|r| r.open(&Credentials::password(password)))
+                .map_err(|e| {
+                    if e.is_incorrect_password() {
+                        EngineError::WrongPassword {
+                            location: location.clone(),
+                        }
+                    } else {
+                        EngineError::rustic(&e)
+                    }
+                })?;
+            Ok(Self {
+                key: repo.key(),
+                key_id: repo.key_id().map(|k| k.to_string()),
+                storage: Arc::clone(&storage),
+            })
+        })
+    }
+
+    /// Where the repository is.
+    pub fn location(&self) -> String {
+        self.storage.location()
+    }
+
+    /// The storage the repository lives on.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// A fresh engine handle (fresh index) for one job.
+    fn handle(
+        &self,
+        gate: Option<Arc<SnapshotGate>>,
+        progress: Option<Arc<Counters>>,
+    ) -> EngineResult<Repository<OpenStatus>> {
+        let backends = backends(&self.storage, gate);
+        let creds = Credentials::Masterkey(self.key.clone());
+        let r = match progress {
+            Some(c) => {
+                Repository::new_with_progress(&repo_options(), &backends, EngineProgressBars(c))
+            }
+            None => Repository::new_with_progress(&repo_options(), &backends, NoProgressBars),
+        };
+        r.and_then(|r| r.open(&creds))
+            .map_err(|e| EngineError::rustic(&e))
+    }
+
+    // ------------------------------------------------------------------ keys
+
+    /// Adds a key: afterwards `password` opens the repository too.
+    pub fn add_key(&self, password: &str) -> EngineResult<String> {
+        if password.is_empty() {
+            return Err(EngineError::InvalidInput(
+                "the password must not be empty".into(),
+            ));
+        }
+        let _lock = RepoLock::acquire(Arc::clone(&self.storage), LockMode::Shared, "key add")?;
+        guarded(|| {
+            let repo = self.handle(None, None)?;
+            let id = repo
+                .add_key(password, &KeyOptions::default())
+                .map_err(|e| EngineError::rustic(&e))?;
+            Ok(id.to_string())
+        })
+    }
+
+    /// Lists the keys.
+    pub fn list_keys(&self) -> EngineResult<Vec<KeyInfo>> {
+        #[derive(serde::Deserialize)]
+        struct KeyHeader {
+            hostname: Option<String>,
+            username: Option<String>,
+            created: Option<String>,
+        }
+        let mut out = Vec::new();
+        for o in self.storage.list("keys/")? {
+            let id = o.key.trim_start_matches("keys/").to_owned();
+            let header: KeyHeader = serde_json::from_slice(&self.storage.get(&o.key)?)
+                .map_err(|e| EngineError::Engine(format!("key {id} is unreadable: {e}")))?;
+            out.push(KeyInfo {
+                current: self.key_id.as_deref() == Some(id.as_str()),
+                id,
+                hostname: header.hostname,
+                username: header.username,
+                created: header.created,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Removes a key (by id or unique id prefix). The key that opened this
+    /// session and the last remaining key cannot be removed.
+    pub fn remove_key(&self, id_prefix: &str) -> EngineResult<String> {
+        let _lock =
+            RepoLock::acquire(Arc::clone(&self.storage), LockMode::Exclusive, "key remove")?;
+        let keys = self.list_keys()?;
+        let matching: Vec<_> = keys
+            .iter()
+            .filter(|k| k.id.starts_with(id_prefix))
+            .collect();
+        let key = match matching.as_slice() {
+            [k] => *k,
+            [] => return Err(EngineError::NotFound(format!("no key {id_prefix:?}"))),
+            _ => {
+                return Err(EngineError::InvalidInput(format!(
+                    "key prefix {id_prefix:?} is ambiguous"
+                )));
+            }
+        };
+        if key.current {
+            return Err(EngineError::InvalidInput(
+                "refusing to remove the key this session was opened with; open with another password first".into(),
+            ));
+        }
+        if keys.len() < 2 {
+            return Err(EngineError::InvalidInput(
+                "refusing to remove the last key: the repository would become unreadable".into(),
+            ));
+        }
+        self.storage.delete(&format!("keys/{}", key.id))?;
+        Ok(key.id.clone())
+    }
+
+    // ------------------------------------------------------------------ backup
+
+    fn snapshot_template(&self, r: &BackupRef, kind: ContentKind) -> EngineResult<SnapshotFile> {
+        let tag_list = [
+            tags::COFFER.to_owned(),
+            format!("{}{}", tags::BACKUP, r.backup_id),
+            format!("{}{}", tags::LABEL, r.label),
+            format!("{}{}", tags::COMPONENT, r.component),
+            format!("{}{}", tags::COMPONENT_COUNT, r.component_count),
+            format!("{}{}", tags::KIND, kind.as_str()),
+        ]
+        .join(",");
+        SnapshotOptions::default()
+            .label(r.label.to_string())
+            .add_tags(&tag_list)
+            .and_then(|o| o.to_snapshot())
+            .map_err(|e| EngineError::rustic(&e))
+    }
+
+    /// The last snapshot of `component` with this content kind: the parent
+    /// for change detection. Only complete backups are ever recorded, so the
+    /// latest one is the last complete one.
+    fn parent_of(
+        &self,
+        repo: &Repository<OpenStatus>,
+        component: &str,
+        kind: ContentKind,
+    ) -> EngineResult<Option<String>> {
+        let snaps = repo
+            .get_all_snapshots()
+            .map_err(|e| EngineError::rustic(&e))?;
+        Ok(snaps
+            .iter()
+            .filter(|s| {
+                let info = SnapshotInfo::from_snapshot(s);
+                info.kind == Some(kind)
+                    && info
+                        .backup
+                        .is_some_and(|b| b.component.as_str() == component)
+            })
+            .max_by_key(|s| s.time.timestamp())
+            .map(|s| s.id.to_string()))
+    }
+
+    /// Backs up the directory tree at `source` as one component of a backup.
+    ///
+    /// Every file the walk finds must be read completely; otherwise nothing is
+    /// recorded and [`EngineError::Incomplete`] lists each problem.
+    pub fn backup_tree(
+        &self,
+        source: &Path,
+        backup: &BackupRef,
+        opts: &TreeBackupOptions,
+        progress: Option<ProgressFn>,
+    ) -> EngineResult<SnapshotInfo> {
+        let meta = std::fs::metadata(source).map_err(|e| {
+            EngineError::InvalidInput(format!("cannot back up {}: {e}", source.display()))
+        })?;
+        if !meta.is_dir() {
+            return Err(EngineError::InvalidInput(format!(
+                "cannot back up {}: not a directory",
+                source.display()
+            )));
+        }
+        let source = std::fs::canonicalize(source)
+            .map_err(|e| EngineError::io(format!("resolving {}", source.display()), e))?;
+        let _lock = RepoLock::acquire(Arc::clone(&self.storage), LockMode::Shared, "backup")?;
+        let gate = Arc::new(SnapshotGate::default());
+        let tally = Arc::new(SourceTally::default());
+        let counters = Counters::new(progress);
+        let component = backup.component.to_string();
+        guarded(|| {
+            let repo = self.handle(Some(Arc::clone(&gate)), Some(Arc::clone(&counters)))?;
+            let parent = self.parent_of(&repo, &component, ContentKind::Tree)?;
+            let repo = repo.to_indexed_ids().map_err(|e| EngineError::rustic(&e))?;
+            let excludes = Excludes::default().globs(opts.excludes.clone());
+            let local = LocalSource::new(
+                LocalSourceSaveOptions::default(),
+                &excludes,
+                &LocalSourceFilterOptions::default(),
+                std::slice::from_ref(&source),
+            )
+            .map_err(|e| EngineError::rustic(&e))?;
+            let src = CheckedSource::new(
+                local,
+                Arc::clone(&gate),
+                Arc::clone(&tally),
+                Arc::clone(&counters),
+            );
+            let snap = self.snapshot_template(backup, ContentKind::Tree)?;
+            let parent_opts = match parent {
+                Some(id) => ParentOptions::default()
+                    .group_by(SnapshotGroupCriterion::new())
+                    .parents(vec![id]),
+                None => ParentOptions::default().force(true),
+            };
+            let bopts = BackupOptions::default()
+                .as_path(PathBuf::from(format!("/{component}")))
+                .parent_opts(parent_opts);
+            let result = repo.archive(&bopts, &src, snap, std::slice::from_ref(&source));
+            self.finish_backup(&repo, &component, &gate, result, |summary| {
+                let seen = tally.files.load(Ordering::Relaxed);
+                (summary.total_files_processed != seen).then(|| {
+                    format!(
+                        "{seen} files were found but the snapshot holds {}",
+                        summary.total_files_processed
+                    )
+                })
+            })
+        })
+    }
+
+    /// Backs up a byte stream under the file name `name` (e.g. `db.pgdump`)
+    /// as one component of a backup, without a temporary file. A read error
+    /// anywhere in the stream means nothing is recorded.
+    pub fn backup_stream(
+        &self,
+        reader: Box<dyn Read + Send>,
+        name: &str,
+        backup: &BackupRef,
+        progress: Option<ProgressFn>,
+    ) -> EngineResult<SnapshotInfo> {
+        if !stream_name_ok(name) {
+            return Err(EngineError::InvalidInput(format!(
+                "invalid stream name {name:?}: a file name without '/'"
+            )));
+        }
+        let _lock = RepoLock::acquire(Arc::clone(&self.storage), LockMode::Shared, "backup")?;
+        let gate = Arc::new(SnapshotGate::default());
+        let tally = Arc::new(SourceTally::default());
+        let counters = Counters::new(progress);
+        let component = backup.component.to_string();
+        guarded(|| {
+            let repo = self.handle(Some(Arc::clone(&gate)), Some(Arc::clone(&counters)))?;
+            let repo = repo.to_indexed_ids().map_err(|e| EngineError::rustic(&e))?;
+            let path = PathBuf::from(name);
+            let src = CheckedSource::new(
+                StreamSource::new(&path, reader),
+                Arc::clone(&gate),
+                Arc::clone(&tally),
+                Arc::clone(&counters),
+            );
+            let snap = self.snapshot_template(backup, ContentKind::Stream)?;
+            // A stream has no useful parent: its content is chunked and
+            // deduplicated against the whole repository anyway.
+            let bopts = BackupOptions::default().parent_opts(ParentOptions::default().force(true));
+            let result = repo.archive(&bopts, &src, snap, &[path]);
+            self.finish_backup(&repo, &component, &gate, result, |summary| {
+                let read = tally.bytes_read.load(Ordering::Relaxed);
+                (summary.total_bytes_processed != read || summary.total_files_processed != 1).then(
+                    || {
+                        format!(
+                            "{read} bytes were read but the snapshot holds {} bytes in {} files",
+                            summary.total_bytes_processed, summary.total_files_processed
+                        )
+                    },
+                )
+            })
+        })
+    }
+
+    /// Runs `command` and backs up its standard output as a stream (see
+    /// [`Repo::backup_stream`]). The command must exit with status 0; its
+    /// standard error (the last 64 KiB) is part of the error otherwise.
+    pub fn backup_command(
+        &self,
+        command: &mut Command,
+        name: &str,
+        backup: &BackupRef,
+        progress: Option<ProgressFn>,
+    ) -> EngineResult<SnapshotInfo> {
+        let program = format!("{:?}", command.get_program());
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| EngineError::io(format!("starting {program}"), e))?;
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let (Some(stdout), Some(stderr)) = (stdout, stderr) else {
+            let _ = child.kill();
+            return Err(EngineError::Engine(format!("{program}: no pipes")));
+        };
+        let reader = ChildReader::new(child, stdout, stderr, program);
+        self.backup_stream(Box::new(reader), name, backup, progress)
+    }
+
+    /// Turns the archive result into a recorded snapshot or a clean failure.
+    fn finish_backup<S: rustic_core::IndexedIds>(
+        &self,
+        repo: &Repository<S>,
+        component: &str,
+        gate: &SnapshotGate,
+        result: rustic_core::RusticResult<SnapshotFile>,
+        cross_check: impl FnOnce(&rustic_core::repofile::SnapshotSummary) -> Option<String>,
+    ) -> EngineResult<SnapshotInfo> {
+        let mut reasons = gate.failures();
+        let snap = match result {
+            Ok(snap) => snap,
+            Err(e) => {
+                if reasons.is_empty() {
+                    reasons.push(e.display_log());
+                }
+                return Err(EngineError::Incomplete {
+                    component: component.to_owned(),
+                    reasons,
+                });
+            }
+        };
+        let summary = snap.summary.clone().unwrap_or_default();
+        if let Some(problem) = cross_check(&summary) {
+            reasons.push(problem);
+        }
+        if !reasons.is_empty() {
+            // The gate should have stopped this snapshot; remove it anyway.
+            if let Err(e) = repo.delete_snapshots(&[snap.id]) {
+                reasons.push(format!(
+                    "and removing the incomplete snapshot {} failed: {}",
+                    snap.id,
+                    e.display_log()
+                ));
+            }
+            return Err(EngineError::Incomplete {
+                component: component.to_owned(),
+                reasons,
+            });
+        }
+        Ok(SnapshotInfo::from_snapshot(&snap))
+    }
+
+    // ------------------------------------------------------------------ listing
+
+    /// Lists snapshots matching `filter`, oldest first.
+    pub fn snapshots(&self, filter: &SnapshotFilter) -> EngineResult<Vec<SnapshotInfo>> {
+        guarded(|| {
+            let repo = self.handle(None, None)?;
+            let mut snaps = repo
+                .get_all_snapshots()
+                .map_err(|e| EngineError::rustic(&e))?;
+            snaps.sort_by_key(|s| s.time.timestamp());
+            Ok(snaps
+                .iter()
+                .map(SnapshotInfo::from_snapshot)
+                .filter(|s| filter.matches(s))
+                .collect())
+        })
+    }
+
+    fn find_snapshot(&self, repo: &Repository<OpenStatus>, id: &str) -> EngineResult<SnapshotFile> {
+        repo.get_snapshot_from_str(id, |_| true)
+            .map_err(|e| EngineError::NotFound(format!("snapshot {id:?}: {}", e.display_log())))
+    }
+
+    // ------------------------------------------------------------------ restore
+
+    /// Restores a tree snapshot into `dest`. With [`RestoreMode::RefuseNonEmpty`]
+    /// a non-empty `dest` is refused before anything is read. The data is
+    /// written into a staging directory beside `dest` and moved into place
+    /// only when complete; on any failure `dest` is untouched.
+    pub fn restore_tree(
+        &self,
+        snapshot: &str,
+        dest: &Path,
+        mode: RestoreMode,
+        progress: Option<ProgressFn>,
+    ) -> EngineResult<SnapshotInfo> {
+        if mode == RestoreMode::RefuseNonEmpty && !restore::is_empty_or_absent(dest)? {
+            return Err(EngineError::DestinationNotEmpty(dest.to_path_buf()));
+        }
+        let _lock = RepoLock::acquire(Arc::clone(&self.storage), LockMode::Shared, "restore")?;
+        let counters = Counters::new(progress);
+        guarded(|| {
+            let repo = self.handle(None, None)?;
+            let snap = self.find_snapshot(&repo, snapshot)?;
+            let info = SnapshotInfo::from_snapshot(&snap);
+            if info.kind == Some(ContentKind::Stream) {
+                return Err(EngineError::InvalidInput(format!(
+                    "snapshot {} holds a stream, not a directory tree: restore it to a file",
+                    info.id
+                )));
+            }
+            let [root_path] = info.paths.as_slice() else {
+                return Err(EngineError::InvalidInput(format!(
+                    "snapshot {} has {} paths; Coffer restores snapshots of one tree",
+                    info.id,
+                    info.paths.len()
+                )));
+            };
+            let repo = repo.to_indexed().map_err(|e| EngineError::rustic(&e))?;
+            let root = repo
+                .node_from_snapshot_and_path(&snap, root_path)
+                .map_err(|e| EngineError::rustic(&e))?;
+            let staging = Staging::beside(dest)?;
+            let dirs = restore::restore_tree_into(&repo, &root, &staging.path, &counters)?;
+            restore::commit(&staging.path, dest, mode)?;
+            restore::apply_dir_metadata(dest, &dirs)?;
+            crate::meta::apply(dest, &root.node_type, &root.meta)?;
+            Ok(info)
+        })
+    }
+
+    /// Writes a stream snapshot's bytes to `out`.
+    pub fn restore_stream(
+        &self,
+        snapshot: &str,
+        out: &mut dyn Write,
+    ) -> EngineResult<SnapshotInfo> {
+        let _lock = RepoLock::acquire(Arc::clone(&self.storage), LockMode::Shared, "restore")?;
+        guarded(|| {
+            let repo = self.handle(None, None)?;
+            let snap = self.find_snapshot(&repo, snapshot)?;
+            let info = SnapshotInfo::from_snapshot(&snap);
+            let [path] = info.paths.as_slice() else {
+                return Err(EngineError::InvalidInput(format!(
+                    "snapshot {} is not a single stream",
+                    info.id
+                )));
+            };
+            if info.kind == Some(ContentKind::Tree) {
+                return Err(EngineError::InvalidInput(format!(
+                    "snapshot {} holds a directory tree, not a stream: restore it to a directory",
+                    info.id
+                )));
+            }
+            let repo = repo.to_indexed().map_err(|e| EngineError::rustic(&e))?;
+            let node = repo
+                .node_from_snapshot_and_path(&snap, path)
+                .map_err(|e| EngineError::rustic(&e))?;
+            let mut w = WriteAdapter(out);
+            repo.dump(&node, &mut w).map_err(|e| {
+                EngineError::Engine(format!("restoring stream: {}", e.display_log()))
+            })?;
+            Ok(info)
+        })
+    }
+
+    // ------------------------------------------------------------------ maintenance
+
+    /// Checks the repository structure and, with `read_data`, the content of
+    /// all packs or a subset of them (`"10%"`, `"1/5"`, `"500M"`, or `"all"`).
+    pub fn check(&self, read_data: Option<&str>) -> EngineResult<CheckReport> {
+        let subset: Option<ReadSubsetOption> = match read_data {
+            None => None,
+            Some(s) => Some(s.parse().map_err(|e| {
+                EngineError::InvalidInput(format!(
+                    "invalid read-data subset {s:?} ({e}); use all, 10%, 1/5 or a size like 500M"
+                ))
+            })?),
+        };
+        let _lock = RepoLock::acquire(Arc::clone(&self.storage), LockMode::Shared, "check")?;
+        guarded(|| {
+            let repo = self.handle(None, None)?;
+            let mut opts = CheckOptions::default();
+            if let Some(subset) = subset {
+                opts = opts.read_data(true).read_data_subset(subset);
+            }
+            let results = repo.check(opts).map_err(|e| EngineError::rustic(&e))?;
+            let mut report = CheckReport::default();
+            for (level, finding) in results.0 {
+                let text = finding.to_string();
+                if format!("{level:?}") == "Error" {
+                    report.errors.push(text);
+                } else {
+                    report.warnings.push(text);
+                }
+            }
+            Ok(report)
+        })
+    }
+
+    /// Removes snapshots (by full id). Their data stays until [`Repo::prune`].
+    pub fn forget(&self, snapshot_ids: &[String]) -> EngineResult<usize> {
+        if snapshot_ids.is_empty() {
+            return Ok(0);
+        }
+        let _lock = RepoLock::acquire(Arc::clone(&self.storage), LockMode::Exclusive, "forget")?;
+        guarded(|| {
+            let repo = self.handle(None, None)?;
+            let snaps = repo
+                .get_snapshots(snapshot_ids)
+                .map_err(|e| EngineError::NotFound(e.display_log()))?;
+            let ids: Vec<_> = snaps.iter().map(|s| s.id).collect();
+            repo.delete_snapshots(&ids)
+                .map_err(|e| EngineError::rustic(&e))?;
+            Ok(ids.len())
+        })
+    }
+
+    /// Removes data no snapshot references. Takes the exclusive lock. Packs
+    /// are deleted in two phases by default: marked now and removed by a prune
+    /// at least 23 h later, so a backup that started before this prune and
+    /// still refers to them cannot lose data. `instant` deletes at once (only
+    /// safe when no other Coffer process uses the repository).
+    pub fn prune(&self, instant: bool) -> EngineResult<PruneReport> {
+        let _lock = RepoLock::acquire(Arc::clone(&self.storage), LockMode::Exclusive, "prune")?;
+        guarded(|| {
+            let repo = self.handle(None, None)?;
+            let opts = PruneOptions::default().instant_delete(instant);
+            let plan = repo
+                .prune_plan(&opts)
+                .map_err(|e| EngineError::rustic(&e))?;
+            let stats = &plan.stats;
+            let report = PruneReport {
+                packs_removed: stats.packs_to_delete.remove,
+                packs_repacked: stats.packs.repack,
+                packs_marked: stats.packs_to_delete.keep,
+                bytes_freed: stats.size_to_delete.remove,
+            };
+            repo.prune(&opts, plan)
+                .map_err(|e| EngineError::rustic(&e))?;
+            Ok(report)
+        })
+    }
+}
+
+/// `dump` wants a sized `Write`.
+struct WriteAdapter<'a>(&'a mut dyn Write);
+
+impl Write for WriteAdapter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// The standard output of a child process, failing at EOF unless the child
+/// exited with status 0, so a dump command's failure is seen *before* the
+/// snapshot would be recorded.
+struct ChildReader {
+    child: Child,
+    stdout: std::process::ChildStdout,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+    program: String,
+    finished: bool,
+}
+
+/// How much of a failing command's standard error to keep.
+const STDERR_TAIL: usize = 64 * 1024;
+
+impl ChildReader {
+    fn new(
+        child: Child,
+        stdout: std::process::ChildStdout,
+        mut stderr: ChildStderr,
+        program: String,
+    ) -> Self {
+        let collector = std::thread::spawn(move || {
+            let mut tail = Vec::new();
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > STDERR_TAIL {
+                    tail.drain(..tail.len() - STDERR_TAIL);
+                }
+            }
+            tail
+        });
+        Self {
+            child,
+            stdout,
+            stderr: Some(collector),
+            program,
+            finished: false,
+        }
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        self.finished = true;
+        let status = self.child.wait()?;
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        if status.success() {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&stderr);
+        Err(std::io::Error::other(format!(
+            "{} {}{}{}",
+            self.program,
+            status,
+            if text.trim().is_empty() { "" } else { ": " },
+            text.trim()
+        )))
+    }
+}
+
+impl Read for ChildReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.finished {
+            return Ok(0);
+        }
+        let n = self.stdout.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.finish()?;
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for ChildReader {
+    fn drop(&mut self) {
+        if !self.finished {
+            // The backup was abandoned: do not leave the dump running.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

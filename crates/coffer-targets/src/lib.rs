@@ -1,0 +1,107 @@
+//! Where backups live.
+//!
+//! [`Storage`] is a small, neutral object-store interface (put, get, ranged
+//! get, list, delete) that every target kind implements. It knows nothing about
+//! the backup format: `coffer-engine` adapts it to the repository engine, and
+//! nothing here sees an engine type.
+//!
+//! Every implementation must uphold one rule the engine relies on for crash
+//! safety: **an object appears under its final key only when it is complete
+//! and durable** (temporary name + rename, or a single atomic PUT).
+
+mod error;
+mod local;
+
+pub use error::{StorageError, StorageErrorKind};
+pub use local::LocalStorage;
+
+/// One stored object as returned by [`Storage::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Key relative to the storage root, `/`-separated (e.g. `data/ab/ab12…`).
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Result type of storage operations.
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// A place that stores objects under `/`-separated keys.
+///
+/// The interface is synchronous: the engine runs on blocking threads anyway
+/// (see `coffer-engine`), and async callers wrap calls in `spawn_blocking`.
+pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
+    /// Human-readable location, used in every error message (e.g.
+    /// `local:/srv/backups`).
+    fn location(&self) -> String;
+
+    /// Stores `parts`, concatenated, under `key`, replacing any existing
+    /// object. Atomic and durable: readers see either the old object, nothing,
+    /// or the whole new one, and once this returns the data survives a crash.
+    fn put_parts(&self, key: &str, parts: &[&[u8]]) -> StorageResult<()>;
+
+    /// Stores `data` under `key`; see [`Storage::put_parts`].
+    fn put(&self, key: &str, data: &[u8]) -> StorageResult<()> {
+        self.put_parts(key, &[data])
+    }
+
+    /// Reads a whole object.
+    fn get(&self, key: &str) -> StorageResult<Vec<u8>>;
+
+    /// Reads `length` bytes at `offset`. Reading past the end is an error:
+    /// the engine never asks for bytes that should not exist, so a short
+    /// object means damage.
+    fn get_range(&self, key: &str, offset: u64, length: u64) -> StorageResult<Vec<u8>>;
+
+    /// Lists every object whose key starts with `prefix` (recursively).
+    /// Temporary objects of in-flight or interrupted writes are never listed.
+    fn list(&self, prefix: &str) -> StorageResult<Vec<ObjectInfo>>;
+
+    /// Deletes an object. Deleting a missing object succeeds, so a retried or
+    /// repeated delete is harmless.
+    fn delete(&self, key: &str) -> StorageResult<()>;
+
+    /// Prepares the storage for writes under `prefix` (creates a directory on
+    /// file-like targets; a no-op on object stores).
+    fn ensure_prefix(&self, _prefix: &str) -> StorageResult<()> {
+        Ok(())
+    }
+}
+
+/// Refuses keys that could escape the storage root or collide with
+/// temporary objects. Every implementation calls this first.
+pub fn check_key(location: &str, op: &'static str, key: &str) -> StorageResult<()> {
+    let bad = key.is_empty()
+        || key.starts_with('/')
+        || key.contains('\\')
+        || key.contains('\0')
+        || key
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..");
+    if bad {
+        return Err(StorageError::new(
+            StorageErrorKind::InvalidKey,
+            location,
+            op,
+            key,
+            "key must be a relative path without empty, '.' or '..' components",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_that_escape_are_refused() {
+        for bad in ["", "/etc/passwd", "../x", "a/../b", "a//b", "a/./b", "a\\b"] {
+            assert!(check_key("t", "put", bad).is_err(), "{bad:?}");
+        }
+        for good in ["config", "data/ab/abcdef", "coffer/locks/1.json"] {
+            assert!(check_key("t", "put", good).is_ok(), "{good:?}");
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Test helpers shared by Coffer's crates.
+//!
+//! * [`tree`]: build directory trees with every kind of metadata and compare
+//!   two trees exactly (content, mode, mtime to the nanosecond, ownership,
+//!   symlink targets, extended attributes, holes of sparse files).
+//! * [`restic_check`]: the independent checker — the real `restic` binary
+//!   must accept every repository the tests create.
+//! * [`require_tool`]: outside CI a test may skip loudly when a tool or
+//!   server is missing; under `CI=true` it fails.
+
+pub mod tree;
+
+use std::path::Path;
+use std::process::Command;
+
+/// True when running under CI (`CI=true`), where nothing may be skipped.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Checks that `program` is on the PATH. Returns false (after printing a loud
+/// notice) when it is missing outside CI, so the caller can skip; panics under CI.
+pub fn require_tool(program: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            !in_ci(),
+            "{program} is required under CI (scripts/services.sh installs it)"
+        );
+        eprintln!("SKIPPED: {program} is not installed; run scripts/services.sh up");
+    }
+    found
+}
+
+/// Whether the tests run as root (ownership and some metadata need it).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Runs `restic check --read-data` on a local repository and panics with its
+/// output unless it passes. Skips (loudly) only outside CI without restic.
+pub fn restic_check(repo: &Path, password: &str) {
+    if !require_tool("restic") {
+        return;
+    }
+    let out = Command::new("restic")
+        .args(["--no-cache", "-r"])
+        .arg(repo)
+        .args(["check", "--read-data"])
+        .env("RESTIC_PASSWORD", password)
+        .output()
+        .expect("running restic");
+    assert!(
+        out.status.success(),
+        "restic check --read-data failed on {}:\n{}\n{}",
+        repo.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `restic` with the given arguments on a repository and returns stdout.
+pub fn restic(repo: &Path, password: &str, args: &[&str]) -> Option<String> {
+    if !require_tool("restic") {
+        return None;
+    }
+    let out = Command::new("restic")
+        .args(["--no-cache", "-r"])
+        .arg(repo)
+        .args(args)
+        .env("RESTIC_PASSWORD", password)
+        .output()
+        .expect("running restic");
+    assert!(
+        out.status.success(),
+        "restic {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
