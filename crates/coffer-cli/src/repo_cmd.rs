@@ -393,11 +393,13 @@ pub fn run(args: RepoArgs) -> ProcessExit {
             Ok(report) => {
                 out.result(&report, |r| {
                     format!(
-                        "removed {} packs ({}), repacked {}, {} packs marked for removal by a later prune",
+                        "removed {} packs ({}), repacked {}; {} packs newly marked and {} waiting \
+                         for removal by a prune after the 23 h grace period",
                         r.packs_removed,
                         human_bytes(r.bytes_freed),
                         r.packs_repacked,
-                        r.packs_marked
+                        r.packs_marked,
+                        r.packs_waiting
                     )
                 });
                 ExitCode::Ok.into()

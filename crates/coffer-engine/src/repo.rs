@@ -110,7 +110,7 @@ impl SnapshotInfo {
         };
         let summary = snap.summary.clone().unwrap_or_default();
         Self {
-            id: snap.id.to_string(),
+            id: full_hex(&snap.id),
             time: snap.time.timestamp().to_string(),
             hostname: snap.hostname.clone(),
             paths: snap.paths.iter().cloned().collect(),
@@ -193,9 +193,11 @@ pub struct PruneReport {
     pub packs_removed: u64,
     /// Pack files repacked (their live blobs copied into new packs).
     pub packs_repacked: u64,
-    /// Pack files marked for deletion, deleted by a later prune once the
-    /// grace period (23 h) has passed — the second phase of a two-phase prune.
+    /// Pack files marked for deletion by this run, deleted by a later prune
+    /// once the grace period (23 h) has passed — the two-phase prune.
     pub packs_marked: u64,
+    /// Pack files marked by an earlier prune, still inside the grace period.
+    pub packs_waiting: u64,
     /// Bytes freed by this run.
     pub bytes_freed: u64,
 }
@@ -256,6 +258,32 @@ fn has_config(storage: &dyn Storage) -> EngineResult<bool> {
     Ok(storage.list("config")?.iter().any(|o| o.key == "config"))
 }
 
+/// Turns exclude patterns into rustic_core's globs. rustic_core's globs are
+/// `ignore` overrides, where a plain pattern *includes* (and then excludes
+/// everything else) and `!pattern` excludes; Coffer only has excludes, so each
+/// pattern gets the `!`, and a leading `!` from the user is refused rather than
+/// silently turned into a whitelist.
+fn exclude_globs(patterns: &[String]) -> EngineResult<Vec<String>> {
+    patterns
+        .iter()
+        .map(|p| {
+            if p.trim().is_empty() || p.starts_with('!') {
+                Err(EngineError::InvalidInput(format!(
+                    "invalid exclude pattern {p:?}: give a non-empty glob such as '*.tmp' or 'cache/' (no leading '!')"
+                )))
+            } else {
+                Ok(format!("!{p}"))
+            }
+        })
+        .collect()
+}
+
+/// The full 64-digit hex form of an id. rustic_core's `Display` for ids
+/// prints only the first 8 digits, which is ambiguous as an identifier.
+fn full_hex(id: &rustic_core::Id) -> String {
+    id.to_hex().as_str().to_owned()
+}
+
 fn stream_name_ok(name: &str) -> bool {
     !name.is_empty() && !name.contains('/') && name != "." && name != ".." && !name.contains('\0')
 }
@@ -284,7 +312,7 @@ impl Repo {
                 .map_err(|e| EngineError::rustic(&e))?;
             Ok(Self {
                 key: repo.key(),
-                key_id: repo.key_id().map(|k| k.to_string()),
+                key_id: repo.key_id().as_ref().map(|k| full_hex(k)),
                 storage: Arc::clone(&storage),
             })
         })
@@ -310,7 +338,7 @@ impl Repo {
                 })?;
             Ok(Self {
                 key: repo.key(),
-                key_id: repo.key_id().map(|k| k.to_string()),
+                key_id: repo.key_id().as_ref().map(|k| full_hex(k)),
                 storage: Arc::clone(&storage),
             })
         })
@@ -359,7 +387,7 @@ impl Repo {
             let id = repo
                 .add_key(password, &KeyOptions::default())
                 .map_err(|e| EngineError::rustic(&e))?;
-            Ok(id.to_string())
+            Ok(full_hex(&id))
         })
     }
 
@@ -461,7 +489,7 @@ impl Repo {
                         .is_some_and(|b| b.component.as_str() == component)
             })
             .max_by_key(|s| s.time.timestamp())
-            .map(|s| s.id.to_string()))
+            .map(|s| full_hex(&s.id)))
     }
 
     /// Backs up the directory tree at `source` as one component of a backup.
@@ -495,7 +523,7 @@ impl Repo {
             let repo = self.handle(Some(Arc::clone(&gate)), Some(Arc::clone(&counters)))?;
             let parent = self.parent_of(&repo, &component, ContentKind::Tree)?;
             let repo = repo.to_indexed_ids().map_err(|e| EngineError::rustic(&e))?;
-            let excludes = Excludes::default().globs(opts.excludes.clone());
+            let excludes = Excludes::default().globs(exclude_globs(&opts.excludes)?);
             let local = LocalSource::new(
                 LocalSourceSaveOptions::default(),
                 &excludes,
@@ -818,16 +846,33 @@ impl Repo {
         let _lock = RepoLock::acquire(Arc::clone(&self.storage), LockMode::Exclusive, "prune")?;
         guarded(|| {
             let repo = self.handle(None, None)?;
-            let opts = PruneOptions::default().instant_delete(instant);
+            let mut opts = PruneOptions::default().instant_delete(instant);
+            if instant {
+                // Also delete packs an earlier prune marked, without waiting
+                // out their grace period.
+                opts = opts.keep_delete(rustic_core::jiff::Span::new());
+            }
             let plan = repo
                 .prune_plan(&opts)
                 .map_err(|e| EngineError::rustic(&e))?;
+            // rustic_core's statistics: `packs.unused` are packs no snapshot
+            // uses any more (marked now, or deleted now when instant);
+            // `packs_to_delete.remove` are packs marked by an earlier prune
+            // whose grace period is over; `packs_to_delete.keep` are marked
+            // packs still waiting.
             let stats = &plan.stats;
+            let sizes = stats.size_sum();
+            let (unused_removed, unused_marked, unused_bytes) = if instant {
+                (stats.packs.unused, 0, sizes.remove)
+            } else {
+                (0, stats.packs.unused, 0)
+            };
             let report = PruneReport {
-                packs_removed: stats.packs_to_delete.remove,
+                packs_removed: stats.packs_to_delete.remove + unused_removed,
                 packs_repacked: stats.packs.repack,
-                packs_marked: stats.packs_to_delete.keep,
-                bytes_freed: stats.size_to_delete.remove,
+                packs_marked: unused_marked,
+                packs_waiting: stats.packs_to_delete.keep,
+                bytes_freed: stats.size_to_delete.remove + sizes.repackrm + unused_bytes,
             };
             repo.prune(&opts, plan)
                 .map_err(|e| EngineError::rustic(&e))?;

@@ -21,7 +21,8 @@ use crate::progress::Counters;
 /// What a checked source saw, for the post-backup cross-check.
 #[derive(Debug, Default)]
 pub(crate) struct SourceTally {
-    /// Regular files the source yielded.
+    /// Non-directory entries the source yielded (regular files, symlinks,
+    /// special files): what rustic_core counts as `total_files_processed`.
     pub(crate) files: AtomicU64,
     /// Bytes read from opened files or the stream.
     pub(crate) bytes_read: AtomicU64,
@@ -115,8 +116,10 @@ where
                 Err(e)
             }
             Ok(ReadSourceEntry { path, node, open }) => {
-                if node.node_type == NodeType::File {
+                if node.node_type != NodeType::Dir {
                     self.shared.tally.files.fetch_add(1, Ordering::Relaxed);
+                }
+                if node.node_type == NodeType::File {
                     self.shared.progress.add_file();
                 }
                 let open = open.map(|inner| CheckedOpen {

@@ -13,7 +13,7 @@ use coffer_engine::{
 use coffer_model::{BackupId, BackupRef, ComponentName, Label};
 use coffer_targets::{LocalStorage, Storage};
 use coffer_testkit::tree::{self, assert_same_tree};
-use coffer_testkit::{restic, restic_check};
+use coffer_testkit::{restic, restic_bytes, restic_check};
 
 const PW: &str = "correct horse battery staple";
 
@@ -199,7 +199,17 @@ fn excludes_leave_files_out() {
     tree::write(&src.join("keep.txt"), b"keep");
     tree::write(&src.join("skip.tmp"), b"skip");
     tree::write(&src.join("cache/big.bin"), b"skip too");
+    tree::write(&src.join("sub/deep.tmp"), b"skip at any depth");
+    tree::write(&src.join("sub/deep.txt"), b"keep");
     let repo = new_repo(&tmp.path().join("repo"));
+    // a leading '!' would turn rustic_core's glob into a whitelist: refused
+    let bad = TreeBackupOptions {
+        excludes: vec!["!*.txt".into()],
+    };
+    assert!(matches!(
+        repo.backup_tree(&src, &bref("test", "files", 1), &bad, None),
+        Err(EngineError::InvalidInput(_))
+    ));
     let opts = TreeBackupOptions {
         excludes: vec!["*.tmp".into(), "cache".into()],
     };
@@ -210,8 +220,11 @@ fn excludes_leave_files_out() {
     repo.restore_tree(&snap.id, &dest, RestoreMode::RefuseNonEmpty, None)
         .unwrap();
     assert!(dest.join("keep.txt").exists());
+    assert!(dest.join("sub/deep.txt").exists());
     assert!(!dest.join("skip.tmp").exists());
+    assert!(!dest.join("sub/deep.tmp").exists());
     assert!(!dest.join("cache").exists());
+    assert_eq!(snap.files, 2);
 }
 
 #[test]
@@ -279,8 +292,8 @@ fn stream_round_trip() {
         Err(EngineError::InvalidInput(_))
     ));
     // plain restic can dump it
-    if let Some(dumped) = restic(&dir, PW, &["dump", &snap.id, "/db.dump"]) {
-        assert_eq!(dumped.len(), data.len().min(dumped.len()));
+    if let Some(dumped) = restic_bytes(&dir, PW, &["dump", &snap.id, "/db.dump"]) {
+        assert!(dumped == data, "restic dump returns the stream's bytes");
     }
     restic_check(&dir, PW);
 }
@@ -440,8 +453,16 @@ fn forget_and_prune_free_space_and_keep_the_rest_intact() {
     let size = |d: &Path| -> u64 { tree::walk(d).values().map(|e| e.size).sum() };
     let before = size(&dir);
     assert_eq!(repo.forget(std::slice::from_ref(&sa.id)).unwrap(), 1);
+    // two-phase by default: the unused packs are only marked
+    let report = repo.prune(false).unwrap();
+    assert!(report.packs_marked > 0, "{report:?}");
+    assert_eq!(report.packs_removed, 0, "{report:?}");
+    assert!(size(&dir) + 1_000_000 > before, "nothing deleted yet");
+    restic_check(&dir, PW);
+    // instant deletes them (the marked ones included)
     let report = repo.prune(true).unwrap();
     assert!(report.packs_removed > 0, "{report:?}");
+    assert!(report.bytes_freed > 6_000_000, "{report:?}");
     let after = size(&dir);
     assert!(after + 6_000_000 < before, "{before} -> {after}");
     let dest = tmp.path().join("dest");

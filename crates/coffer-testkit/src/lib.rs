@@ -64,8 +64,16 @@ pub fn restic_check(repo: &Path, password: &str) {
     );
 }
 
-/// Runs `restic` with the given arguments on a repository and returns stdout.
+/// Runs `restic` with the given arguments on a repository and returns stdout
+/// as text (lossy).
 pub fn restic(repo: &Path, password: &str, args: &[&str]) -> Option<String> {
+    restic_bytes(repo, password, args).map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// Runs `restic` with the given arguments on a repository and returns the raw
+/// stdout (for `restic dump`). Panics unless restic succeeds; `None` only when
+/// restic is missing outside CI.
+pub fn restic_bytes(repo: &Path, password: &str, args: &[&str]) -> Option<Vec<u8>> {
     if !require_tool("restic") {
         return None;
     }
@@ -81,5 +89,5 @@ pub fn restic(repo: &Path, password: &str, args: &[&str]) -> Option<String> {
         "restic {args:?} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    Some(out.stdout)
 }
