@@ -544,30 +544,65 @@ fn an_exclusive_lock_blocks_backups() {
     restic_check(&dir, PW);
 }
 
-/// Storage that panics on ranged reads, as rustic_core itself does on some
-/// I/O errors: the restore must end as an error with the destination untouched.
+/// Local storage that panics — as rustic_core does on some I/O errors — on
+/// ranged reads (restore) or on writes of pack files (backup).
 #[derive(Debug)]
-struct PanickyStorage(LocalStorage);
+struct PanickyStorage {
+    inner: LocalStorage,
+    on_read: bool,
+    on_pack_write: bool,
+}
 
 impl Storage for PanickyStorage {
     fn location(&self) -> String {
-        self.0.location()
+        self.inner.location()
     }
     fn put_parts(&self, key: &str, parts: &[&[u8]]) -> coffer_targets::StorageResult<()> {
-        self.0.put_parts(key, parts)
+        if self.on_pack_write && key.starts_with("data/") {
+            panic!("simulated engine panic writing {key}")
+        }
+        self.inner.put_parts(key, parts)
     }
     fn get(&self, key: &str) -> coffer_targets::StorageResult<Vec<u8>> {
-        self.0.get(key)
+        self.inner.get(key)
     }
-    fn get_range(&self, key: &str, _: u64, _: u64) -> coffer_targets::StorageResult<Vec<u8>> {
-        panic!("simulated engine panic reading {key}")
+    fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> coffer_targets::StorageResult<Vec<u8>> {
+        if self.on_read {
+            panic!("simulated engine panic reading {key}")
+        }
+        self.inner.get_range(key, offset, len)
     }
     fn list(&self, prefix: &str) -> coffer_targets::StorageResult<Vec<coffer_targets::ObjectInfo>> {
-        self.0.list(prefix)
+        self.inner.list(prefix)
     }
     fn delete(&self, key: &str) -> coffer_targets::StorageResult<()> {
-        self.0.delete(key)
+        self.inner.delete(key)
     }
+    fn ensure_prefix(&self, prefix: &str) -> coffer_targets::StorageResult<()> {
+        self.inner.ensure_prefix(prefix)
+    }
+}
+
+fn panicky(dir: &Path, on_read: bool, on_pack_write: bool) -> Repo {
+    let storage = PanickyStorage {
+        inner: LocalStorage::new(dir),
+        on_read,
+        on_pack_write,
+    };
+    Repo::open(Arc::new(storage), PW).unwrap()
+}
+
+fn staging_leftovers(parent: &Path) -> Vec<String> {
+    fs::read_dir(parent)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".coffer-restore-"))
+        .collect()
 }
 
 #[test]
@@ -577,17 +612,62 @@ fn a_panic_inside_the_engine_is_a_clean_error() {
     let src = tmp.path().join("src");
     tree::write(&src.join("f.bin"), &tree::random_bytes(5, 200_000));
     let snap = backup_dir(&new_repo(&dir), &src, "files");
-    let panicky = Repo::open(Arc::new(PanickyStorage(LocalStorage::new(&dir))), PW).unwrap();
+
+    // restore into a fresh destination: nothing appears
     let dest = tmp.path().join("dest");
-    let err = panicky
+    let err = panicky(&dir, true, false)
         .restore_tree(&snap.id, &dest, RestoreMode::RefuseNonEmpty, None)
         .unwrap_err();
     assert!(matches!(err, EngineError::Panicked(_)), "{err}");
     assert!(!dest.exists());
-    // and the lock was released: a normal handle can work at once
+
+    // mirror over an existing tree: it stays exactly as it was
+    let existing = tmp.path().join("existing");
+    tree::write(&existing.join("mine.txt"), b"operator data");
+    tree::write(&existing.join("f.bin"), b"older version");
+    let before = tmp.path().join("before");
+    fs::create_dir_all(&before).unwrap();
+    for name in ["mine.txt", "f.bin"] {
+        fs::copy(existing.join(name), before.join(name)).unwrap();
+    }
+    let err = panicky(&dir, true, false)
+        .restore_tree(&snap.id, &existing, RestoreMode::Mirror, None)
+        .unwrap_err();
+    assert!(matches!(err, EngineError::Panicked(_)), "{err}");
+    assert_eq!(
+        fs::read(existing.join("mine.txt")).unwrap(),
+        b"operator data"
+    );
+    assert_eq!(fs::read(existing.join("f.bin")).unwrap(), b"older version");
+    assert!(staging_leftovers(tmp.path()).is_empty(), "staging removed");
+
+    // a backup whose pack upload panics records nothing and leaves a valid repository
+    let src2 = tmp.path().join("src2");
+    tree::write(&src2.join("g.bin"), &tree::random_bytes(6, 3_000_000));
+    let err = panicky(&dir, false, true)
+        .backup_tree(
+            &src2,
+            &bref("test", "other", 1),
+            &TreeBackupOptions::default(),
+            None,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EngineError::Panicked(_) | EngineError::Incomplete { .. }
+        ),
+        "{err}"
+    );
+
+    // and the locks were released: a normal handle works at once
     let repo = Repo::open(storage(&dir), PW).unwrap();
+    let snaps = repo.snapshots(&SnapshotFilter::default()).unwrap();
+    assert_eq!(snaps.len(), 1, "the failed backup left no snapshot");
     repo.restore_tree(&snap.id, &dest, RestoreMode::RefuseNonEmpty, None)
         .unwrap();
+    assert_same_tree(&src, &dest);
+    restic_check(&dir, PW);
 }
 
 #[test]
