@@ -437,6 +437,23 @@ fn snapshots_carry_their_backup_and_can_be_filtered() {
         })
         .unwrap();
     assert_eq!(files.len(), 2);
+
+    // plain restic finds a backup by its tag, as docs/disaster-recovery.md says
+    let dir = tmp.path().join("repo");
+    let tag = format!("coffer-backup={id}");
+    if let Some(json) = restic(&dir, PW, &["snapshots", "--json", "--tag", &tag]) {
+        let listed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let mut ids: Vec<String> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect();
+        let mut want: Vec<String> = of_backup.iter().map(|s| s.id.clone()).collect();
+        ids.sort();
+        want.sort();
+        assert_eq!(ids, want, "full ids, the same set");
+    }
 }
 
 #[test]
