@@ -34,3 +34,24 @@ pub fn read(file: Option<&Path>, prompt: &str) -> Result<String> {
     }
     bail!("no password: use --password-file FILE, set COFFER_PASSWORD, or run on a terminal")
 }
+
+/// Asks for a new password on the terminal, twice. Never reads
+/// `COFFER_PASSWORD`: that is the password that opens the repository, not
+/// the new one.
+pub fn prompt_new() -> Result<String> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "no new password: use --new-password-file FILE, set COFFER_NEW_PASSWORD, or run on a terminal"
+        );
+    }
+    let pw = rpassword::prompt_password("new password: ").context("reading the new password")?;
+    if pw.is_empty() {
+        bail!("empty password");
+    }
+    let again =
+        rpassword::prompt_password("new password again: ").context("reading the new password")?;
+    if again != pw {
+        bail!("the two passwords differ");
+    }
+    Ok(pw)
+}

@@ -613,7 +613,7 @@ fn key(repo: &Repo, cmd: KeyCommand, out: Output) -> ProcessExit {
                 Some(f) => password::read(Some(&f), ""),
                 None => match std::env::var("COFFER_NEW_PASSWORD") {
                     Ok(p) if !p.is_empty() => Ok(p),
-                    _ => password::read(None, "new password: "),
+                    _ => password::prompt_new(),
                 },
             };
             let pw = match pw {

@@ -218,6 +218,16 @@ fn exit_codes_for_common_mistakes() {
 #[test]
 fn keys_through_the_cli() {
     let f = Fixture::new();
+    // COFFER_PASSWORD opens the repository; it is never taken as the new
+    // password: without a terminal or a new-password source, key add fails.
+    let out = f
+        .cmd(&["key", "add"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no new password"), "{}", stderr(&out));
+    assert_eq!(f.json(&["key", "list"]).as_array().unwrap().len(), 1);
     let newpw = f.path("newpw");
     fs::write(&newpw, "another one\n").unwrap();
     let added = f.json(&["key", "add", "--new-password-file", newpw.to_str().unwrap()]);

@@ -514,11 +514,13 @@ impl Repo {
         }
         let source = std::fs::canonicalize(source)
             .map_err(|e| EngineError::io(format!("resolving {}", source.display()), e))?;
-        let _lock = RepoLock::acquire(Arc::clone(&self.storage), LockMode::Shared, "backup")?;
-        let gate = Arc::new(SnapshotGate::default());
-        let tally = Arc::new(SourceTally::default());
-        let counters = Counters::new(progress);
-        let component = backup.component.to_string();
+        let BackupJob {
+            _lock,
+            gate,
+            tally,
+            counters,
+            component,
+        } = self.start_backup(backup, progress)?;
         guarded(|| {
             let repo = self.handle(Some(Arc::clone(&gate)), Some(Arc::clone(&counters)))?;
             let parent = self.parent_of(&repo, &component, ContentKind::Tree)?;
@@ -575,11 +577,13 @@ impl Repo {
                 "invalid stream name {name:?}: a file name without '/'"
             )));
         }
-        let _lock = RepoLock::acquire(Arc::clone(&self.storage), LockMode::Shared, "backup")?;
-        let gate = Arc::new(SnapshotGate::default());
-        let tally = Arc::new(SourceTally::default());
-        let counters = Counters::new(progress);
-        let component = backup.component.to_string();
+        let BackupJob {
+            _lock,
+            gate,
+            tally,
+            counters,
+            component,
+        } = self.start_backup(backup, progress)?;
         guarded(|| {
             let repo = self.handle(Some(Arc::clone(&gate)), Some(Arc::clone(&counters)))?;
             let repo = repo.to_indexed_ids().map_err(|e| EngineError::rustic(&e))?;
@@ -634,6 +638,21 @@ impl Repo {
         };
         let reader = ChildReader::new(child, stdout, stderr, program);
         self.backup_stream(Box::new(reader), name, backup, progress)
+    }
+
+    /// Takes the shared lock and sets up the bookkeeping of one component's backup.
+    fn start_backup(
+        &self,
+        backup: &BackupRef,
+        progress: Option<ProgressFn>,
+    ) -> EngineResult<BackupJob> {
+        Ok(BackupJob {
+            _lock: RepoLock::acquire(Arc::clone(&self.storage), LockMode::Shared, "backup")?,
+            gate: Arc::new(SnapshotGate::default()),
+            tally: Arc::new(SourceTally::default()),
+            counters: Counters::new(progress),
+            component: backup.component.to_string(),
+        })
     }
 
     /// Turns the archive result into a recorded snapshot or a clean failure.
@@ -879,6 +898,18 @@ impl Repo {
             Ok(report)
         })
     }
+}
+
+/// What one component's backup holds while it runs.
+struct BackupJob {
+    /// Held until the backup ends.
+    _lock: RepoLock,
+    /// Refuses the snapshot file once any failure is recorded.
+    gate: Arc<SnapshotGate>,
+    /// What the source yielded, for the cross-check.
+    tally: Arc<SourceTally>,
+    counters: Arc<Counters>,
+    component: String,
 }
 
 /// `dump` wants a sized `Write`.

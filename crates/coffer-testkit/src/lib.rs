@@ -45,23 +45,7 @@ pub fn is_root() -> bool {
 /// Runs `restic check --read-data` on a local repository and panics with its
 /// output unless it passes. Skips (loudly) only outside CI without restic.
 pub fn restic_check(repo: &Path, password: &str) {
-    if !require_tool("restic") {
-        return;
-    }
-    let out = Command::new("restic")
-        .args(["--no-cache", "-r"])
-        .arg(repo)
-        .args(["check", "--read-data"])
-        .env("RESTIC_PASSWORD", password)
-        .output()
-        .expect("running restic");
-    assert!(
-        out.status.success(),
-        "restic check --read-data failed on {}:\n{}\n{}",
-        repo.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    restic_bytes(repo, password, &["check", "--read-data"]);
 }
 
 /// Runs `restic` with the given arguments on a repository and returns stdout
@@ -86,7 +70,9 @@ pub fn restic_bytes(repo: &Path, password: &str, args: &[&str]) -> Option<Vec<u8
         .expect("running restic");
     assert!(
         out.status.success(),
-        "restic {args:?} failed:\n{}",
+        "restic {args:?} failed on {}:\n{}\n{}",
+        repo.display(),
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     Some(out.stdout)
