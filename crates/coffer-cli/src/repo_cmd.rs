@@ -6,6 +6,7 @@ use std::process::ExitCode as ProcessExit;
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
+use coffer_engine::lock::{LockInfo, RepoLock};
 use coffer_engine::{
     EngineError, Repo, RestoreMode, SnapshotFilter, SnapshotInfo, TreeBackupOptions,
 };
@@ -83,6 +84,8 @@ enum RepoCommand {
     /// Manage the repository's keys (passwords).
     #[command(subcommand)]
     Key(KeyCommand),
+    /// List the Coffer lock objects in the repository (no password needed).
+    Locks,
 }
 
 #[derive(Debug, Subcommand)]
@@ -243,6 +246,10 @@ pub fn run(args: RepoArgs) -> ProcessExit {
         );
     }
 
+    if let RepoCommand::Locks = args.command {
+        return locks(&*storage, out);
+    }
+
     let pw = match password::read(args.password_file.as_deref(), "repository password: ") {
         Ok(p) => p,
         Err(e) => return usage(format!("{e:#}")),
@@ -285,7 +292,7 @@ pub fn run(args: RepoArgs) -> ProcessExit {
                 Ok(list) => {
                     out.result(&list, |list| {
                         let mut s = format!(
-                            "{:<10} {:<20} {:<40} {:<16} {:>10}\n",
+                            "{:<10} {:<20} {:<48} {:<16} {:>10}\n",
                             "ID", "TIME", "BACKUP", "COMPONENT", "SIZE"
                         );
                         for snap in list {
@@ -295,7 +302,7 @@ pub fn run(args: RepoArgs) -> ProcessExit {
                                 .map(|b| (b.backup_id.to_string(), b.component.to_string()))
                                 .unwrap_or_default();
                             s.push_str(&format!(
-                                "{:<10} {:<20} {:<40} {:<16} {:>10}\n",
+                                "{:<10} {:<20} {:<48} {:<16} {:>10}\n",
                                 &snap.id[..8.min(snap.id.len())],
                                 snap.time.get(..19).unwrap_or(&snap.time),
                                 b,
@@ -407,6 +414,7 @@ pub fn run(args: RepoArgs) -> ProcessExit {
             Err(e) => out.engine_error(&e),
         },
         RepoCommand::Key(k) => key(&repo, k, out),
+        RepoCommand::Locks => unreachable!("handled above"),
     }
 }
 
@@ -659,5 +667,51 @@ fn key(repo: &Repo, cmd: KeyCommand, out: Output) -> ProcessExit {
             }
             Err(e) => out.engine_error(&e),
         },
+    }
+}
+
+/// One lock object, as `repo locks` shows it.
+#[derive(Debug, Serialize)]
+struct LockRow {
+    #[serde(flatten)]
+    info: LockInfo,
+    /// Whether the stale-lock rule applies (the next operation will remove it).
+    stale: bool,
+}
+
+fn locks(storage: &dyn Storage, out: Output) -> ProcessExit {
+    match RepoLock::list(storage) {
+        Ok(list) => {
+            let rows: Vec<LockRow> = list
+                .into_iter()
+                .map(|info| LockRow {
+                    stale: info.is_stale_now(),
+                    info,
+                })
+                .collect();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            out.result(&rows, |rows| {
+                let mut s = String::new();
+                for r in rows {
+                    s.push_str(&format!(
+                        "{:<10} {:<9} {:<12} pid {:<8} on {:<20} refreshed {} s ago{}\n",
+                        &r.info.id[..8.min(r.info.id.len())],
+                        format!("{:?}", r.info.mode).to_lowercase(),
+                        r.info.owner,
+                        r.info.pid,
+                        r.info.host,
+                        now.saturating_sub(r.info.refreshed),
+                        if r.stale { " (stale)" } else { "" }
+                    ));
+                }
+                s.push_str(&format!("{} locks", rows.len()));
+                s
+            });
+            ExitCode::Ok.into()
+        }
+        Err(e) => out.engine_error(&e),
     }
 }

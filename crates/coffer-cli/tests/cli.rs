@@ -394,7 +394,11 @@ fn kill_9_at_random_moments_never_damages_the_repository() {
     }
     assert!(kills >= 6, "only {kills} rounds were killed mid-backup");
     // The killed processes left lock objects; being dead on this host, they
-    // are stale and do not block this backup, which restores exactly.
+    // are stale (`repo locks` says so) and do not block this backup, which
+    // restores exactly.
+    let locks = f.json(&["locks"]);
+    let locks = locks.as_array().unwrap();
+    assert!(locks.iter().all(|l| l["stale"] == true), "{locks:?}");
     let res = f.json(&[
         "backup",
         "--label",
@@ -453,4 +457,62 @@ fn corruption_is_named_by_check_and_never_restored_silently() {
     let out = f.run(&["restore", &id, "--output", out_file.to_str().unwrap()]);
     assert_ne!(out.status.code(), Some(0));
     assert!(!out_file.exists());
+}
+
+/// Writes a lock object as another Coffer process would.
+fn plant_lock(repo: &Path, mode: &str, pid: u32, refreshed_ago: u64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let id = format!("{:032x}", u128::from(pid) << 64 | u128::from(now));
+    let body = serde_json::json!({
+        "id": id, "mode": mode, "owner": "prune", "host": host.trim(), "pid": pid,
+        "created": now - refreshed_ago, "refreshed": now - refreshed_ago,
+    });
+    fs::create_dir_all(repo.join("coffer/locks")).unwrap();
+    fs::write(
+        repo.join(format!("coffer/locks/{id}.json")),
+        body.to_string(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn locks_block_or_are_cleared_by_the_stale_rule() {
+    let f = Fixture::new();
+    let src = f.path("src");
+    tree::write(&src.join("a"), b"a");
+    let dir_arg = format!("files={}", src.display());
+
+    // a live exclusive holder (this test process) blocks a backup: exit 6
+    plant_lock(&f.repo, "exclusive", std::process::id(), 0);
+    let out = f.run(&["backup", "--dir", &dir_arg]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("prune") && stderr(&out).contains("locked"),
+        "{}",
+        stderr(&out)
+    );
+    let locks = f.json(&["locks"]);
+    assert_eq!(locks[0]["stale"], false);
+    assert!(f.json(&["snapshots"]).as_array().unwrap().is_empty());
+    for e in fs::read_dir(f.repo.join("coffer/locks")).unwrap() {
+        fs::remove_file(e.unwrap().path()).unwrap();
+    }
+
+    // a holder that has not refreshed for 11 minutes is stale and removed
+    plant_lock(&f.repo, "exclusive", std::process::id(), 11 * 60);
+    assert_eq!(f.json(&["locks"])[0]["stale"], true);
+    f.json(&["backup", "--dir", &dir_arg]);
+    assert!(f.json(&["locks"]).as_array().unwrap().is_empty());
+
+    // so is one of a process on this host that no longer exists
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    plant_lock(&f.repo, "exclusive", dead, 0);
+    f.json(&["backup", "--dir", &dir_arg]);
+    assert!(f.json(&["locks"]).as_array().unwrap().is_empty());
 }

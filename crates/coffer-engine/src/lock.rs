@@ -76,6 +76,11 @@ impl LockInfo {
         )
     }
 
+    /// Whether the stale-lock rule applies to this lock now, seen from this host.
+    pub fn is_stale_now(&self) -> bool {
+        self.is_stale(now_secs(), &hostname())
+    }
+
     fn is_stale(&self, now: u64, host: &str) -> bool {
         if now.saturating_sub(self.refreshed) > STALE_AFTER.as_secs() {
             return true;
