@@ -762,9 +762,12 @@ impl Repo {
                 .map_err(|e| EngineError::rustic(&e))?;
             let staging = Staging::beside(dest)?;
             let dirs = restore::restore_tree_into(&repo, &root, &staging.path, &counters)?;
+            restore::sync_filesystem(&staging.path)?;
             restore::commit(&staging.path, dest, mode)?;
             restore::apply_dir_metadata(dest, &dirs)?;
             crate::meta::apply(dest, &root.node_type, &root.meta)?;
+            // The renames and directory metadata, too.
+            restore::sync_filesystem(dest)?;
             Ok(info)
         })
     }

@@ -66,10 +66,27 @@ impl Write for SparseWriter {
 
 impl SparseWriter {
     fn finish(self) -> io::Result<()> {
-        // A trailing hole is only a seek: make the length real.
-        self.file.set_len(self.pos)?;
-        self.file.sync_all()
+        // A trailing hole is only a seek: make the length real. Durability
+        // comes from one `syncfs` of the staging tree before it is moved into
+        // place ([`sync_filesystem`]), far cheaper than an fsync per file.
+        self.file.set_len(self.pos)
     }
+}
+
+/// Flushes everything written to the filesystem holding `dir` to disk, so a
+/// restore is durable before it is moved into place.
+pub(crate) fn sync_filesystem(dir: &Path) -> EngineResult<()> {
+    use std::os::fd::AsRawFd;
+    let handle =
+        File::open(dir).map_err(|e| EngineError::io(format!("opening {}", dir.display()), e))?;
+    // SAFETY: syncfs takes any open descriptor of the filesystem; `handle` stays open for the call.
+    if unsafe { libc::syncfs(handle.as_raw_fd()) } != 0 {
+        return Err(EngineError::io(
+            format!("syncing the filesystem of {}", dir.display()),
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
 }
 
 /// A sibling staging directory, removed on drop unless it was moved into place.
@@ -123,6 +140,7 @@ pub(crate) fn restore_tree_into<S: IndexedFull + Sync>(
     staging: &Path,
     progress: &Counters,
 ) -> EngineResult<Vec<(PathBuf, Node)>> {
+    let started = std::time::Instant::now();
     let opts = LsOptions::default().recursive(true);
     let mut dirs: Vec<(PathBuf, Node)> = Vec::new();
     let mut files: Vec<(PathBuf, Node)> = Vec::new();
@@ -163,6 +181,12 @@ pub(crate) fn restore_tree_into<S: IndexedFull + Sync>(
         }
     }
     progress.set_totals(Some(total_bytes), Some(files.len() as u64));
+    log::debug!(
+        "restore: walked the snapshot ({} directories, {} files, {total_bytes} bytes) in {:?}",
+        dirs.len(),
+        files.len(),
+        started.elapsed()
+    );
 
     // Large files first: the pool then ends with many small files instead of
     // one worker finishing a large file alone.
@@ -190,6 +214,7 @@ pub(crate) fn restore_tree_into<S: IndexedFull + Sync>(
     if let Some(e) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
         return Err(e);
     }
+    log::debug!("restore: files written after {:?}", started.elapsed());
     Ok(dirs)
 }
 
