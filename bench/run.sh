@@ -8,7 +8,8 @@
 #   initial    first backup of the generated data set (bench/gen_dataset.py, ~2 GiB at scale 1)
 #   unchanged  the same data again (should read only metadata)
 #   mutated    after gen_dataset.py --mutate (~5 % of the data changed)
-#   restore    the latest snapshot into an empty directory (then verified with diff -r)
+#   restore    the latest snapshot into an empty directory, until durable (`sync -f`); then verified
+#              with diff -r
 # plus the repository size after the mutated backup.
 #
 # Results: a Markdown table on stdout and in bench/results/<UTC date>-scale<F>.md, with each
@@ -94,16 +95,18 @@ run_tool() { # run_tool TOOL PHASE
   case $tool:$phase in
     coffer:init) "$COFFER" repo -r "$r" init ;;
     coffer:initial|coffer:unchanged|coffer:mutated) "$COFFER" repo -r "$r" backup --label bench --dir "data=$DATA" ;;
-    coffer:restore) "$COFFER" repo -r "$r" restore latest --target "$DIR/restore/coffer" ;;
+    # Every restore ends with `sync -f` (syncfs): the time until the data is durably on disk.
+    # Coffer already flushes before moving the restore into place; the others do not.
+    coffer:restore) "$COFFER" repo -r "$r" restore latest --target "$DIR/restore/coffer" && sync -f "$DIR/restore" ;;
     restic:init) restic -r "$r" init ;;
     restic:initial|restic:unchanged|restic:mutated) restic -r "$r" backup --quiet "$DATA" ;;
-    restic:restore) restic -r "$r" restore latest --target "$DIR/restore/restic" ;;
+    restic:restore) restic -r "$r" restore latest --target "$DIR/restore/restic" && sync -f "$DIR/restore" ;;
     rustic:init) rustic -r "$r" init ;;
     rustic:initial|rustic:unchanged|rustic:mutated) rustic -r "$r" backup --no-progress "$DATA" ;;
-    rustic:restore) rustic -r "$r" restore --no-progress latest "$DIR/restore/rustic" ;;
+    rustic:restore) rustic -r "$r" restore --no-progress latest "$DIR/restore/rustic" && sync -f "$DIR/restore" ;;
     borg:init) borg init -e repokey-blake2 "$r" ;;
     borg:initial|borg:unchanged|borg:mutated) borg create --compression zstd,3 "$r::$phase" "$DATA" ;;
-    borg:restore) mkdir -p "$DIR/restore/borg" && (cd "$DIR/restore/borg" && borg extract "$r::mutated") ;;
+    borg:restore) mkdir -p "$DIR/restore/borg" && (cd "$DIR/restore/borg" && borg extract "$r::mutated") && sync -f "$DIR/restore" ;;
   esac
 }
 
@@ -122,6 +125,7 @@ measure() { # measure TOOL PHASE
   local tool=$1 phase=$2 out
   out=$DIR/time.$tool.$phase
   log "$tool: $phase"
+  sync   # the previous phase's writeback must not be billed to this one
   if ! /usr/bin/time -f '%e %U %S %M' -o "$out" bash -c "run_tool $tool $phase" \
       >"$DIR/log.$tool.$phase" 2>&1; then
     log "$tool $phase FAILED:"; tail -20 "$DIR/log.$tool.$phase" >&2; exit 1

@@ -133,7 +133,13 @@ pub(crate) fn is_empty_or_absent(dest: &Path) -> EngineResult<bool> {
     }
 }
 
-/// Restores the tree below `root` into `staging`. Returns (files, bytes).
+/// Restores the tree below `root` into `staging`. Returns the directories
+/// (with their metadata, applied by the caller once everything is in place).
+///
+/// The walk only collects entries; creating thousands of directories is slow
+/// (ext4's `mkdir` dominated the profile), so the file workers start at once,
+/// largest files first, creating their own parent directories, while this
+/// thread creates every directory, symlink and special file in parallel.
 pub(crate) fn restore_tree_into<S: IndexedFull + Sync>(
     repo: &Repository<S>,
     root: &Node,
@@ -144,40 +150,17 @@ pub(crate) fn restore_tree_into<S: IndexedFull + Sync>(
     let opts = LsOptions::default().recursive(true);
     let mut dirs: Vec<(PathBuf, Node)> = Vec::new();
     let mut files: Vec<(PathBuf, Node)> = Vec::new();
+    let mut others: Vec<(PathBuf, Node)> = Vec::new();
     let mut total_bytes = 0u64;
     for item in repo.ls(root, &opts).map_err(|e| EngineError::rustic(&e))? {
         let (rel, node) = item.map_err(|e| EngineError::rustic(&e))?;
-        let path = staging.join(&rel);
-        let ctx = |what: &str| format!("{what} {}", path.display());
         match &node.node_type {
-            NodeType::Dir => {
-                fs::create_dir(&path).map_err(|e| EngineError::io(ctx("creating"), e))?;
-                dirs.push((rel, node));
-            }
+            NodeType::Dir => dirs.push((rel, node)),
             NodeType::File => {
                 total_bytes += node.meta.size;
                 files.push((rel, node));
             }
-            NodeType::Symlink { .. } => {
-                symlink(node.node_type.to_link(), &path)
-                    .map_err(|e| EngineError::io(ctx("creating symlink"), e))?;
-                meta::apply(&path, &node.node_type, &node.meta)?;
-            }
-            NodeType::Fifo => {
-                make_special(&path, libc::S_IFIFO, 0)?;
-                meta::apply(&path, &node.node_type, &node.meta)?;
-            }
-            NodeType::Dev { device } => {
-                make_special(&path, libc::S_IFBLK, *device)?;
-                meta::apply(&path, &node.node_type, &node.meta)?;
-            }
-            NodeType::Chardev { device } => {
-                make_special(&path, libc::S_IFCHR, *device)?;
-                meta::apply(&path, &node.node_type, &node.meta)?;
-            }
-            NodeType::Socket => {
-                // A socket is recreated by the program that listens on it.
-            }
+            _ => others.push((rel, node)),
         }
     }
     progress.set_totals(Some(total_bytes), Some(files.len() as u64));
@@ -193,22 +176,34 @@ pub(crate) fn restore_tree_into<S: IndexedFull + Sync>(
     files.sort_by_key(|f| std::cmp::Reverse(f.1.meta.size));
     let queue = Mutex::new(files.iter());
     let first_error: Mutex<Option<EngineError>> = Mutex::new(None);
+    let record = |e: EngineError| {
+        if let Ok(mut slot) = first_error.lock() {
+            slot.get_or_insert(e);
+        }
+    };
+    let failed = || first_error.lock().map(|e| e.is_some()).unwrap_or(true);
     std::thread::scope(|s| {
         for _ in 0..RESTORE_WORKERS {
             s.spawn(|| {
-                loop {
-                    if first_error.lock().map(|e| e.is_some()).unwrap_or(true) {
-                        return;
-                    }
+                while !failed() {
                     let next = queue.lock().ok().and_then(|mut q| q.next());
                     let Some((rel, node)) = next else { return };
-                    if let Err(e) = restore_file(repo, node, &staging.join(rel), progress)
-                        && let Ok(mut slot) = first_error.lock()
+                    let path = staging.join(rel);
+                    if let Err(e) = create_parent(&path)
+                        .and_then(|()| restore_file(repo, node, &path, progress))
                     {
-                        slot.get_or_insert(e);
+                        record(e);
                     }
                 }
             });
+        }
+        for (rel, node) in dirs.iter().chain(others.iter()) {
+            if failed() {
+                break;
+            }
+            if let Err(e) = create_entry(&staging.join(rel), node) {
+                record(e);
+            }
         }
     });
     if let Some(e) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
@@ -216,6 +211,40 @@ pub(crate) fn restore_tree_into<S: IndexedFull + Sync>(
     }
     log::debug!("restore: files written after {:?}", started.elapsed());
     Ok(dirs)
+}
+
+/// Creates the parent directories of `path` if the walker has not yet.
+fn create_parent(path: &Path) -> EngineResult<()> {
+    match path.parent() {
+        Some(parent) => fs::create_dir_all(parent)
+            .map_err(|e| EngineError::io(format!("creating {}", parent.display()), e)),
+        None => Ok(()),
+    }
+}
+
+/// Creates a directory, symlink or special file (regular files are the
+/// workers' job). A directory may already exist: a worker made it for a file.
+fn create_entry(path: &Path, node: &Node) -> EngineResult<()> {
+    let ctx = |what: &str| format!("{what} {}", path.display());
+    if !matches!(node.node_type, NodeType::Dir | NodeType::Socket) {
+        create_parent(path)?;
+    }
+    match &node.node_type {
+        NodeType::Dir => {
+            return fs::create_dir_all(path).map_err(|e| EngineError::io(ctx("creating"), e));
+        }
+        NodeType::File | NodeType::Socket => {
+            // Files are written by the workers; a socket is recreated by the
+            // program that listens on it.
+            return Ok(());
+        }
+        NodeType::Symlink { .. } => symlink(node.node_type.to_link(), path)
+            .map_err(|e| EngineError::io(ctx("creating symlink"), e))?,
+        NodeType::Fifo => make_special(path, libc::S_IFIFO, 0)?,
+        NodeType::Dev { device } => make_special(path, libc::S_IFBLK, *device)?,
+        NodeType::Chardev { device } => make_special(path, libc::S_IFCHR, *device)?,
+    }
+    meta::apply(path, &node.node_type, &node.meta)
 }
 
 fn restore_file<S: IndexedFull>(
