@@ -5,6 +5,8 @@
 //! labels (3–25 characters of `[A-Za-z0-9_.-]`, not starting with `..`) and a
 //! backup id is `<label>-<uuid>`.
 
+pub mod component;
+
 use std::fmt;
 use std::str::FromStr;
 
