@@ -25,6 +25,7 @@
 //! with `tokio::task::spawn_blocking`.
 
 mod backend;
+pub mod child;
 mod error;
 pub mod lock;
 mod meta;

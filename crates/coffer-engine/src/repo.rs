@@ -19,6 +19,7 @@ use rustic_core::{
 use serde::Serialize;
 
 use crate::backend::{SnapshotGate, StorageBackend};
+use crate::child::{StderrTail, describe_failure};
 use crate::lock::{LockMode, RepoLock};
 use crate::progress::{Counters, EngineProgressBars, ProgressFn};
 use crate::restore::{self, RestoreMode, Staging};
@@ -933,39 +934,22 @@ impl Write for WriteAdapter<'_> {
 struct ChildReader {
     child: Child,
     stdout: std::process::ChildStdout,
-    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+    stderr: StderrTail,
     program: String,
     finished: bool,
 }
-
-/// How much of a failing command's standard error to keep.
-const STDERR_TAIL: usize = 64 * 1024;
 
 impl ChildReader {
     fn new(
         child: Child,
         stdout: std::process::ChildStdout,
-        mut stderr: ChildStderr,
+        stderr: ChildStderr,
         program: String,
     ) -> Self {
-        let collector = std::thread::spawn(move || {
-            let mut tail = Vec::new();
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                tail.extend_from_slice(&buf[..n]);
-                if tail.len() > STDERR_TAIL {
-                    tail.drain(..tail.len() - STDERR_TAIL);
-                }
-            }
-            tail
-        });
         Self {
             child,
             stdout,
-            stderr: Some(collector),
+            stderr: StderrTail::collect(stderr),
             program,
             finished: false,
         }
@@ -974,21 +958,14 @@ impl ChildReader {
     fn finish(&mut self) -> std::io::Result<()> {
         self.finished = true;
         let status = self.child.wait()?;
-        let stderr = self
-            .stderr
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
+        let stderr = self.stderr.finish();
         if status.success() {
             return Ok(());
         }
-        let text = String::from_utf8_lossy(&stderr);
-        Err(std::io::Error::other(format!(
-            "{} {}{}{}",
-            self.program,
+        Err(std::io::Error::other(describe_failure(
+            &self.program,
             status,
-            if text.trim().is_empty() { "" } else { ": " },
-            text.trim()
+            &stderr,
         )))
     }
 }

@@ -77,3 +77,24 @@ pub fn restic_bytes(repo: &Path, password: &str, args: &[&str]) -> Option<Vec<u8
     );
     Some(out.stdout)
 }
+
+/// The value of a connection setting that `scripts/services.sh env` exports
+/// (e.g. `COFFER_TEST_PG_HOST`). `None` (after a loud notice) when the
+/// service is not running outside CI; panics under CI, where every service
+/// the tests need must be up.
+pub fn service_setting(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            assert!(
+                !in_ci(),
+                "{var} is not set under CI: scripts/test.sh starts the services and exports it"
+            );
+            eprintln!(
+                "SKIPPED: {var} is not set; run `scripts/services.sh up` and \
+                 `eval \"$(scripts/services.sh env)\"` first"
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! `command`: the escape hatch. A dump program's standard output is the
+//! backup — or, for tools that only write files (`etcdctl snapshot save
+//! {file}`), the file it writes at `{file}` in a staging directory. The
+//! restore program reads the backup on standard input or from `{file}`.
+
+use std::fs::File;
+use std::path::Path;
+use std::process::Command;
+
+use coffer_engine::SnapshotInfo;
+use coffer_model::component::{CommandSpec, FILE_PLACEHOLDER};
+
+use crate::error::{ComponentError, Ctx};
+use crate::tools::{output, pipe_into, staging_dir};
+use crate::{BackupContext, RestoreContext, RestoreReport};
+
+/// `argv` as a command, `{file}` replaced by `file`.
+fn build(spec: &CommandSpec, argv: &[String], file: Option<&Path>) -> Command {
+    let expand = |a: &String| match file {
+        Some(f) => a.replace(FILE_PLACEHOLDER, &f.to_string_lossy()),
+        None => a.clone(),
+    };
+    let mut cmd = Command::new(expand(&argv[0]));
+    cmd.args(argv[1..].iter().map(expand)).envs(&spec.env);
+    cmd
+}
+
+pub(crate) fn backup(
+    c: &Ctx,
+    spec: &CommandSpec,
+    name: &str,
+    ctx: &BackupContext,
+) -> Result<SnapshotInfo, ComponentError> {
+    if !spec.backup_uses_file() {
+        let mut cmd = build(spec, &spec.backup, None);
+        return ctx
+            .repo
+            .backup_command(&mut cmd, name, ctx.backup, ctx.progress.clone())
+            .map_err(|e| c.engine(e));
+    }
+    let staging = staging_dir(c, ctx.staging_dir)?;
+    let path = staging.path().join(name);
+    let mut cmd = build(spec, &spec.backup, Some(&path));
+    output(c, &mut cmd, b"")?;
+    let file = File::open(&path).map_err(|e| {
+        c.io(
+            format!(
+                "the dump command exited 0 but its output file {} cannot be opened",
+                path.display()
+            ),
+            e,
+        )
+    })?;
+    ctx.repo
+        .backup_stream(Box::new(file), name, ctx.backup, ctx.progress.clone())
+        .map_err(|e| c.engine(e))
+}
+
+pub(crate) fn restore(
+    c: &Ctx,
+    spec: &CommandSpec,
+    ctx: &RestoreContext,
+) -> Result<RestoreReport, ComponentError> {
+    let Some(argv) = &spec.restore else {
+        return Err(c.invalid("no restore command is configured for this component"));
+    };
+    let feed = |w: &mut dyn std::io::Write| {
+        ctx.repo
+            .restore_stream(&ctx.snapshot.id, w)
+            .map(|_| ())
+            .map_err(|e| c.engine(e))
+    };
+    if argv.iter().any(|a| a.contains(FILE_PLACEHOLDER)) {
+        let staging = staging_dir(c, ctx.staging_dir)?;
+        let name = ctx
+            .snapshot
+            .paths
+            .first()
+            .map(String::as_str)
+            .unwrap_or("backup");
+        let path = staging.path().join(name.trim_start_matches('/'));
+        let mut file = File::create(&path).map_err(|e| c.io("creating the staging file", e))?;
+        feed(&mut file)?;
+        drop(file);
+        output(c, &mut build(spec, argv, Some(&path)), b"")?;
+    } else {
+        pipe_into(c, &mut build(spec, argv, None), |stdin| feed(stdin))?;
+    }
+    Ok(RestoreReport {
+        notes: vec![format!("restore command {:?} succeeded", argv[0])],
+    })
+}

@@ -1,0 +1,186 @@
+//! What Coffer backs up: the component drivers.
+//!
+//! Each kind of [`ComponentSpec`] gets a consistent, point-in-time source
+//! from its system and hands it to the engine, and consumes a snapshot to
+//! restore it:
+//!
+//! | kind | backup | stored as | restore |
+//! |------|--------|-----------|---------|
+//! | `files` | the tree, with excludes | tree | into the path or another one, refuse / overwrite / mirror |
+//! | `sqlite` | `VACUUM INTO` a staging copy (one read transaction, writers keep writing) | stream `<name>.sqlite` | written beside the file, `PRAGMA integrity_check`, renamed over it |
+//! | `postgres` | `pg_dump -Fc`, streamed | stream `<name>.pgdump` | `pg_restore --single-transaction`, database created if missing |
+//! | `mysql` | `mariadb-dump`/`mysqldump --single-transaction --routines --triggers --events`, streamed | stream `<name>.sql` | the client, database created if missing |
+//! | `redis` | `redis-cli --rdb -` (a replica sync), streamed | stream `<name>.rdb` | the RDB loaded into a temporary `redis-server`, every key copied with `DUMP`/`RESTORE … ABSTTL REPLACE` |
+//! | `command` | any program's standard output, or the `{file}` it writes | stream | a program reading standard input or `{file}` |
+//!
+//! A failure is never silent: a tool that exits non-zero, is killed, or
+//! cannot connect fails the component with the tool's own message, and the
+//! engine records nothing for it.
+//!
+//! Everything here blocks; async callers use `spawn_blocking`.
+
+mod command;
+mod error;
+mod files;
+mod mysql;
+mod postgres;
+mod redis;
+mod secret;
+mod sqlite;
+mod tools;
+
+use std::path::Path;
+
+use coffer_engine::{ContentKind, ProgressFn, Repo, RestoreMode, SnapshotInfo};
+use coffer_model::BackupRef;
+use coffer_model::component::{ComponentKind, ComponentSpec};
+
+pub use error::ComponentError;
+use error::Ctx;
+
+/// What a component backup needs besides its spec.
+pub struct BackupContext<'a> {
+    /// The repository to write into.
+    pub repo: &'a Repo,
+    /// The backup this component belongs to; its component name is the spec's.
+    pub backup: &'a BackupRef,
+    /// Where staging copies go (SQLite copies, files a `{file}` command
+    /// writes). Removed when the component is done.
+    pub staging_dir: &'a Path,
+    /// Bytes and files done.
+    pub progress: Option<ProgressFn>,
+}
+
+/// What a component restore needs besides the destination spec.
+pub struct RestoreContext<'a> {
+    /// The repository to read from.
+    pub repo: &'a Repo,
+    /// The component snapshot to restore.
+    pub snapshot: &'a SnapshotInfo,
+    /// Where staging copies go (Redis RDB files, `{file}` inputs).
+    pub staging_dir: &'a Path,
+    /// How to treat what the destination already has.
+    pub options: &'a RestoreOptions,
+    /// Bytes and files done (tree restores).
+    pub progress: Option<ProgressFn>,
+}
+
+/// Restore choices. Each applies to the kinds named; the others ignore it.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// `files` and `sqlite`: refuse a non-empty destination (default),
+    /// overwrite, or mirror (also delete what the backup does not have).
+    pub mode: RestoreMode,
+    /// Remove what the destination has first: `postgres` drops the dump's
+    /// objects (`pg_restore --clean --if-exists`), `mysql` drops and
+    /// recreates the database, `redis` flushes every database (`FLUSHALL`).
+    pub clean: bool,
+    /// `postgres`, `mysql`: create the destination database when it does not
+    /// exist (default true).
+    pub create_database: bool,
+    /// `postgres`: do not restore ownership and privileges — for a server
+    /// where the original roles do not exist (a new installation). Objects
+    /// then belong to the restoring user, or to `role`.
+    pub no_owner: bool,
+    /// `postgres`: `SET ROLE` to this role before restoring, so it owns what
+    /// is created.
+    pub role: Option<String>,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        Self {
+            mode: RestoreMode::RefuseNonEmpty,
+            clean: false,
+            create_database: true,
+            no_owner: false,
+            role: None,
+        }
+    }
+}
+
+/// What a restore did, for the job log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// One line per notable fact (keys copied, database created, …).
+    pub notes: Vec<String>,
+}
+
+/// Backs up one component into the repository. Nothing is recorded unless
+/// the whole component was captured.
+pub fn backup(spec: &ComponentSpec, ctx: &BackupContext) -> Result<SnapshotInfo, ComponentError> {
+    let c = Ctx(spec.name.to_string());
+    if ctx.backup.component != spec.name {
+        return Err(c.invalid(format!(
+            "the backup reference names component {:?}",
+            ctx.backup.component.as_str()
+        )));
+    }
+    let stream_name = spec.stream_file_name();
+    let name = stream_name.as_deref().unwrap_or_default();
+    match &spec.kind {
+        ComponentKind::Files(f) => files::backup(&c, f, ctx),
+        ComponentKind::Sqlite(s) => sqlite::backup(&c, s, name, ctx),
+        ComponentKind::Postgres(p) => postgres::backup(&c, p, name, ctx),
+        ComponentKind::Mysql(m) => mysql::backup(&c, m, name, ctx),
+        ComponentKind::Redis(r) => redis::backup(&c, r, name, ctx),
+        ComponentKind::Command(cmd) => command::backup(&c, cmd, name, ctx),
+    }
+}
+
+/// Restores a component snapshot into the destination `spec` — the
+/// component's own spec, or one of the same kind pointing elsewhere (another
+/// path, database, server or instance).
+pub fn restore(spec: &ComponentSpec, ctx: &RestoreContext) -> Result<RestoreReport, ComponentError> {
+    let c = Ctx(spec.name.to_string());
+    check_snapshot_fits(&c, spec, ctx.snapshot)?;
+    match &spec.kind {
+        ComponentKind::Files(f) => files::restore(&c, f, ctx),
+        ComponentKind::Sqlite(s) => sqlite::restore(&c, s, ctx),
+        ComponentKind::Postgres(p) => postgres::restore(&c, p, ctx),
+        ComponentKind::Mysql(m) => mysql::restore(&c, m, ctx),
+        ComponentKind::Redis(r) => redis::restore(&c, r, ctx),
+        ComponentKind::Command(cmd) => command::restore(&c, cmd, ctx),
+    }
+}
+
+/// Refuses to feed a snapshot to the wrong kind of destination (an RDB file
+/// to `pg_restore`, a tree to a database) before anything is touched.
+fn check_snapshot_fits(
+    c: &Ctx,
+    spec: &ComponentSpec,
+    snap: &SnapshotInfo,
+) -> Result<(), ComponentError> {
+    let want = match spec.kind {
+        ComponentKind::Files(_) => ContentKind::Tree,
+        _ => ContentKind::Stream,
+    };
+    if snap.kind.is_some_and(|k| k != want) {
+        return Err(c.invalid(format!(
+            "snapshot {} holds a {:?}, but a {} component restores a {:?}",
+            snap.id,
+            snap.kind,
+            spec.kind.name(),
+            want
+        )));
+    }
+    // Stream kinds other than `command` store `<component>.<ext>`.
+    let ext = match spec.kind {
+        ComponentKind::Sqlite(_) => Some(".sqlite"),
+        ComponentKind::Postgres(_) => Some(".pgdump"),
+        ComponentKind::Mysql(_) => Some(".sql"),
+        ComponentKind::Redis(_) => Some(".rdb"),
+        _ => None,
+    };
+    if let Some(ext) = ext
+        && !snap.paths.iter().any(|p| p.ends_with(ext))
+    {
+        return Err(c.invalid(format!(
+            "snapshot {} holds {:?}, not a {} backup (*{ext})",
+            snap.id,
+            snap.paths,
+            spec.kind.name()
+        )));
+    }
+    Ok(())
+}
