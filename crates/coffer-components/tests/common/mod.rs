@@ -1,0 +1,118 @@
+//! Shared set-up for the component tests: a fresh repository per test, and
+//! backup/restore through the public API exactly as the server will call it.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use coffer_components::{
+    BackupContext, ComponentError, RestoreContext, RestoreOptions, RestoreReport,
+};
+use coffer_engine::{Repo, SnapshotFilter, SnapshotInfo};
+use coffer_model::component::{ComponentSpec, parse_components};
+use coffer_model::{BackupId, BackupRef, Label};
+use coffer_targets::LocalStorage;
+
+pub const PW: &str = "component test password";
+
+/// A repository and a staging directory in a temporary directory.
+pub struct Fixture {
+    pub tmp: tempfile::TempDir,
+    pub repo: Repo,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let repo = Repo::init(Arc::new(LocalStorage::new(tmp.path().join("repo"))), PW)
+            .expect("init repository");
+        Self { tmp, repo }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    pub fn staging(&self) -> PathBuf {
+        self.tmp.path().join("staging")
+    }
+
+    pub fn backup(&self, spec: &ComponentSpec) -> Result<SnapshotInfo, ComponentError> {
+        let id = BackupId::generate(&Label::new("test").expect("label"));
+        let bref = BackupRef::new(id, spec.name.clone(), 1);
+        let staging = self.staging();
+        coffer_components::backup(
+            spec,
+            &BackupContext {
+                repo: &self.repo,
+                backup: &bref,
+                staging_dir: &staging,
+                progress: None,
+            },
+        )
+    }
+
+    pub fn restore(
+        &self,
+        spec: &ComponentSpec,
+        snapshot: &SnapshotInfo,
+        options: &RestoreOptions,
+    ) -> Result<RestoreReport, ComponentError> {
+        let staging = self.staging();
+        coffer_components::restore(
+            spec,
+            &RestoreContext {
+                repo: &self.repo,
+                snapshot,
+                staging_dir: &staging,
+                options,
+                progress: None,
+            },
+        )
+    }
+
+    /// Snapshots recorded so far (a failed backup must add none).
+    pub fn snapshot_count(&self) -> usize {
+        self.repo
+            .snapshots(&SnapshotFilter::default())
+            .expect("list snapshots")
+            .len()
+    }
+
+    /// No staging leftovers, and plain restic accepts the repository.
+    pub fn assert_clean(&self) {
+        if let Ok(entries) = std::fs::read_dir(self.staging()) {
+            let left: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+            assert!(left.is_empty(), "staging leftovers: {left:?}");
+        }
+        coffer_testkit::restic_check(&self.tmp.path().join("repo"), PW);
+    }
+}
+
+/// Parses one `[[components]]` entry written in TOML.
+pub fn spec(toml: &str) -> ComponentSpec {
+    let mut specs = parse_components(&format!("[[components]]\n{toml}")).expect("valid spec");
+    specs.remove(0)
+}
+
+/// Runs a shell command, panicking with its output unless it succeeds;
+/// returns standard output.
+pub fn sh(script: &str) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "`{script}` failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether `path` exists.
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}
