@@ -4,7 +4,7 @@ mod common;
 
 use coffer_components::{ComponentError, RestoreOptions};
 use coffer_testkit::service_setting;
-use common::{Fixture, spec};
+use common::{Fixture, assert_same, spec};
 use std::process::Command;
 
 struct Server {
@@ -81,23 +81,6 @@ impl Server {
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", std::process::id())
-}
-
-fn assert_same(expected: &str, actual: &str, what: &str) {
-    if expected != actual {
-        let line = expected
-            .lines()
-            .zip(actual.lines())
-            .position(|(a, b)| a != b)
-            .unwrap_or(0);
-        panic!(
-            "{what}: dumps differ at line {line}: {:?} vs {:?} ({} vs {} bytes)",
-            expected.lines().nth(line),
-            actual.lines().nth(line),
-            expected.len(),
-            actual.len()
-        );
-    }
 }
 
 const SCHEMA: &str = r#"

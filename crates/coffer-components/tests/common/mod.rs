@@ -116,3 +116,21 @@ pub fn sh(script: &str) -> String {
 pub fn exists(path: &Path) -> bool {
     path.exists()
 }
+
+/// Compares two dumps without printing megabytes: the first differing line.
+pub fn assert_same(expected: &str, actual: &str, what: &str) {
+    if expected != actual {
+        let line = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        panic!(
+            "{what}: dumps differ at line {line}: {:?} vs {:?} ({} vs {} bytes)",
+            expected.lines().nth(line),
+            actual.lines().nth(line),
+            expected.len(),
+            actual.len()
+        );
+    }
+}
