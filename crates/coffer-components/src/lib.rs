@@ -131,7 +131,10 @@ pub fn backup(spec: &ComponentSpec, ctx: &BackupContext) -> Result<SnapshotInfo,
 /// Restores a component snapshot into the destination `spec` — the
 /// component's own spec, or one of the same kind pointing elsewhere (another
 /// path, database, server or instance).
-pub fn restore(spec: &ComponentSpec, ctx: &RestoreContext) -> Result<RestoreReport, ComponentError> {
+pub fn restore(
+    spec: &ComponentSpec,
+    ctx: &RestoreContext,
+) -> Result<RestoreReport, ComponentError> {
     let c = Ctx(spec.name.to_string());
     check_snapshot_fits(&c, spec, ctx.snapshot)?;
     match &spec.kind {

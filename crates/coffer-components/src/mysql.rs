@@ -118,7 +118,10 @@ pub(crate) fn restore(
             "DROP DATABASE {0};\nCREATE DATABASE {0};\n",
             ident(db)
         ))?;
-        notes.push(format!("dropped and recreated database {db:?} on {}", my.server()));
+        notes.push(format!(
+            "dropped and recreated database {db:?} on {}",
+            my.server()
+        ));
     } else if !exists {
         if !opts.create_database {
             return Err(c.invalid(format!(
@@ -140,7 +143,9 @@ pub(crate) fn restore(
     });
     if let Err(e) = result {
         if created && let Err(drop_err) = my.sql(&format!("DROP DATABASE {};\n", ident(db))) {
-            log::warn!("could not drop the database {db:?} created for a failed restore: {drop_err}");
+            log::warn!(
+                "could not drop the database {db:?} created for a failed restore: {drop_err}"
+            );
         }
         return Err(e);
     }

@@ -65,7 +65,12 @@ impl<'a> Pg<'a> {
     /// Runs an SQL script with `psql` (variables `-v name=value` are
     /// interpolated safely with `:'name'` and `:"name"`), returning the
     /// unaligned, tuples-only output.
-    fn psql(&self, db: &str, vars: &[(&str, &str)], script: &str) -> Result<String, ComponentError> {
+    fn psql(
+        &self,
+        db: &str,
+        vars: &[(&str, &str)],
+        script: &str,
+    ) -> Result<String, ComponentError> {
         let mut cmd = self.command(&self.program("psql")?);
         cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
             .arg(format!("--dbname={db}"));
@@ -84,8 +89,10 @@ impl<'a> Pg<'a> {
             .unwrap_or_default()
             .to_owned();
         let major = major_of(&version).ok_or_else(|| {
-            self.c
-                .tool(format!("cannot read the version of {}: {text:?}", program.display()))
+            self.c.tool(format!(
+                "cannot read the version of {}: {text:?}",
+                program.display()
+            ))
         })?;
         Ok((version, major))
     }
@@ -100,9 +107,10 @@ impl<'a> Pg<'a> {
         )?;
         let line = out.trim();
         let (num, text) = line.split_once('|').unwrap_or((line, line));
-        let num: u32 = num
-            .parse()
-            .map_err(|_| self.c.tool(format!("unexpected server version answer {line:?}")))?;
+        let num: u32 = num.parse().map_err(|_| {
+            self.c
+                .tool(format!("unexpected server version answer {line:?}"))
+        })?;
         Ok((text.to_owned(), num / 10_000))
     }
 }
@@ -195,19 +203,30 @@ pub(crate) fn restore(
     if let Err(e) = result {
         // Leave the server as it was: drop the database we created.
         if created
-            && let Err(drop_err) =
-                pg.psql(MAINTENANCE_DB, &[("db", db)], "DROP DATABASE IF EXISTS :\"db\";\n")
+            && let Err(drop_err) = pg.psql(
+                MAINTENANCE_DB,
+                &[("db", db)],
+                "DROP DATABASE IF EXISTS :\"db\";\n",
+            )
         {
-            log::warn!("could not drop the database {db:?} created for a failed restore: {drop_err}");
+            log::warn!(
+                "could not drop the database {db:?} created for a failed restore: {drop_err}"
+            );
         }
         return Err(match e {
             ComponentError::Tool { component, message } => ComponentError::Tool {
                 component,
-                message: format!("pg_restore {client} into {db:?} on {}: {message}", pg.server()),
+                message: format!(
+                    "pg_restore {client} into {db:?} on {}: {message}",
+                    pg.server()
+                ),
             },
             other => other,
         });
     }
-    notes.push(format!("pg_restore {client} restored {db:?} on {}", pg.server()));
+    notes.push(format!(
+        "pg_restore {client} restored {db:?} on {}",
+        pg.server()
+    ));
     Ok(RestoreReport { notes })
 }

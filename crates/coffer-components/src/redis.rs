@@ -101,7 +101,14 @@ pub(crate) fn restore(
         .arg(&socket)
         .args(["--unixsocketperm", "700", "--dir"])
         .arg(dir)
-        .args(["--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no"])
+        .args([
+            "--dbfilename",
+            "dump.rdb",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .args(["--daemonize", "no", "--databases", TEMP_DATABASES])
         .arg("--logfile")
         .arg(dir.join("redis.log"))

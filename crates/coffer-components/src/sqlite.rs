@@ -65,7 +65,8 @@ pub(crate) fn restore(
 ) -> Result<RestoreReport, ComponentError> {
     let dest = &spec.path;
     let existing = std::fs::metadata(dest).ok();
-    if ctx.options.mode == RestoreMode::RefuseNonEmpty && existing.as_ref().is_some_and(|m| m.len() > 0)
+    if ctx.options.mode == RestoreMode::RefuseNonEmpty
+        && existing.as_ref().is_some_and(|m| m.len() > 0)
     {
         return Err(c.invalid(format!(
             "database file {} exists; restore with overwrite to replace it",
@@ -106,17 +107,17 @@ pub(crate) fn restore(
             Err(e) => return Err(c.io(format!("removing {}", side.display()), e)),
         }
     }
-    staged
-        .persist(dest)
-        .map_err(|e| c.io(format!("moving the restored database to {}", dest.display()), e.error))?;
+    staged.persist(dest).map_err(|e| {
+        c.io(
+            format!("moving the restored database to {}", dest.display()),
+            e.error,
+        )
+    })?;
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| c.io(format!("flushing directory {}", dir.display()), e))?;
     Ok(RestoreReport {
-        notes: vec![format!(
-            "restored {} (integrity_check ok)",
-            dest.display()
-        )],
+        notes: vec![format!("restored {} (integrity_check ok)", dest.display())],
     })
 }
 
@@ -128,10 +129,7 @@ fn integrity_check(c: &Ctx, path: &Path) -> Result<(), ComponentError> {
         .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
         .map_err(|e| c.verification(format!("PRAGMA integrity_check failed: {e}")))?;
     if rows != ["ok"] {
-        return Err(c.verification(format!(
-            "PRAGMA integrity_check: {}",
-            rows.join("; ")
-        )));
+        return Err(c.verification(format!("PRAGMA integrity_check: {}", rows.join("; "))));
     }
     Ok(())
 }

@@ -125,10 +125,19 @@ fn is_kill(status: std::process::ExitStatus) -> bool {
 
 /// A private staging directory for one component, removed when dropped.
 pub(crate) fn staging_dir(ctx: &Ctx, parent: &Path) -> Result<tempfile::TempDir, ComponentError> {
-    std::fs::create_dir_all(parent)
-        .map_err(|e| ctx.io(format!("creating staging directory {}", parent.display()), e))?;
+    std::fs::create_dir_all(parent).map_err(|e| {
+        ctx.io(
+            format!("creating staging directory {}", parent.display()),
+            e,
+        )
+    })?;
     tempfile::Builder::new()
         .prefix(&format!("coffer-{}-", ctx.0))
         .tempdir_in(parent)
-        .map_err(|e| ctx.io(format!("creating a staging directory in {}", parent.display()), e))
+        .map_err(|e| {
+            ctx.io(
+                format!("creating a staging directory in {}", parent.display()),
+                e,
+            )
+        })
 }

@@ -27,7 +27,9 @@ fn files_round_trip_into_an_alternate_path_with_modes() {
 
     // Into another installation's path.
     let other = f.path("new-install/uploads");
-    let dest = spec(&format!("name = \"uploads\"\nkind = \"files\"\npath = {other:?}"));
+    let dest = spec(&format!(
+        "name = \"uploads\"\nkind = \"files\"\npath = {other:?}"
+    ));
     f.restore(&dest, &snap, &RestoreOptions::default())
         .expect("restore");
     assert!(!other.join("junk.tmp").exists(), "excluded file came back");
@@ -63,10 +65,16 @@ fn start_writer(path: &std::path::Path, stop: Arc<AtomicBool>) -> std::thread::J
             let tx = conn.transaction().unwrap();
             let from = (n % 100) as i64;
             let to = ((n * 7 + 3) % 100) as i64;
-            tx.execute("UPDATE accounts SET balance = balance - 5 WHERE id = ?1", [from])
-                .unwrap();
-            tx.execute("UPDATE accounts SET balance = balance + 5 WHERE id = ?1", [to])
-                .unwrap();
+            tx.execute(
+                "UPDATE accounts SET balance = balance - 5 WHERE id = ?1",
+                [from],
+            )
+            .unwrap();
+            tx.execute(
+                "UPDATE accounts SET balance = balance + 5 WHERE id = ?1",
+                [to],
+            )
+            .unwrap();
             tx.execute(
                 "INSERT INTO ledger (from_id, to_id, note) VALUES (?1, ?2, ?3)",
                 rusqlite::params![from, to, "transfer ✓ ünïcode".repeat(8)],
@@ -109,7 +117,9 @@ fn sqlite_backup_is_consistent_under_a_concurrent_writer() {
     let stop = Arc::new(AtomicBool::new(false));
     let writer = start_writer(&db, Arc::clone(&stop));
     std::thread::sleep(Duration::from_millis(300));
-    let s = spec(&format!("name = \"state\"\nkind = \"sqlite\"\npath = {db:?}"));
+    let s = spec(&format!(
+        "name = \"state\"\nkind = \"sqlite\"\npath = {db:?}"
+    ));
     let mut snaps = Vec::new();
     for _ in 0..3 {
         snaps.push(f.backup(&s).expect("backup while writing"));
@@ -123,7 +133,9 @@ fn sqlite_backup_is_consistent_under_a_concurrent_writer() {
     let mut seen = Vec::new();
     for snap in &snaps {
         let out = f.path(&format!("restore-{}/app.db", seen.len()));
-        let dest = spec(&format!("name = \"state\"\nkind = \"sqlite\"\npath = {out:?}"));
+        let dest = spec(&format!(
+            "name = \"state\"\nkind = \"sqlite\"\npath = {out:?}"
+        ));
         f.restore(&dest, snap, &RestoreOptions::default())
             .expect("restore");
         let (total, transfers) = invariants(&Connection::open(&out).unwrap());
@@ -157,12 +169,16 @@ fn sqlite_backup_is_consistent_under_a_concurrent_writer() {
 fn sqlite_failures_are_clear() {
     let f = Fixture::new();
     let missing = f.path("nope.db");
-    let s = spec(&format!("name = \"state\"\nkind = \"sqlite\"\npath = {missing:?}"));
+    let s = spec(&format!(
+        "name = \"state\"\nkind = \"sqlite\"\npath = {missing:?}"
+    ));
     let err = f.backup(&s).unwrap_err();
     assert!(err.to_string().contains("nope.db"), "{err}");
     let not_db = f.path("not.db");
     std::fs::write(&not_db, vec![7u8; 4096]).unwrap();
-    let s = spec(&format!("name = \"state\"\nkind = \"sqlite\"\npath = {not_db:?}"));
+    let s = spec(&format!(
+        "name = \"state\"\nkind = \"sqlite\"\npath = {not_db:?}"
+    ));
     let err = f.backup(&s).unwrap_err();
     assert!(err.to_string().contains("not a database"), "{err}");
     assert_eq!(f.snapshot_count(), 0);
@@ -232,7 +248,15 @@ fn failing_commands_record_nothing_and_say_why() {
             err.to_string().contains(expected),
             "{backup}: {err} (wanted {expected:?})"
         );
-        assert!(matches!(&err, ComponentError::Engine { .. } | ComponentError::Tool { .. } | ComponentError::Io { .. }), "{err:?}");
+        assert!(
+            matches!(
+                &err,
+                ComponentError::Engine { .. }
+                    | ComponentError::Tool { .. }
+                    | ComponentError::Io { .. }
+            ),
+            "{err:?}"
+        );
     }
     assert_eq!(f.snapshot_count(), 0);
 

@@ -48,7 +48,10 @@ impl Server {
     }
 
     fn sql(&self, sql: &str) -> String {
-        Self::run(self.tool("mariadb").args(["--batch", "--skip-column-names", "-e", sql]))
+        Self::run(
+            self.tool("mariadb")
+                .args(["--batch", "--skip-column-names", "-e", sql]),
+        )
     }
 
     /// A dump for comparing databases, without the lines that name the
@@ -109,13 +112,14 @@ fn mysql_round_trips_into_same_and_other_database() {
     let f = Fixture::new();
     let src = format!("coffer_my_src_{}", std::process::id());
     let copy = format!("{src}_copy");
-    srv.sql(&format!("DROP DATABASE IF EXISTS {src}; DROP DATABASE IF EXISTS {copy}; CREATE DATABASE {src}"));
-    Server::run(
-        srv.tool("mariadb")
-            .args(["--batch", &src, "-e", SCHEMA]),
-    );
+    srv.sql(&format!(
+        "DROP DATABASE IF EXISTS {src}; DROP DATABASE IF EXISTS {copy}; CREATE DATABASE {src}"
+    ));
+    Server::run(srv.tool("mariadb").args(["--batch", &src, "-e", SCHEMA]));
     let original = srv.dump(&src);
-    assert!(original.contains("TRIGGER orders_audit") || original.contains("TRIGGER `orders_audit`"));
+    assert!(
+        original.contains("TRIGGER orders_audit") || original.contains("TRIGGER `orders_audit`")
+    );
     assert!(original.contains("customer_total"));
 
     let s = srv.spec(&src, "");
@@ -126,11 +130,19 @@ fn mysql_round_trips_into_same_and_other_database() {
     let report = f
         .restore(&s, &snap, &RestoreOptions::default())
         .expect("restore");
-    assert!(report.notes.iter().any(|n| n.contains("created database")), "{report:?}");
+    assert!(
+        report.notes.iter().any(|n| n.contains("created database")),
+        "{report:?}"
+    );
     assert_same(&original, &srv.dump(&src), "same database");
     // The trigger is live again.
-    srv.sql(&format!("INSERT INTO {src}.orders (customer_id, total) VALUES (1, 1)"));
-    assert_eq!(srv.sql(&format!("SELECT COUNT(*) FROM {src}.audit")).trim(), "20001");
+    srv.sql(&format!(
+        "INSERT INTO {src}.orders (customer_id, total) VALUES (1, 1)"
+    ));
+    assert_eq!(
+        srv.sql(&format!("SELECT COUNT(*) FROM {src}.audit")).trim(),
+        "20001"
+    );
 
     // Into another database; with clean an existing one is replaced exactly.
     let copy_spec = srv.spec(&copy, "");
@@ -163,14 +175,18 @@ fn mysql_failures_are_clear_and_record_nothing() {
     assert!(err.to_string().contains("Access denied"), "{err}");
     let err = f.backup(&srv.spec("coffer_no_such_db", "")).unwrap_err();
     assert!(err.to_string().contains("Unknown database"), "{err}");
-    let down = spec("name = \"shop\"\nkind = \"mysql\"\nhost = \"127.0.0.1\"\nport = 1\nuser = \"x\"\ndatabase = \"d\"");
+    let down = spec(
+        "name = \"shop\"\nkind = \"mysql\"\nhost = \"127.0.0.1\"\nport = 1\nuser = \"x\"\ndatabase = \"d\"",
+    );
     let err = f.backup(&down).unwrap_err();
     assert!(err.to_string().contains("Can't connect"), "{err}");
     assert_eq!(f.snapshot_count(), 0);
 
     // A restore of something that is not SQL fails with the client's words,
     // and the database it created is removed again.
-    let junk = spec("name = \"shop\"\nkind = \"command\"\nbackup = [\"echo\", \"THIS IS NOT SQL;\"]\nfile_name = \"shop.sql\"");
+    let junk = spec(
+        "name = \"shop\"\nkind = \"command\"\nbackup = [\"echo\", \"THIS IS NOT SQL;\"]\nfile_name = \"shop.sql\"",
+    );
     let snap = f.backup(&junk).expect("backup junk");
     let target = format!("coffer_my_junk_{}", std::process::id());
     let err = f
@@ -179,7 +195,10 @@ fn mysql_failures_are_clear_and_record_nothing() {
     assert!(matches!(err, ComponentError::Tool { .. }), "{err:?}");
     assert!(err.to_string().contains("SQL syntax"), "{err}");
     assert_eq!(
-        srv.sql(&format!("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{target}'")).trim(),
+        srv.sql(&format!(
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{target}'"
+        ))
+        .trim(),
         "0"
     );
     f.assert_clean();

@@ -46,7 +46,17 @@ impl Server {
     fn psql(&self, db: &str, sql: &str) -> String {
         self.run(
             self.tool("psql")
-                .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", db, "-c"])
+                .args([
+                    "-X",
+                    "-q",
+                    "-A",
+                    "-t",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-d",
+                    db,
+                    "-c",
+                ])
                 .arg(sql),
         )
     }
@@ -127,7 +137,10 @@ fn postgres_round_trips_into_same_other_and_new_installation() {
     srv.psql("postgres", &format!("CREATE DATABASE {src}"));
     srv.run(srv.tool("pgbench").args(["-i", "-q", "-s", "5", &src]));
     srv.psql(&src, SCHEMA);
-    srv.psql(&src, &format!("ALTER TABLE customers OWNER TO {owner}; GRANT SELECT ON orders TO {owner};"));
+    srv.psql(
+        &src,
+        &format!("ALTER TABLE customers OWNER TO {owner}; GRANT SELECT ON orders TO {owner};"),
+    );
     let original = srv.dump(&src, &[]);
     let original_no_owner = srv.dump(&src, &["--no-owner", "--no-privileges"]);
     assert!(original.contains("pgbench_accounts") && original.contains("lo_create"));
@@ -141,7 +154,10 @@ fn postgres_round_trips_into_same_other_and_new_installation() {
     let report = f
         .restore(&s, &snap, &RestoreOptions::default())
         .expect("restore");
-    assert!(report.notes.iter().any(|n| n.contains("created database")), "{report:?}");
+    assert!(
+        report.notes.iter().any(|n| n.contains("created database")),
+        "{report:?}"
+    );
     assert_same(&original, &srv.dump(&src, &[]), "same database");
 
     // Into another database of the same server.
@@ -153,7 +169,10 @@ fn postgres_round_trips_into_same_other_and_new_installation() {
 
     // Again into the now full copy: refused by the server, and the single
     // transaction leaves it exactly as it was…
-    srv.psql(&copy, "INSERT INTO customers (name) VALUES ('added after the backup')");
+    srv.psql(
+        &copy,
+        "INSERT INTO customers (name) VALUES ('added after the backup')",
+    );
     let before = srv.dump(&copy, &[]);
     let err = f
         .restore(&copy_spec, &snap, &RestoreOptions::default())
@@ -180,8 +199,15 @@ fn postgres_round_trips_into_same_other_and_new_installation() {
     let err = f
         .restore(&new_spec, &snap, &RestoreOptions::default())
         .unwrap_err();
-    assert!(err.to_string().contains(&format!("role \"{owner}\" does not exist")), "{err}");
-    assert!(!srv.db_exists(&new), "the database created for a failed restore was left behind");
+    assert!(
+        err.to_string()
+            .contains(&format!("role \"{owner}\" does not exist")),
+        "{err}"
+    );
+    assert!(
+        !srv.db_exists(&new),
+        "the database created for a failed restore was left behind"
+    );
     let no_owner = RestoreOptions {
         no_owner: true,
         ..RestoreOptions::default()
@@ -214,7 +240,10 @@ fn postgres_failures_are_clear_and_record_nothing() {
         srv.host, srv.port, srv.user
     ));
     let err = f.backup(&wrong_pw).unwrap_err();
-    assert!(err.to_string().contains("password authentication failed"), "{err}");
+    assert!(
+        err.to_string().contains("password authentication failed"),
+        "{err}"
+    );
 
     let down = spec(&format!(
         "name = \"db\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\nport = 1\nuser = \"x\"\ndatabase = \"{db}\""
@@ -222,7 +251,9 @@ fn postgres_failures_are_clear_and_record_nothing() {
     let err = f.backup(&down).unwrap_err();
     assert!(err.to_string().contains("Connection refused"), "{err}");
 
-    let err = f.backup(&srv.spec("db", "no_such_database_here", "")).unwrap_err();
+    let err = f
+        .backup(&srv.spec("db", "no_such_database_here", ""))
+        .unwrap_err();
     assert!(err.to_string().contains("does not exist"), "{err}");
 
     let unset = spec(&format!(
@@ -231,8 +262,15 @@ fn postgres_failures_are_clear_and_record_nothing() {
         srv.host, srv.port, srv.user
     ));
     let err = f.backup(&unset).unwrap_err();
-    assert!(matches!(err, ComponentError::InvalidInput { .. }), "{err:?}");
-    assert!(err.to_string().contains("COFFER_NO_SUCH_VARIABLE, which is not set"), "{err}");
+    assert!(
+        matches!(err, ComponentError::InvalidInput { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("COFFER_NO_SUCH_VARIABLE, which is not set"),
+        "{err}"
+    );
 
     // An older pg_dump than the server: a clear error naming both versions.
     // (A real older client is not installed here; a wrapper reports one.)
@@ -241,24 +279,34 @@ fn postgres_failures_are_clear_and_record_nothing() {
     let real_dump = which("pg_dump");
     write_script(
         &bin.join("pg_dump"),
-        &format!("[ \"$1\" = --version ] && {{ echo 'pg_dump (PostgreSQL) 14.9'; exit 0; }}\nexec {real_dump} \"$@\""),
+        &format!(
+            "[ \"$1\" = --version ] && {{ echo 'pg_dump (PostgreSQL) 14.9'; exit 0; }}\nexec {real_dump} \"$@\""
+        ),
     );
     std::os::unix::fs::symlink(which("psql"), bin.join("psql")).unwrap();
     let err = f
         .backup(&srv.spec("db", &db, &format!("bin_dir = {bin:?}")))
         .unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("pg_dump 14.9") && msg.contains("PostgreSQL 15."), "{msg}");
+    assert!(
+        msg.contains("pg_dump 14.9") && msg.contains("PostgreSQL 15."),
+        "{msg}"
+    );
 
     // A pg_dump that writes everything and then fails is not a backup.
     write_script(
         &bin.join("pg_dump"),
-        &format!("{real_dump} \"$@\"\necho 'pg_dump: error: simulated failure at the end' >&2\nexit 1"),
+        &format!(
+            "{real_dump} \"$@\"\necho 'pg_dump: error: simulated failure at the end' >&2\nexit 1"
+        ),
     );
     let err = f
         .backup(&srv.spec("db", &db, &format!("bin_dir = {bin:?}")))
         .unwrap_err();
-    assert!(err.to_string().contains("simulated failure at the end"), "{err}");
+    assert!(
+        err.to_string().contains("simulated failure at the end"),
+        "{err}"
+    );
     assert_eq!(f.snapshot_count(), 0);
 
     // Restoring into a missing database when creating is not allowed.
@@ -268,9 +316,16 @@ fn postgres_failures_are_clear_and_record_nothing() {
         ..RestoreOptions::default()
     };
     let err = f
-        .restore(&srv.spec("db", "coffer_pg_missing_target", ""), &snap, &opts)
+        .restore(
+            &srv.spec("db", "coffer_pg_missing_target", ""),
+            &snap,
+            &opts,
+        )
         .unwrap_err();
-    assert!(matches!(err, ComponentError::InvalidInput { .. }), "{err:?}");
+    assert!(
+        matches!(err, ComponentError::InvalidInput { .. }),
+        "{err:?}"
+    );
     assert!(!srv.db_exists("coffer_pg_missing_target"));
     srv.psql("postgres", &format!("DROP DATABASE {db}"));
     f.assert_clean();

@@ -523,7 +523,8 @@ mod tests {
         let e = err("[[components]]\nname = \"db\"\nkind = \"postgres\"\nuser = \"u\"\n");
         assert_eq!(e, "components[0] (\"db\"): missing field `database`");
 
-        let e = err("[[components]]\nname = \"d\"\nkind = \"files\"\npath = \"/x\"\nexclude = []\n");
+        let e =
+            err("[[components]]\nname = \"d\"\nkind = \"files\"\npath = \"/x\"\nexclude = []\n");
         assert!(e.contains("unknown field `exclude`"), "{e}");
 
         let e = err("[[components]]\nkind = \"files\"\npath = \"/x\"\n");
@@ -533,7 +534,10 @@ mod tests {
         assert!(e.contains("invalid component name \"a b\""), "{e}");
 
         let e = err("[[components]]\nname = \"x\"\npath = \"/x\"\n");
-        assert!(e.contains("missing field `kind` (one of files, sqlite"), "{e}");
+        assert!(
+            e.contains("missing field `kind` (one of files, sqlite"),
+            "{e}"
+        );
 
         let e = err(
             "[[components]]\nname = \"x\"\nkind = \"files\"\npath = \"/x\"\n\
@@ -544,15 +548,16 @@ mod tests {
         let e = err("[[components]]\nname = \"x\"\nkind = \"files\"\npath = \"rel\"\n");
         assert!(e.contains("`path` must be an absolute path"), "{e}");
 
-        let e = err(
-            "[[components]]\nname = \"x\"\nkind = \"redis\"\npassword = { vault = \"k\" }\n",
-        );
+        let e =
+            err("[[components]]\nname = \"x\"\nkind = \"redis\"\npassword = { vault = \"k\" }\n");
         assert!(e.contains("unknown field `vault`"), "{e}");
 
         let e = err("[[components]]\nname = \"x\"\nkind = \"command\"\nbackup = []\n");
         assert!(e.contains("`backup` must name a program"), "{e}");
 
-        let e = err("[[components]]\nname = \"x\"\nkind = \"files\"\npath = \"/x\"\nsensitive = \"yes\"\n");
+        let e = err(
+            "[[components]]\nname = \"x\"\nkind = \"files\"\npath = \"/x\"\nsensitive = \"yes\"\n",
+        );
         assert!(e.contains("`sensitive` must be true or false"), "{e}");
 
         assert!(err("components = 3").contains("array of tables"));
