@@ -6,10 +6,12 @@ use std::process::ExitCode as ProcessExit;
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
+use coffer_components::{BackupContext, ComponentError, RestoreContext, RestoreOptions};
 use coffer_engine::lock::{LockInfo, RepoLock};
 use coffer_engine::{
     EngineError, Repo, RestoreMode, SnapshotFilter, SnapshotInfo, TreeBackupOptions,
 };
+use coffer_model::component::{ComponentSpec, parse_components};
 use coffer_model::{BackupId, BackupRef, ComponentName, Label};
 use coffer_targets::{LocalStorage, Storage};
 use serde::Serialize;
@@ -123,6 +125,15 @@ struct BackupArgs {
     /// Exclude glob for directory components (gitignore syntax); repeatable.
     #[arg(long = "exclude", value_name = "GLOB")]
     excludes: Vec<String>,
+    /// Back up the `[[components]]` of this coffer.toml (databases, files, …).
+    #[arg(long, short = 'c', env = "COFFER_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Only this component of --config; repeatable (default: all of them).
+    #[arg(long = "component", value_name = "NAME", requires = "config")]
+    components: Vec<String>,
+    /// Directory for staging copies (SQLite copies, files a command writes).
+    #[arg(long, env = "COFFER_STAGING_DIR", value_name = "DIR")]
+    staging: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -141,6 +152,30 @@ struct RestoreArgs {
     /// Make the target exactly the snapshot: also delete files it does not have.
     #[arg(long)]
     mirror: bool,
+    /// Restore the snapshot's component through its driver into the
+    /// component of the same name in this coffer.toml (a database, a Redis
+    /// instance, a path — possibly of a new installation).
+    #[arg(long, short = 'c', value_name = "FILE", conflicts_with_all = ["target", "output"])]
+    config: Option<PathBuf>,
+    /// With --config: restore into this component of the file instead of
+    /// the one named like the snapshot's component.
+    #[arg(long = "component", value_name = "NAME", requires = "config")]
+    component: Option<String>,
+    /// Databases, Redis: remove what the destination has first (see docs/components.md).
+    #[arg(long, requires = "config")]
+    clean: bool,
+    /// PostgreSQL: do not restore ownership and privileges (the roles do not exist here).
+    #[arg(long, requires = "config")]
+    no_owner: bool,
+    /// PostgreSQL: SET ROLE to this role while restoring, so it owns the objects.
+    #[arg(long, requires = "config", value_name = "ROLE")]
+    role: Option<String>,
+    /// Databases: fail instead of creating a missing database.
+    #[arg(long, requires = "config")]
+    no_create_database: bool,
+    /// Directory for staging copies (Redis RDB files, `{file}` inputs).
+    #[arg(long, env = "COFFER_STAGING_DIR", value_name = "DIR")]
+    staging: Option<PathBuf>,
 }
 
 /// The result of one component of `repo backup`.
@@ -164,6 +199,34 @@ enum Spec {
     Dir(ComponentName, PathBuf),
     Stdin(ComponentName, String),
     Command(ComponentName, String),
+    /// A component from a coffer.toml, backed up by its driver.
+    Config(ComponentSpec),
+}
+
+/// The `[[components]]` of a coffer.toml, with the file named in errors.
+fn read_config(path: &Path) -> anyhow::Result<Vec<ComponentSpec>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    parse_components(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// The component called `name` in `specs`.
+fn pick<'a>(
+    specs: &'a [ComponentSpec],
+    name: &str,
+    file: &Path,
+) -> anyhow::Result<&'a ComponentSpec> {
+    specs
+        .iter()
+        .find(|s| s.name.as_str() == name)
+        .ok_or_else(|| {
+            let known: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+            anyhow::anyhow!(
+                "{} has no component {name:?} (it has: {})",
+                file.display(),
+                known.join(", ")
+            )
+        })
 }
 
 fn split_spec(s: &str, what: &str) -> anyhow::Result<(ComponentName, Option<String>)> {
@@ -196,15 +259,26 @@ fn parse_specs(args: &BackupArgs) -> anyhow::Result<Vec<Spec>> {
             .ok_or_else(|| anyhow::anyhow!("--command {c:?}: expected NAME=COMMAND"))?;
         specs.push(Spec::Command(name, cmd));
     }
+    if let Some(file) = &args.config {
+        let all = read_config(file)?;
+        if args.components.is_empty() {
+            specs.extend(all.into_iter().map(Spec::Config));
+        } else {
+            for name in &args.components {
+                specs.push(Spec::Config(pick(&all, name, file)?.clone()));
+            }
+        }
+    }
     if specs.is_empty() {
         anyhow::bail!(
-            "nothing to back up: give --dir NAME=PATH, --stdin NAME or --command NAME=COMMAND"
+            "nothing to back up: give --config FILE, --dir NAME=PATH, --stdin NAME or --command NAME=COMMAND"
         );
     }
     let mut names: Vec<&str> = specs
         .iter()
         .map(|s| match s {
             Spec::Dir(n, _) | Spec::Stdin(n, _) | Spec::Command(n, _) => n.as_str(),
+            Spec::Config(c) => c.name.as_str(),
         })
         .collect();
     names.sort_unstable();
@@ -240,9 +314,12 @@ pub fn run(args: RepoArgs) -> ProcessExit {
     if let RepoCommand::Restore(r) = &args.command
         && r.target.is_none()
         && r.output.is_none()
+        && r.config.is_none()
     {
         return usage(
-            "restore needs --target DIR (a directory tree) or --output FILE (a stream)".into(),
+            "restore needs --target DIR (a directory tree), --output FILE (a stream) or \
+             --config FILE (into a configured component)"
+                .into(),
         );
     }
 
@@ -428,12 +505,14 @@ fn backup(repo: &Repo, args: &BackupArgs, specs: Vec<Spec>, out: Output) -> Proc
     let opts = TreeBackupOptions {
         excludes: args.excludes.clone(),
     };
+    let staging = staging_dir(args.staging.as_deref());
     let mut results = Vec::new();
     for spec in specs {
         let (name, what) = match &spec {
             Spec::Dir(n, p) => (n.clone(), format!("{n} ({})", p.display())),
             Spec::Stdin(n, _) => (n.clone(), format!("{n} (stdin)")),
             Spec::Command(n, _) => (n.clone(), format!("{n} (command)")),
+            Spec::Config(c) => (c.name.clone(), format!("{} ({})", c.name, c.kind.name())),
         };
         let bref = BackupRef::new(backup_id.clone(), name.clone(), count);
         let bar = out.progress(&what);
@@ -447,6 +526,15 @@ fn backup(repo: &Repo, args: &BackupArgs, specs: Vec<Spec>, out: Output) -> Proc
                 let mut c = std::process::Command::new("sh");
                 c.arg("-c").arg(&cmd);
                 repo.backup_command(&mut c, name.as_str(), &bref, cb)
+            }
+            Spec::Config(spec) => {
+                let ctx = BackupContext {
+                    repo,
+                    backup: &bref,
+                    staging_dir: &staging,
+                    progress: cb,
+                };
+                coffer_components::backup(&spec, &ctx).map_err(component_error)
             }
         };
         if let Some((bar, _)) = bar {
@@ -515,6 +603,9 @@ fn backup(repo: &Repo, args: &BackupArgs, specs: Vec<Spec>, out: Output) -> Proc
 }
 
 fn restore(repo: &Repo, args: &RestoreArgs, out: Output) -> ProcessExit {
+    if let Some(file) = &args.config {
+        return restore_component(repo, args, file, out);
+    }
     if let Some(target) = &args.target {
         let mode = if args.mirror {
             RestoreMode::Mirror
@@ -713,5 +804,108 @@ fn locks(storage: &dyn Storage, out: Output) -> ProcessExit {
             ExitCode::Ok.into()
         }
         Err(e) => out.engine_error(&e),
+    }
+}
+
+/// The staging directory: the option, else a `coffer-staging` directory in
+/// the system's temporary directory.
+fn staging_dir(option: Option<&Path>) -> PathBuf {
+    option
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| std::env::temp_dir().join("coffer-staging"))
+}
+
+/// A component failure as an engine error, so it gets the same exit code
+/// and message shape as everything else `repo backup` reports.
+fn component_error(e: ComponentError) -> EngineError {
+    match e {
+        ComponentError::Engine { source, .. } => source,
+        ComponentError::InvalidInput { .. } => EngineError::InvalidInput(e.to_string()),
+        other => EngineError::Engine(other.to_string()),
+    }
+}
+
+/// `coffer repo restore SNAPSHOT --config FILE`: through the component's driver.
+fn restore_component(repo: &Repo, args: &RestoreArgs, file: &Path, out: Output) -> ProcessExit {
+    let usage = |msg: String| out.error(ExitCode::Usage, "usage", &msg);
+    let specs = match read_config(file) {
+        Ok(s) => s,
+        Err(e) => return usage(format!("{e:#}")),
+    };
+    let all = match repo.snapshots(&SnapshotFilter::default()) {
+        Ok(list) => list,
+        Err(e) => return out.engine_error(&e),
+    };
+    let matching: Vec<&SnapshotInfo> = all
+        .iter()
+        .filter(|s| s.id.starts_with(&args.snapshot))
+        .collect();
+    let snap = match matching.as_slice() {
+        [one] => *one,
+        [] => {
+            return out.engine_error(&EngineError::NotFound(format!(
+                "no snapshot {:?}",
+                args.snapshot
+            )));
+        }
+        _ => return usage(format!("snapshot prefix {:?} is ambiguous", args.snapshot)),
+    };
+    let name = match (&args.component, &snap.backup) {
+        (Some(n), _) => n.clone(),
+        (None, Some(b)) => b.component.to_string(),
+        (None, None) => {
+            return usage(format!(
+                "snapshot {} was not written by Coffer; name the destination with --component",
+                &snap.id[..8]
+            ));
+        }
+    };
+    let spec = match pick(&specs, &name, file) {
+        Ok(s) => s,
+        Err(e) => return usage(format!("{e:#}")),
+    };
+    let options = RestoreOptions {
+        mode: if args.mirror {
+            RestoreMode::Mirror
+        } else if args.overwrite {
+            RestoreMode::Overwrite
+        } else {
+            RestoreMode::RefuseNonEmpty
+        },
+        clean: args.clean,
+        create_database: !args.no_create_database,
+        no_owner: args.no_owner,
+        role: args.role.clone(),
+    };
+    let staging = staging_dir(args.staging.as_deref());
+    let bar = out.progress(&format!("restore {name}"));
+    let cb = bar.as_ref().map(|(_, cb)| Arc::clone(cb));
+    let ctx = RestoreContext {
+        repo,
+        snapshot: snap,
+        staging_dir: &staging,
+        options: &options,
+        progress: cb,
+    };
+    let res = coffer_components::restore(spec, &ctx);
+    if let Some((bar, _)) = bar {
+        bar.finish_and_clear();
+    }
+    match res {
+        Ok(report) => {
+            out.result(
+                &serde_json::json!({ "snapshot": snap.id, "component": name, "notes": report.notes }),
+                |_| {
+                    let mut s = report.notes.join("\n");
+                    s.push_str(&format!(
+                        "\nrestored component {name} from snapshot {}",
+                        &snap.id[..8]
+                    ));
+                    s
+                },
+            );
+            ExitCode::Ok.into()
+        }
+        Err(e) => out.engine_error(&component_error(e)),
     }
 }

@@ -516,3 +516,79 @@ fn locks_block_or_are_cleared_by_the_stale_rule() {
     f.json(&["backup", "--dir", &dir_arg]);
     assert!(f.json(&["locks"]).as_array().unwrap().is_empty());
 }
+
+#[test]
+fn components_from_a_config_file_back_up_and_restore() {
+    let f = Fixture::new();
+    let files = f.path("app/files");
+    tree::write(&files.join("a.txt"), b"hello");
+    let conf = f.path("coffer.toml");
+    fs::write(
+        &conf,
+        format!(
+            "[[components]]\nname = \"files\"\nkind = \"files\"\npath = {files:?}\n\n\
+             [[components]]\nname = \"broken\"\nkind = \"command\"\n\
+             backup = [\"sh\", \"-c\", \"echo partial; echo 'dump: server gone' >&2; exit 2\"]\n"
+        ),
+    )
+    .unwrap();
+    let conf_s = conf.to_str().unwrap();
+
+    // One failing component: exit 5, the other component recorded, the
+    // failed one named with the tool's message.
+    let out = f.run(&["backup", "--config", conf_s, "--label", "nightly"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["complete"], false);
+    let broken = &v["components"][1];
+    assert_eq!(broken["component"], "broken");
+    assert!(
+        broken["error"].as_str().unwrap().contains("server gone"),
+        "{v}"
+    );
+
+    // Only the good component: complete.
+    let v = f.json(&["backup", "--config", conf_s, "--component", "files"]);
+    assert_eq!(v["complete"], true);
+    let snap = v["components"][0]["snapshot"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Restore through the config into a new installation's path.
+    let other = f.path("new/files");
+    let conf2 = f.path("new.toml");
+    fs::write(
+        &conf2,
+        format!("[[components]]\nname = \"files\"\nkind = \"files\"\npath = {other:?}\n"),
+    )
+    .unwrap();
+    let out = f.run(&["restore", &snap, "--config", conf2.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_same_tree(&files, &other);
+    // Again: the path is not empty now, a usage error (2) naming it.
+    let out = f.run(&["restore", &snap, "--config", conf2.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    // Unknown component and invalid config: usage errors before any work.
+    let out = f.run(&["backup", "--config", conf_s, "--component", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no component") && stderr(&out).contains("nope"),
+        "{}",
+        stderr(&out)
+    );
+    fs::write(
+        &conf,
+        "[[components]]\nname = \"x\"\nkind = \"postgress\"\n",
+    )
+    .unwrap();
+    let out = f.run(&["backup", "--config", conf_s]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown variant `postgress`"),
+        "{}",
+        stderr(&out)
+    );
+    restic_check(&f.repo, PW);
+}
