@@ -11,6 +11,7 @@
 //! | `postgres` | `pg_dump -Fc`, streamed | stream `<name>.pgdump` | `pg_restore --single-transaction`, database created if missing |
 //! | `mysql` | `mariadb-dump`/`mysqldump --single-transaction --routines --triggers --events`, streamed | stream `<name>.sql` | the client, database created if missing |
 //! | `redis` | `redis-cli --rdb -` (a replica sync), streamed | stream `<name>.rdb` | the RDB loaded into a temporary `redis-server`, every key copied with `DUMP`/`RESTORE … ABSTTL REPLACE` |
+//! | `s3` | every object (or a prefix) with content type and user metadata, in a tar stream with PAX records; ETags re-checked after the copy | stream `<name>.tar` | into the same or another bucket/endpoint, multipart for large objects |
 //! | `command` | any program's standard output, or the `{file}` it writes | stream | a program reading standard input or `{file}` |
 //!
 //! A failure is never silent: a tool that exits non-zero, is killed, or
@@ -23,8 +24,10 @@ mod command;
 mod error;
 mod files;
 mod mysql;
+mod pipe;
 mod postgres;
 mod redis;
+mod s3;
 mod secret;
 mod sqlite;
 mod tools;
@@ -73,10 +76,11 @@ pub struct RestoreOptions {
     pub mode: RestoreMode,
     /// Remove what the destination has first: `postgres` drops the dump's
     /// objects (`pg_restore --clean --if-exists`), `mysql` drops and
-    /// recreates the database, `redis` flushes every database (`FLUSHALL`).
+    /// recreates the database, `redis` flushes every database (`FLUSHALL`),
+    /// `s3` deletes objects under the prefix that the backup does not have.
     pub clean: bool,
-    /// `postgres`, `mysql`: create the destination database when it does not
-    /// exist (default true).
+    /// `postgres`, `mysql`, `s3`: create the destination database or bucket
+    /// when it does not exist (default true).
     pub create_database: bool,
     /// `postgres`: do not restore ownership and privileges — for a server
     /// where the original roles do not exist (a new installation). Objects
@@ -124,6 +128,7 @@ pub fn backup(spec: &ComponentSpec, ctx: &BackupContext) -> Result<SnapshotInfo,
         ComponentKind::Postgres(p) => postgres::backup(&c, p, name, ctx),
         ComponentKind::Mysql(m) => mysql::backup(&c, m, name, ctx),
         ComponentKind::Redis(r) => redis::backup(&c, r, name, ctx),
+        ComponentKind::S3(s) => s3::backup(&c, s, name, ctx),
         ComponentKind::Command(cmd) => command::backup(&c, cmd, name, ctx),
     }
 }
@@ -143,6 +148,7 @@ pub fn restore(
         ComponentKind::Postgres(p) => postgres::restore(&c, p, ctx),
         ComponentKind::Mysql(m) => mysql::restore(&c, m, ctx),
         ComponentKind::Redis(r) => redis::restore(&c, r, ctx),
+        ComponentKind::S3(s) => s3::restore(&c, s, ctx),
         ComponentKind::Command(cmd) => command::restore(&c, cmd, ctx),
     }
 }
@@ -173,6 +179,7 @@ fn check_snapshot_fits(
         ComponentKind::Postgres(_) => Some(".pgdump"),
         ComponentKind::Mysql(_) => Some(".sql"),
         ComponentKind::Redis(_) => Some(".rdb"),
+        ComponentKind::S3(_) => Some(".tar"),
         _ => None,
     };
     if let Some(ext) = ext

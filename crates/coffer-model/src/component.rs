@@ -144,6 +144,8 @@ pub enum ComponentKind {
     Mysql(MysqlSpec),
     /// A Redis instance (all its databases).
     Redis(RedisSpec),
+    /// Every object of an S3 bucket (or of a prefix).
+    S3(S3Spec),
     /// Any dump command and its restore command.
     Command(CommandSpec),
 }
@@ -157,6 +159,7 @@ impl ComponentKind {
             Self::Postgres(_) => "postgres",
             Self::Mysql(_) => "mysql",
             Self::Redis(_) => "redis",
+            Self::S3(_) => "s3",
             Self::Command(_) => "command",
         }
     }
@@ -265,6 +268,52 @@ pub struct RedisSpec {
     pub bin_dir: Option<PathBuf>,
 }
 
+fn default_s3_region() -> String {
+    "us-east-1".to_owned()
+}
+fn yes() -> bool {
+    true
+}
+
+/// What an S3 backup does when objects change while it copies them (without
+/// bucket versioning a bucket has no point in time).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnChange {
+    /// Fail the component: nothing is recorded (default).
+    #[default]
+    Fail,
+    /// Record the backup and report the changed objects as warnings.
+    Warn,
+}
+
+/// `kind = "s3"`: the objects of a bucket, with content type and user metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Spec {
+    /// The endpoint URL (`https://s3.eu-west-1.amazonaws.com`, `http://127.0.0.1:3900`).
+    pub endpoint: String,
+    /// The region used for signing.
+    #[serde(default = "default_s3_region")]
+    pub region: String,
+    /// The bucket.
+    pub bucket: String,
+    /// Only keys starting with this (restored under the destination's prefix).
+    #[serde(default)]
+    pub prefix: String,
+    /// Access key id.
+    pub access_key: Secret,
+    /// Secret access key.
+    pub secret_key: Secret,
+    /// Path-style URLs (`endpoint/bucket/key`, most self-hosted servers)
+    /// rather than virtual-host style (`bucket.endpoint/key`).
+    #[serde(default = "yes")]
+    pub path_style: bool,
+    /// Objects that changed during the backup: `fail` (default) or `warn`.
+    #[serde(default)]
+    pub on_change: OnChange,
+}
+
 /// `kind = "command"`: the escape hatch for anything else (MongoDB, etcd, …).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -360,7 +409,9 @@ fn parse_one(index: usize, value: &toml::Value) -> Result<ComponentSpec, SpecErr
 }
 
 /// Every kind name, for messages.
-pub const KIND_NAMES: &[&str] = &["files", "sqlite", "postgres", "mysql", "redis", "command"];
+pub const KIND_NAMES: &[&str] = &[
+    "files", "sqlite", "postgres", "mysql", "redis", "s3", "command",
+];
 
 impl ComponentSpec {
     /// Checks what serde cannot: absolute paths, non-empty names and commands.
@@ -400,6 +451,15 @@ impl ComponentSpec {
                 non_empty("database", &m.database)?;
             }
             ComponentKind::Redis(r) => non_empty("host", &r.host)?,
+            ComponentKind::S3(s) => {
+                if !(s.endpoint.starts_with("http://") || s.endpoint.starts_with("https://")) {
+                    return Err(format!(
+                        "`endpoint` must be an http:// or https:// URL, not {:?}",
+                        s.endpoint
+                    ));
+                }
+                non_empty("bucket", &s.bucket)?;
+            }
             ComponentKind::Command(c) => {
                 if c.backup.first().is_none_or(|p| p.trim().is_empty()) {
                     return Err("`backup` must name a program: [\"program\", \"arg\", …]".into());
@@ -428,6 +488,7 @@ impl ComponentSpec {
             ComponentKind::Postgres(_) => Some(format!("{n}.pgdump")),
             ComponentKind::Mysql(_) => Some(format!("{n}.sql")),
             ComponentKind::Redis(_) => Some(format!("{n}.rdb")),
+            ComponentKind::S3(_) => Some(format!("{n}.tar")),
             ComponentKind::Command(c) => {
                 Some(c.file_name.clone().unwrap_or_else(|| format!("{n}.dump")))
             }
@@ -483,6 +544,14 @@ mod tests {
             sensitive = true
 
             [[components]]
+            name = "blobs"
+            kind = "s3"
+            endpoint = "http://127.0.0.1:3900"
+            bucket = "uploads"
+            access_key = { env = "S3_KEY" }
+            secret_key = { file = "/run/secrets/s3" }
+
+            [[components]]
             name = "etcd"
             kind = "command"
             backup = ["etcdctl", "snapshot", "save", "{file}"]
@@ -490,7 +559,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(specs.len(), 6);
+        assert_eq!(specs.len(), 7);
         let ComponentKind::Postgres(pg) = &specs[2].kind else {
             panic!("{:?}", specs[2])
         };
@@ -502,11 +571,16 @@ mod tests {
         assert!(specs[4].sensitive);
         assert_eq!(r.port, 6379);
         assert_eq!(format!("{:?}", r.password), "Some(Literal(***))");
-        let ComponentKind::Command(c) = &specs[5].kind else {
+        let ComponentKind::S3(s3) = &specs[5].kind else {
+            panic!()
+        };
+        assert!(s3.path_style && s3.prefix.is_empty() && s3.on_change == OnChange::Fail);
+        assert_eq!(s3.region, "us-east-1");
+        let ComponentKind::Command(c) = &specs[6].kind else {
             panic!()
         };
         assert!(c.backup_uses_file());
-        assert_eq!(specs[5].stream_file_name().unwrap(), "etcd.dump");
+        assert_eq!(specs[6].stream_file_name().unwrap(), "etcd.dump");
         assert_eq!(specs[0].stream_file_name(), None);
         assert!(parse_components("").unwrap().is_empty());
     }
