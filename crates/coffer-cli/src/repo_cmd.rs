@@ -506,6 +506,16 @@ fn backup(repo: &Repo, args: &BackupArgs, specs: Vec<Spec>, out: Output) -> Proc
         excludes: args.excludes.clone(),
     };
     let staging = staging_dir(args.staging.as_deref());
+    let configured: Vec<ComponentSpec> = specs
+        .iter()
+        .filter_map(|s| match s {
+            Spec::Config(c) => Some(c.clone()),
+            _ => None,
+        })
+        .collect();
+    if let Err(msg) = coffer_components::check_staging_space(&configured, &staging) {
+        return out.error(ExitCode::Failure, "preflight", &msg);
+    }
     let mut results = Vec::new();
     for spec in specs {
         let (name, what) = match &spec {

@@ -153,6 +153,69 @@ pub fn restore(
     }
 }
 
+/// How many bytes of staging space backing up `spec` needs at most: the
+/// database file (and its WAL) for `sqlite`, nothing for streamed kinds.
+/// `None` when it cannot be known in advance (a `{file}` command).
+pub fn staging_estimate(spec: &ComponentSpec) -> Option<u64> {
+    match &spec.kind {
+        ComponentKind::Sqlite(s) => {
+            let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+            let mut wal = s.path.clone().into_os_string();
+            wal.push("-wal");
+            Some(size(&s.path) + size(Path::new(&wal)))
+        }
+        ComponentKind::Command(c) if c.backup_uses_file() => None,
+        _ => Some(0),
+    }
+}
+
+/// The space preflight: refuses to start when the staging directory's file
+/// system has less free space than the components' [`staging_estimate`]s
+/// need (plus a 5 % margin), naming each component's share.
+pub fn check_staging_space(specs: &[ComponentSpec], staging_dir: &Path) -> Result<(), String> {
+    let needs: Vec<(&str, u64)> = specs
+        .iter()
+        .filter_map(|s| Some((s.name.as_str(), staging_estimate(s)?)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    // Components run one after another, so the largest copy is what must fit.
+    let Some(&(largest_name, largest)) = needs.iter().max_by_key(|(_, n)| *n) else {
+        return Ok(());
+    };
+    let probe = staging_dir
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    let free = free_space(probe).map_err(|e| format!("free space of {}: {e}", probe.display()))?;
+    let needed = largest + largest / 20;
+    if free < needed {
+        return Err(format!(
+            "not enough space for staging copies in {}: {} MiB free, component {largest_name:?}              needs {} MiB (choose another --staging directory)",
+            staging_dir.display(),
+            free >> 20,
+            needed >> 20
+        ));
+    }
+    Ok(())
+}
+
+/// Bytes available to this user on the file system holding `path`.
+fn free_space(path: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `c` is a valid NUL-terminated path and `st` is writable
+    // memory of the right type; statvfs fills it on success.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it initialised `st`.
+    let st = unsafe { st.assume_init() };
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
 /// Refuses to feed a snapshot to the wrong kind of destination (an RDB file
 /// to `pg_restore`, a tree to a database) before anything is touched.
 fn check_snapshot_fits(

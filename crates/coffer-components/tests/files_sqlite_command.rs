@@ -279,3 +279,22 @@ fn failing_commands_record_nothing_and_say_why() {
     f.assert_clean();
     let _ = sh("true");
 }
+
+#[test]
+fn the_space_preflight_refuses_a_staging_copy_that_cannot_fit() {
+    let f = Fixture::new();
+    let db = f.path("huge.db");
+    // A sparse file of 8 TiB apparent size (ext4 allows 16): its copy cannot fit.
+    std::fs::File::create(&db)
+        .unwrap()
+        .set_len(1 << 43)
+        .unwrap();
+    let s = spec(&format!("name = \"state\"\nkind = \"sqlite\"\npath = {db:?}"));
+    assert_eq!(coffer_components::staging_estimate(&s), Some(1 << 43));
+    let err = coffer_components::check_staging_space(std::slice::from_ref(&s), &f.staging())
+        .unwrap_err();
+    assert!(err.contains("not enough space") && err.contains("\"state\""), "{err}");
+    let small = spec("name = \"db\"\nkind = \"postgres\"\nuser = \"u\"\ndatabase = \"d\"");
+    assert_eq!(coffer_components::staging_estimate(&small), Some(0));
+    coffer_components::check_staging_space(&[small], &f.staging()).expect("nothing to stage");
+}
