@@ -213,7 +213,7 @@ fn free_space(path: &Path) -> std::io::Result<u64> {
     }
     // SAFETY: statvfs returned 0, so it initialised `st`.
     let st = unsafe { st.assume_init() };
-    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// Refuses to feed a snapshot to the wrong kind of destination (an RDB file

@@ -233,7 +233,7 @@ impl Client {
     }
 
     /// Signed headers for an upload: content type and user metadata.
-    fn headers<'a>(head: &'a Head) -> Vec<(String, &'a str)> {
+    fn headers(head: &Head) -> Vec<(String, &str)> {
         let mut h: Vec<(String, &str)> = head
             .meta
             .iter()

@@ -289,11 +289,16 @@ fn the_space_preflight_refuses_a_staging_copy_that_cannot_fit() {
         .unwrap()
         .set_len(1 << 43)
         .unwrap();
-    let s = spec(&format!("name = \"state\"\nkind = \"sqlite\"\npath = {db:?}"));
+    let s = spec(&format!(
+        "name = \"state\"\nkind = \"sqlite\"\npath = {db:?}"
+    ));
     assert_eq!(coffer_components::staging_estimate(&s), Some(1 << 43));
-    let err = coffer_components::check_staging_space(std::slice::from_ref(&s), &f.staging())
-        .unwrap_err();
-    assert!(err.contains("not enough space") && err.contains("\"state\""), "{err}");
+    let err =
+        coffer_components::check_staging_space(std::slice::from_ref(&s), &f.staging()).unwrap_err();
+    assert!(
+        err.contains("not enough space") && err.contains("\"state\""),
+        "{err}"
+    );
     let small = spec("name = \"db\"\nkind = \"postgres\"\nuser = \"u\"\ndatabase = \"d\"");
     assert_eq!(coffer_components::staging_estimate(&small), Some(0));
     coffer_components::check_staging_space(&[small], &f.staging()).expect("nothing to stage");
