@@ -28,6 +28,8 @@ use crate::{BackupContext, RestoreContext, RestoreReport};
 const SIGNED_FOR: Duration = Duration::from_secs(3600);
 /// Objects larger than this are uploaded in parts of this size.
 const PART_SIZE: usize = 16 << 20;
+/// The context of errors reading the restore stream.
+const STREAM_READ: &str = "reading the S3 backup stream";
 /// PAX record names.
 const PAX_KEY: &str = "COFFER.s3.key";
 const PAX_CONTENT_TYPE: &str = "COFFER.s3.content-type";
@@ -48,6 +50,8 @@ struct Head {
     content_type: Option<String>,
     meta: BTreeMap<String, String>,
     etag: String,
+    /// `Content-Length` of the GET: the object may have changed since listing.
+    len: Option<u64>,
 }
 
 /// A signed-request S3 client for one bucket.
@@ -195,6 +199,8 @@ impl Client {
                 head.content_type = Some(value.to_owned());
             } else if name == "etag" {
                 head.etag = value.to_owned();
+            } else if name == "content-length" {
+                head.len = value.parse().ok();
             } else if let Some(meta) = name.strip_prefix("x-amz-meta-") {
                 head.meta.insert(meta.to_owned(), value.to_owned());
             }
@@ -438,9 +444,12 @@ pub(crate) fn backup(
             }
             Ok(snap)
         }
-        // The producer's own error says what went wrong with the bucket.
-        (_, Err(e)) => Err(e),
-        (Err(e), Ok(_)) => Err(c.engine(e)),
+        // The engine saw the producer's failure as a read error (and
+        // recorded nothing): the producer's own error names the object.
+        (Err(coffer_engine::EngineError::Incomplete { .. }) | Ok(_), Err(e)) => Err(e),
+        // Anything else (a lock, the storage) stopped the engine first; the
+        // producer only saw its reader go away.
+        (Err(e), _) => Err(c.engine(e)),
     }
 }
 
@@ -476,12 +485,14 @@ fn write_tar(
                 .map_err(|e| client.c.io("writing the tar stream", e))?;
             let mut header = tar::Header::new_ustar();
             header.set_entry_type(tar::EntryType::Regular);
-            header.set_size(obj.size);
+            // What this GET returns is what gets stored.
+            let size = head.len.unwrap_or(obj.size);
+            header.set_size(size);
             header.set_mode(0o600);
             header.set_mtime(0);
             let reader = Exact {
                 inner: body.into_reader(),
-                left: obj.size,
+                left: size,
                 key: obj.key.clone(),
             };
             tar.append_data(&mut header, format!("objects/{i:08}"), reader)
@@ -574,9 +585,14 @@ pub(crate) fn restore(
         let fed = feeder
             .join()
             .map_err(|_| c.tool("the restore reader thread panicked"))?;
-        // A repository error explains a broken stream better than tar does.
-        fed?;
-        uploaded
+        match (uploaded, fed) {
+            (Ok(keys), Ok(())) => Ok(keys),
+            // The repository failed first; tar only saw the stream break.
+            (Err(ComponentError::Io { context, .. }), Err(e)) if context == STREAM_READ => Err(e),
+            // The upload failed first; the feeder only saw its reader go away.
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e),
+        }
     });
     let restored = restored?;
     notes.push(format!(
@@ -604,7 +620,7 @@ fn upload_all(
     reader: impl Read,
 ) -> Result<BTreeSet<String>, ComponentError> {
     let c = &client.c;
-    let bad = |e: io::Error| c.io("reading the S3 backup stream", e);
+    let bad = |e: io::Error| c.io(STREAM_READ, e);
     let mut archive = tar::Archive::new(reader);
     let mut keys = BTreeSet::new();
     for entry in archive.entries().map_err(bad)? {
