@@ -846,10 +846,25 @@ fn restore_component(repo: &Repo, args: &RestoreArgs, file: &Path, out: Output) 
         Ok(list) => list,
         Err(e) => return out.engine_error(&e),
     };
-    let matching: Vec<&SnapshotInfo> = all
-        .iter()
-        .filter(|s| s.id.starts_with(&args.snapshot))
-        .collect();
+    let matching: Vec<&SnapshotInfo> = if args.snapshot == "latest" {
+        // The newest snapshot of the component named with --component.
+        let Some(name) = &args.component else {
+            return usage("`latest` with --config needs --component NAME".into());
+        };
+        all.iter()
+            .rev()
+            .find(|s| {
+                s.backup
+                    .as_ref()
+                    .is_some_and(|b| b.component.as_str() == name)
+            })
+            .into_iter()
+            .collect()
+    } else {
+        all.iter()
+            .filter(|s| s.id.starts_with(&args.snapshot))
+            .collect()
+    };
     let snap = match matching.as_slice() {
         [one] => *one,
         [] => {

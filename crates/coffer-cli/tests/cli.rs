@@ -566,9 +566,17 @@ fn components_from_a_config_file_back_up_and_restore() {
     let out = f.run(&["restore", &snap, "--config", conf2.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_same_tree(&files, &other);
-    // Again: the path is not empty now, a usage error (2) naming it.
-    let out = f.run(&["restore", &snap, "--config", conf2.to_str().unwrap()]);
+    // Again, as `latest`: the path is not empty now, a usage error (2).
+    let out = f.run(&[
+        "restore",
+        "latest",
+        "--component",
+        "files",
+        "--config",
+        conf2.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not empty"), "{}", stderr(&out));
 
     // Unknown component and invalid config: usage errors before any work.
     let out = f.run(&["backup", "--config", conf_s, "--component", "nope"]);

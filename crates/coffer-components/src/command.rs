@@ -11,7 +11,7 @@ use coffer_engine::SnapshotInfo;
 use coffer_model::component::{CommandSpec, FILE_PLACEHOLDER};
 
 use crate::error::{ComponentError, Ctx};
-use crate::tools::{output, pipe_into, staging_dir};
+use crate::tools::{output, staging_dir};
 use crate::{BackupContext, RestoreContext, RestoreReport};
 
 /// `argv` as a command, `{file}` replaced by `file`.
@@ -64,12 +64,6 @@ pub(crate) fn restore(
     let Some(argv) = &spec.restore else {
         return Err(c.invalid("no restore command is configured for this component"));
     };
-    let feed = |w: &mut dyn std::io::Write| {
-        ctx.repo
-            .restore_stream(&ctx.snapshot.id, w)
-            .map(|_| ())
-            .map_err(|e| c.engine(e))
-    };
     if argv.iter().any(|a| a.contains(FILE_PLACEHOLDER)) {
         let staging = staging_dir(c, ctx.staging_dir)?;
         let name = ctx
@@ -80,11 +74,11 @@ pub(crate) fn restore(
             .unwrap_or("backup");
         let path = staging.path().join(name.trim_start_matches('/'));
         let mut file = File::create(&path).map_err(|e| c.io("creating the staging file", e))?;
-        feed(&mut file)?;
+        ctx.stream_into(c, &mut file)?;
         drop(file);
         output(c, &mut build(spec, argv, Some(&path)), b"")?;
     } else {
-        pipe_into(c, &mut build(spec, argv, None), |stdin| feed(stdin))?;
+        ctx.stream_into_command(c, &mut build(spec, argv, None))?;
     }
     Ok(RestoreReport {
         notes: vec![format!("restore command {:?} succeeded", argv[0])],

@@ -68,6 +68,30 @@ pub struct RestoreContext<'a> {
     pub progress: Option<ProgressFn>,
 }
 
+impl RestoreContext<'_> {
+    /// Writes the snapshot's stream into `out`.
+    pub(crate) fn stream_into(
+        &self,
+        c: &Ctx,
+        out: &mut dyn std::io::Write,
+    ) -> Result<(), ComponentError> {
+        self.repo
+            .restore_stream(&self.snapshot.id, out)
+            .map(|_| ())
+            .map_err(|e| c.engine(e))
+    }
+
+    /// Feeds the snapshot's stream to `cmd`'s standard input (`pg_restore`,
+    /// the `mariadb` client, a restore command).
+    pub(crate) fn stream_into_command(
+        &self,
+        c: &Ctx,
+        cmd: &mut std::process::Command,
+    ) -> Result<(), ComponentError> {
+        tools::pipe_into(c, cmd, |stdin| self.stream_into(c, stdin))
+    }
+}
+
 /// Restore choices. Each applies to the kinds named; the others ignore it.
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {

@@ -14,7 +14,7 @@ use coffer_model::component::MysqlSpec;
 
 use crate::error::{ComponentError, Ctx};
 use crate::secret::resolve_opt;
-use crate::tools::{find_program, output, pipe_into};
+use crate::tools::{find_program, output};
 use crate::{BackupContext, RestoreContext, RestoreReport};
 
 struct My<'a> {
@@ -135,12 +135,7 @@ pub(crate) fn restore(
     }
     let mut cmd = my.client()?;
     cmd.arg(db);
-    let result = pipe_into(c, &mut cmd, |stdin| {
-        ctx.repo
-            .restore_stream(&ctx.snapshot.id, stdin)
-            .map(|_| ())
-            .map_err(|e| c.engine(e))
-    });
+    let result = ctx.stream_into_command(c, &mut cmd);
     if let Err(e) = result {
         if created && let Err(drop_err) = my.sql(&format!("DROP DATABASE {};\n", ident(db))) {
             log::warn!(

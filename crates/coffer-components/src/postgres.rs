@@ -11,7 +11,7 @@ use coffer_model::component::PostgresSpec;
 
 use crate::error::{ComponentError, Ctx};
 use crate::secret::resolve_opt;
-use crate::tools::{find_program, output, pipe_into};
+use crate::tools::{find_program, output};
 use crate::{BackupContext, RestoreContext, RestoreReport};
 
 /// The database `psql` connects to for `CREATE DATABASE` and existence checks.
@@ -194,12 +194,7 @@ pub(crate) fn restore(
     if let Some(role) = &opts.role {
         cmd.arg(format!("--role={role}"));
     }
-    let result = pipe_into(c, &mut cmd, |stdin| {
-        ctx.repo
-            .restore_stream(&ctx.snapshot.id, stdin)
-            .map(|_| ())
-            .map_err(|e| c.engine(e))
-    });
+    let result = ctx.stream_into_command(c, &mut cmd);
     if let Err(e) = result {
         // Leave the server as it was: drop the database we created.
         if created

@@ -87,9 +87,7 @@ pub(crate) fn restore(
     // 1. The backup as a file the temporary server can load.
     let rdb = dir.join("dump.rdb");
     let mut file = std::fs::File::create(&rdb).map_err(|e| c.io("creating the staging RDB", e))?;
-    ctx.repo
-        .restore_stream(&ctx.snapshot.id, &mut file)
-        .map_err(|e| c.engine(e))?;
+    ctx.stream_into(c, &mut file)?;
     let rdb_len = file.metadata().map(|m| m.len()).unwrap_or(0);
     drop(file);
 

@@ -86,9 +86,7 @@ pub(crate) fn restore(
         .prefix(&format!(".{file_name}.coffer-restore-"))
         .tempfile_in(dir)
         .map_err(|e| c.io(format!("creating a staging file in {}", dir.display()), e))?;
-    ctx.repo
-        .restore_stream(&ctx.snapshot.id, staged.as_file_mut())
-        .map_err(|e| c.engine(e))?;
+    ctx.stream_into(c, staged.as_file_mut())?;
     staged
         .as_file()
         .sync_all()
