@@ -210,7 +210,8 @@ pub fn check_staging_space(specs: &[ComponentSpec], staging_dir: &Path) -> Resul
         .ancestors()
         .find(|p| p.exists())
         .unwrap_or(Path::new("/"));
-    let free = free_space(probe).map_err(|e| format!("free space of {}: {e}", probe.display()))?;
+    let free = coffer_targets::free_space_at(probe)
+        .map_err(|e| format!("free space of {}: {e}", probe.display()))?;
     let needed = largest + largest / 20;
     if free < needed {
         return Err(format!(
@@ -221,23 +222,6 @@ pub fn check_staging_space(specs: &[ComponentSpec], staging_dir: &Path) -> Resul
         ));
     }
     Ok(())
-}
-
-/// Bytes available to this user on the file system holding `path`.
-fn free_space(path: &Path) -> std::io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
-    // SAFETY: `c` is a valid NUL-terminated path and `st` is writable
-    // memory of the right type; statvfs fills it on success.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: statvfs returned 0, so it initialised `st`.
-    let st = unsafe { st.assume_init() };
-    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// Refuses to feed a snapshot to the wrong kind of destination (an RDB file

@@ -52,6 +52,22 @@ impl LocalStorage {
         StorageError::io(&self.location, op, key, e)
     }
 
+    /// Creates the root directory (and its parents) if missing.
+    pub fn ensure_root(&self) -> StorageResult<()> {
+        create_dir_durable(&self.root).map_err(|e| self.err("mkdir", "", &e))
+    }
+
+    /// Bytes available on the file system of the root (or its nearest
+    /// existing ancestor).
+    pub fn free_space(&self) -> StorageResult<u64> {
+        let probe = self
+            .root
+            .ancestors()
+            .find(|p| p.exists())
+            .unwrap_or(Path::new("/"));
+        crate::free_space_at(probe).map_err(|e| self.err("free-space", "", &e))
+    }
+
     /// Removes temporary files that crashed writers left behind.
     pub fn clean_stale_temporaries(&self) -> StorageResult<usize> {
         let dir = self.root.join(TMP_DIR);

@@ -8,6 +8,7 @@
 //! * [`require_tool`]: outside CI a test may skip loudly when a tool or
 //!   server is missing; under `CI=true` it fails.
 
+pub mod proxy;
 pub mod tree;
 
 use std::path::Path;
@@ -97,4 +98,32 @@ pub fn service_setting(var: &str) -> Option<String> {
             None
         }
     }
+}
+
+/// Runs `restic` against a repository URL (e.g. `s3:http://…/bucket/prefix`)
+/// with extra environment, panicking unless it succeeds. `None` only when
+/// restic is missing outside CI.
+pub fn restic_url(
+    repo: &str,
+    password: &str,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> Option<String> {
+    if !require_tool("restic") {
+        return None;
+    }
+    let out = Command::new("restic")
+        .args(["--no-cache", "-r", repo])
+        .args(args)
+        .env("RESTIC_PASSWORD", password)
+        .envs(env.iter().copied())
+        .output()
+        .expect("running restic");
+    assert!(
+        out.status.success(),
+        "restic {args:?} failed on {repo}:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
