@@ -241,9 +241,15 @@ up_ftp() {
   if pid_alive "$d/vsftpd.pid"; then return; fi
   ensure_os_user
   rm -rf "$d"; mkdir -p "$d" /var/run/vsftpd/empty
-  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=127.0.0.1 \
-    -addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout "$d/key.pem" -out "$d/cert.pem" 2>/dev/null
-  chmod 600 "$d/key.pem"
+  # A throwaway CA and a server certificate it signs: TLS clients (rustls) refuse a self-signed
+  # CA certificate used as the server's own.
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=coffer-test-ca \
+    -keyout "$d/ca-key.pem" -out "$d/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout "$d/key.pem" -out "$d/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$d/server.ext"
+  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca-key.pem" -CAcreateserial -days 3650 \
+    -extfile "$d/server.ext" -out "$d/cert.pem" 2>/dev/null
+  chmod 600 "$d/key.pem" "$d/ca-key.pem"
   cat > "$d/vsftpd.conf" <<EOF
 listen=YES
 listen_ipv6=NO
@@ -282,7 +288,7 @@ COFFER_TEST_FTP_HOST=127.0.0.1
 COFFER_TEST_FTP_PORT=$FTP_PORT
 COFFER_TEST_FTP_USER=$OSUSER
 COFFER_TEST_FTP_PASSWORD=$PW
-COFFER_TEST_FTPS_CA=$d/cert.pem
+COFFER_TEST_FTPS_CA=$d/ca.pem
 EOF
 }
 down_ftp() { stop_pidfile "$BASE/ftp/vsftpd.pid"; rm -rf "$BASE/ftp" "$BASE/env.d/ftp.env"; }

@@ -10,12 +10,14 @@
 //! and durable** (temporary name + rename, or a single atomic PUT).
 
 mod error;
+mod ftp;
 mod local;
 mod retry;
 mod s3;
 pub mod validate;
 
 pub use error::{StorageError, StorageErrorKind};
+pub use ftp::{FtpSettings, FtpStage, FtpStorage, FtpTls};
 pub use local::LocalStorage;
 pub use retry::RetryPolicy;
 pub use s3::{S3Settings, S3Storage};

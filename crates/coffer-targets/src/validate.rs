@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::{LocalStorage, S3Storage, Storage, StorageResult};
+use crate::{FtpStage, FtpStorage, LocalStorage, S3Storage, Storage, StorageResult};
 
 /// Test objects live here, outside the repository layout.
 const PROBE_PREFIX: &str = "coffer/validate";
@@ -109,6 +109,20 @@ impl Runner {
             status,
             message,
             duration_ms: start.elapsed().as_millis() as u64,
+        });
+    }
+
+    /// Records an outcome measured outside [`Runner::step`].
+    fn record(&mut self, name: &'static str, status: StepStatus, message: String, took: Duration) {
+        if self.failed {
+            return self.step(name, Box::new(|| Ok(String::new())));
+        }
+        self.failed |= status == StepStatus::Failed;
+        self.steps.push(ValidationStep {
+            name,
+            status,
+            message,
+            duration_ms: took.as_millis() as u64,
         });
     }
 
@@ -392,6 +406,74 @@ pub fn validate_local(storage: Arc<LocalStorage>, opts: ValidateOptions) -> Vali
             }),
         );
     }
+    cleanup(storage.as_ref(), &nonce);
+    let ok = r.steps.iter().all(|s| s.status != StepStatus::Failed);
+    ValidationReport {
+        location,
+        steps: r.steps,
+        ok,
+    }
+}
+
+/// Validates an FTP or FTPS target.
+pub fn validate_ftp(storage: Arc<FtpStorage>, opts: ValidateOptions) -> ValidationReport {
+    let mut r = Runner {
+        steps: Vec::new(),
+        failed: false,
+        timeout: opts.step_timeout,
+    };
+    let location = storage.location();
+    let nonce = nonce();
+    let tls = location.starts_with("ftps:");
+    // One connection attempt, reported stage by stage.
+    let start = Instant::now();
+    let attempt = {
+        let s = Arc::clone(&storage);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(s.connect().map(|mut c| {
+                let _ = c.quit();
+            }));
+        });
+        rx.recv_timeout(opts.step_timeout)
+    };
+    let took = start.elapsed();
+    let stages: &[(FtpStage, &'static str)] = &[
+        (FtpStage::Reachable, "reachable"),
+        (FtpStage::Tls, "TLS (explicit FTPS)"),
+        (FtpStage::Login, "authenticated"),
+    ];
+    for (stage, name) in stages {
+        if *stage == FtpStage::Tls && !tls {
+            r.skip(name, "plain FTP: no TLS configured");
+            continue;
+        }
+        match &attempt {
+            Ok(Ok(())) => r.record(name, StepStatus::Ok, "ok".into(), took),
+            Ok(Err((failed, e))) if failed == stage => {
+                r.record(name, StepStatus::Failed, e.to_string(), took)
+            }
+            Ok(Err(_)) => r.record(name, StepStatus::Ok, "ok".into(), Duration::ZERO),
+            Err(_) => r.record(
+                name,
+                StepStatus::Failed,
+                format!("timed out after {} s", opts.step_timeout.as_secs()),
+                took,
+            ),
+        }
+    }
+    {
+        let s = Arc::clone(&storage);
+        r.step(
+            "directory exists or can be created",
+            Box::new(move || {
+                s.ensure_directory()?;
+                Ok("the directory can be entered".into())
+            }),
+        );
+    }
+    common_steps(&mut r, Arc::clone(&storage) as Arc<dyn Storage>, &nonce);
+    r.skip("free space", "FTP does not report free space");
     cleanup(storage.as_ref(), &nonce);
     let ok = r.steps.iter().all(|s| s.status != StepStatus::Failed);
     ValidationReport {
