@@ -7,6 +7,7 @@ mod exit;
 mod output;
 mod password;
 mod repo_cmd;
+mod target;
 
 use clap::{Parser, Subcommand, ValueEnum};
 

@@ -13,18 +13,21 @@ use coffer_engine::{
 };
 use coffer_model::component::{ComponentSpec, parse_components};
 use coffer_model::{BackupId, BackupRef, ComponentName, Label};
-use coffer_targets::{LocalStorage, Storage};
+use coffer_targets::Storage;
 use serde::Serialize;
 
 use crate::exit::ExitCode;
 use crate::output::{Output, human_bytes};
 use crate::password;
+use crate::target::Target;
 
 #[derive(Debug, Args)]
 pub struct RepoArgs {
-    /// Repository location: a local directory.
-    #[arg(long, short = 'r', env = "COFFER_REPOSITORY", value_name = "PATH")]
-    repo: PathBuf,
+    /// Repository location: a local directory, `s3:https://host/bucket[/prefix]`,
+    /// `ftp://user@host[:port]/dir` or `ftps://…` (credentials from the environment,
+    /// see docs/targets.md).
+    #[arg(long, short = 'r', env = "COFFER_REPOSITORY", value_name = "LOCATION")]
+    repo: String,
     /// Read the password from the first line of this file (else COFFER_PASSWORD, else a prompt).
     #[arg(long, env = "COFFER_PASSWORD_FILE", value_name = "FILE")]
     password_file: Option<PathBuf>,
@@ -88,6 +91,10 @@ enum RepoCommand {
     Key(KeyCommand),
     /// List the Coffer lock objects in the repository (no password needed).
     Locks,
+    /// Probe the target (reachable, authenticated, write, read, ranged read, list,
+    /// overwrite, delete, multipart, free space, clock skew, throughput) with at most
+    /// 16 MiB of test data; no password needed. Exit 0 only if every step passed.
+    Validate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -288,14 +295,17 @@ fn parse_specs(args: &BackupArgs) -> anyhow::Result<Vec<Spec>> {
     Ok(specs)
 }
 
-fn storage_for(path: &Path) -> Arc<dyn Storage> {
-    Arc::new(LocalStorage::new(path))
-}
-
 /// Runs `coffer repo …`.
 pub fn run(args: RepoArgs) -> ProcessExit {
     let out = Output { json: args.json };
-    let storage = storage_for(&args.repo);
+    let target = match Target::parse(&args.repo) {
+        Ok(t) => t,
+        Err(e) => return out.error(ExitCode::Usage, "usage", &format!("{e:#}")),
+    };
+    if let RepoCommand::Validate = args.command {
+        return validate(&target, out);
+    }
+    let storage = target.storage();
     let usage = |msg: String| out.error(ExitCode::Usage, "usage", &msg);
 
     // Validate what can be validated before asking for a password.
@@ -491,7 +501,7 @@ pub fn run(args: RepoArgs) -> ProcessExit {
             Err(e) => out.engine_error(&e),
         },
         RepoCommand::Key(k) => key(&repo, k, out),
-        RepoCommand::Locks => unreachable!("handled above"),
+        RepoCommand::Locks | RepoCommand::Validate => unreachable!("handled above"),
     }
 }
 
@@ -932,5 +942,33 @@ fn restore_component(repo: &Repo, args: &RestoreArgs, file: &Path, out: Output) 
             ExitCode::Ok.into()
         }
         Err(e) => out.engine_error(&component_error(e)),
+    }
+}
+
+/// `coffer repo validate`: the target's probe, step by step.
+fn validate(target: &Target, out: Output) -> ProcessExit {
+    let report = target.validate();
+    out.result(&report, |r| {
+        let mut s = format!("validating {}\n", r.location);
+        for step in &r.steps {
+            s.push_str(&format!(
+                "{:<8} {:<40} {:>6} ms  {}\n",
+                format!("{:?}", step.status).to_lowercase(),
+                step.name,
+                step.duration_ms,
+                step.message
+            ));
+        }
+        s.push_str(if r.ok {
+            "the target can be used"
+        } else {
+            "the target CANNOT be used as it is"
+        });
+        s
+    });
+    if report.ok {
+        ExitCode::Ok.into()
+    } else {
+        ExitCode::Failure.into()
     }
 }

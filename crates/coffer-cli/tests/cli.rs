@@ -600,3 +600,65 @@ fn components_from_a_config_file_back_up_and_restore() {
     );
     restic_check(&f.repo, PW);
 }
+
+#[test]
+fn validate_and_use_network_targets_from_the_cli() {
+    // Local: validate needs no password.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = coffer()
+        .args(["repo", "--json", "--repo"])
+        .arg(tmp.path().join("new"))
+        .arg("validate")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    // An unknown scheme is a usage error.
+    let out = coffer()
+        .args(["repo", "--repo", "sftp2://x/y", "validate"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+
+    // S3 (Garage), credentials from the environment as restic takes them.
+    let (Some(endpoint), Some(key), Some(secret), Some(bucket)) = (
+        coffer_testkit::service_setting("COFFER_TEST_S3_ENDPOINT"),
+        coffer_testkit::service_setting("COFFER_TEST_S3_ACCESS_KEY"),
+        coffer_testkit::service_setting("COFFER_TEST_S3_SECRET_KEY"),
+        coffer_testkit::service_setting("COFFER_TEST_S3_BUCKET"),
+    ) else {
+        return;
+    };
+    let repo = format!("s3:{endpoint}/{bucket}/cli-{}", std::process::id());
+    let run = |args: &[&str], secret: &str| {
+        coffer()
+            .args(["repo", "--json", "--repo", &repo])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", &key)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("AWS_DEFAULT_REGION", "garage")
+            .env("COFFER_PASSWORD", PW)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["validate"], &secret);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run(&["validate"], &"0".repeat(64));
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["steps"][0]["message"].as_str().unwrap().contains("403"),
+        "{v}"
+    );
+    let src = tmp.path().join("src");
+    tree::write(&src.join("a.txt"), b"through s3");
+    assert_eq!(run(&["init"], &secret).status.code(), Some(0));
+    let out = run(
+        &["backup", "--dir", &format!("files={}", src.display())],
+        &secret,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run(&["check", "--read-data"], &secret);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
