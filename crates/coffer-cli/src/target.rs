@@ -6,15 +6,17 @@
 //! | `/srv/backups/app` | local directory | — |
 //! | `s3:https://host[:port]/bucket[/prefix]` | S3-compatible | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_DEFAULT_REGION` (default `us-east-1`) |
 //! | `ftp://user@host[:port]/dir`, `ftps://…` | FTP, explicit FTPS | `COFFER_FTP_PASSWORD`; `COFFER_FTPS_CA_FILE`, `COFFER_FTPS_INSECURE=1` |
+//! | `sftp://user@host[:port]/dir` (`//dir` for an absolute path) | SFTP | `COFFER_SFTP_HOST_KEY` (required); `COFFER_SFTP_PASSWORD` or `COFFER_SFTP_KEY_FILE` (+ `COFFER_SFTP_KEY_PASSPHRASE`) |
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use coffer_targets::validate::{
-    ValidateOptions, ValidationReport, validate_ftp, validate_local, validate_s3,
+    ValidateOptions, ValidationReport, validate_ftp, validate_local, validate_s3, validate_sftp,
 };
 use coffer_targets::{
-    FtpSettings, FtpStorage, FtpTls, LocalStorage, S3Settings, S3Storage, Storage,
+    FtpSettings, FtpStorage, FtpTls, LocalStorage, S3Settings, S3Storage, SftpAuth, SftpSettings,
+    SftpStorage, Storage,
 };
 
 /// A parsed `--repo` location.
@@ -25,6 +27,8 @@ pub enum Target {
     S3(Arc<S3Storage>),
     /// An FTP(S) directory.
     Ftp(Arc<FtpStorage>),
+    /// An SFTP directory.
+    Sftp(Arc<SftpStorage>),
 }
 
 fn env(name: &str) -> anyhow::Result<String> {
@@ -84,6 +88,38 @@ impl Target {
             }
             return Ok(Self::Ftp(Arc::new(FtpStorage::new(s)?)));
         }
+        if let Some(rest) = repo.strip_prefix("sftp://") {
+            let (authority, dir) = rest.split_once('/').unwrap_or((rest, ""));
+            let (user, hostport) = authority.rsplit_once('@').ok_or_else(|| {
+                anyhow::anyhow!("--repo {repo:?}: expected sftp://user@host[:port]/dir")
+            })?;
+            let (host, port) = match hostport.rsplit_once(':') {
+                Some((h, p)) => (
+                    h,
+                    p.parse()
+                        .map_err(|_| anyhow::anyhow!("--repo {repo:?}: bad port {p:?}"))?,
+                ),
+                None => (hostport, 22),
+            };
+            let auth = match std::env::var_os("COFFER_SFTP_KEY_FILE") {
+                Some(path) => SftpAuth::Key {
+                    path: PathBuf::from(path),
+                    passphrase: std::env::var("COFFER_SFTP_KEY_PASSPHRASE").ok(),
+                },
+                None => SftpAuth::Password(env("COFFER_SFTP_PASSWORD").map_err(|_| {
+                    anyhow::anyhow!(
+                        "set COFFER_SFTP_PASSWORD or COFFER_SFTP_KEY_FILE for an sftp:// --repo"
+                    )
+                })?),
+            };
+            let host_key = env("COFFER_SFTP_HOST_KEY").map_err(|_| {
+                anyhow::anyhow!(
+                    "set COFFER_SFTP_HOST_KEY to the server's key fingerprint (ssh-keyscan -p PORT HOST | ssh-keygen -lf -) or public key line"
+                )
+            })?;
+            let s = SftpSettings::new(host, port, user, auth, &host_key, dir);
+            return Ok(Self::Sftp(Arc::new(SftpStorage::new(s)?)));
+        }
         if repo.contains("://") {
             anyhow::bail!(
                 "--repo {repo:?}: unknown scheme (a directory, s3:…, ftp://… or ftps://…)"
@@ -98,6 +134,7 @@ impl Target {
             Self::Local(s) => s.clone(),
             Self::S3(s) => s.clone(),
             Self::Ftp(s) => s.clone(),
+            Self::Sftp(s) => s.clone(),
         }
     }
 
@@ -108,6 +145,7 @@ impl Target {
             Self::Local(s) => validate_local(s.clone(), opts),
             Self::S3(s) => validate_s3(s.clone(), opts),
             Self::Ftp(s) => validate_ftp(s.clone(), opts),
+            Self::Sftp(s) => validate_sftp(s.clone(), opts),
         }
     }
 }

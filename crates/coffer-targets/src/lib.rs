@@ -14,6 +14,7 @@ mod ftp;
 mod local;
 mod retry;
 mod s3;
+mod sftp;
 pub mod validate;
 
 pub use error::{StorageError, StorageErrorKind};
@@ -21,6 +22,7 @@ pub use ftp::{FtpSettings, FtpStage, FtpStorage, FtpTls};
 pub use local::LocalStorage;
 pub use retry::RetryPolicy;
 pub use s3::{S3Settings, S3Storage};
+pub use sftp::{SftpAuth, SftpSettings, SftpStage, SftpStorage};
 
 /// Bytes available to this user on the file system holding `path`.
 pub fn free_space_at(path: &std::path::Path) -> std::io::Result<u64> {

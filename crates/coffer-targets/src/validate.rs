@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::{FtpStage, FtpStorage, LocalStorage, S3Storage, Storage, StorageResult};
+use crate::{
+    FtpStage, FtpStorage, LocalStorage, S3Storage, SftpStage, SftpStorage, Storage, StorageResult,
+};
 
 /// Test objects live here, outside the repository layout.
 const PROBE_PREFIX: &str = "coffer/validate";
@@ -263,7 +265,7 @@ fn common_steps(r: &mut Runner, storage: Arc<dyn Storage>, nonce: &str) {
                         "after an overwrite the object does not hold the new bytes",
                     ));
                 }
-                Ok("an overwrite replaces the object atomically".into())
+                Ok("an overwrite replaces the object".into())
             }),
         );
     }
@@ -474,6 +476,78 @@ pub fn validate_ftp(storage: Arc<FtpStorage>, opts: ValidateOptions) -> Validati
     }
     common_steps(&mut r, Arc::clone(&storage) as Arc<dyn Storage>, &nonce);
     r.skip("free space", "FTP does not report free space");
+    cleanup(storage.as_ref(), &nonce);
+    let ok = r.steps.iter().all(|s| s.status != StepStatus::Failed);
+    ValidationReport {
+        location,
+        steps: r.steps,
+        ok,
+    }
+}
+
+/// Validates an SFTP target.
+pub fn validate_sftp(storage: Arc<SftpStorage>, opts: ValidateOptions) -> ValidationReport {
+    let mut r = Runner {
+        steps: Vec::new(),
+        failed: false,
+        timeout: opts.step_timeout,
+    };
+    let location = storage.location();
+    let nonce = nonce();
+    let start = Instant::now();
+    let attempt = {
+        let s = Arc::clone(&storage);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(s.connect_stage());
+        });
+        rx.recv_timeout(opts.step_timeout)
+    };
+    let took = start.elapsed();
+    let stages: &[(SftpStage, &'static str)] = &[
+        (SftpStage::Reachable, "reachable"),
+        (SftpStage::HostKey, "host key matches the pinned one"),
+        (SftpStage::Login, "authenticated"),
+        (SftpStage::Subsystem, "sftp subsystem"),
+    ];
+    for (stage, name) in stages {
+        match &attempt {
+            Ok(Ok(())) => r.record(name, StepStatus::Ok, "ok".into(), took),
+            Ok(Err((failed, e))) if failed == stage => {
+                r.record(name, StepStatus::Failed, e.to_string(), took)
+            }
+            Ok(Err(_)) => r.record(name, StepStatus::Ok, "ok".into(), Duration::ZERO),
+            Err(_) => r.record(
+                name,
+                StepStatus::Failed,
+                format!("timed out after {} s", opts.step_timeout.as_secs()),
+                took,
+            ),
+        }
+    }
+    {
+        let s = Arc::clone(&storage);
+        r.step(
+            "directory exists or can be created",
+            Box::new(move || {
+                s.ensure_directory()?;
+                Ok("the directory exists".into())
+            }),
+        );
+    }
+    common_steps(&mut r, Arc::clone(&storage) as Arc<dyn Storage>, &nonce);
+    {
+        let s = Arc::clone(&storage);
+        r.step(
+            "free space",
+            Box::new(move || {
+                Ok(match s.free_space()? {
+                    Some(free) => format!("{} MiB free", free >> 20),
+                    None => "the server does not report free space (no statvfs@openssh.com)".into(),
+                })
+            }),
+        );
+    }
     cleanup(storage.as_ref(), &nonce);
     let ok = r.steps.iter().all(|s| s.status != StepStatus::Failed);
     ValidationReport {

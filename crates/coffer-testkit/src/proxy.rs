@@ -159,6 +159,15 @@ fn spawn_pump(st: Arc<State>, client: TcpStream, server: TcpStream) {
                 break;
             }
             if cut > 0 && sent >= cut {
+                // The server sees the request end early. Keep reading (and
+                // dropping) what the client still sends, so it never blocks
+                // on a full socket buffer, until it gives up.
+                let _ = s_write.shutdown(Shutdown::Write);
+                while matches!(c_read.read(&mut buf), Ok(n) if n > 0) {
+                    if up.down.load(Ordering::SeqCst) {
+                        break;
+                    }
+                }
                 break;
             }
         }
@@ -168,7 +177,9 @@ fn spawn_pump(st: Arc<State>, client: TcpStream, server: TcpStream) {
     // server → client
     std::thread::spawn(move || {
         let _ = std::io::copy(&mut s_read, &mut c_write);
-        let _ = s_read.shutdown(Shutdown::Both);
-        let _ = c_write.shutdown(Shutdown::Both);
+        // Half-close towards the client: it reads the end, while the other
+        // pump can still drain what it sends.
+        let _ = s_read.shutdown(Shutdown::Read);
+        let _ = c_write.shutdown(Shutdown::Write);
     });
 }
