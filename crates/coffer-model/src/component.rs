@@ -39,9 +39,11 @@ pub enum SpecError {
     /// The file is not valid TOML.
     #[error("invalid TOML: {0}")]
     Toml(String),
-    /// One component is malformed (unknown kind, missing or unknown field, bad value).
-    #[error("components[{index}]{}: {message}", name.as_deref().map(|n| format!(" ({n:?})")).unwrap_or_default())]
+    /// One entry is malformed (unknown kind, missing or unknown field, bad value).
+    #[error("{section}[{index}]{}: {message}", name.as_deref().map(|n| format!(" ({n:?})")).unwrap_or_default())]
     Component {
+        /// `components` or `targets`.
+        section: &'static str,
         /// Position in the file, from 0.
         index: usize,
         /// The component's name, when it has a readable one.
@@ -49,9 +51,14 @@ pub enum SpecError {
         /// What is wrong.
         message: String,
     },
-    /// Two components share a name.
-    #[error("duplicate component name {0:?}: names must be unique")]
-    Duplicate(String),
+    /// Two entries of a section share a name.
+    #[error("duplicate {section} name {name:?}: names must be unique")]
+    Duplicate {
+        /// `component` or `target`.
+        section: &'static str,
+        /// The repeated name.
+        name: String,
+    },
 }
 
 /// Where a secret (a database password) comes from. In TOML: a string (the
@@ -359,7 +366,10 @@ pub fn parse_components(toml_text: &str) -> Result<Vec<ComponentSpec>, SpecError
     for (index, value) in list.iter().enumerate() {
         let spec = parse_one(index, value)?;
         if !seen.insert(spec.name.clone()) {
-            return Err(SpecError::Duplicate(spec.name.to_string()));
+            return Err(SpecError::Duplicate {
+                section: "component",
+                name: spec.name.to_string(),
+            });
         }
         specs.push(spec);
     }
@@ -372,6 +382,7 @@ fn parse_one(index: usize, value: &toml::Value) -> Result<ComponentSpec, SpecErr
         .and_then(|v| v.as_str())
         .map(str::to_owned);
     let fail = |message: String| SpecError::Component {
+        section: "components",
         index,
         name: raw_name.clone(),
         message,

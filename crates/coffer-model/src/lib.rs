@@ -6,6 +6,7 @@
 //! backup id is `<label>-<uuid>`.
 
 pub mod component;
+pub mod target;
 
 use std::fmt;
 use std::str::FromStr;

@@ -12,6 +12,7 @@
 mod error;
 mod ftp;
 mod local;
+mod open;
 mod retry;
 mod s3;
 mod sftp;
@@ -20,6 +21,7 @@ pub mod validate;
 pub use error::{StorageError, StorageErrorKind};
 pub use ftp::{FtpSettings, FtpStage, FtpStorage, FtpTls};
 pub use local::LocalStorage;
+pub use open::{OpenTarget, resolve_secret};
 pub use retry::RetryPolicy;
 pub use s3::{S3Settings, S3Storage};
 pub use sftp::{SftpAuth, SftpSettings, SftpStage, SftpStorage};

@@ -1,0 +1,312 @@
+//! Target specs: where repositories live, declared under `[[targets]]` in
+//! `coffer.toml`. Parsed and validated here; coffer-targets opens them.
+//!
+//! ```toml
+//! [[targets]]
+//! name = "offsite"
+//! kind = "s3"
+//! endpoint = "https://s3.eu-west-1.amazonaws.com"
+//! region = "eu-west-1"
+//! bucket = "acme-backups"
+//! prefix = "app1"
+//! access_key = { env = "S3_KEY" }
+//! secret_key = { file = "/run/secrets/s3" }
+//! ```
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ComponentName;
+use crate::component::{Secret, SpecError};
+
+/// A named target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetSpec {
+    /// Unique among targets (same rules as component names).
+    pub name: ComponentName,
+    /// The kind and its settings.
+    pub kind: TargetKind,
+}
+
+/// The kinds of target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum TargetKind {
+    /// A local (or locally mounted) directory.
+    Local(LocalTarget),
+    /// An S3-compatible bucket.
+    S3(S3Target),
+    /// A directory on an SFTP server.
+    Sftp(SftpTarget),
+    /// A directory on an FTP or FTPS server.
+    Ftp(FtpTarget),
+}
+
+/// `kind = "local"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalTarget {
+    /// The repository directory (absolute).
+    pub path: PathBuf,
+}
+
+fn us_east_1() -> String {
+    "us-east-1".to_owned()
+}
+fn yes() -> bool {
+    true
+}
+fn ssh_port() -> u16 {
+    22
+}
+fn ftp_port() -> u16 {
+    21
+}
+
+/// `kind = "s3"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Target {
+    /// Endpoint URL.
+    pub endpoint: String,
+    /// Signing region.
+    #[serde(default = "us_east_1")]
+    pub region: String,
+    /// Bucket.
+    pub bucket: String,
+    /// Key prefix in the bucket.
+    #[serde(default)]
+    pub prefix: String,
+    /// Access key id.
+    pub access_key: Secret,
+    /// Secret access key.
+    pub secret_key: Secret,
+    /// Path-style URLs (default) or virtual-host style.
+    #[serde(default = "yes")]
+    pub path_style: bool,
+    /// `x-amz-storage-class` for new objects.
+    #[serde(default)]
+    pub storage_class: Option<String>,
+}
+
+/// `kind = "sftp"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SftpTarget {
+    /// Server host.
+    pub host: String,
+    /// SSH port.
+    #[serde(default = "ssh_port")]
+    pub port: u16,
+    /// User.
+    pub user: String,
+    /// Password (or use `private_key`).
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Private key file.
+    #[serde(default)]
+    pub private_key: Option<PathBuf>,
+    /// The key's passphrase.
+    #[serde(default)]
+    pub passphrase: Option<Secret>,
+    /// The pinned host key: `SHA256:…` fingerprint or public key line. Required.
+    pub host_key: String,
+    /// Repository directory.
+    pub directory: String,
+}
+
+/// FTPS mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FtpTlsMode {
+    /// Plain FTP.
+    #[default]
+    None,
+    /// Explicit FTPS (`AUTH TLS`), required.
+    Explicit,
+}
+
+/// `kind = "ftp"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FtpTarget {
+    /// Server host.
+    pub host: String,
+    /// Control port.
+    #[serde(default = "ftp_port")]
+    pub port: u16,
+    /// User.
+    pub user: String,
+    /// Password.
+    pub password: Secret,
+    /// Repository directory.
+    pub directory: String,
+    /// `none` or `explicit`.
+    #[serde(default)]
+    pub tls: FtpTlsMode,
+    /// Verify the server certificate (default true).
+    #[serde(default = "yes")]
+    pub verify_certificate: bool,
+    /// CA certificates (PEM) to verify against instead of the web PKI.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Passive mode (default true).
+    #[serde(default = "yes")]
+    pub passive: bool,
+}
+
+/// Every target kind name, for messages.
+pub const TARGET_KIND_NAMES: &[&str] = &["local", "s3", "sftp", "ftp"];
+
+/// Parses and validates the `[[targets]]` of a `coffer.toml`.
+pub fn parse_targets(toml_text: &str) -> Result<Vec<TargetSpec>, SpecError> {
+    let table: toml::Table =
+        toml::from_str(toml_text).map_err(|e| SpecError::Toml(e.to_string()))?;
+    let Some(list) = table.get("targets") else {
+        return Ok(Vec::new());
+    };
+    let Some(list) = list.as_array() else {
+        return Err(SpecError::Toml(
+            "`targets` must be an array of tables: write [[targets]]".into(),
+        ));
+    };
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for (index, value) in list.iter().enumerate() {
+        let raw_name = value
+            .get("name")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned);
+        let fail = |message: String| SpecError::Component {
+            section: "targets",
+            index,
+            name: raw_name.clone(),
+            message,
+        };
+        let Some(table) = value.as_table() else {
+            return Err(fail("a target is a table ([[targets]])".into()));
+        };
+        let mut table = table.clone();
+        let name = match table.remove("name") {
+            None => return Err(fail("missing field `name`".into())),
+            Some(toml::Value::String(s)) => {
+                ComponentName::new(&s).map_err(|e| fail(e.to_string()))?
+            }
+            Some(_) => return Err(fail("`name` must be a string".into())),
+        };
+        if !table.contains_key("kind") {
+            return Err(fail(format!(
+                "missing field `kind` (one of {})",
+                TARGET_KIND_NAMES.join(", ")
+            )));
+        }
+        let kind: TargetKind = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| fail(e.message().trim().to_owned()))?;
+        validate(&kind).map_err(fail)?;
+        if !seen.insert(name.clone()) {
+            return Err(SpecError::Duplicate {
+                section: "target",
+                name: name.to_string(),
+            });
+        }
+        out.push(TargetSpec { name, kind });
+    }
+    Ok(out)
+}
+
+fn validate(kind: &TargetKind) -> Result<(), String> {
+    match kind {
+        TargetKind::Local(l) if !l.path.is_absolute() => {
+            Err(format!("`path` must be an absolute path, not {:?}", l.path))
+        }
+        TargetKind::S3(s) if !(s.endpoint.starts_with("http://") || s.endpoint.starts_with("https://")) => {
+            Err(format!("`endpoint` must be an http:// or https:// URL, not {:?}", s.endpoint))
+        }
+        TargetKind::S3(s) if s.bucket.trim().is_empty() => Err("`bucket` must not be empty".into()),
+        TargetKind::Sftp(s) if s.password.is_none() == s.private_key.is_none() => {
+            Err("give exactly one of `password` or `private_key`".into())
+        }
+        TargetKind::Sftp(s) if s.host_key.trim().is_empty() => Err(
+            "`host_key` is required: the server's SHA256: fingerprint (ssh-keyscan HOST | ssh-keygen -lf -)"
+                .into(),
+        ),
+        TargetKind::Ftp(f) if f.tls == FtpTlsMode::None && f.ca_file.is_some() => {
+            Err("`ca_file` needs tls = \"explicit\"".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_kind_and_explains_mistakes() {
+        let t = parse_targets(
+            r#"
+            [[targets]]
+            name = "disk"
+            kind = "local"
+            path = "/srv/backups"
+
+            [[targets]]
+            name = "offsite"
+            kind = "s3"
+            endpoint = "https://s3.example.com"
+            bucket = "b"
+            access_key = { env = "K" }
+            secret_key = { env = "S" }
+
+            [[targets]]
+            name = "nas"
+            kind = "sftp"
+            host = "nas"
+            user = "backup"
+            private_key = "/root/.ssh/id_ed25519"
+            host_key = "SHA256:abc"
+            directory = "/volume1/backups"
+
+            [[targets]]
+            name = "palette"
+            kind = "ftp"
+            host = "ftp.example.net"
+            user = "u"
+            password = { file = "/run/secrets/ftp" }
+            directory = "/backups"
+            tls = "explicit"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(t.len(), 4);
+        let TargetKind::Ftp(f) = &t[3].kind else {
+            panic!()
+        };
+        assert!(f.verify_certificate && f.passive && f.port == 21);
+        let TargetKind::Sftp(s) = &t[2].kind else {
+            panic!()
+        };
+        assert_eq!(s.port, 22);
+
+        let err = |text: &str| parse_targets(text).unwrap_err().to_string();
+        assert!(
+            err("[[targets]]\nname = \"x\"\nkind = \"webdav\"\n")
+                .contains("targets[0] (\"x\"): unknown variant `webdav`")
+        );
+        assert!(err("[[targets]]\nname = \"x\"\nkind = \"sftp\"\nhost = \"h\"\nuser = \"u\"\nhost_key = \"k\"\ndirectory = \"/d\"\n").contains("exactly one of `password` or `private_key`"));
+        assert!(
+            err("[[targets]]\nname = \"x\"\nkind = \"local\"\npath = \"rel\"\n")
+                .contains("absolute")
+        );
+        assert_eq!(
+            err(
+                "[[targets]]\nname = \"x\"\nkind = \"local\"\npath = \"/a\"\n[[targets]]\nname = \"x\"\nkind = \"local\"\npath = \"/b\"\n"
+            ),
+            "duplicate target name \"x\": names must be unique"
+        );
+        assert!(err("[[targets]]\nname = \"x\"\nkind = \"ftp\"\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\ndirectory = \"/\"\nca_file = \"/ca\"\n").contains("needs tls"));
+    }
+}
