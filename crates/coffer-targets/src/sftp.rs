@@ -359,10 +359,16 @@ impl SftpStorage {
                 .request_subsystem(true, "sftp")
                 .await
                 .map_err(|e| e.to_string())?;
-            let sftp = SftpSession::new(channel.into_stream())
+            // Larger write packets than the library's 32 KiB: OpenSSH takes
+            // up to 256 KiB, and fewer packets mean fewer round trips.
+            let config = russh_sftp::client::Config {
+                max_write_packet_len: 192 * 1024,
+                request_timeout_secs: s.timeout.as_secs().max(1),
+                ..Default::default()
+            };
+            let sftp = SftpSession::new_with_config(channel.into_stream(), config)
                 .await
                 .map_err(|e| e.to_string())?;
-            sftp.set_timeout(s.timeout.as_secs().max(1));
             Ok::<_, String>(sftp)
         };
         let sftp = sub
