@@ -417,37 +417,27 @@ pub fn validate_local(storage: Arc<LocalStorage>, opts: ValidateOptions) -> Vali
     }
 }
 
-/// Validates an FTP or FTPS target.
-pub fn validate_ftp(storage: Arc<FtpStorage>, opts: ValidateOptions) -> ValidationReport {
-    let mut r = Runner {
-        steps: Vec::new(),
-        failed: false,
-        timeout: opts.step_timeout,
-    };
-    let location = storage.location();
-    let nonce = nonce();
-    let tls = location.starts_with("ftps:");
-    // One connection attempt, reported stage by stage.
+/// Records a staged connection attempt (reachable → TLS/host key → login →
+/// …) as one step per stage: the stages before the failing one passed, the
+/// failing one carries the error, later ones are skipped. `skip` names the
+/// stages that do not apply to this target, with the reason.
+fn record_stages<S: PartialEq + Send + 'static>(
+    r: &mut Runner,
+    stages: &[(S, &'static str)],
+    skip: &[(&'static str, &'static str)],
+    timeout: Duration,
+    connect: impl FnOnce() -> Result<(), (S, crate::StorageError)> + Send + 'static,
+) {
     let start = Instant::now();
-    let attempt = {
-        let s = Arc::clone(&storage);
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(s.connect().map(|mut c| {
-                let _ = c.quit();
-            }));
-        });
-        rx.recv_timeout(opts.step_timeout)
-    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(connect());
+    });
+    let attempt = rx.recv_timeout(timeout);
     let took = start.elapsed();
-    let stages: &[(FtpStage, &'static str)] = &[
-        (FtpStage::Reachable, "reachable"),
-        (FtpStage::Tls, "TLS (explicit FTPS)"),
-        (FtpStage::Login, "authenticated"),
-    ];
     for (stage, name) in stages {
-        if *stage == FtpStage::Tls && !tls {
-            r.skip(name, "plain FTP: no TLS configured");
+        if let Some((_, why)) = skip.iter().find(|(n, _)| n == name) {
+            r.skip(name, why);
             continue;
         }
         match &attempt {
@@ -459,11 +449,43 @@ pub fn validate_ftp(storage: Arc<FtpStorage>, opts: ValidateOptions) -> Validati
             Err(_) => r.record(
                 name,
                 StepStatus::Failed,
-                format!("timed out after {} s", opts.step_timeout.as_secs()),
+                format!("timed out after {} s", timeout.as_secs()),
                 took,
             ),
         }
     }
+}
+
+/// Validates an FTP or FTPS target.
+pub fn validate_ftp(storage: Arc<FtpStorage>, opts: ValidateOptions) -> ValidationReport {
+    let mut r = Runner {
+        steps: Vec::new(),
+        failed: false,
+        timeout: opts.step_timeout,
+    };
+    let location = storage.location();
+    let nonce = nonce();
+    let tls_skip: &[(&str, &str)] = if location.starts_with("ftps:") {
+        &[]
+    } else {
+        &[("TLS (explicit FTPS)", "plain FTP: no TLS configured")]
+    };
+    let s = Arc::clone(&storage);
+    record_stages(
+        &mut r,
+        &[
+            (FtpStage::Reachable, "reachable"),
+            (FtpStage::Tls, "TLS (explicit FTPS)"),
+            (FtpStage::Login, "authenticated"),
+        ],
+        tls_skip,
+        opts.step_timeout,
+        move || {
+            s.connect().map(|mut c| {
+                let _ = c.quit();
+            })
+        },
+    );
     {
         let s = Arc::clone(&storage);
         r.step(
@@ -494,37 +516,19 @@ pub fn validate_sftp(storage: Arc<SftpStorage>, opts: ValidateOptions) -> Valida
     };
     let location = storage.location();
     let nonce = nonce();
-    let start = Instant::now();
-    let attempt = {
-        let s = Arc::clone(&storage);
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(s.connect_stage());
-        });
-        rx.recv_timeout(opts.step_timeout)
-    };
-    let took = start.elapsed();
-    let stages: &[(SftpStage, &'static str)] = &[
-        (SftpStage::Reachable, "reachable"),
-        (SftpStage::HostKey, "host key matches the pinned one"),
-        (SftpStage::Login, "authenticated"),
-        (SftpStage::Subsystem, "sftp subsystem"),
-    ];
-    for (stage, name) in stages {
-        match &attempt {
-            Ok(Ok(())) => r.record(name, StepStatus::Ok, "ok".into(), took),
-            Ok(Err((failed, e))) if failed == stage => {
-                r.record(name, StepStatus::Failed, e.to_string(), took)
-            }
-            Ok(Err(_)) => r.record(name, StepStatus::Ok, "ok".into(), Duration::ZERO),
-            Err(_) => r.record(
-                name,
-                StepStatus::Failed,
-                format!("timed out after {} s", opts.step_timeout.as_secs()),
-                took,
-            ),
-        }
-    }
+    let s = Arc::clone(&storage);
+    record_stages(
+        &mut r,
+        &[
+            (SftpStage::Reachable, "reachable"),
+            (SftpStage::HostKey, "host key matches the pinned one"),
+            (SftpStage::Login, "authenticated"),
+            (SftpStage::Subsystem, "sftp subsystem"),
+        ],
+        &[],
+        opts.step_timeout,
+        move || s.connect_stage(),
+    );
     {
         let s = Arc::clone(&storage);
         r.step(
