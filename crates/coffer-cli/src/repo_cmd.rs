@@ -13,13 +13,14 @@ use coffer_engine::{
 };
 use coffer_model::component::{ComponentSpec, parse_components};
 use coffer_model::{BackupId, BackupRef, ComponentName, Label};
-use coffer_targets::Storage;
+use coffer_targets::validate::ValidateOptions;
+use coffer_targets::{OpenTarget, Storage};
 use serde::Serialize;
 
 use crate::exit::ExitCode;
 use crate::output::{Output, human_bytes};
 use crate::password;
-use crate::target::Target;
+use crate::target;
 
 #[derive(Debug, Args)]
 pub struct RepoArgs {
@@ -298,7 +299,7 @@ fn parse_specs(args: &BackupArgs) -> anyhow::Result<Vec<Spec>> {
 /// Runs `coffer repo …`.
 pub fn run(args: RepoArgs) -> ProcessExit {
     let out = Output { json: args.json };
-    let target = match Target::parse(&args.repo) {
+    let target = match target::parse(&args.repo) {
         Ok(t) => t,
         Err(e) => return out.error(ExitCode::Usage, "usage", &format!("{e:#}")),
     };
@@ -946,8 +947,8 @@ fn restore_component(repo: &Repo, args: &RestoreArgs, file: &Path, out: Output) 
 }
 
 /// `coffer repo validate`: the target's probe, step by step.
-fn validate(target: &Target, out: Output) -> ProcessExit {
-    let report = target.validate();
+fn validate(target: &OpenTarget, out: Output) -> ProcessExit {
+    let report = target.validate(ValidateOptions::default());
     out.result(&report, |r| {
         let mut s = format!("validating {}\n", r.location);
         for step in &r.steps {

@@ -11,141 +11,103 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use coffer_targets::validate::{
-    ValidateOptions, ValidationReport, validate_ftp, validate_local, validate_s3, validate_sftp,
-};
 use coffer_targets::{
-    FtpSettings, FtpStorage, FtpTls, LocalStorage, S3Settings, S3Storage, SftpAuth, SftpSettings,
-    SftpStorage, Storage,
+    FtpSettings, FtpStorage, FtpTls, LocalStorage, OpenTarget, S3Settings, S3Storage, SftpAuth,
+    SftpSettings, SftpStorage,
 };
-
-/// A parsed `--repo` location.
-pub enum Target {
-    /// A local directory.
-    Local(Arc<LocalStorage>),
-    /// An S3 bucket.
-    S3(Arc<S3Storage>),
-    /// An FTP(S) directory.
-    Ftp(Arc<FtpStorage>),
-    /// An SFTP directory.
-    Sftp(Arc<SftpStorage>),
-}
 
 fn env(name: &str) -> anyhow::Result<String> {
     std::env::var(name).map_err(|_| anyhow::anyhow!("{name} is not set (needed for this --repo)"))
 }
 
-impl Target {
-    /// Parses `--repo`.
-    pub fn parse(repo: &str) -> anyhow::Result<Self> {
-        if let Some(rest) = repo.strip_prefix("s3:") {
-            let (scheme, rest) = rest.split_once("://").ok_or_else(|| {
-                anyhow::anyhow!("--repo {repo:?}: expected s3:https://host/bucket[/prefix]")
-            })?;
-            let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-            let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
-            if host.is_empty() || bucket.is_empty() {
-                anyhow::bail!("--repo {repo:?}: expected s3:https://host/bucket[/prefix]");
-            }
-            let region = std::env::var("AWS_DEFAULT_REGION").unwrap_or_else(|_| "us-east-1".into());
-            let mut s = S3Settings::new(
-                &format!("{scheme}://{host}"),
-                &region,
-                bucket,
-                &env("AWS_ACCESS_KEY_ID")?,
-                &env("AWS_SECRET_ACCESS_KEY")?,
-            );
-            s.prefix = prefix.to_owned();
-            return Ok(Self::S3(Arc::new(S3Storage::new(s)?)));
+/// Parses `--repo` into an opened target.
+pub fn parse(repo: &str) -> anyhow::Result<OpenTarget> {
+    if let Some(rest) = repo.strip_prefix("s3:") {
+        let (scheme, rest) = rest.split_once("://").ok_or_else(|| {
+            anyhow::anyhow!("--repo {repo:?}: expected s3:https://host/bucket[/prefix]")
+        })?;
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+        if host.is_empty() || bucket.is_empty() {
+            anyhow::bail!("--repo {repo:?}: expected s3:https://host/bucket[/prefix]");
         }
-        let ftp = repo.strip_prefix("ftp://").map(|r| (r, false));
-        let ftps = repo.strip_prefix("ftps://").map(|r| (r, true));
-        if let Some((rest, tls)) = ftp.or(ftps) {
-            let (authority, dir) = rest.split_once('/').unwrap_or((rest, ""));
-            let (user, hostport) = authority.rsplit_once('@').ok_or_else(|| {
-                anyhow::anyhow!("--repo {repo:?}: expected ftp://user@host[:port]/dir")
-            })?;
-            let (host, port) = match hostport.rsplit_once(':') {
-                Some((h, p)) => (
-                    h,
-                    p.parse()
-                        .map_err(|_| anyhow::anyhow!("--repo {repo:?}: bad port {p:?}"))?,
-                ),
-                None => (hostport, 21),
+        let region = std::env::var("AWS_DEFAULT_REGION").unwrap_or_else(|_| "us-east-1".into());
+        let mut s = S3Settings::new(
+            &format!("{scheme}://{host}"),
+            &region,
+            bucket,
+            &env("AWS_ACCESS_KEY_ID")?,
+            &env("AWS_SECRET_ACCESS_KEY")?,
+        );
+        s.prefix = prefix.to_owned();
+        return Ok(OpenTarget::S3(Arc::new(S3Storage::new(s)?)));
+    }
+    let ftp = repo.strip_prefix("ftp://").map(|r| (r, false));
+    let ftps = repo.strip_prefix("ftps://").map(|r| (r, true));
+    if let Some((rest, tls)) = ftp.or(ftps) {
+        let (authority, dir) = rest.split_once('/').unwrap_or((rest, ""));
+        let (user, hostport) = authority.rsplit_once('@').ok_or_else(|| {
+            anyhow::anyhow!("--repo {repo:?}: expected ftp://user@host[:port]/dir")
+        })?;
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse()
+                    .map_err(|_| anyhow::anyhow!("--repo {repo:?}: bad port {p:?}"))?,
+            ),
+            None => (hostport, 21),
+        };
+        let mut s = FtpSettings::new(
+            host,
+            port,
+            user,
+            &env("COFFER_FTP_PASSWORD")?,
+            &format!("/{dir}"),
+        );
+        if tls {
+            s.tls = FtpTls::Explicit {
+                verify: std::env::var("COFFER_FTPS_INSECURE").map_or(true, |v| v != "1"),
+                ca_file: std::env::var_os("COFFER_FTPS_CA_FILE").map(PathBuf::from),
             };
-            let mut s = FtpSettings::new(
-                host,
-                port,
-                user,
-                &env("COFFER_FTP_PASSWORD")?,
-                &format!("/{dir}"),
-            );
-            if tls {
-                s.tls = FtpTls::Explicit {
-                    verify: std::env::var("COFFER_FTPS_INSECURE").map_or(true, |v| v != "1"),
-                    ca_file: std::env::var_os("COFFER_FTPS_CA_FILE").map(PathBuf::from),
-                };
-            }
-            return Ok(Self::Ftp(Arc::new(FtpStorage::new(s)?)));
         }
-        if let Some(rest) = repo.strip_prefix("sftp://") {
-            let (authority, dir) = rest.split_once('/').unwrap_or((rest, ""));
-            let (user, hostport) = authority.rsplit_once('@').ok_or_else(|| {
-                anyhow::anyhow!("--repo {repo:?}: expected sftp://user@host[:port]/dir")
-            })?;
-            let (host, port) = match hostport.rsplit_once(':') {
-                Some((h, p)) => (
-                    h,
-                    p.parse()
-                        .map_err(|_| anyhow::anyhow!("--repo {repo:?}: bad port {p:?}"))?,
-                ),
-                None => (hostport, 22),
-            };
-            let auth = match std::env::var_os("COFFER_SFTP_KEY_FILE") {
-                Some(path) => SftpAuth::Key {
-                    path: PathBuf::from(path),
-                    passphrase: std::env::var("COFFER_SFTP_KEY_PASSPHRASE").ok(),
-                },
-                None => SftpAuth::Password(env("COFFER_SFTP_PASSWORD").map_err(|_| {
-                    anyhow::anyhow!(
-                        "set COFFER_SFTP_PASSWORD or COFFER_SFTP_KEY_FILE for an sftp:// --repo"
-                    )
-                })?),
-            };
-            let host_key = env("COFFER_SFTP_HOST_KEY").map_err(|_| {
+        return Ok(OpenTarget::Ftp(Arc::new(FtpStorage::new(s)?)));
+    }
+    if let Some(rest) = repo.strip_prefix("sftp://") {
+        let (authority, dir) = rest.split_once('/').unwrap_or((rest, ""));
+        let (user, hostport) = authority.rsplit_once('@').ok_or_else(|| {
+            anyhow::anyhow!("--repo {repo:?}: expected sftp://user@host[:port]/dir")
+        })?;
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse()
+                    .map_err(|_| anyhow::anyhow!("--repo {repo:?}: bad port {p:?}"))?,
+            ),
+            None => (hostport, 22),
+        };
+        let auth = match std::env::var_os("COFFER_SFTP_KEY_FILE") {
+            Some(path) => SftpAuth::Key {
+                path: PathBuf::from(path),
+                passphrase: std::env::var("COFFER_SFTP_KEY_PASSPHRASE").ok(),
+            },
+            None => SftpAuth::Password(env("COFFER_SFTP_PASSWORD").map_err(|_| {
+                anyhow::anyhow!(
+                    "set COFFER_SFTP_PASSWORD or COFFER_SFTP_KEY_FILE for an sftp:// --repo"
+                )
+            })?),
+        };
+        let host_key = env("COFFER_SFTP_HOST_KEY").map_err(|_| {
                 anyhow::anyhow!(
                     "set COFFER_SFTP_HOST_KEY to the server's key fingerprint (ssh-keyscan -p PORT HOST | ssh-keygen -lf -) or public key line"
                 )
             })?;
-            let s = SftpSettings::new(host, port, user, auth, &host_key, dir);
-            return Ok(Self::Sftp(Arc::new(SftpStorage::new(s)?)));
-        }
-        if repo.contains("://") {
-            anyhow::bail!(
-                "--repo {repo:?}: unknown scheme (a directory, s3:…, ftp://… or ftps://…)"
-            );
-        }
-        Ok(Self::Local(Arc::new(LocalStorage::new(repo))))
+        let s = SftpSettings::new(host, port, user, auth, &host_key, dir);
+        return Ok(OpenTarget::Sftp(Arc::new(SftpStorage::new(s)?)));
     }
-
-    /// The storage behind the target.
-    pub fn storage(&self) -> Arc<dyn Storage> {
-        match self {
-            Self::Local(s) => s.clone(),
-            Self::S3(s) => s.clone(),
-            Self::Ftp(s) => s.clone(),
-            Self::Sftp(s) => s.clone(),
-        }
+    if repo.contains("://") {
+        anyhow::bail!(
+            "--repo {repo:?}: unknown scheme (a directory, s3:…, sftp://…, ftp://… or ftps://…)"
+        );
     }
-
-    /// Runs the target's validation probe.
-    pub fn validate(&self) -> ValidationReport {
-        let opts = ValidateOptions::default();
-        match self {
-            Self::Local(s) => validate_local(s.clone(), opts),
-            Self::S3(s) => validate_s3(s.clone(), opts),
-            Self::Ftp(s) => validate_ftp(s.clone(), opts),
-            Self::Sftp(s) => validate_sftp(s.clone(), opts),
-        }
-    }
+    Ok(OpenTarget::Local(Arc::new(LocalStorage::new(repo))))
 }

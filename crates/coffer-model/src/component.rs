@@ -351,72 +351,91 @@ impl CommandSpec {
 /// Parses and validates the `[[components]]` of a `coffer.toml`. Other
 /// top-level tables (server settings, targets) are ignored here.
 pub fn parse_components(toml_text: &str) -> Result<Vec<ComponentSpec>, SpecError> {
+    parse_section(
+        toml_text,
+        "components",
+        "component",
+        KIND_NAMES,
+        |name, mut table, fail| {
+            let sensitive = match table.remove("sensitive") {
+                None => false,
+                Some(toml::Value::Boolean(b)) => b,
+                Some(_) => return Err(fail("`sensitive` must be true or false".into())),
+            };
+            let kind: ComponentKind = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| fail(e.message().trim().to_owned()))?;
+            let spec = ComponentSpec {
+                name,
+                sensitive,
+                kind,
+            };
+            spec.validate().map_err(fail)?;
+            Ok(spec)
+        },
+    )
+}
+
+/// The entries of a `[[section]]` array: each must be a table with a valid,
+/// unique `name` and a `kind`; `build` turns the rest of the table into a
+/// spec, reporting problems through the error builder it is given (which
+/// names the section, the position and the entry).
+pub(crate) fn parse_section<T>(
+    toml_text: &str,
+    section: &'static str,
+    singular: &'static str,
+    kinds: &[&str],
+    build: impl Fn(ComponentName, toml::Table, &dyn Fn(String) -> SpecError) -> Result<T, SpecError>,
+) -> Result<Vec<T>, SpecError> {
     let table: toml::Table =
         toml::from_str(toml_text).map_err(|e| SpecError::Toml(e.to_string()))?;
-    let Some(list) = table.get("components") else {
+    let Some(list) = table.get(section) else {
         return Ok(Vec::new());
     };
     let Some(list) = list.as_array() else {
-        return Err(SpecError::Toml(
-            "`components` must be an array of tables: write [[components]]".into(),
-        ));
+        return Err(SpecError::Toml(format!(
+            "`{section}` must be an array of tables: write [[{section}]]"
+        )));
     };
     let mut seen = BTreeSet::new();
-    let mut specs = Vec::with_capacity(list.len());
+    let mut out = Vec::with_capacity(list.len());
     for (index, value) in list.iter().enumerate() {
-        let spec = parse_one(index, value)?;
-        if !seen.insert(spec.name.clone()) {
+        let raw_name = value
+            .get("name")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned);
+        let fail = |message: String| SpecError::Component {
+            section,
+            index,
+            name: raw_name.clone(),
+            message,
+        };
+        let Some(table) = value.as_table() else {
+            return Err(fail(format!("a {singular} is a table ([[{section}]])")));
+        };
+        let mut table = table.clone();
+        let name = match table.remove("name") {
+            None => return Err(fail("missing field `name`".into())),
+            Some(toml::Value::String(s)) => {
+                ComponentName::new(&s).map_err(|e| fail(e.to_string()))?
+            }
+            Some(_) => return Err(fail("`name` must be a string".into())),
+        };
+        if !table.contains_key("kind") {
+            return Err(fail(format!(
+                "missing field `kind` (one of {})",
+                kinds.join(", ")
+            )));
+        }
+        if !seen.insert(name.clone()) {
             return Err(SpecError::Duplicate {
-                section: "component",
-                name: spec.name.to_string(),
+                section: singular,
+                name: name.to_string(),
             });
         }
-        specs.push(spec);
+        out.push(build(name, table, &fail)?);
     }
-    Ok(specs)
-}
-
-fn parse_one(index: usize, value: &toml::Value) -> Result<ComponentSpec, SpecError> {
-    let raw_name = value
-        .get("name")
-        .and_then(|v| v.as_str())
-        .map(str::to_owned);
-    let fail = |message: String| SpecError::Component {
-        section: "components",
-        index,
-        name: raw_name.clone(),
-        message,
-    };
-    let Some(table) = value.as_table() else {
-        return Err(fail("a component is a table ([[components]])".into()));
-    };
-    let mut table = table.clone();
-    let name = match table.remove("name") {
-        None => return Err(fail("missing field `name`".into())),
-        Some(toml::Value::String(s)) => ComponentName::new(&s).map_err(|e| fail(e.to_string()))?,
-        Some(_) => return Err(fail("`name` must be a string".into())),
-    };
-    let sensitive = match table.remove("sensitive") {
-        None => false,
-        Some(toml::Value::Boolean(b)) => b,
-        Some(_) => return Err(fail("`sensitive` must be true or false".into())),
-    };
-    if !table.contains_key("kind") {
-        return Err(fail(format!(
-            "missing field `kind` (one of {})",
-            KIND_NAMES.join(", ")
-        )));
-    }
-    let kind: ComponentKind = toml::Value::Table(table)
-        .try_into()
-        .map_err(|e: toml::de::Error| fail(e.message().trim().to_owned()))?;
-    let spec = ComponentSpec {
-        name,
-        sensitive,
-        kind,
-    };
-    spec.validate().map_err(fail)?;
-    Ok(spec)
+    Ok(out)
 }
 
 /// Every kind name, for messages.

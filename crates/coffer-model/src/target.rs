@@ -13,13 +13,12 @@
 //! secret_key = { file = "/run/secrets/s3" }
 //! ```
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use crate::ComponentName;
-use crate::component::{Secret, SpecError};
+use crate::component::{Secret, SpecError, parse_section};
 
 /// A named target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -162,59 +161,19 @@ pub const TARGET_KIND_NAMES: &[&str] = &["local", "s3", "sftp", "ftp"];
 
 /// Parses and validates the `[[targets]]` of a `coffer.toml`.
 pub fn parse_targets(toml_text: &str) -> Result<Vec<TargetSpec>, SpecError> {
-    let table: toml::Table =
-        toml::from_str(toml_text).map_err(|e| SpecError::Toml(e.to_string()))?;
-    let Some(list) = table.get("targets") else {
-        return Ok(Vec::new());
-    };
-    let Some(list) = list.as_array() else {
-        return Err(SpecError::Toml(
-            "`targets` must be an array of tables: write [[targets]]".into(),
-        ));
-    };
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
-    for (index, value) in list.iter().enumerate() {
-        let raw_name = value
-            .get("name")
-            .and_then(|v| v.as_str())
-            .map(str::to_owned);
-        let fail = |message: String| SpecError::Component {
-            section: "targets",
-            index,
-            name: raw_name.clone(),
-            message,
-        };
-        let Some(table) = value.as_table() else {
-            return Err(fail("a target is a table ([[targets]])".into()));
-        };
-        let mut table = table.clone();
-        let name = match table.remove("name") {
-            None => return Err(fail("missing field `name`".into())),
-            Some(toml::Value::String(s)) => {
-                ComponentName::new(&s).map_err(|e| fail(e.to_string()))?
-            }
-            Some(_) => return Err(fail("`name` must be a string".into())),
-        };
-        if !table.contains_key("kind") {
-            return Err(fail(format!(
-                "missing field `kind` (one of {})",
-                TARGET_KIND_NAMES.join(", ")
-            )));
-        }
-        let kind: TargetKind = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| fail(e.message().trim().to_owned()))?;
-        validate(&kind).map_err(fail)?;
-        if !seen.insert(name.clone()) {
-            return Err(SpecError::Duplicate {
-                section: "target",
-                name: name.to_string(),
-            });
-        }
-        out.push(TargetSpec { name, kind });
-    }
-    Ok(out)
+    parse_section(
+        toml_text,
+        "targets",
+        "target",
+        TARGET_KIND_NAMES,
+        |name, table, fail| {
+            let kind: TargetKind = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| fail(e.message().trim().to_owned()))?;
+            validate(&kind).map_err(fail)?;
+            Ok(TargetSpec { name, kind })
+        },
+    )
 }
 
 fn validate(kind: &TargetKind) -> Result<(), String> {

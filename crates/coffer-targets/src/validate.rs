@@ -82,6 +82,25 @@ struct Runner {
 }
 
 impl Runner {
+    fn new(opts: ValidateOptions) -> Self {
+        Self {
+            steps: Vec::new(),
+            failed: false,
+            timeout: opts.step_timeout,
+        }
+    }
+
+    /// Removes what the probe left and builds the report.
+    fn finish(self, storage: &dyn Storage, nonce: &str) -> ValidationReport {
+        cleanup(storage, nonce);
+        let ok = self.steps.iter().all(|s| s.status != StepStatus::Failed);
+        ValidationReport {
+            location: storage.location(),
+            steps: self.steps,
+            ok,
+        }
+    }
+
     fn step(&mut self, name: &'static str, f: StepFn) {
         if self.failed {
             self.steps.push(ValidationStep {
@@ -311,12 +330,7 @@ fn nonce() -> String {
 
 /// Validates an S3 target.
 pub fn validate_s3(storage: Arc<S3Storage>, opts: ValidateOptions) -> ValidationReport {
-    let mut r = Runner {
-        steps: Vec::new(),
-        failed: false,
-        timeout: opts.step_timeout,
-    };
-    let location = storage.location();
+    let mut r = Runner::new(opts);
     let nonce = nonce();
     {
         let s = Arc::clone(&storage);
@@ -369,23 +383,12 @@ pub fn validate_s3(storage: Arc<S3Storage>, opts: ValidateOptions) -> Validation
             Ok(format!("server clock within {} s of ours", skew.abs().max(0)))
         }));
     }
-    cleanup(storage.as_ref(), &nonce);
-    let ok = r.steps.iter().all(|s| s.status != StepStatus::Failed);
-    ValidationReport {
-        location,
-        steps: r.steps,
-        ok,
-    }
+    r.finish(storage.as_ref(), &nonce)
 }
 
 /// Validates a local-disk target.
 pub fn validate_local(storage: Arc<LocalStorage>, opts: ValidateOptions) -> ValidationReport {
-    let mut r = Runner {
-        steps: Vec::new(),
-        failed: false,
-        timeout: opts.step_timeout,
-    };
-    let location = storage.location();
+    let mut r = Runner::new(opts);
     let nonce = nonce();
     {
         let s = Arc::clone(&storage);
@@ -408,13 +411,7 @@ pub fn validate_local(storage: Arc<LocalStorage>, opts: ValidateOptions) -> Vali
             }),
         );
     }
-    cleanup(storage.as_ref(), &nonce);
-    let ok = r.steps.iter().all(|s| s.status != StepStatus::Failed);
-    ValidationReport {
-        location,
-        steps: r.steps,
-        ok,
-    }
+    r.finish(storage.as_ref(), &nonce)
 }
 
 /// Records a staged connection attempt (reachable → TLS/host key → login →
@@ -458,14 +455,9 @@ fn record_stages<S: PartialEq + Send + 'static>(
 
 /// Validates an FTP or FTPS target.
 pub fn validate_ftp(storage: Arc<FtpStorage>, opts: ValidateOptions) -> ValidationReport {
-    let mut r = Runner {
-        steps: Vec::new(),
-        failed: false,
-        timeout: opts.step_timeout,
-    };
-    let location = storage.location();
+    let mut r = Runner::new(opts);
     let nonce = nonce();
-    let tls_skip: &[(&str, &str)] = if location.starts_with("ftps:") {
+    let tls_skip: &[(&str, &str)] = if storage.location().starts_with("ftps:") {
         &[]
     } else {
         &[("TLS (explicit FTPS)", "plain FTP: no TLS configured")]
@@ -498,23 +490,12 @@ pub fn validate_ftp(storage: Arc<FtpStorage>, opts: ValidateOptions) -> Validati
     }
     common_steps(&mut r, Arc::clone(&storage) as Arc<dyn Storage>, &nonce);
     r.skip("free space", "FTP does not report free space");
-    cleanup(storage.as_ref(), &nonce);
-    let ok = r.steps.iter().all(|s| s.status != StepStatus::Failed);
-    ValidationReport {
-        location,
-        steps: r.steps,
-        ok,
-    }
+    r.finish(storage.as_ref(), &nonce)
 }
 
 /// Validates an SFTP target.
 pub fn validate_sftp(storage: Arc<SftpStorage>, opts: ValidateOptions) -> ValidationReport {
-    let mut r = Runner {
-        steps: Vec::new(),
-        failed: false,
-        timeout: opts.step_timeout,
-    };
-    let location = storage.location();
+    let mut r = Runner::new(opts);
     let nonce = nonce();
     let s = Arc::clone(&storage);
     record_stages(
@@ -552,11 +533,5 @@ pub fn validate_sftp(storage: Arc<SftpStorage>, opts: ValidateOptions) -> Valida
             }),
         );
     }
-    cleanup(storage.as_ref(), &nonce);
-    let ok = r.steps.iter().all(|s| s.status != StepStatus::Failed);
-    ValidationReport {
-        location,
-        steps: r.steps,
-        ok,
-    }
+    r.finish(storage.as_ref(), &nonce)
 }
