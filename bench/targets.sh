@@ -10,7 +10,11 @@
 #   s3     coffer repo backup to s3:…              vs  curl --aws-sigv4 -T (one PUT per file)
 #   sftp   coffer repo backup to sftp://…          vs  curl -T sftp://… (libssh2)
 #   ftp    coffer repo backup to ftp://…           vs  curl -T ftp://…
-# Each side twice, the faster counts. Writes bench/results/<UTC date>-targets.md.
+# For reference, plain restic backs up the same data to the same target (local, s3, sftp; restic
+# has no FTP backend): the same work — chunking, hashing, encryption — by the reference
+# implementation, so the table shows which part of any gap is inherent to an encrypted,
+# deduplicated backup and which is Coffer's. Each side twice, the faster counts. Writes
+# bench/results/<UTC date>-targets.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MIB=512
@@ -80,7 +84,26 @@ plain_upload() { # KIND RUN
   esac
 }
 
-declare -A BEST_PLAIN BEST_COFFER
+# The same target for restic (its own syntax), or nothing where restic has no backend.
+restic_repo_for() { # KIND RUN
+  case $1 in
+    local) echo "$DIR/restic-$2" ;;
+    s3) echo "s3:$COFFER_TEST_S3_ENDPOINT/$COFFER_TEST_S3_BUCKET/restic-$2-$$" ;;
+    sftp) echo "sftp:$COFFER_TEST_SFTP_USER@127.0.0.1:/home/$COFFER_TEST_SFTP_USER/restic-sftp-$2-$$" ;;
+    *) ;;
+  esac
+}
+RESTIC_SFTP_COMMAND="ssh -p $COFFER_TEST_SFTP_PORT -i $COFFER_TEST_SFTP_KEY -o UserKnownHostsFile=$COFFER_TEST_SFTP_KNOWN_HOSTS -o BatchMode=yes $COFFER_TEST_SFTP_USER@127.0.0.1 -s sftp"
+restic_cmd() { # REPO ARGS...
+  local repo=$1; shift
+  RESTIC_PASSWORD=$COFFER_PASSWORD restic -q -r "$repo" -o "s3.region=$COFFER_TEST_S3_REGION" \
+    -o "sftp.command=$RESTIC_SFTP_COMMAND" "$@"
+}
+better() { # CANDIDATE BEST-SO-FAR → the smaller
+  if [ -z "$2" ] || awk -v a="$1" -v b="$2" 'BEGIN{exit !(a<b)}'; then echo "$1"; else echo "$2"; fi
+}
+
+declare -A BEST_PLAIN BEST_COFFER BEST_RESTIC
 for kind in local s3 sftp ftp; do
   for run in 1 2; do
     log "$kind run $run: plain upload"
@@ -91,29 +114,36 @@ for kind in local s3 sftp ftp; do
     log "$kind run $run: coffer backup"
     t0=$(now); "$COFFER" repo -r "$repo" backup --label bench --dir "data=$DIR/data" >/dev/null; t1=$(now)
     c=$(elapsed "$t0" "$t1")
-    [ -z "${BEST_PLAIN[$kind]:-}" ] || awk -v a="$p" -v b="${BEST_PLAIN[$kind]}" 'BEGIN{exit !(a>=b)}' || BEST_PLAIN[$kind]=$p
-    [ -n "${BEST_PLAIN[$kind]:-}" ] || BEST_PLAIN[$kind]=$p
-    [ -z "${BEST_COFFER[$kind]:-}" ] || awk -v a="$c" -v b="${BEST_COFFER[$kind]}" 'BEGIN{exit !(a>=b)}' || BEST_COFFER[$kind]=$c
-    [ -n "${BEST_COFFER[$kind]:-}" ] || BEST_COFFER[$kind]=$c
+    BEST_PLAIN[$kind]=$(better "$p" "${BEST_PLAIN[$kind]:-}")
+    BEST_COFFER[$kind]=$(better "$c" "${BEST_COFFER[$kind]:-}")
+    rrepo=$(restic_repo_for "$kind" "$run")
+    if [ -n "$rrepo" ]; then
+      restic_cmd "$rrepo" init >/dev/null
+      log "$kind run $run: restic backup"
+      t0=$(now); restic_cmd "$rrepo" backup "$DIR/data" >/dev/null; t1=$(now)
+      BEST_RESTIC[$kind]=$(better "$(elapsed "$t0" "$t1")" "${BEST_RESTIC[$kind]:-}")
+    fi
   done
 done
 # Clean up what the runs left on the servers' disks (Garage objects stay in its test bucket).
 rm -rf "$FTP_HOME"/bench-ftp-* "$FTP_HOME"/plain-ftp-* /home/"$COFFER_TEST_SFTP_USER"/bench-sftp-* \
-  /home/"$COFFER_TEST_SFTP_USER"/plain-sftp-* "$DIR"/copy-* "$DIR"/repo-*
+  /home/"$COFFER_TEST_SFTP_USER"/plain-sftp-* /home/"$COFFER_TEST_SFTP_USER"/restic-sftp-* \
+  "$DIR"/copy-* "$DIR"/repo-* "$DIR"/restic-*
 
 OUT=bench/results/$(date -u +%Y-%m-%d)-targets.md
 mkdir -p bench/results
 {
   echo "# Backup throughput through each target ($(date -u +%Y-%m-%dT%H:%MZ))"
   echo
-  echo "$MIB MiB of random data in 4 files, loopback servers (Garage 2.5, OpenSSH $(ssh -V 2>&1 | cut -d, -f1), vsftpd), $("$COFFER" --version), $(curl --version | head -1 | cut -d' ' -f1-2). Faster of 2 runs."
+  echo "$MIB MiB of random data in 4 files, loopback servers (Garage 2.5, OpenSSH $(ssh -V 2>&1 | cut -d, -f1), vsftpd), $("$COFFER" --version), $(curl --version | head -1 | cut -d' ' -f1-2), $(restic version | cut -d' ' -f1-2), $(nproc) cores. Faster of 2 runs; throughput in MiB/s."
   echo
-  echo "| target | plain upload, s | MiB/s | coffer backup, s | MiB/s | coffer ÷ plain throughput |"
+  echo "| target | plain upload | coffer backup | restic backup | coffer ÷ plain | coffer ÷ restic |"
   echo "|--------|-----:|-----:|-----:|-----:|-----:|"
   for kind in local s3 sftp ftp; do
-    p=${BEST_PLAIN[$kind]}; c=${BEST_COFFER[$kind]}
-    awk -v k="$kind" -v p="$p" -v c="$c" -v m="$MIB" \
-      'BEGIN { printf "| %s | %.2f | %.0f | %.2f | %.0f | %.2f |\n", k, p, m / p, c, m / c, p / c }'
+    p=${BEST_PLAIN[$kind]}; c=${BEST_COFFER[$kind]}; r=${BEST_RESTIC[$kind]:-}
+    awk -v k="$kind" -v p="$p" -v c="$c" -v r="$r" -v m="$MIB" 'BEGIN {
+      rs = r == "" ? "—" : sprintf("%.0f", m / r); rr = r == "" ? "—" : sprintf("%.2f", r / c)
+      printf "| %s | %.0f | %.0f | %s | %.2f | %s |\n", k, m / p, m / c, rs, p / c, rr }'
   done
 } | tee "$OUT"
 log "written to $OUT"
