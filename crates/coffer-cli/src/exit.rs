@@ -46,6 +46,7 @@ impl ExitCode {
             EngineError::AlreadyInitialized { .. } => (Self::Failure, "already_initialized"),
             EngineError::Locked { .. } => (Self::Locked, "locked"),
             EngineError::Incomplete { .. } => (Self::Partial, "incomplete"),
+            EngineError::Cancelled { .. } => (Self::Failure, "cancelled"),
             EngineError::DestinationNotEmpty(_) => (Self::Usage, "destination_not_empty"),
             EngineError::NotFound(_) => (Self::Usage, "not_found"),
             EngineError::InvalidInput(_) => (Self::Usage, "invalid_input"),

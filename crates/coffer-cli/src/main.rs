@@ -1,12 +1,14 @@
 //! `coffer`: Coffer's command-line interface.
 //!
-//! Today it holds the offline repository commands (`coffer repo …`), which
+//! `coffer server` runs the HTTP API; `coffer token …` manages its tokens in
+//! the data directory; the offline repository commands (`coffer repo …`)
 //! need no server and double as the disaster-recovery tool.
 
 mod exit;
 mod output;
 mod password;
 mod repo_cmd;
+mod server_cmd;
 mod target;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -35,6 +37,10 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the server: HTTP API, catalog, backup and restore jobs.
+    Server(server_cmd::ServerArgs),
+    /// Create, list and revoke the server's API tokens (offline, in the data directory).
+    Token(server_cmd::TokenArgs),
     /// Work on a repository directly, without a server (also the disaster-recovery tool).
     Repo(repo_cmd::RepoArgs),
 }
@@ -42,14 +48,16 @@ enum Command {
 fn init_logging(verbose: u8, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
-        0 => "warn",
+        // The server's job and request messages are worth seeing by default.
+        0 => "warn,coffer_server=info",
         1 => "info",
         _ => "debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // rustic_core logs through `log`; the subscriber's tracing-log bridge picks it up.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -72,6 +80,8 @@ fn main() -> std::process::ExitCode {
     };
     init_logging(cli.verbose, cli.log_format);
     match cli.command {
+        Command::Server(args) => server_cmd::server(args),
+        Command::Token(args) => server_cmd::token(args),
         Command::Repo(args) => repo_cmd::run(args),
     }
 }

@@ -34,7 +34,7 @@ impl SnapshotGate {
             .clone()
     }
 
-    fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.failures
             .lock()
             .unwrap_or_else(|e| e.into_inner())

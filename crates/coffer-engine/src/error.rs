@@ -38,6 +38,12 @@ pub enum EngineError {
         /// Every problem found (unreadable files, stream errors, exit status…).
         reasons: Vec<String>,
     },
+    /// The job was cancelled through its [`crate::CancelToken`]. Nothing was recorded.
+    #[error("backup of component {component:?} was cancelled, nothing was recorded")]
+    Cancelled {
+        /// The component whose backup stopped.
+        component: String,
+    },
     /// A restore destination that is not empty, without permission to overwrite.
     #[error(
         "restore destination {0} is not empty (choose an empty directory, or allow overwriting)"

@@ -25,6 +25,7 @@
 //! with `tokio::task::spawn_blocking`.
 
 mod backend;
+mod cancel;
 pub mod child;
 mod error;
 pub mod lock;
@@ -34,6 +35,7 @@ mod repo;
 mod restore;
 mod source;
 
+pub use cancel::CancelToken;
 pub use error::{EngineError, EngineResult};
 pub use progress::{ProgressFn, ProgressInfo};
 pub use repo::{

@@ -19,6 +19,7 @@ use rustic_core::{
 use serde::Serialize;
 
 use crate::backend::{SnapshotGate, StorageBackend};
+use crate::cancel::CancelToken;
 use crate::child::{StderrTail, describe_failure};
 use crate::lock::{LockMode, RepoLock};
 use crate::progress::{Counters, EngineProgressBars, ProgressFn};
@@ -218,6 +219,8 @@ pub struct Repo {
     storage: Arc<dyn Storage>,
     key: MasterKey,
     key_id: Option<String>,
+    /// Fired by whoever cancels the job this handle belongs to.
+    cancel: Option<CancelToken>,
 }
 
 impl std::fmt::Debug for Repo {
@@ -314,6 +317,7 @@ impl Repo {
             Ok(Self {
                 key: repo.key(),
                 key_id: repo.key_id().as_ref().map(|k| full_hex(k)),
+                cancel: None,
                 storage: Arc::clone(&storage),
             })
         })
@@ -340,9 +344,20 @@ impl Repo {
             Ok(Self {
                 key: repo.key(),
                 key_id: repo.key_id().as_ref().map(|k| full_hex(k)),
+                cancel: None,
                 storage: Arc::clone(&storage),
             })
         })
+    }
+
+    /// A handle on the same repository whose backups stop when `token`
+    /// fires: sources fail their next read and nothing is recorded
+    /// ([`EngineError::Cancelled`]).
+    pub fn with_cancel(&self, token: CancelToken) -> Self {
+        Self {
+            cancel: Some(token),
+            ..self.clone()
+        }
     }
 
     /// Where the repository is.
@@ -539,6 +554,7 @@ impl Repo {
                 Arc::clone(&gate),
                 Arc::clone(&tally),
                 Arc::clone(&counters),
+                self.cancel.clone(),
             );
             let snap = self.snapshot_template(backup, ContentKind::Tree)?;
             let parent_opts = match parent {
@@ -594,6 +610,7 @@ impl Repo {
                 Arc::clone(&gate),
                 Arc::clone(&tally),
                 Arc::clone(&counters),
+                self.cancel.clone(),
             );
             let snap = self.snapshot_template(backup, ContentKind::Stream)?;
             // A stream has no useful parent: its content is chunked and
@@ -637,7 +654,8 @@ impl Repo {
             let _ = child.kill();
             return Err(EngineError::Engine(format!("{program}: no pipes")));
         };
-        let reader = ChildReader::new(child, stdout, stderr, program);
+        let mut reader = ChildReader::new(child, stdout, stderr, program);
+        reader.cancel = self.cancel.clone();
         self.backup_stream(Box::new(reader), name, backup, progress)
     }
 
@@ -665,7 +683,23 @@ impl Repo {
         result: rustic_core::RusticResult<SnapshotFile>,
         cross_check: impl FnOnce(&rustic_core::repofile::SnapshotSummary) -> Option<String>,
     ) -> EngineResult<SnapshotInfo> {
+        let cancelled = self.cancel.as_ref().is_some_and(CancelToken::is_cancelled);
         let mut reasons = gate.failures();
+        if cancelled {
+            // Whatever else failed followed from the cancellation.
+            if let Ok(snap) = &result
+                && let Err(e) = repo.delete_snapshots(&[snap.id])
+            {
+                log::warn!(
+                    "removing the cancelled snapshot {}: {}",
+                    snap.id,
+                    e.display_log()
+                );
+            }
+            return Err(EngineError::Cancelled {
+                component: component.to_owned(),
+            });
+        }
         let snap = match result {
             Ok(snap) => snap,
             Err(e) => {
@@ -937,6 +971,9 @@ struct ChildReader {
     stderr: StderrTail,
     program: String,
     finished: bool,
+    /// Checked while the program is silent, so a cancel stops a dump that
+    /// writes nothing for a long time (a `sleep`, a server-side lock wait).
+    cancel: Option<CancelToken>,
 }
 
 impl ChildReader {
@@ -952,6 +989,40 @@ impl ChildReader {
             stderr: StderrTail::collect(stderr),
             program,
             finished: false,
+            cancel: None,
+        }
+    }
+
+    /// Waits until the pipe has data (or EOF), checking the cancel token every
+    /// 200 ms; on cancel, kills the program.
+    fn wait_readable(&mut self) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let Some(cancel) = &self.cancel else {
+            return Ok(());
+        };
+        let mut fds = libc::pollfd {
+            fd: self.stdout.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        loop {
+            if cancel.is_cancelled() {
+                self.finished = true;
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return Err(std::io::Error::other(crate::source::CANCELLED));
+            }
+            // SAFETY: one valid pollfd for an fd this struct owns.
+            let rc = unsafe { libc::poll(&mut fds, 1, 200) };
+            if rc > 0 {
+                return Ok(());
+            }
+            if rc < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
         }
     }
 
@@ -975,6 +1046,7 @@ impl Read for ChildReader {
         if self.finished {
             return Ok(0);
         }
+        self.wait_readable()?;
         let n = self.stdout.read(buf)?;
         if n == 0 && !buf.is_empty() {
             self.finish()?;

@@ -16,6 +16,7 @@ use rustic_core::{
 };
 
 use crate::backend::SnapshotGate;
+use crate::cancel::CancelToken;
 use crate::progress::Counters;
 
 /// What a checked source saw, for the post-backup cross-check.
@@ -32,7 +33,22 @@ struct Shared {
     gate: Arc<SnapshotGate>,
     tally: Arc<SourceTally>,
     progress: Arc<Counters>,
+    cancel: Option<CancelToken>,
 }
+
+impl Shared {
+    /// True (and the gate closed) once the job's cancel token fired.
+    fn cancelled(&self) -> bool {
+        let fired = self.cancel.as_ref().is_some_and(CancelToken::is_cancelled);
+        if fired && self.gate.is_open() {
+            self.gate.fail(CANCELLED.to_owned());
+        }
+        fired
+    }
+}
+
+/// The gate reason recorded when a job is cancelled.
+pub(crate) const CANCELLED: &str = "cancelled";
 
 /// Wraps any source (the local directory walker) so that failures reach the gate.
 pub(crate) struct CheckedSource<R> {
@@ -46,6 +62,7 @@ impl<R> CheckedSource<R> {
         gate: Arc<SnapshotGate>,
         tally: Arc<SourceTally>,
         progress: Arc<Counters>,
+        cancel: Option<CancelToken>,
     ) -> Self {
         Self {
             inner,
@@ -53,6 +70,7 @@ impl<R> CheckedSource<R> {
                 gate,
                 tally,
                 progress,
+                cancel,
             }),
         }
     }
@@ -107,6 +125,10 @@ where
     type Item = RusticResult<ReadSourceEntry<CheckedOpen<O>>>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        // A cancelled walk ends here; the closed gate keeps the snapshot out.
+        if self.shared.cancelled() {
+            return None;
+        }
         let item = self.inner.next()?;
         Some(match item {
             Err(e) => {
@@ -162,6 +184,10 @@ impl<O: ReadSourceOpen> ReadSourceOpen for CheckedOpen<O> {
 
 impl<Rd: Read> Read for CheckedReader<Rd> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.shared.cancelled() {
+            // Dropping the reader closes a dump tool's pipe, which stops it.
+            return Err(io::Error::other(CANCELLED));
+        }
         match self.inner.read(buf) {
             Ok(0) if !buf.is_empty() => {
                 if !self.done {

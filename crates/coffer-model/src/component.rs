@@ -76,8 +76,29 @@ pub enum Secret {
     File(PathBuf),
 }
 
-fn redact<S: serde::Serializer>(_: &str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str("***")
+thread_local! {
+    static REVEAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn redact<S: serde::Serializer>(secret: &str, s: S) -> Result<S::Ok, S::Error> {
+    if REVEAL.with(std::cell::Cell::get) {
+        s.serialize_str(secret)
+    } else {
+        s.serialize_str("***")
+    }
+}
+
+/// Runs `f` with literal secrets serialized as themselves instead of `***`:
+/// for storing a spec (sealed) where it must round-trip, never for output.
+pub fn reveal_secrets<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            REVEAL.with(|r| r.set(self.0));
+        }
+    }
+    let _reset = Reset(REVEAL.with(|r| r.replace(true)));
+    f()
 }
 
 impl fmt::Debug for Secret {
@@ -110,6 +131,8 @@ impl<'de> Deserialize<'de> for Secret {
                 let secret = match key.as_str() {
                     "env" => Secret::Env(map.next_value()?),
                     "file" => Secret::File(map.next_value()?),
+                    // The serialized form of a literal (see `reveal_secrets`).
+                    "literal" => Secret::Literal(map.next_value()?),
                     other => return Err(de::Error::unknown_field(other, &["env", "file"])),
                 };
                 if map.next_key::<String>()?.is_some() {
@@ -529,6 +552,18 @@ impl ComponentSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literal_secrets_are_redacted_unless_revealed() {
+        let s = Secret::Literal("hunter2".into());
+        assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"literal":"***"}"#);
+        let shown = reveal_secrets(|| serde_json::to_string(&s).unwrap());
+        assert_eq!(shown, r#"{"literal":"hunter2"}"#);
+        let back: Secret = serde_json::from_str(&shown).unwrap();
+        assert_eq!(back, s);
+        // Only inside the closure.
+        assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"literal":"***"}"#);
+    }
 
     fn err(text: &str) -> String {
         parse_components(text).unwrap_err().to_string()

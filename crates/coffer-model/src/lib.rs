@@ -5,6 +5,7 @@
 //! labels (3–25 characters of `[A-Za-z0-9_.-]`, not starting with `..`) and a
 //! backup id is `<label>-<uuid>`.
 
+pub mod access;
 pub mod component;
 pub mod target;
 

@@ -170,13 +170,14 @@ pub fn parse_targets(toml_text: &str) -> Result<Vec<TargetSpec>, SpecError> {
             let kind: TargetKind = toml::Value::Table(table)
                 .try_into()
                 .map_err(|e: toml::de::Error| fail(e.message().trim().to_owned()))?;
-            validate(&kind).map_err(fail)?;
+            validate_kind(&kind).map_err(fail)?;
             Ok(TargetSpec { name, kind })
         },
     )
 }
 
-fn validate(kind: &TargetKind) -> Result<(), String> {
+/// Checks what serde cannot (absolute paths, URLs, one SFTP credential).
+pub fn validate_kind(kind: &TargetKind) -> Result<(), String> {
     match kind {
         TargetKind::Local(l) if !l.path.is_absolute() => {
             Err(format!("`path` must be an absolute path, not {:?}", l.path))

@@ -1,0 +1,231 @@
+//! `coffer server` and the offline `coffer token …` commands.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use coffer_server::config::ServerConfig;
+use serde::Serialize;
+
+use crate::exit::ExitCode;
+use crate::output::Output;
+
+/// Where the configuration comes from (shared by `server` and `token`).
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The config file (`[server]`, `[hooks]`, `[[components]]`). Without it,
+    /// built-in defaults: 127.0.0.1:8420, data in ./coffer-data, no components.
+    #[arg(long, short = 'c', env = "COFFER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Overrides `server.data_dir`.
+    #[arg(long, env = "COFFER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> Result<ServerConfig, String> {
+        let mut config = match &self.config {
+            Some(path) => ServerConfig::load(path).map_err(|e| e.to_string())?,
+            None => ServerConfig::defaults(),
+        };
+        if let Some(d) = &self.data_dir {
+            config.data_dir.clone_from(d);
+            config.staging_dir = d.join("staging");
+        }
+        Ok(config)
+    }
+}
+
+/// `coffer server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Overrides `server.listen` (e.g. 127.0.0.1:0 for any free port).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Allow listening on a non-loopback address without TLS (logged as a warning).
+    #[arg(long)]
+    insecure_bind: bool,
+}
+
+/// Runs the server in the foreground until SIGINT or SIGTERM.
+pub fn server(args: ServerArgs) -> std::process::ExitCode {
+    let out = Output { json: false };
+    let mut config = match args.config.load() {
+        Ok(c) => c,
+        Err(e) => return out.error(ExitCode::Usage, "config", &e),
+    };
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    config.insecure_bind = args.insecure_bind;
+    match coffer_server::run(config) {
+        Ok(()) => ExitCode::Ok.into(),
+        Err(e @ coffer_server::ServerError::Config(_)) => {
+            out.error(ExitCode::Usage, "config", &e.to_string())
+        }
+        Err(e) => out.error(ExitCode::Failure, "server", &e.to_string()),
+    }
+}
+
+/// `coffer token …`: manage API tokens directly in the data directory (works
+/// while the server runs, and without it).
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: TokenCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token and print its secret (once).
+    Create {
+        /// What it is for.
+        #[arg(long)]
+        name: String,
+        /// A scope (repeat): backups:read, backups:write, backups:delete, restore, export,
+        /// targets:read, targets:write, tokens:admin, sensitive.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Limit the token to this component (repeat).
+        #[arg(long = "component")]
+        components: Vec<String>,
+        /// Lifetime in seconds.
+        #[arg(long)]
+        expires_in: Option<u64>,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id.
+    Revoke {
+        /// The token id (`tok-…`).
+        id: String,
+    },
+}
+
+#[derive(Serialize)]
+struct Created {
+    id: String,
+    name: String,
+    scopes: Vec<String>,
+    components: Option<Vec<String>>,
+    expires_at: Option<i64>,
+    secret: String,
+}
+
+/// Runs a token command.
+pub fn token(args: TokenArgs) -> std::process::ExitCode {
+    let out = Output { json: args.json };
+    let config = match args.config.load() {
+        Ok(c) => c,
+        Err(e) => return out.error(ExitCode::Usage, "config", &e),
+    };
+    let (catalog, _key) = match coffer_server::open_data_dir(&config.data_dir) {
+        Ok(x) => x,
+        Err(e) => return out.error(ExitCode::Failure, "data_dir", &e.to_string()),
+    };
+    match args.command {
+        TokenCommand::Create {
+            name,
+            scopes,
+            components,
+            expires_in,
+        } => {
+            let comps = (!components.is_empty()).then_some(components);
+            let t = match coffer_server::api::new_token(
+                &name,
+                &scopes,
+                comps,
+                expires_in,
+                &config.components,
+            ) {
+                Ok(t) => t,
+                Err(e) => return out.error(ExitCode::Usage, "invalid", &e),
+            };
+            match coffer_server::auth::create_token(&catalog, &t) {
+                Ok((row, secret)) => {
+                    let c = Created {
+                        id: row.id,
+                        name: row.name,
+                        scopes: row.scopes.into_iter().map(String::from).collect(),
+                        components: row.components,
+                        expires_at: row.expires_at,
+                        secret,
+                    };
+                    out.result(&c, |c| {
+                        format!(
+                            "token {} created (shown once):\n\n  {}\n\nuse: Authorization: Bearer {}",
+                            c.id, c.secret, c.secret
+                        )
+                    });
+                    ExitCode::Ok.into()
+                }
+                Err(e) => out.error(ExitCode::Failure, "catalog", &e.to_string()),
+            }
+        }
+        TokenCommand::List => match catalog.tokens() {
+            Ok(rows) => {
+                #[derive(Serialize)]
+                struct Row {
+                    id: String,
+                    name: String,
+                    scopes: Vec<String>,
+                    components: Option<Vec<String>>,
+                    expires_at: Option<i64>,
+                    revoked: bool,
+                }
+                let rows: Vec<Row> = rows
+                    .into_iter()
+                    .map(|r| Row {
+                        id: r.id,
+                        name: r.name,
+                        scopes: r.scopes.into_iter().map(String::from).collect(),
+                        components: r.components,
+                        expires_at: r.expires_at,
+                        revoked: r.revoked_at.is_some(),
+                    })
+                    .collect();
+                out.result(&rows, |rows| {
+                    rows.iter()
+                        .map(|r| {
+                            format!(
+                                "{}  {:<30} {}{}{}",
+                                r.id,
+                                r.name,
+                                r.scopes.join(","),
+                                r.components
+                                    .as_ref()
+                                    .map(|c| format!("  components={}", c.join(",")))
+                                    .unwrap_or_default(),
+                                if r.revoked { "  REVOKED" } else { "" }
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                });
+                ExitCode::Ok.into()
+            }
+            Err(e) => out.error(ExitCode::Failure, "catalog", &e.to_string()),
+        },
+        TokenCommand::Revoke { id } => match catalog.revoke_token(&id) {
+            Ok(true) => {
+                out.result(&serde_json::json!({ "revoked": id }), |_| {
+                    format!("token {id} revoked")
+                });
+                ExitCode::Ok.into()
+            }
+            Ok(false) => out.error(
+                ExitCode::Usage,
+                "not_found",
+                &format!("no token with id {id:?}"),
+            ),
+            Err(e) => out.error(ExitCode::Failure, "catalog", &e.to_string()),
+        },
+    }
+}

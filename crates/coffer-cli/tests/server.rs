@@ -1,0 +1,828 @@
+//! `coffer server` end to end: the real binary on a free loopback port, driven
+//! over HTTP, with real PostgreSQL, a directory, a SQLite file and the default
+//! local target; the repository judged by plain `restic`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use coffer_testkit::tree::{assert_same_tree, build_rich_tree};
+use coffer_testkit::{restic_check, service_setting};
+use serde_json::{Value, json};
+
+/// A running `coffer server`.
+struct Server {
+    child: Child,
+    url: String,
+    /// The admin token printed at first start.
+    admin: String,
+    /// The default repository's password printed at first start.
+    repo_password: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Server {
+    /// Starts the server with `config` and waits for its address.
+    fn start(config: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .args(["server", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .env_remove("COFFER_SERVER_KEY")
+            .env("RUST_LOG", "warn,coffer_server=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start coffer server");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[server] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (mut url, mut admin, mut repo_password) = (None, None, None);
+        let mut expect = "";
+        while url.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .expect("server did not report its address");
+            let t = line.trim();
+            if t.starts_with("Admin token") {
+                expect = "token";
+            } else if t.starts_with("Repository password") {
+                expect = "password";
+            } else if !t.is_empty() && expect == "token" {
+                admin = Some(t.to_owned());
+                expect = "";
+            } else if !t.is_empty() && expect == "password" {
+                repo_password = Some(t.to_owned());
+                expect = "";
+            }
+            if let Some(u) = t.strip_prefix("coffer server listening on ") {
+                url = Some(u.to_owned());
+            }
+        }
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Self {
+            child,
+            url: url.unwrap_or_default(),
+            admin: admin.unwrap_or_default(),
+            repo_password,
+            agent,
+        }
+    }
+
+    /// Sends a request; returns the status and the JSON body (Null if none).
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        self.call_raw(
+            method,
+            path,
+            token.map(|t| format!("Bearer {t}")).as_deref(),
+            body,
+        )
+    }
+
+    fn call_raw(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.url);
+        let with_auth = |r: ureq::RequestBuilder<ureq::typestate::WithoutBody>| match auth {
+            Some(a) => r.header("Authorization", a),
+            None => r,
+        };
+        let with_auth_body = |r: ureq::RequestBuilder<ureq::typestate::WithBody>| match auth {
+            Some(a) => r.header("Authorization", a),
+            None => r,
+        };
+        let resp = match method {
+            "GET" => with_auth(self.agent.get(&url)).call(),
+            "DELETE" => with_auth(self.agent.delete(&url)).call(),
+            "POST" => {
+                let text = body.map(Value::to_string).unwrap_or_else(|| "{}".into());
+                with_auth_body(self.agent.post(&url))
+                    .header("Content-Type", "application/json")
+                    .send(text.as_bytes())
+            }
+            other => panic!("method {other}"),
+        };
+        let mut resp = resp.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        let json = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, json)
+    }
+
+    fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        self.call(method, path, Some(&self.admin), body)
+    }
+
+    /// Polls `path` until its `status` is not `running`, or panics after `secs`.
+    fn wait_until_done(&self, path: &str, running: &str, secs: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (code, v) = self.admin("GET", path, None);
+            assert_eq!(code, 200, "{path}: {v}");
+            if v["status"] != running {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{path} still {running}: {v:#}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn token(&self, scopes: &[&str], components: Option<&[&str]>, expires: Option<u64>) -> String {
+        let mut body = json!({ "name": "test", "scopes": scopes });
+        if let Some(c) = components {
+            body["components"] = json!(c);
+        }
+        if let Some(e) = expires {
+            body["expires_in_secs"] = json!(e);
+        }
+        let (code, v) = self.admin("POST", "/api/v1/tokens", Some(&body));
+        assert_eq!(code, 201, "{v}");
+        v["secret"].as_str().expect("secret").to_owned()
+    }
+
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SIGTERM first: the graceful path.
+        // SAFETY: signalling our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("coffer.toml");
+    let text = format!(
+        "[server]\ndata_dir = \"{}\"\n\n{body}",
+        dir.join("data").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn sqlite_db(path: &Path, rows: usize) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL);")
+        .unwrap();
+    for i in 0..rows {
+        conn.execute("INSERT INTO t (v) VALUES (?1)", [format!("row {i} ✓")])
+            .unwrap();
+    }
+}
+
+fn sqlite_rows(path: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut st = conn.prepare("SELECT v FROM t ORDER BY id").unwrap();
+    st.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+struct Pg {
+    host: String,
+    port: String,
+    user: String,
+    password: String,
+}
+
+impl Pg {
+    fn from_env() -> Option<Self> {
+        Some(Self {
+            host: service_setting("COFFER_TEST_PG_HOST")?,
+            port: service_setting("COFFER_TEST_PG_PORT")?,
+            user: service_setting("COFFER_TEST_PG_USER")?,
+            password: service_setting("COFFER_TEST_PG_PASSWORD")?,
+        })
+    }
+
+    fn psql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
+            .env("PGHOST", &self.host)
+            .env("PGPORT", &self.port)
+            .env("PGUSER", &self.user)
+            .env("PGPASSWORD", &self.password)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+#[test]
+fn the_dcos_flow_over_http_backs_up_and_restores_into_a_new_place() {
+    let Some(pg) = Pg::from_env() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let files = dir.join("files");
+    build_rich_tree(&files);
+    let db = dir.join("app.sqlite");
+    sqlite_db(&db, 500);
+    let src = format!("coffer_srv_src_{}", std::process::id());
+    let dst = format!("coffer_srv_dst_{}", std::process::id());
+    pg.psql("postgres", &format!("DROP DATABASE IF EXISTS {src}"));
+    pg.psql("postgres", &format!("DROP DATABASE IF EXISTS {dst}"));
+    pg.psql("postgres", &format!("CREATE DATABASE {src}"));
+    pg.psql(
+        &src,
+        "CREATE TABLE accounts (id int PRIMARY KEY, name text); \
+         INSERT INTO accounts SELECT i, 'name ' || i FROM generate_series(1, 1000) i;",
+    );
+    let marker = dir.join("hooks.log");
+    let config = write_config(
+        dir,
+        &format!(
+            r#"[hooks]
+pre_backup = ["echo pre-backup $COFFER_BACKUP_ID >> {m}"]
+post_backup = ["echo post-backup >> {m}"]
+pre_restore = ["echo pre-restore $COFFER_COMPONENTS >> {m}; echo stopping app"]
+post_restore = ["echo post-restore >> {m}"]
+
+[[components]]
+name = "files"
+kind = "files"
+path = "{files}"
+
+[[components]]
+name = "appdb"
+kind = "sqlite"
+path = "{db}"
+
+[[components]]
+name = "pg"
+kind = "postgres"
+host = "{host}"
+port = {port}
+user = "{user}"
+password = {{ env = "COFFER_TEST_PG_PASSWORD" }}
+database = "{src}"
+"#,
+            m = marker.display(),
+            files = files.display(),
+            db = db.display(),
+            host = pg.host,
+            port = pg.port,
+            user = pg.user,
+        ),
+    );
+    let srv = Server::start(&config);
+    assert!(
+        srv.admin.starts_with("cft_"),
+        "admin token: {:?}",
+        srv.admin
+    );
+    let repo_password = srv
+        .repo_password
+        .clone()
+        .expect("repository password shown once");
+
+    // Health says the local target is not disaster-safe.
+    let (code, health) = srv.call("GET", "/healthz", None, None);
+    assert_eq!(code, 200);
+    assert!(
+        health["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("not disaster-safe"),
+        "{health}"
+    );
+    let (code, targets) = srv.admin("GET", "/api/v1/targets", None);
+    assert_eq!(code, 200);
+    assert_eq!(targets[0]["name"], "local");
+    assert!(targets[0]["warning"].is_string());
+
+    // Create with a label.
+    let (code, v) = srv.admin(
+        "POST",
+        "/api/v1/backups",
+        Some(&json!({ "label": "nightly" })),
+    );
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(v["status"], "BACKING_UP");
+    let id = v["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("nightly-"), "{id}");
+
+    // Watch the states.
+    let b = srv.wait_until_done(&format!("/api/v1/backups/{id}"), "BACKING_UP", 180);
+    assert_eq!(b["status"], "READY", "{b:#}");
+    let comps = b["components"].as_array().unwrap();
+    assert_eq!(comps.len(), 3);
+    for c in comps {
+        assert_eq!(c["status"], "READY", "{c}");
+        assert!(c["snapshot_id"].as_str().unwrap().len() == 64, "{c}");
+    }
+    assert!(b["bytes"].as_u64().unwrap() > 0);
+    let hooks = std::fs::read_to_string(&marker).unwrap();
+    assert!(hooks.contains(&format!("pre-backup {id}")), "{hooks}");
+    assert!(hooks.contains("post-backup"), "{hooks}");
+
+    // The log has the hooks and every component.
+    let (code, log) = srv.admin("GET", &format!("/api/v1/backups/{id}/log"), None);
+    assert_eq!(code, 200);
+    let text = log["lines"].to_string();
+    for needle in [
+        "pre-backup hook",
+        "component pg",
+        "component files",
+        "READY",
+    ] {
+        assert!(text.contains(needle), "{needle} not in {text}");
+    }
+
+    // List by label.
+    let (_, list) = srv.admin("GET", "/api/v1/backups?label=nightly", None);
+    assert_eq!(list["backups"].as_array().unwrap().len(), 1);
+    let (_, list) = srv.admin("GET", "/api/v1/backups?label=weekly", None);
+    assert!(list["backups"].as_array().unwrap().is_empty());
+    let (code, v) = srv.admin("GET", "/api/v1/backups?status=DONE", None);
+    assert_eq!(code, 422, "{v}");
+
+    // Restore every component somewhere else: another database, path and file.
+    let files_dst = dir.join("restored-files");
+    let db_dst = dir.join("restored.sqlite");
+    let body = json!({
+        "overrides": {
+            "files": { "path": files_dst },
+            "appdb": { "path": db_dst },
+            "pg": { "database": dst },
+        }
+    });
+    let (code, v) = srv.admin(
+        "POST",
+        &format!("/api/v1/backups/{id}/restore"),
+        Some(&body),
+    );
+    assert_eq!(code, 202, "{v}");
+    let rid = v["id"].as_str().unwrap().to_owned();
+    let r = srv.wait_until_done(&format!("/api/v1/restores/{rid}"), "RESTORING", 180);
+    assert_eq!(r["status"], "READY", "{r:#}");
+    assert_eq!(r["components"].as_array().unwrap().len(), 3);
+    assert!(
+        r["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] == "READY"),
+        "{r}"
+    );
+    assert_same_tree(&files, &files_dst);
+    assert_eq!(sqlite_rows(&db_dst), sqlite_rows(&db));
+    assert_eq!(
+        pg.psql(&dst, "SELECT count(*), sum(id) FROM accounts"),
+        "1000|500500"
+    );
+    let hooks = std::fs::read_to_string(&marker).unwrap();
+    assert!(hooks.contains("pre-restore "), "{hooks}");
+    assert!(hooks.contains("post-restore"), "{hooks}");
+    let (_, log) = srv.admin("GET", &format!("/api/v1/restores/{rid}/log"), None);
+    assert!(log["lines"].to_string().contains("stopping app"), "{log}");
+
+    // A bad override is refused before anything runs.
+    let (code, v) = srv.admin(
+        "POST",
+        &format!("/api/v1/backups/{id}/restore"),
+        Some(&json!({ "components": ["pg"], "overrides": { "pg": { "kind": "mysql" } } })),
+    );
+    assert_eq!(code, 422, "{v}");
+
+    // The repository is a valid restic repository holding the three snapshots.
+    let repo = dir.join("data/repository");
+    restic_check(&repo, &repo_password);
+
+    // Delete, then it is gone.
+    let (code, v) = srv.admin("DELETE", &format!("/api/v1/backups/{id}"), None);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["snapshots_removed"], 3);
+    assert!(v["space"].as_str().unwrap().contains("prune"), "{v}");
+    let (code, v) = srv.admin("GET", &format!("/api/v1/backups/{id}"), None);
+    assert_eq!(code, 404, "{v}");
+    assert_eq!(v["error"], "not_found");
+    restic_check(&repo, &repo_password);
+
+    // Metrics count the finished jobs.
+    let (code, m) = srv.call("GET", "/metrics", None, None);
+    assert_eq!(code, 200);
+    let m = m.as_str().unwrap_or_default().to_owned();
+    assert!(
+        m.contains(r#"coffer_jobs_total{kind="backup",status="READY"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"coffer_last_success_timestamp_seconds{component="pg"}"#),
+        "{m}"
+    );
+
+    drop(srv);
+    pg.psql("postgres", &format!("DROP DATABASE IF EXISTS {src}"));
+    pg.psql("postgres", &format!("DROP DATABASE IF EXISTS {dst}"));
+}
+
+#[test]
+fn bad_requests_are_refused_with_the_rule_and_nothing_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = tmp.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("a"), b"a").unwrap();
+    let config = write_config(
+        tmp.path(),
+        &format!(
+            "[[components]]\nname = \"files\"\nkind = \"files\"\npath = \"{}\"\n",
+            files.display()
+        ),
+    );
+    let srv = Server::start(&config);
+    for (body, needle) in [
+        (json!({ "label": "ab" }), "3 to 25"),
+        (json!({ "label": "..hidden" }), "must not start with '..'"),
+        (json!({ "label": "a b c" }), "3 to 25"),
+        (
+            json!({ "label": "okay", "components": ["nope"] }),
+            "unknown component \"nope\"",
+        ),
+        (
+            json!({ "label": "okay", "target": "nope" }),
+            "no target named",
+        ),
+        (json!({ "label": "okay", "extra": 1 }), "unknown field"),
+    ] {
+        let (code, v) = srv.admin("POST", "/api/v1/backups", Some(&body));
+        assert_eq!(code, 422, "{body}: {v}");
+        assert_eq!(v["error"], "invalid", "{v}");
+        assert!(
+            v["message"].as_str().unwrap().contains(needle),
+            "{body}: {v}"
+        );
+    }
+    let (code, v) = srv.call_raw(
+        "POST",
+        "/api/v1/backups",
+        Some(&format!("Bearer {}", srv.admin)),
+        None,
+    );
+    assert_eq!(code, 422, "empty object lacks the label: {v}");
+    let (_, list) = srv.admin("GET", "/api/v1/backups", None);
+    assert!(
+        list["backups"].as_array().unwrap().is_empty(),
+        "nothing was recorded: {list}"
+    );
+    let (code, v) = srv.admin("GET", "/api/v1/nothing-here", None);
+    assert_eq!(code, 404);
+    assert_eq!(v["error"], "not_found");
+    let (code, v) = srv.admin("GET", "/api/v1/backups/no-such-id", None);
+    assert_eq!(code, 404, "{v}");
+    // The OpenAPI document describes the endpoints.
+    let (code, doc) = srv.call("GET", "/api/v1/openapi.json", None, None);
+    assert_eq!(code, 200);
+    assert!(doc["paths"]["/api/v1/backups"]["post"].is_object(), "{doc}");
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+/// Every endpoint × {no token, malformed, unknown, expired, revoked, missing
+/// scope, other component}.
+#[test]
+fn every_endpoint_checks_credentials_scopes_and_components() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = tmp.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("a"), b"a").unwrap();
+    let config = write_config(
+        tmp.path(),
+        &format!(
+            "[[components]]\nname = \"files\"\nkind = \"files\"\npath = \"{}\"\n\n\
+             [[components]]\nname = \"other\"\nkind = \"command\"\nbackup = [\"echo\", \"other\"]\nrestore = [\"sh\", \"-c\", \"cat > /dev/null\"]\n",
+            files.display()
+        ),
+    );
+    let srv = Server::start(&config);
+    let (code, v) = srv.admin(
+        "POST",
+        "/api/v1/backups",
+        Some(&json!({ "label": "authz" })),
+    );
+    assert_eq!(code, 202, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    let b = srv.wait_until_done(&format!("/api/v1/backups/{id}"), "BACKING_UP", 60);
+    assert_eq!(b["status"], "READY", "{b}");
+
+    let restore_body = json!({ "components": ["files"], "overrides": { "files": { "path": tmp.path().join("r") } } });
+    let backup_body = json!({ "label": "authz", "components": ["files"] });
+    let target_body =
+        json!({ "name": "t2", "spec": { "kind": "local", "path": tmp.path().join("t2") } });
+    let token_body = json!({ "name": "x", "scopes": ["backups:read"] });
+    // (method, path, body, scope, component-scoped)
+    let endpoints: Vec<(&str, String, Option<Value>, &str, bool)> = vec![
+        (
+            "GET",
+            "/api/v1/components".into(),
+            None,
+            "backups:read",
+            false,
+        ),
+        (
+            "POST",
+            "/api/v1/backups".into(),
+            Some(backup_body),
+            "backups:write",
+            true,
+        ),
+        ("GET", "/api/v1/backups".into(), None, "backups:read", false),
+        (
+            "GET",
+            format!("/api/v1/backups/{id}"),
+            None,
+            "backups:read",
+            false,
+        ),
+        (
+            "GET",
+            format!("/api/v1/backups/{id}/log"),
+            None,
+            "backups:read",
+            false,
+        ),
+        (
+            "POST",
+            format!("/api/v1/backups/{id}/cancel"),
+            None,
+            "backups:write",
+            false,
+        ),
+        (
+            "POST",
+            format!("/api/v1/backups/{id}/restore"),
+            Some(restore_body),
+            "restore",
+            true,
+        ),
+        (
+            "GET",
+            "/api/v1/restores/restore-x".into(),
+            None,
+            "backups:read",
+            false,
+        ),
+        (
+            "GET",
+            "/api/v1/restores/restore-x/log".into(),
+            None,
+            "backups:read",
+            false,
+        ),
+        ("GET", "/api/v1/targets".into(), None, "targets:read", false),
+        (
+            "GET",
+            "/api/v1/targets/local".into(),
+            None,
+            "targets:read",
+            false,
+        ),
+        (
+            "POST",
+            "/api/v1/targets".into(),
+            Some(target_body),
+            "targets:write",
+            false,
+        ),
+        (
+            "POST",
+            "/api/v1/targets/local/validate".into(),
+            None,
+            "targets:write",
+            false,
+        ),
+        (
+            "DELETE",
+            "/api/v1/targets/nope".into(),
+            None,
+            "targets:write",
+            false,
+        ),
+        ("GET", "/api/v1/tokens".into(), None, "tokens:admin", false),
+        (
+            "POST",
+            "/api/v1/tokens".into(),
+            Some(token_body),
+            "tokens:admin",
+            false,
+        ),
+        (
+            "DELETE",
+            "/api/v1/tokens/tok-x".into(),
+            None,
+            "tokens:admin",
+            false,
+        ),
+        // Last: it removes the backup the others use.
+        (
+            "DELETE",
+            format!("/api/v1/backups/{id}"),
+            None,
+            "backups:delete",
+            false,
+        ),
+    ];
+    let all: Vec<&str> = vec![
+        "backups:read",
+        "backups:write",
+        "backups:delete",
+        "restore",
+        "export",
+        "targets:read",
+        "targets:write",
+        "tokens:admin",
+        "sensitive",
+    ];
+    let expired = srv.token(&all, None, Some(0));
+    let revoked = srv.token(&all, None, None);
+    let (_, list) = srv.admin("GET", "/api/v1/tokens", None);
+    let revoked_id = list.as_array().unwrap().last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (code, _) = srv.admin("DELETE", &format!("/api/v1/tokens/{revoked_id}"), None);
+    assert_eq!(code, 204);
+    let unknown = format!("cft_{}", "0".repeat(64));
+    for (method, path, body, scope, scoped) in &endpoints {
+        let body = body.as_ref();
+        let what = format!("{method} {path}");
+        for (auth, expect) in [
+            (None, "no credentials"),
+            (
+                Some("Basic dXNlcjpwYXNz".to_owned()),
+                "malformed Authorization",
+            ),
+            (Some("Bearer not-a-token".to_owned()), "malformed token"),
+            (Some(format!("Bearer {unknown}")), "unknown token"),
+            (Some(format!("Bearer {expired}")), "expired"),
+            (Some(format!("Bearer pat:{revoked}")), "revoked"),
+        ] {
+            let (code, v) = srv.call_raw(method, path, auth.as_deref(), body);
+            assert_eq!(code, 401, "{what} with {auth:?}: {v}");
+            assert_eq!(v["error"], "unauthorized", "{what}: {v}");
+            assert!(
+                v["message"].as_str().unwrap().contains(expect),
+                "{what}: {v}"
+            );
+        }
+        // Every scope but the one needed.
+        let others: Vec<&str> = all.iter().copied().filter(|s| s != scope).collect();
+        let t = srv.token(&others, None, None);
+        let (code, v) = srv.call(method, path, Some(&t), body);
+        assert_eq!(code, 403, "{what} without {scope}: {v}");
+        assert!(
+            v["message"].as_str().unwrap().contains(scope),
+            "{what}: {v}"
+        );
+        if *scoped {
+            let t = srv.token(&all, Some(&["other"]), None);
+            let (code, v) = srv.call(method, path, Some(&t), body);
+            assert_eq!(code, 403, "{what} for another component: {v}");
+            assert!(
+                v["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("limited to components other"),
+                "{v}"
+            );
+        }
+        // With exactly the scope, the request gets past authorization.
+        let t = srv.token(&[scope], None, None);
+        let (code, v) = srv.call(method, path, Some(&t), body);
+        assert!(
+            code != 401 && code != 403,
+            "{what} with {scope}: {code} {v}"
+        );
+    }
+}
+
+#[test]
+fn conflicts_cancel_and_restart_leave_clear_states_and_a_valid_repository() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(
+        tmp.path(),
+        "[[components]]\nname = \"slow\"\nkind = \"command\"\nbackup = [\"sh\", \"-c\", \"echo begin; sleep 60; echo end\"]\n\
+         restore = [\"sh\", \"-c\", \"cat > /dev/null\"]\n",
+    );
+    let srv = Server::start(&config);
+    let password = srv.repo_password.clone().expect("password");
+    let repo = tmp.path().join("data/repository");
+
+    let (code, v) = srv.admin(
+        "POST",
+        "/api/v1/backups",
+        Some(&json!({ "label": "first" })),
+    );
+    assert_eq!(code, 202, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    // The same component twice at once, and deleting a running backup: 409.
+    let (code, v) = srv.admin(
+        "POST",
+        "/api/v1/backups",
+        Some(&json!({ "label": "second" })),
+    );
+    assert_eq!(code, 409, "{v}");
+    assert!(v["message"].as_str().unwrap().contains(&id), "{v}");
+    let (code, v) = srv.admin("DELETE", &format!("/api/v1/backups/{id}"), None);
+    assert_eq!(code, 409, "{v}");
+
+    // Cancel: ERROR "cancelled", promptly, nothing kept.
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, v) = srv.admin("POST", &format!("/api/v1/backups/{id}/cancel"), None);
+    assert_eq!(code, 202, "{v}");
+    let b = srv.wait_until_done(&format!("/api/v1/backups/{id}"), "BACKING_UP", 20);
+    assert_eq!(b["status"], "ERROR", "{b}");
+    assert_eq!(b["error"], "cancelled", "{b}");
+    assert_eq!(b["components"][0]["error"], "cancelled", "{b}");
+    let (code, v) = srv.admin("POST", &format!("/api/v1/backups/{id}/cancel"), None);
+    assert_eq!(code, 409, "not running any more: {v}");
+    let snaps =
+        coffer_testkit::restic(&repo, &password, &["snapshots", "--json"]).unwrap_or_default();
+    assert_eq!(snaps.trim(), "[]", "a cancelled backup keeps nothing");
+    let (code, v) = srv.admin(
+        "POST",
+        &format!("/api/v1/backups/{id}/restore"),
+        Some(&json!({})),
+    );
+    assert_eq!(code, 409, "an ERROR backup is not restored: {v}");
+
+    // A crash in the middle of a backup: after restart it is ERROR, never READY.
+    let (code, v) = srv.admin(
+        "POST",
+        "/api/v1/backups",
+        Some(&json!({ "label": "crash" })),
+    );
+    assert_eq!(code, 202, "{v}");
+    let crashed = v["id"].as_str().unwrap().to_owned();
+    std::thread::sleep(Duration::from_millis(800));
+    let admin = srv.admin.clone();
+    srv.kill9();
+    let mut srv = Server::start(&config);
+    assert!(
+        srv.repo_password.is_none(),
+        "the password is shown only at first start"
+    );
+    srv.admin = admin;
+    let (code, b) = srv.admin("GET", &format!("/api/v1/backups/{crashed}"), None);
+    assert_eq!(code, 200, "{b}");
+    assert_eq!(b["status"], "ERROR", "{b}");
+    assert_eq!(b["error"], "interrupted by restart", "{b}");
+    assert_eq!(b["components"][0]["status"], "ERROR", "{b}");
+    restic_check(&repo, &password);
+}

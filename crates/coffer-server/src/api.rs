@@ -1,0 +1,1469 @@
+//! The HTTP API under `/api/v1`, plus `/healthz`, `/metrics` and the OpenAPI
+//! document. docs/api.md describes every endpoint with the scope it needs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use coffer_components::RestoreOptions;
+use coffer_engine::{EngineError, RestoreMode, SnapshotFilter};
+use coffer_model::access::{BackupStatus, RestoreStatus, Scope};
+use coffer_model::component::{ComponentKind, ComponentSpec, reveal_secrets};
+use coffer_model::target::{TargetKind, TargetSpec};
+use coffer_model::{BackupId, ComponentName, Label};
+use coffer_targets::OpenTarget;
+use coffer_targets::validate::{StepStatus, ValidateOptions, ValidationReport};
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::auth::{NewToken, Principal, authenticate, create_token};
+use crate::catalog::{BackupComponentRow, BackupRow, RestoreRow, TargetRow, TokenRow, now};
+use crate::error::{ApiError, ErrorBody, from_rejection};
+use crate::jobs::{self, BackupJob, Jobs, RestoreItem, RestoreJob, backup_key, component_key};
+use crate::state::{
+    DEFAULT_TARGET, MODE_ATTACH, MODE_OWN, SAME_DISK_WARNING, Shared, is_same_disk,
+};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// A JSON body whose rejections (bad syntax, unknown fields, too large) use
+/// the API's error shape.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T> FromRequest<S> for JsonBody<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(v)| JsonBody(v))
+            .map_err(from_rejection)
+    }
+}
+
+impl FromRequestParts<Shared> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Shared,
+    ) -> Result<Self, Self::Rejection> {
+        let header = match parts.headers.get(header::AUTHORIZATION) {
+            None => None,
+            Some(v) => Some(v.to_str().map_err(|_| {
+                ApiError::unauthorized("malformed Authorization header: not ASCII")
+            })?),
+        };
+        authenticate(&state.catalog, header)
+    }
+}
+
+/// RFC 3339 from Unix seconds.
+fn time(secs: i64) -> String {
+    jiff::Timestamp::from_second(secs)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| secs.to_string())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(ApiError::internal(format!("a blocking task failed: {e}"))))
+}
+
+// ------------------------------------------------------------------ views
+
+/// A component of a backup.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackupComponentView {
+    /// Component name.
+    pub name: String,
+    /// Its kind.
+    pub kind: String,
+    /// `BACKING_UP`, `READY` or `ERROR`.
+    pub status: String,
+    /// Why it is `ERROR`.
+    pub error: Option<String>,
+    /// The snapshot holding it.
+    pub snapshot_id: Option<String>,
+    /// Files in the snapshot.
+    pub files: Option<u64>,
+    /// Bytes of content.
+    pub bytes: Option<u64>,
+    /// Bytes it added to the repository.
+    pub bytes_added: Option<u64>,
+    /// Start (RFC 3339).
+    pub started_at: Option<String>,
+    /// End (RFC 3339).
+    pub finished_at: Option<String>,
+    /// Seconds it took.
+    pub duration_secs: Option<i64>,
+}
+
+/// A backup.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackupView {
+    /// `<label>-<uuid>`.
+    pub id: String,
+    /// Label.
+    pub label: String,
+    /// Target it was written to.
+    pub target: String,
+    /// `BACKING_UP`, `READY` or `ERROR`.
+    pub status: String,
+    /// Why it is `ERROR`.
+    pub error: Option<String>,
+    /// Start (RFC 3339).
+    pub created_at: String,
+    /// End (RFC 3339).
+    pub finished_at: Option<String>,
+    /// Seconds it took.
+    pub duration_secs: Option<i64>,
+    /// Bytes of content in all components.
+    pub bytes: u64,
+    /// Bytes added to the repository.
+    pub bytes_added: u64,
+    /// Its components.
+    pub components: Vec<BackupComponentView>,
+}
+
+fn backup_view(b: BackupRow, comps: Vec<BackupComponentRow>) -> BackupView {
+    let components: Vec<BackupComponentView> = comps
+        .into_iter()
+        .map(|c| BackupComponentView {
+            name: c.component,
+            kind: c.kind,
+            status: c.status.to_string(),
+            error: c.error,
+            snapshot_id: c.snapshot_id,
+            files: c.files,
+            bytes: c.bytes,
+            bytes_added: c.bytes_added,
+            started_at: c.started_at.map(time),
+            finished_at: c.finished_at.map(time),
+            duration_secs: c.started_at.zip(c.finished_at).map(|(s, f)| f - s),
+        })
+        .collect();
+    BackupView {
+        bytes: components.iter().filter_map(|c| c.bytes).sum(),
+        bytes_added: components.iter().filter_map(|c| c.bytes_added).sum(),
+        id: b.id,
+        label: b.label,
+        target: b.target,
+        status: b.status.to_string(),
+        error: b.error,
+        created_at: time(b.created_at),
+        finished_at: b.finished_at.map(time),
+        duration_secs: b.finished_at.map(|f| f - b.created_at),
+        components,
+    }
+}
+
+/// Accepted job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    /// The job's id.
+    pub id: String,
+    /// Its first state.
+    pub status: String,
+}
+
+/// A list of backups.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackupList {
+    /// Newest first.
+    pub backups: Vec<BackupView>,
+}
+
+/// A log line.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogLine {
+    /// When (RFC 3339).
+    pub at: String,
+    /// What.
+    pub line: String,
+}
+
+/// A job's log.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobLog {
+    /// The job.
+    pub id: String,
+    /// Oldest first.
+    pub lines: Vec<LogLine>,
+}
+
+/// What DELETE did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Deleted {
+    /// The backup.
+    pub id: String,
+    /// Snapshots removed from the repository.
+    pub snapshots_removed: usize,
+    /// When the space is actually freed.
+    pub space: String,
+}
+
+/// A component of a restore.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RestoreComponentView {
+    /// Component name.
+    pub name: String,
+    /// `RESTORING`, `READY` or `ERROR`.
+    pub status: String,
+    /// Why it is `ERROR`.
+    pub error: Option<String>,
+    /// What the restore did (database created, keys copied, …).
+    pub notes: Vec<String>,
+    /// Start (RFC 3339).
+    pub started_at: Option<String>,
+    /// End (RFC 3339).
+    pub finished_at: Option<String>,
+}
+
+/// A restore.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RestoreView {
+    /// `restore-<uuid>`.
+    pub id: String,
+    /// The backup restored.
+    pub backup_id: String,
+    /// `RESTORING`, `READY` or `ERROR`.
+    pub status: String,
+    /// Why it is `ERROR` (or a tolerated post-hook failure).
+    pub error: Option<String>,
+    /// Start (RFC 3339).
+    pub created_at: String,
+    /// End (RFC 3339).
+    pub finished_at: Option<String>,
+    /// Its components.
+    pub components: Vec<RestoreComponentView>,
+}
+
+fn restore_view(r: RestoreRow, comps: Vec<crate::catalog::RestoreComponentRow>) -> RestoreView {
+    RestoreView {
+        id: r.id,
+        backup_id: r.backup_id,
+        status: r.status.to_string(),
+        error: r.error,
+        created_at: time(r.created_at),
+        finished_at: r.finished_at.map(time),
+        components: comps
+            .into_iter()
+            .map(|c| RestoreComponentView {
+                name: c.component,
+                status: c.status.to_string(),
+                error: c.error,
+                notes: c.notes,
+                started_at: c.started_at.map(time),
+                finished_at: c.finished_at.map(time),
+            })
+            .collect(),
+    }
+}
+
+// ------------------------------------------------------------------ health, metrics
+
+/// Server health.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: &'static str,
+    /// Coffer's version.
+    pub version: &'static str,
+    /// Problems an operator should fix (e.g. backups only on the local disk).
+    pub warnings: Vec<String>,
+}
+
+/// Health and configuration warnings. No authentication.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
+async fn healthz(State(state): State<Shared>) -> ApiResult<Json<Health>> {
+    let targets = state.catalog.targets()?;
+    let mut warnings = Vec::new();
+    if !targets.is_empty() && targets.iter().all(|t| is_same_disk(&t.kind)) {
+        warnings.push(SAME_DISK_WARNING.to_owned());
+    }
+    if state.config.components.is_empty() {
+        warnings.push("no components are configured: add [[components]] to the config file".into());
+    }
+    Ok(Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        warnings,
+    }))
+}
+
+/// Prometheus metrics. No authentication (bind to loopback or firewall it).
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
+async fn metrics(State(state): State<Shared>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+// ------------------------------------------------------------------ components
+
+/// A configured component.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ComponentView {
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: String,
+    /// Sensitive components need the `sensitive` scope.
+    pub sensitive: bool,
+}
+
+/// Lists the configured components the token may see.
+#[utoipa::path(get, path = "/api/v1/components", security(("bearer" = [])),
+    responses((status = 200, body = Vec<ComponentView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_components(
+    State(state): State<Shared>,
+    p: Principal,
+) -> ApiResult<Json<Vec<ComponentView>>> {
+    p.require(Scope::BackupsRead)?;
+    Ok(Json(
+        state
+            .config
+            .components
+            .iter()
+            .filter(|c| {
+                p.components
+                    .as_ref()
+                    .is_none_or(|a| a.contains(c.name.as_str()))
+            })
+            .map(|c| ComponentView {
+                name: c.name.to_string(),
+                kind: c.kind.name().to_owned(),
+                sensitive: c.sensitive,
+            })
+            .collect(),
+    ))
+}
+
+// ------------------------------------------------------------------ backups
+
+/// Start a backup.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBackup {
+    /// 3–25 characters of `[A-Za-z0-9_.-]`, not starting with `..`.
+    pub label: String,
+    /// Components to back up (default: every configured one the token may touch).
+    #[serde(default)]
+    pub components: Option<Vec<String>>,
+    /// Target name (default: the default target).
+    #[serde(default)]
+    pub target: Option<String>,
+}
+
+/// Starts a backup: 202 with its id; watch it with GET /api/v1/backups/{id}.
+#[utoipa::path(post, path = "/api/v1/backups", request_body = CreateBackup, security(("bearer" = [])),
+    responses((status = 202, body = Accepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 507, body = ErrorBody)))]
+async fn create_backup(
+    State(state): State<Shared>,
+    p: Principal,
+    JsonBody(req): JsonBody<CreateBackup>,
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    p.require(Scope::BackupsWrite)?;
+    let label = Label::new(&req.label).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let specs = pick_components(&state, &p, Scope::BackupsWrite, req.components.as_deref())?;
+    let target = match req.target {
+        Some(t) => state
+            .catalog
+            .target(&t)?
+            .ok_or_else(|| ApiError::invalid(format!("no target named {t:?}")))?,
+        None => {
+            let name = state
+                .catalog
+                .default_target()?
+                .ok_or_else(|| ApiError::invalid("there is no default target: name one"))?;
+            state.target_row(&name)?
+        }
+    };
+    if target.mode != MODE_OWN {
+        return Err(ApiError::conflict(format!(
+            "target {} is attached read-only (mode attach): another installation owns it. \
+             Take it over with PUT /api/v1/targets/{} and mode \"own\" only if that installation is gone",
+            target.name, target.name
+        )));
+    }
+    preflight(&state, &specs, &target)?;
+    let id = BackupId::generate(&label);
+    let keys = specs
+        .iter()
+        .map(|s| component_key(s.name.as_str()))
+        .collect();
+    let reservation = Jobs::reserve(&state, id.as_str(), keys)?;
+    let row = BackupRow {
+        id: id.to_string(),
+        label: label.to_string(),
+        target: target.name.clone(),
+        status: BackupStatus::BackingUp,
+        error: None,
+        component_count: u32::try_from(specs.len()).unwrap_or(u32::MAX),
+        created_at: now(),
+        finished_at: None,
+    };
+    let comps: Vec<(String, String)> = specs
+        .iter()
+        .map(|s| (s.name.to_string(), s.kind.name().to_owned()))
+        .collect();
+    state.catalog.insert_backup(&row, &comps)?;
+    let job = BackupJob {
+        id: id.clone(),
+        target: target.name,
+        components: specs,
+    };
+    tokio::spawn(jobs::run_backup(Arc::clone(&state), job, reservation));
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            id: id.to_string(),
+            status: BackupStatus::BackingUp.to_string(),
+        }),
+    ))
+}
+
+/// The components a request names (all configured ones by default), each
+/// checked against the token.
+fn pick_components(
+    state: &Shared,
+    p: &Principal,
+    scope: Scope,
+    names: Option<&[String]>,
+) -> ApiResult<Vec<ComponentSpec>> {
+    let all = &state.config.components;
+    let specs: Vec<ComponentSpec> = match names {
+        None => all
+            .iter()
+            .filter(|c| {
+                p.components
+                    .as_ref()
+                    .is_none_or(|a| a.contains(c.name.as_str()))
+            })
+            .cloned()
+            .collect(),
+        Some(names) => {
+            let mut seen = BTreeSet::new();
+            let mut out = Vec::new();
+            for n in names {
+                if !seen.insert(n.as_str()) {
+                    return Err(ApiError::invalid(format!("component {n:?} is named twice")));
+                }
+                let spec = state.config.component(n).ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "unknown component {n:?}: configured components are {}",
+                        all.iter()
+                            .map(|c| c.name.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?;
+                out.push(spec.clone());
+            }
+            out
+        }
+    };
+    if specs.is_empty() {
+        return Err(ApiError::invalid(
+            "no components to back up: configure [[components]] in the config file (or name some)",
+        ));
+    }
+    for s in &specs {
+        p.require_component(scope, s.name.as_str(), s.sensitive)?;
+    }
+    Ok(specs)
+}
+
+/// Refuses with 507 when the staging area or a local target cannot hold the
+/// backup: the source size estimate times 2 (Auth0's rule), plus a reserve.
+fn preflight(state: &Shared, specs: &[ComponentSpec], target: &TargetRow) -> ApiResult<()> {
+    std::fs::create_dir_all(&state.config.staging_dir).map_err(|e| {
+        ApiError::internal(format!(
+            "creating staging directory {}: {e}",
+            state.config.staging_dir.display()
+        ))
+    })?;
+    coffer_components::check_staging_space(specs, &state.config.staging_dir)
+        .map_err(ApiError::insufficient_storage)?;
+    if target.kind == "local" {
+        let spec = state.target_spec(target)?;
+        if let TargetKind::Local(l) = &spec.kind {
+            let need: u64 = specs
+                .iter()
+                .filter_map(local_source_size)
+                .sum::<u64>()
+                .saturating_mul(2);
+            const RESERVE: u64 = 64 << 20;
+            let free = coffer_targets::free_space_at(&l.path).unwrap_or(u64::MAX);
+            if need > 0 && free < need + RESERVE {
+                return Err(ApiError::insufficient_storage(format!(
+                    "target {} ({}) has {} bytes free; this backup may need {} bytes \
+                     (2 × the sources' {} bytes, plus a 64 MiB reserve)",
+                    target.name,
+                    l.path.display(),
+                    free,
+                    need + RESERVE,
+                    need / 2
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The size of a component's data on this machine, where it can be known
+/// cheaply (directory walks, database files).
+fn local_source_size(spec: &ComponentSpec) -> Option<u64> {
+    match &spec.kind {
+        ComponentKind::Files(f) => Some(dir_size(&f.path)),
+        ComponentKind::Sqlite(s) => std::fs::metadata(&s.path).ok().map(|m| m.len()),
+        _ => None,
+    }
+}
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+/// Filters of the backup list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct BackupQuery {
+    /// Only this label.
+    pub label: Option<String>,
+    /// Only this state.
+    pub status: Option<String>,
+}
+
+/// Lists backups, newest first.
+#[utoipa::path(get, path = "/api/v1/backups", params(BackupQuery), security(("bearer" = [])),
+    responses((status = 200, body = BackupList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn list_backups(
+    State(state): State<Shared>,
+    p: Principal,
+    Query(q): Query<BackupQuery>,
+) -> ApiResult<Json<BackupList>> {
+    p.require(Scope::BackupsRead)?;
+    let status = q
+        .status
+        .as_deref()
+        .map(str::parse::<BackupStatus>)
+        .transpose()
+        .map_err(ApiError::invalid)?;
+    let rows = state.catalog.backups(q.label.as_deref(), status)?;
+    let mut backups = Vec::with_capacity(rows.len());
+    for b in rows {
+        let comps = state.catalog.backup_components(&b.id)?;
+        backups.push(backup_view(b, comps));
+    }
+    Ok(Json(BackupList { backups }))
+}
+
+fn find_backup(state: &Shared, id: &str) -> ApiResult<BackupRow> {
+    state
+        .catalog
+        .backup(id)?
+        .ok_or_else(|| ApiError::not_found(format!("no backup with id {id:?}")))
+}
+
+/// Shows one backup with its components.
+#[utoipa::path(get, path = "/api/v1/backups/{id}", params(("id" = String, Path, description = "Backup id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = BackupView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn show_backup(
+    State(state): State<Shared>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<BackupView>> {
+    p.require(Scope::BackupsRead)?;
+    let b = find_backup(&state, &id)?;
+    let comps = state.catalog.backup_components(&id)?;
+    Ok(Json(backup_view(b, comps)))
+}
+
+/// A backup's log: hooks, components, timings, tool errors.
+#[utoipa::path(get, path = "/api/v1/backups/{id}/log", params(("id" = String, Path, description = "Backup id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = JobLog), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn backup_log(
+    State(state): State<Shared>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<JobLog>> {
+    p.require(Scope::BackupsRead)?;
+    find_backup(&state, &id)?;
+    job_log(&state, id)
+}
+
+fn job_log(state: &Shared, id: String) -> ApiResult<Json<JobLog>> {
+    let lines = state
+        .catalog
+        .job_log(&id)?
+        .into_iter()
+        .map(|(at, line)| LogLine { at: time(at), line })
+        .collect();
+    Ok(Json(JobLog { id, lines }))
+}
+
+/// Cancels a running backup: it ends `ERROR` ("cancelled") and keeps nothing.
+#[utoipa::path(post, path = "/api/v1/backups/{id}/cancel", params(("id" = String, Path, description = "Backup id")),
+    security(("bearer" = [])),
+    responses((status = 202, body = Accepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn cancel_backup(
+    State(state): State<Shared>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    p.require(Scope::BackupsWrite)?;
+    let b = find_backup(&state, &id)?;
+    if b.status != BackupStatus::BackingUp || !state.jobs.cancel(&id) {
+        return Err(ApiError::conflict(format!(
+            "backup {id} is {}, not running",
+            b.status
+        )));
+    }
+    state
+        .catalog
+        .log(&id, &format!("cancel requested by token {}", p.id));
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            id,
+            status: BackupStatus::BackingUp.to_string(),
+        }),
+    ))
+}
+
+/// Deletes a backup from its repository and the catalog.
+#[utoipa::path(delete, path = "/api/v1/backups/{id}", params(("id" = String, Path, description = "Backup id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = Deleted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn delete_backup(
+    State(state): State<Shared>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Deleted>> {
+    p.require(Scope::BackupsDelete)?;
+    let b = find_backup(&state, &id)?;
+    if b.status == BackupStatus::BackingUp {
+        return Err(ApiError::conflict(format!(
+            "backup {id} is being backed up: cancel it first (POST /api/v1/backups/{id}/cancel)"
+        )));
+    }
+    let target = state.target_row(&b.target)?;
+    if target.mode != MODE_OWN {
+        return Err(ApiError::conflict(format!(
+            "target {} is attached read-only: only the installation that owns it deletes backups",
+            target.name
+        )));
+    }
+    // Held while deleting, so no restore or export of it starts meanwhile.
+    let reservation = Jobs::reserve(&state, &format!("delete-{id}"), vec![backup_key(&id)])?;
+    let st = Arc::clone(&state);
+    let bid = id.clone();
+    let removed = blocking(move || {
+        let _reservation = reservation;
+        let repo = st.repo(&b.target)?;
+        let snaps = repo
+            .snapshots(&SnapshotFilter {
+                backup_id: Some(bid.clone()),
+                ..SnapshotFilter::default()
+            })
+            .map_err(|e| ApiError::upstream(e.to_string()))?;
+        let ids: Vec<String> = snaps.into_iter().map(|s| s.id).collect();
+        let n = if ids.is_empty() {
+            0
+        } else {
+            repo.forget(&ids).map_err(|e| match e {
+                EngineError::Locked { .. } => ApiError::conflict(e.to_string()),
+                e => ApiError::upstream(e.to_string()),
+            })?
+        };
+        st.catalog.delete_backup(&bid)?;
+        Ok(n)
+    })
+    .await?;
+    tracing::info!(backup = %id, snapshots = removed, "backup deleted");
+    Ok(Json(Deleted {
+        id,
+        snapshots_removed: removed,
+        space: "the backup's snapshots are gone; the data only they used is freed by the next \
+                prune, which is two-phase (unused packs are marked, then deleted after a grace \
+                period) and takes the repository's exclusive lock"
+            .into(),
+    }))
+}
+
+// ------------------------------------------------------------------ restores
+
+/// How to treat what the destination already has.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreOptionsBody {
+    /// `files`/`sqlite`: `refuse` (default) a non-empty destination, `overwrite`, or `mirror`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Remove what the destination has first (postgres, mysql, redis, s3).
+    #[serde(default)]
+    pub clean: bool,
+    /// Create a missing destination database or bucket (default true).
+    #[serde(default)]
+    pub create_database: Option<bool>,
+    /// PostgreSQL: do not restore ownership (a new installation's roles differ).
+    #[serde(default)]
+    pub no_owner: bool,
+    /// PostgreSQL: `SET ROLE` to this role before restoring.
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
+/// Start a restore.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRestore {
+    /// Components to restore (default: every component of the backup).
+    #[serde(default)]
+    pub components: Option<Vec<String>>,
+    /// Per component, settings that replace the configured ones — another
+    /// path, database, bucket or server (restore into a new installation).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub overrides: BTreeMap<String, serde_json::Value>,
+    /// Options for every component.
+    #[serde(default)]
+    pub options: RestoreOptionsBody,
+}
+
+fn restore_options(o: RestoreOptionsBody) -> ApiResult<RestoreOptions> {
+    let mode = match o.mode.as_deref() {
+        None | Some("refuse") => RestoreMode::RefuseNonEmpty,
+        Some("overwrite") => RestoreMode::Overwrite,
+        Some("mirror") => RestoreMode::Mirror,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "options.mode {other:?}: use refuse, overwrite or mirror"
+            )));
+        }
+    };
+    Ok(RestoreOptions {
+        mode,
+        clean: o.clean,
+        create_database: o.create_database.unwrap_or(true),
+        no_owner: o.no_owner,
+        role: o.role,
+    })
+}
+
+/// The configured spec of `name` with `overrides` laid over its settings.
+fn overridden(spec: &ComponentSpec, over: &serde_json::Value) -> ApiResult<ComponentSpec> {
+    let name = spec.name.as_str();
+    let serde_json::Value::Object(fields) = over else {
+        return Err(ApiError::invalid(format!(
+            "overrides.{name} must be an object of settings, e.g. {{\"database\": \"new_db\"}}"
+        )));
+    };
+    let mut base =
+        reveal_secrets(|| serde_json::to_value(&spec.kind)).map_err(ApiError::internal)?;
+    let serde_json::Value::Object(base_fields) = &mut base else {
+        return Err(ApiError::internal("a component spec is not an object"));
+    };
+    for (k, v) in fields {
+        if k == "kind" && v.as_str() != Some(spec.kind.name()) {
+            return Err(ApiError::invalid(format!(
+                "overrides.{name}.kind: a {} component restores into a {} destination only",
+                spec.kind.name(),
+                spec.kind.name()
+            )));
+        }
+        base_fields.insert(k.clone(), v.clone());
+    }
+    let kind: ComponentKind = serde_json::from_value(base)
+        .map_err(|e| ApiError::invalid(format!("overrides.{name}: {e}")))?;
+    let out = ComponentSpec {
+        name: spec.name.clone(),
+        sensitive: spec.sensitive,
+        kind,
+    };
+    out.validate()
+        .map_err(|e| ApiError::invalid(format!("overrides.{name}: {e}")))?;
+    Ok(out)
+}
+
+/// Restores a backup (all or some components, optionally elsewhere): 202 with
+/// the restore id; watch it with GET /api/v1/restores/{id}.
+#[utoipa::path(post, path = "/api/v1/backups/{id}/restore", params(("id" = String, Path, description = "Backup id")),
+    request_body = CreateRestore, security(("bearer" = [])),
+    responses((status = 202, body = Accepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_restore(
+    State(state): State<Shared>,
+    p: Principal,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<CreateRestore>,
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    p.require(Scope::Restore)?;
+    let b = find_backup(&state, &id)?;
+    if b.status != BackupStatus::Ready {
+        return Err(ApiError::conflict(format!(
+            "backup {id} is {}: only READY backups are restored",
+            b.status
+        )));
+    }
+    let comps = state.catalog.backup_components(&id)?;
+    let wanted: Vec<&BackupComponentRow> = match &req.components {
+        None => comps.iter().collect(),
+        Some(names) => {
+            let mut out = Vec::new();
+            for n in names {
+                out.push(comps.iter().find(|c| &c.component == n).ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "backup {id} has no component {n:?}; it has {}",
+                        comps
+                            .iter()
+                            .map(|c| c.component.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?);
+            }
+            out
+        }
+    };
+    if let Some(extra) = req
+        .overrides
+        .keys()
+        .find(|k| !wanted.iter().any(|c| &c.component == *k))
+    {
+        return Err(ApiError::invalid(format!(
+            "overrides.{extra}: that component is not being restored"
+        )));
+    }
+    let options = restore_options(req.options)?;
+    let mut items = Vec::new();
+    for c in &wanted {
+        let spec = state.config.component(&c.component).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "component {:?} is not configured on this server: add it to [[components]] \
+                 to say where it goes",
+                c.component
+            ))
+        })?;
+        p.require_component(Scope::Restore, &c.component, spec.sensitive)?;
+        let dest = match req.overrides.get(&c.component) {
+            Some(o) => overridden(spec, o)?,
+            None => spec.clone(),
+        };
+        let snapshot_id = c.snapshot_id.clone().ok_or_else(|| {
+            ApiError::internal(format!("component {} has no snapshot", c.component))
+        })?;
+        items.push(RestoreItem { dest, snapshot_id });
+    }
+    let restore_id = format!("restore-{}", uuid::Uuid::new_v4());
+    let mut keys: Vec<String> = items
+        .iter()
+        .map(|i| component_key(i.dest.name.as_str()))
+        .collect();
+    keys.push(backup_key(&id));
+    let reservation = Jobs::reserve(&state, &restore_id, keys)?;
+    let row = RestoreRow {
+        id: restore_id.clone(),
+        backup_id: id.clone(),
+        status: RestoreStatus::Restoring,
+        error: None,
+        created_at: now(),
+        finished_at: None,
+    };
+    let names: Vec<String> = items.iter().map(|i| i.dest.name.to_string()).collect();
+    state.catalog.insert_restore(&row, &names)?;
+    let job = RestoreJob {
+        id: restore_id.clone(),
+        backup_id: id,
+        target: b.target,
+        items,
+        options,
+    };
+    tokio::spawn(jobs::run_restore(Arc::clone(&state), job, reservation));
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            id: restore_id,
+            status: RestoreStatus::Restoring.to_string(),
+        }),
+    ))
+}
+
+fn find_restore(state: &Shared, id: &str) -> ApiResult<RestoreView> {
+    let (r, comps) = state
+        .catalog
+        .restore(id)?
+        .ok_or_else(|| ApiError::not_found(format!("no restore with id {id:?}")))?;
+    Ok(restore_view(r, comps))
+}
+
+/// Shows a restore with each component's state.
+#[utoipa::path(get, path = "/api/v1/restores/{id}", params(("id" = String, Path, description = "Restore id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = RestoreView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn show_restore(
+    State(state): State<Shared>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RestoreView>> {
+    p.require(Scope::BackupsRead)?;
+    Ok(Json(find_restore(&state, &id)?))
+}
+
+/// A restore's log, hook output included.
+#[utoipa::path(get, path = "/api/v1/restores/{id}/log", params(("id" = String, Path, description = "Restore id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = JobLog), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn restore_log(
+    State(state): State<Shared>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<JobLog>> {
+    p.require(Scope::BackupsRead)?;
+    find_restore(&state, &id)?;
+    job_log(&state, id)
+}
+
+// ------------------------------------------------------------------ targets
+
+/// A target, without its secrets.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TargetView {
+    /// Name.
+    pub name: String,
+    /// `local`, `s3`, `sftp`, `ftp`.
+    pub kind: String,
+    /// `own` or `attach`.
+    pub mode: String,
+    /// Used when a backup names no target.
+    pub default: bool,
+    /// The settings, literal secrets shown as `***`.
+    #[schema(value_type = Object)]
+    pub spec: serde_json::Value,
+    /// Backups recorded on it.
+    pub backups: u64,
+    /// Why this target alone does not protect against a disaster.
+    pub warning: Option<String>,
+}
+
+fn target_view(state: &Shared, row: &TargetRow) -> ApiResult<TargetView> {
+    let spec = state.target_spec(row)?;
+    Ok(TargetView {
+        name: row.name.clone(),
+        kind: row.kind.clone(),
+        mode: row.mode.clone(),
+        default: row.is_default,
+        spec: serde_json::to_value(&spec.kind).map_err(ApiError::internal)?,
+        backups: state.catalog.backups_on_target(&row.name)?,
+        warning: is_same_disk(&row.kind).then(|| SAME_DISK_WARNING.to_owned()),
+    })
+}
+
+/// Lists targets.
+#[utoipa::path(get, path = "/api/v1/targets", security(("bearer" = [])),
+    responses((status = 200, body = Vec<TargetView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_targets(
+    State(state): State<Shared>,
+    p: Principal,
+) -> ApiResult<Json<Vec<TargetView>>> {
+    p.require(Scope::TargetsRead)?;
+    let rows = state.catalog.targets()?;
+    rows.iter()
+        .map(|r| target_view(&state, r))
+        .collect::<ApiResult<Vec<_>>>()
+        .map(Json)
+}
+
+/// Shows a target.
+#[utoipa::path(get, path = "/api/v1/targets/{name}", params(("name" = String, Path, description = "Target name")),
+    security(("bearer" = [])),
+    responses((status = 200, body = TargetView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn show_target(
+    State(state): State<Shared>,
+    p: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<Json<TargetView>> {
+    p.require(Scope::TargetsRead)?;
+    let row = state.target_row(&name)?;
+    Ok(Json(target_view(&state, &row)?))
+}
+
+/// Add a target.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTarget {
+    /// Unique name.
+    pub name: String,
+    /// `{"kind": "s3", "endpoint": …}` — the same settings as `[[targets]]` in coffer.toml.
+    #[schema(value_type = Object)]
+    pub spec: serde_json::Value,
+    /// The repository password. For a new repository, omit it to have one
+    /// generated (returned once). For an existing repository, required.
+    #[serde(default)]
+    pub repository_password: Option<String>,
+    /// `own` or `attach` (default: `own` for a new repository, `attach` for an existing one).
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Make it the default target.
+    #[serde(default)]
+    pub default: bool,
+}
+
+/// The answer to adding a target.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TargetCreated {
+    /// The target.
+    pub target: TargetView,
+    /// The Validate report that allowed it.
+    #[schema(value_type = Object)]
+    pub validation: ValidationReport,
+    /// A generated repository password: shown this once. Store it offline.
+    pub repository_password: Option<String>,
+    /// What to do with it.
+    pub notice: Option<String>,
+}
+
+/// A failed validation: 422 with the report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ValidationFailed {
+    /// `validation_failed`.
+    pub error: &'static str,
+    /// Which step failed and why.
+    pub message: String,
+    /// Every step.
+    #[schema(value_type = Object)]
+    pub validation: ValidationReport,
+}
+
+fn parse_target(name: &str, spec: &serde_json::Value) -> ApiResult<TargetSpec> {
+    let name = ComponentName::new(name).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let kind: TargetKind = serde_json::from_value(spec.clone())
+        .map_err(|e| ApiError::invalid(format!("spec: {e}")))?;
+    coffer_model::target::validate_kind(&kind)
+        .map_err(|e| ApiError::invalid(format!("spec: {e}")))?;
+    Ok(TargetSpec { name, kind })
+}
+
+const PASSWORD_NOTICE: &str = "This repository password is shown once. Store it offline (a password \
+    manager, a safe): with it, a new installation or plain `restic` reads every backup in this \
+    target even if this server and its data directory are lost. Coffer keeps it sealed with the \
+    server key and never returns it again.";
+
+/// Adds a target after its Validate probe passes (422 with the report otherwise).
+#[utoipa::path(post, path = "/api/v1/targets", request_body = CreateTarget, security(("bearer" = [])),
+    responses((status = 201, body = TargetCreated), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ValidationFailed)))]
+async fn create_target(
+    State(state): State<Shared>,
+    p: Principal,
+    JsonBody(req): JsonBody<CreateTarget>,
+) -> ApiResult<Response> {
+    p.require(Scope::TargetsWrite)?;
+    let spec = parse_target(&req.name, &req.spec)?;
+    if state.catalog.target(spec.name.as_str())?.is_some() {
+        return Err(ApiError::conflict(format!(
+            "a target named {} exists",
+            spec.name
+        )));
+    }
+    if let Some(m) = req.mode.as_deref()
+        && m != MODE_OWN
+        && m != MODE_ATTACH
+    {
+        return Err(ApiError::invalid(format!("mode {m:?}: use own or attach")));
+    }
+    let st = Arc::clone(&state);
+    blocking(move || {
+        let target = OpenTarget::open(&spec).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let report = target.validate(ValidateOptions::default());
+        if !report.ok {
+            return Ok(validation_failed(report));
+        }
+        let storage = target.storage();
+        let exists = storage
+            .list("config")
+            .map_err(|e| ApiError::upstream(e.to_string()))?
+            .iter()
+            .any(|o| o.key == "config");
+        let (password, generated, mode) = if exists {
+            let Some(pw) = req.repository_password else {
+                return Err(ApiError::invalid(format!(
+                    "target {} already holds a repository: give its repository_password to attach it",
+                    spec.name
+                )));
+            };
+            coffer_engine::Repo::open(storage, &pw).map_err(|e| ApiError::invalid(e.to_string()))?;
+            (pw, None, req.mode.unwrap_or_else(|| MODE_ATTACH.to_owned()))
+        } else {
+            let (pw, generated) = match req.repository_password {
+                Some(pw) => (pw, None),
+                None => {
+                    let pw = crate::keys::random_secret("");
+                    (pw.clone(), Some(pw))
+                }
+            };
+            coffer_engine::Repo::init(storage, &pw).map_err(|e| ApiError::invalid(e.to_string()))?;
+            (pw, generated, req.mode.unwrap_or_else(|| MODE_OWN.to_owned()))
+        };
+        let first = st.catalog.targets()?.is_empty();
+        let row = st.seal_target(&spec, &password, &mode, first)?;
+        st.catalog.insert_target(&row)?;
+        if req.default {
+            st.catalog.set_default_target(&row.name)?;
+        }
+        tracing::info!(target = %row.name, kind = %row.kind, mode = %row.mode, "target added");
+        let view = target_view(&st, &row)?;
+        Ok((
+            StatusCode::CREATED,
+            Json(TargetCreated {
+                target: view,
+                validation: report,
+                notice: generated.as_ref().map(|_| PASSWORD_NOTICE.to_owned()),
+                repository_password: generated,
+            }),
+        )
+            .into_response())
+    })
+    .await
+}
+
+fn validation_failed(report: ValidationReport) -> Response {
+    let failed = report
+        .steps
+        .iter()
+        .find(|s| s.status == StepStatus::Failed)
+        .map(|s| format!("validation failed at step {}: {}", s.name, s.message))
+        .unwrap_or_else(|| "validation failed".into());
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Json(ValidationFailed {
+            error: "validation_failed",
+            message: failed,
+            validation: report,
+        }),
+    )
+        .into_response()
+}
+
+/// Runs a target's Validate probe (writes and removes at most 16 MiB of test data).
+#[utoipa::path(post, path = "/api/v1/targets/{name}/validate", params(("name" = String, Path, description = "Target name")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The report", body = Object), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn validate_target(
+    State(state): State<Shared>,
+    p: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ValidationReport>> {
+    p.require(Scope::TargetsWrite)?;
+    let row = state.target_row(&name)?;
+    let spec = state.target_spec(&row)?;
+    blocking(move || {
+        let target = OpenTarget::open(&spec).map_err(|e| ApiError::invalid(e.to_string()))?;
+        Ok(Json(target.validate(ValidateOptions::default())))
+    })
+    .await
+}
+
+/// Removes a target from the catalog (its repository and backups stay where they are).
+#[utoipa::path(delete, path = "/api/v1/targets/{name}", params(("name" = String, Path, description = "Target name")),
+    security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn delete_target(
+    State(state): State<Shared>,
+    p: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    p.require(Scope::TargetsWrite)?;
+    let row = state.target_row(&name)?;
+    let n = state.catalog.backups_on_target(&name)?;
+    if n > 0 {
+        return Err(ApiError::conflict(format!(
+            "target {name} has {n} backups in the catalog: delete them first (the repository \
+             itself is never deleted by Coffer)"
+        )));
+    }
+    if row.is_default && state.catalog.targets()?.len() > 1 {
+        return Err(ApiError::conflict(format!(
+            "target {name} is the default: make another target the default first"
+        )));
+    }
+    state.catalog.delete_target(&name)?;
+    state.forget_repo(&name);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ------------------------------------------------------------------ tokens
+
+/// A token, without its secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenView {
+    /// `tok-<uuid>`.
+    pub id: String,
+    /// What it is for.
+    pub name: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    /// The components it is limited to (absent: all).
+    pub components: Option<Vec<String>>,
+    /// Expiry (RFC 3339).
+    pub expires_at: Option<String>,
+    /// Creation (RFC 3339).
+    pub created_at: String,
+    /// Revocation (RFC 3339).
+    pub revoked_at: Option<String>,
+}
+
+fn token_view(t: TokenRow) -> TokenView {
+    TokenView {
+        id: t.id,
+        name: t.name,
+        scopes: t.scopes.into_iter().map(String::from).collect(),
+        components: t.components,
+        expires_at: t.expires_at.map(time),
+        created_at: time(t.created_at),
+        revoked_at: t.revoked_at.map(time),
+    }
+}
+
+/// Create a token.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// What it is for.
+    pub name: String,
+    /// Scopes: backups:read, backups:write, backups:delete, restore, export,
+    /// targets:read, targets:write, tokens:admin, sensitive.
+    pub scopes: Vec<String>,
+    /// Limit it to these components.
+    #[serde(default)]
+    pub components: Option<Vec<String>>,
+    /// Lifetime in seconds (default: no expiry).
+    #[serde(default)]
+    pub expires_in_secs: Option<u64>,
+}
+
+/// A new token and its secret (shown once).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenCreated {
+    /// The token.
+    pub token: TokenView,
+    /// The secret to send as `Authorization: Bearer <secret>`. Shown once.
+    pub secret: String,
+}
+
+/// Checks a token request; shared by the API and `coffer token create`.
+pub fn new_token(
+    name: &str,
+    scopes: &[String],
+    components: Option<Vec<String>>,
+    expires_in_secs: Option<u64>,
+    known_components: &[ComponentSpec],
+) -> Result<NewToken, String> {
+    if name.trim().is_empty() {
+        return Err("name must not be empty".into());
+    }
+    if scopes.is_empty() {
+        return Err("give at least one scope".into());
+    }
+    let scopes = scopes
+        .iter()
+        .map(|s| s.parse::<Scope>().map_err(|e| e.to_string()))
+        .collect::<Result<BTreeSet<_>, _>>()?;
+    if let Some(cs) = &components {
+        if cs.is_empty() {
+            return Err("components, when given, must name at least one component".into());
+        }
+        for c in cs {
+            if !known_components.iter().any(|k| k.name.as_str() == c) {
+                return Err(format!("unknown component {c:?}"));
+            }
+        }
+    }
+    Ok(NewToken {
+        name: name.to_owned(),
+        scopes,
+        components: components.map(|c| c.into_iter().collect()),
+        expires_in_secs,
+    })
+}
+
+/// Creates a token. The secret is in the response, once.
+#[utoipa::path(post, path = "/api/v1/tokens", request_body = CreateToken, security(("bearer" = [])),
+    responses((status = 201, body = TokenCreated), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_token_route(
+    State(state): State<Shared>,
+    p: Principal,
+    JsonBody(req): JsonBody<CreateToken>,
+) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
+    p.require(Scope::TokensAdmin)?;
+    let t = new_token(
+        &req.name,
+        &req.scopes,
+        req.components,
+        req.expires_in_secs,
+        &state.config.components,
+    )
+    .map_err(ApiError::invalid)?;
+    let (row, secret) = create_token(&state.catalog, &t)?;
+    tracing::info!(token = %row.id, by = %p.id, "token created");
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenCreated {
+            token: token_view(row),
+            secret,
+        }),
+    ))
+}
+
+/// Lists tokens (never their secrets).
+#[utoipa::path(get, path = "/api/v1/tokens", security(("bearer" = [])),
+    responses((status = 200, body = Vec<TokenView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_tokens(State(state): State<Shared>, p: Principal) -> ApiResult<Json<Vec<TokenView>>> {
+    p.require(Scope::TokensAdmin)?;
+    Ok(Json(
+        state
+            .catalog
+            .tokens()?
+            .into_iter()
+            .map(token_view)
+            .collect(),
+    ))
+}
+
+/// Revokes a token.
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", params(("id" = String, Path, description = "Token id")),
+    security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn revoke_token(
+    State(state): State<Shared>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    p.require(Scope::TokensAdmin)?;
+    if !state.catalog.revoke_token(&id)? {
+        return Err(ApiError::not_found(format!("no token with id {id:?}")));
+    }
+    tracing::info!(token = %id, by = %p.id, "token revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ------------------------------------------------------------------ router
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A Coffer token (`cft_…`), optionally prefixed `pat:`"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document, generated from the handlers above.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Coffer API", description = "Backups and restores of self-hosted applications. See docs/api.md."),
+    paths(
+        healthz, metrics, list_components,
+        create_backup, list_backups, show_backup, backup_log, cancel_backup, delete_backup,
+        create_restore, show_restore, restore_log,
+        list_targets, show_target, create_target, validate_target, delete_target,
+        create_token_route, list_tokens, revoke_token,
+    ),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+async fn openapi() -> Response {
+    match ApiDoc::openapi().to_json() {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint: see /api/v1/openapi.json")
+}
+
+/// The whole HTTP surface.
+pub fn router(state: Shared) -> Router {
+    let limit = state.config.max_json_bytes;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/components", get(list_components))
+        .route("/api/v1/backups", post(create_backup).get(list_backups))
+        .route(
+            "/api/v1/backups/{id}",
+            get(show_backup).delete(delete_backup),
+        )
+        .route("/api/v1/backups/{id}/log", get(backup_log))
+        .route("/api/v1/backups/{id}/cancel", post(cancel_backup))
+        .route("/api/v1/backups/{id}/restore", post(create_restore))
+        .route("/api/v1/restores/{id}", get(show_restore))
+        .route("/api/v1/restores/{id}/log", get(restore_log))
+        .route("/api/v1/targets", get(list_targets).post(create_target))
+        .route(
+            "/api/v1/targets/{name}",
+            get(show_target).delete(delete_target),
+        )
+        .route("/api/v1/targets/{name}/validate", post(validate_target))
+        .route("/api/v1/tokens", get(list_tokens).post(create_token_route))
+        .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// The default target's name, for messages.
+pub fn default_target_name() -> &'static str {
+    DEFAULT_TARGET
+}

@@ -1,0 +1,350 @@
+//! The server's configuration: `[server]`, `[hooks]` and `[[components]]` of
+//! `coffer.toml`.
+//!
+//! ```toml
+//! [server]
+//! listen = "127.0.0.1:8420"       # the default; other addresses need TLS or --insecure-bind
+//! data_dir = "/var/lib/coffer"    # catalog, server key, default repository
+//! parallel_components = 2
+//! component_timeout_secs = 3600
+//!
+//! [hooks]
+//! pre_backup = ["/usr/local/bin/app-quiesce"]
+//! post_backup = ["/usr/local/bin/app-resume"]
+//! pre_restore = ["systemctl stop app"]
+//! post_restore = ["systemctl start app"]
+//! timeout_secs = 300
+//! post_restore_failure = "error"  # or "warn"
+//!
+//! [[components]]
+//! name = "uploads"
+//! kind = "files"
+//! path = "/srv/app/uploads"
+//! ```
+//!
+//! Relative paths in `[server]` are relative to the config file's directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use coffer_model::component::{ComponentSpec, parse_components};
+use serde::Deserialize;
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid, with the field and the rule.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The config file (or `<defaults>`).
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// What the server runs with.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Catalog, server key, staging area and the default repository.
+    pub data_dir: PathBuf,
+    /// Scratch space for components that need a copy (SQLite, `{file}` commands).
+    pub staging_dir: PathBuf,
+    /// TLS certificate and key (PEM), when the server is exposed.
+    pub tls: Option<TlsFiles>,
+    /// Listening on a non-loopback address without TLS was explicitly allowed.
+    pub insecure_bind: bool,
+    /// Components backed up at once within one backup.
+    pub parallel_components: usize,
+    /// A component running longer than this is cancelled and fails.
+    pub component_timeout: Duration,
+    /// Largest JSON request body.
+    pub max_json_bytes: usize,
+    /// Hooks around backups and restores.
+    pub hooks: Hooks,
+    /// What a backup covers.
+    pub components: Vec<ComponentSpec>,
+    /// Where the configuration came from, for messages.
+    pub source: PathBuf,
+}
+
+/// TLS certificate chain and private key files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// What a failing post-restore hook means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookFailure {
+    /// The restore is `ERROR`.
+    #[default]
+    Error,
+    /// The restore is `READY`, with a warning in its log.
+    Warn,
+}
+
+/// Commands run around jobs, each with `sh -c`, in order. A failing
+/// pre-hook stops the job before it touches anything.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// Before a backup's components start (e.g. quiesce the application).
+    #[serde(default)]
+    pub pre_backup: Vec<String>,
+    /// After every component of a backup ended, whatever the outcome.
+    #[serde(default)]
+    pub post_backup: Vec<String>,
+    /// Before a restore (e.g. stop the application).
+    #[serde(default)]
+    pub pre_restore: Vec<String>,
+    /// After a restore (e.g. start the application again).
+    #[serde(default)]
+    pub post_restore: Vec<String>,
+    /// Time limit of each hook command, in seconds (default 300).
+    #[serde(default = "default_hook_timeout")]
+    pub timeout_secs: u64,
+    /// `error` (default) or `warn`.
+    #[serde(default)]
+    pub post_restore_failure: HookFailure,
+}
+
+fn default_hook_timeout() -> u64 {
+    300
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Self {
+            pre_backup: Vec::new(),
+            post_backup: Vec::new(),
+            pre_restore: Vec::new(),
+            post_restore: Vec::new(),
+            timeout_secs: default_hook_timeout(),
+            post_restore_failure: HookFailure::default(),
+        }
+    }
+}
+
+/// The port Coffer listens on by default.
+pub const DEFAULT_PORT: u16 = 8420;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerSection {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    staging_dir: Option<PathBuf>,
+    tls: Option<TlsFiles>,
+    parallel_components: Option<usize>,
+    component_timeout_secs: Option<u64>,
+    max_json_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FileShape {
+    #[serde(default)]
+    server: ServerSection,
+    #[serde(default)]
+    hooks: Hooks,
+    // Parsed separately, with per-component messages.
+    #[serde(default)]
+    #[allow(dead_code)]
+    components: Option<toml::Value>,
+}
+
+impl ServerConfig {
+    /// Reads `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Self::parse(&text, base, path)
+    }
+
+    /// The built-in configuration: no components, data in `./coffer-data`.
+    pub fn defaults() -> Self {
+        let text = "";
+        Self::parse(text, Path::new("."), Path::new("<defaults>"))
+            .unwrap_or_else(|e| unreachable!("the empty configuration is valid: {e}"))
+    }
+
+    /// Parses a configuration text; relative paths are resolved against `base`.
+    pub fn parse(text: &str, base: &Path, source: &Path) -> Result<Self, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: source.to_path_buf(),
+            message,
+        };
+        let shape: FileShape = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let components = parse_components(text).map_err(|e| invalid(e.to_string()))?;
+        let s = shape.server;
+        let listen = match s.listen.as_deref() {
+            None => SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+            Some(l) => l.parse().map_err(|_| {
+                invalid(format!(
+                    "server.listen: {l:?} is not an address and port such as \"127.0.0.1:{DEFAULT_PORT}\""
+                ))
+            })?,
+        };
+        let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let data_dir = resolve(s.data_dir.unwrap_or_else(|| PathBuf::from("coffer-data")));
+        let staging_dir = s
+            .staging_dir
+            .map(resolve)
+            .unwrap_or_else(|| data_dir.join("staging"));
+        let tls = s.tls.map(|t| TlsFiles {
+            cert: resolve(t.cert),
+            key: resolve(t.key),
+        });
+        let parallel_components = s.parallel_components.unwrap_or(2);
+        if parallel_components == 0 {
+            return Err(invalid(
+                "server.parallel_components must be at least 1".into(),
+            ));
+        }
+        let timeout = s.component_timeout_secs.unwrap_or(6 * 3600);
+        if timeout == 0 {
+            return Err(invalid(
+                "server.component_timeout_secs must be at least 1".into(),
+            ));
+        }
+        if shape.hooks.timeout_secs == 0 {
+            return Err(invalid("hooks.timeout_secs must be at least 1".into()));
+        }
+        Ok(Self {
+            listen,
+            data_dir,
+            staging_dir,
+            tls,
+            insecure_bind: false,
+            parallel_components,
+            component_timeout: Duration::from_secs(timeout),
+            max_json_bytes: s.max_json_bytes.unwrap_or(64 * 1024),
+            hooks: shape.hooks,
+            components,
+            source: source.to_path_buf(),
+        })
+    }
+
+    /// The component called `name`.
+    pub fn component(&self, name: &str) -> Option<&ComponentSpec> {
+        self.components.iter().find(|c| c.name.as_str() == name)
+    }
+
+    /// Refuses to expose an unencrypted API: a non-loopback address needs TLS
+    /// or the explicit `insecure_bind`.
+    pub fn check_exposure(&self) -> Result<(), ConfigError> {
+        if self.listen.ip().is_loopback() || self.tls.is_some() || self.insecure_bind {
+            return Ok(());
+        }
+        Err(ConfigError::Invalid {
+            path: self.source.clone(),
+            message: format!(
+                "refusing to listen on {} without TLS: tokens and repository passwords would cross \
+                 the network in clear text. Set [server.tls] cert and key, listen on 127.0.0.1 \
+                 behind a TLS proxy, or pass --insecure-bind",
+                self.listen
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_listen_on_loopback_with_a_local_data_dir() {
+        let c = ServerConfig::defaults();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8420");
+        assert_eq!(c.data_dir, Path::new("./coffer-data"));
+        assert_eq!(c.staging_dir, Path::new("./coffer-data/staging"));
+        assert!(c.components.is_empty());
+        c.check_exposure().unwrap();
+    }
+
+    #[test]
+    fn relative_paths_follow_the_config_file_and_components_parse() {
+        let text = r#"
+[server]
+listen = "127.0.0.1:9000"
+data_dir = "state"
+parallel_components = 3
+
+[hooks]
+pre_backup = ["true"]
+post_restore_failure = "warn"
+
+[[components]]
+name = "files"
+kind = "files"
+path = "/srv/files"
+"#;
+        let c = ServerConfig::parse(text, Path::new("/etc/coffer"), Path::new("x.toml")).unwrap();
+        assert_eq!(c.data_dir, Path::new("/etc/coffer/state"));
+        assert_eq!(c.parallel_components, 3);
+        assert_eq!(c.hooks.pre_backup, ["true"]);
+        assert_eq!(c.hooks.post_restore_failure, HookFailure::Warn);
+        assert_eq!(c.components.len(), 1);
+        assert!(c.component("files").is_some());
+    }
+
+    #[test]
+    fn bad_settings_name_the_field() {
+        let e = ServerConfig::parse(
+            "[server]\nlisten = \"everywhere\"",
+            Path::new("."),
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("server.listen"), "{e}");
+        let e = ServerConfig::parse("[server]\nport = 1", Path::new("."), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `port`"), "{e}");
+        let e = ServerConfig::parse(
+            "[server]\nparallel_components = 0",
+            Path::new("."),
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("parallel_components"), "{e}");
+    }
+
+    #[test]
+    fn exposing_the_api_needs_tls_or_an_explicit_flag() {
+        let mut c = ServerConfig::parse(
+            "[server]\nlisten = \"0.0.0.0:8420\"",
+            Path::new("."),
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let e = c.check_exposure().unwrap_err().to_string();
+        assert!(e.contains("without TLS"), "{e}");
+        c.insecure_bind = true;
+        c.check_exposure().unwrap();
+    }
+}

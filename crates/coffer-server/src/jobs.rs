@@ -1,0 +1,760 @@
+//! Backup and restore jobs: reservations (409 on conflicts), hooks, parallel
+//! components with timeouts, cancellation, and the catalog records.
+//!
+//! Every job is a tokio task; the engine and the component drivers block, so
+//! each component runs on the blocking pool. A job records its states as it
+//! goes, so a crash leaves it `BACKING_UP`/`RESTORING` in the catalog, which
+//! the next start turns into `ERROR` ("interrupted by restart").
+
+use std::collections::{HashMap, HashSet};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use coffer_components::{BackupContext, RestoreContext, RestoreOptions};
+use coffer_engine::{CancelToken, EngineError, SnapshotFilter, SnapshotInfo};
+use coffer_model::access::{BackupStatus, RestoreStatus};
+use coffer_model::component::ComponentSpec;
+use coffer_model::{BackupId, BackupRef};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::Semaphore;
+
+use crate::config::HookFailure;
+use crate::error::ApiError;
+use crate::state::Shared;
+
+/// What running jobs hold, so conflicting requests get 409.
+#[derive(Debug, Default)]
+pub struct Jobs {
+    /// Reserved keys (`component:<name>`, `backup:<id>`) → the job holding them.
+    busy: Mutex<HashMap<String, String>>,
+    /// Cancel tokens of running backups, by job id (one per component).
+    cancels: Mutex<HashMap<String, Vec<CancelToken>>>,
+}
+
+/// Keys held by a job; released when dropped.
+#[derive(Debug)]
+pub struct Reservation {
+    state: Shared,
+    keys: Vec<String>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut busy = self
+            .state
+            .jobs
+            .busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for k in &self.keys {
+            busy.remove(k);
+        }
+    }
+}
+
+impl Jobs {
+    /// No jobs.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reserves every key for `job`, or none: 409 naming the job in the way.
+    pub fn reserve(state: &Shared, job: &str, keys: Vec<String>) -> Result<Reservation, ApiError> {
+        let mut busy = state.jobs.busy.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((k, holder)) = keys.iter().find_map(|k| busy.get(k).map(|h| (k, h))) {
+            let what = k.replace(':', " ");
+            return Err(ApiError::conflict(format!(
+                "{what} is busy with job {holder}"
+            )));
+        }
+        for k in &keys {
+            busy.insert(k.clone(), job.to_owned());
+        }
+        Ok(Reservation {
+            state: Arc::clone(state),
+            keys,
+        })
+    }
+
+    /// The job holding `key`, if any.
+    pub fn holder(&self, key: &str) -> Option<String> {
+        self.busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    /// Fires every cancel token of `job`; false if it is not running.
+    pub fn cancel(&self, job: &str) -> bool {
+        let cancels = self.cancels.lock().unwrap_or_else(|e| e.into_inner());
+        match cancels.get(job) {
+            Some(tokens) => {
+                for t in tokens {
+                    t.cancel();
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Fires every running backup's cancel tokens; returns how many jobs run.
+    pub fn cancel_all(&self) -> usize {
+        let cancels = self.cancels.lock().unwrap_or_else(|e| e.into_inner());
+        for t in cancels.values().flatten() {
+            t.cancel();
+        }
+        self.busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .collect::<HashSet<_>>()
+            .len()
+    }
+
+    /// Whether any job still holds a reservation.
+    pub fn any_running(&self) -> bool {
+        !self
+            .busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    fn register_cancel(&self, job: &str, token: CancelToken) {
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(job.to_owned())
+            .or_default()
+            .push(token);
+    }
+
+    fn was_cancelled(&self, job: &str) -> bool {
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(job)
+            .is_some_and(|t| t.first().is_some_and(CancelToken::is_cancelled))
+    }
+
+    fn unregister(&self, job: &str) {
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(job);
+    }
+}
+
+/// Reservation key of a component (backups and restores of it exclude each other).
+pub fn component_key(name: &str) -> String {
+    format!("component:{name}")
+}
+
+/// Reservation key of a backup being restored or exported.
+pub fn backup_key(id: &str) -> String {
+    format!("backup:{id}")
+}
+
+// ------------------------------------------------------------------ hooks
+
+/// Which hooks.
+#[derive(Debug, Clone, Copy)]
+enum HookPoint {
+    PreBackup,
+    PostBackup,
+    PreRestore,
+    PostRestore,
+}
+
+impl HookPoint {
+    fn name(self) -> &'static str {
+        match self {
+            Self::PreBackup => "pre-backup",
+            Self::PostBackup => "post-backup",
+            Self::PreRestore => "pre-restore",
+            Self::PostRestore => "post-restore",
+        }
+    }
+}
+
+/// Runs the hooks at `point` in order; output goes to the job's log. The
+/// first failure stops the rest and is returned.
+async fn run_hooks(
+    state: &Shared,
+    job: &str,
+    point: HookPoint,
+    env: &[(&str, String)],
+) -> Result<(), String> {
+    let hooks = &state.config.hooks;
+    let list = match point {
+        HookPoint::PreBackup => &hooks.pre_backup,
+        HookPoint::PostBackup => &hooks.post_backup,
+        HookPoint::PreRestore => &hooks.pre_restore,
+        HookPoint::PostRestore => &hooks.post_restore,
+    };
+    let timeout = Duration::from_secs(hooks.timeout_secs);
+    for cmd in list {
+        let log = |line: String| state.catalog.log(job, &line);
+        log(format!("{} hook: {cmd}", point.name()));
+        let started = Instant::now();
+        let mut command = tokio::process::Command::new("sh");
+        command
+            .arg("-c")
+            .arg(cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .env("COFFER_JOB_ID", job)
+            .env("COFFER_HOOK", point.name());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("{} hook {cmd:?} could not start: {e}", point.name()))?;
+        let out = child.stdout.take();
+        let err = child.stderr.take();
+        let pump = |stream: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>,
+                    tag: &'static str| {
+            let state = Arc::clone(state);
+            let job = job.to_owned();
+            tokio::spawn(async move {
+                if let Some(s) = stream {
+                    let mut lines = BufReader::new(s).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        state.catalog.log(&job, &format!("  {tag}: {line}"));
+                    }
+                }
+            })
+        };
+        let p1 = pump(out.map(|s| Box::new(s) as _), "stdout");
+        let p2 = pump(err.map(|s| Box::new(s) as _), "stderr");
+        let status = tokio::time::timeout(timeout, child.wait()).await;
+        let result = match status {
+            Err(_) => {
+                let _ = child.kill().await;
+                Err(format!(
+                    "{} hook {cmd:?} timed out after {} s and was killed",
+                    point.name(),
+                    timeout.as_secs()
+                ))
+            }
+            Ok(Err(e)) => Err(format!("{} hook {cmd:?}: {e}", point.name())),
+            Ok(Ok(s)) if s.success() => Ok(()),
+            Ok(Ok(s)) => Err(format!("{} hook {cmd:?} failed ({s})", point.name())),
+        };
+        let _ = tokio::join!(p1, p2);
+        log(format!(
+            "{} hook {} in {:.1} s",
+            point.name(),
+            if result.is_ok() {
+                "succeeded"
+            } else {
+                "FAILED"
+            },
+            started.elapsed().as_secs_f64()
+        ));
+        result?;
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------ backup
+
+/// A backup to run.
+#[derive(Debug)]
+pub struct BackupJob {
+    /// Its id.
+    pub id: BackupId,
+    /// The target written to.
+    pub target: String,
+    /// The components, in request order.
+    pub components: Vec<ComponentSpec>,
+}
+
+/// Runs a recorded backup to its end. Never panics the server: every failure
+/// becomes an `ERROR` state with the reason.
+pub async fn run_backup(state: Shared, job: BackupJob, reservation: Reservation) {
+    let _reservation = reservation;
+    let id = job.id.to_string();
+    let started = Instant::now();
+    let log = |line: String| state.catalog.log(&id, &line);
+    let names: Vec<String> = job.components.iter().map(|c| c.name.to_string()).collect();
+    log(format!(
+        "backup {id} to target {} started: {}",
+        job.target,
+        names.join(", ")
+    ));
+    let tokens: Vec<CancelToken> = job.components.iter().map(|_| CancelToken::new()).collect();
+    for t in &tokens {
+        state.jobs.register_cancel(&id, t.clone());
+    }
+    let env = [
+        ("COFFER_BACKUP_ID", id.clone()),
+        ("COFFER_COMPONENTS", names.join(",")),
+    ];
+
+    let repo = {
+        let state = Arc::clone(&state);
+        let target = job.target.clone();
+        tokio::task::spawn_blocking(move || state.repo(&target))
+            .await
+            .map_err(|e| ApiError::internal(format!("opening the repository: {e}")))
+            .and_then(|r| r)
+    };
+    // Post-backup hooks run whenever pre-backup hooks were started, so an
+    // application a pre-hook quiesced is always resumed.
+    let mut pre_hooks_started = false;
+    let setup = match repo {
+        Err(e) => Err(e.message),
+        Ok(repo) => {
+            pre_hooks_started = true;
+            run_hooks(&state, &id, HookPoint::PreBackup, &env)
+                .await
+                .map(|()| repo)
+        }
+    };
+    let mut outcomes: Vec<(String, Result<SnapshotInfo, String>)> = Vec::new();
+    match setup {
+        Err(reason) => {
+            log(format!("nothing was backed up: {reason}"));
+            for n in &names {
+                outcomes.push((n.clone(), Err(reason.clone())));
+            }
+        }
+        Ok(repo) => {
+            let limit = Arc::new(Semaphore::new(state.config.parallel_components));
+            let count = u32::try_from(job.components.len()).unwrap_or(u32::MAX);
+            let mut tasks = Vec::new();
+            for (spec, token) in job.components.iter().cloned().zip(tokens.iter().cloned()) {
+                let state = Arc::clone(&state);
+                let repo = repo.with_cancel(token.clone());
+                let limit = Arc::clone(&limit);
+                let bref = BackupRef::new(job.id.clone(), spec.name.clone(), count);
+                let id = id.clone();
+                tasks.push(tokio::spawn(async move {
+                    let _permit = limit.acquire_owned().await;
+                    let name = spec.name.to_string();
+                    if token.is_cancelled() {
+                        return (name, Err("cancelled".to_owned()));
+                    }
+                    let r = backup_component(&state, &id, repo, spec, bref, token).await;
+                    (name, r)
+                }));
+            }
+            for t in tasks {
+                match t.await {
+                    Ok(o) => outcomes.push(o),
+                    Err(e) => log(format!("a component task failed: {e}")),
+                }
+            }
+        }
+    }
+    if pre_hooks_started && let Err(e) = run_hooks(&state, &id, HookPoint::PostBackup, &env).await {
+        // The data is captured; a failing post-hook (e.g. resuming the
+        // application) is the operator's urgent problem, not a bad backup.
+        log(format!("WARNING: {e}"));
+    }
+
+    let cancelled = state.jobs.was_cancelled(&id);
+    state.jobs.unregister(&id);
+    if cancelled {
+        // Nothing partial is kept: forget what finished before the cancel.
+        let done: Vec<String> = outcomes
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok().map(|s| s.id.clone()))
+            .collect();
+        if !done.is_empty() {
+            let state2 = Arc::clone(&state);
+            let target = job.target.clone();
+            let forgotten = tokio::task::spawn_blocking(move || {
+                state2
+                    .repo(&target)
+                    .map_err(|e| e.message)
+                    .and_then(|r| r.forget(&done).map_err(|e| e.to_string()))
+            })
+            .await;
+            log(format!(
+                "cancelled: removed the finished components' snapshots ({forgotten:?})"
+            ));
+        }
+        for (_, r) in &mut outcomes {
+            *r = Err("cancelled".to_owned());
+        }
+    }
+    let mut failures = Vec::new();
+    let mut bytes_added = 0;
+    for (name, r) in &outcomes {
+        let rec = match r {
+            Ok(s) => {
+                bytes_added += s.bytes_added;
+                state.catalog.finish_backup_component(&id, name, Ok(s))
+            }
+            Err(e) => {
+                failures.push(format!("{name}: {e}"));
+                state.catalog.finish_backup_component(&id, name, Err(e))
+            }
+        };
+        if let Err(e) = rec {
+            log(format!("recording component {name}: {e}"));
+        }
+    }
+    // Components whose task vanished (should not happen) are failures too.
+    let seen: HashSet<&String> = outcomes.iter().map(|(n, _)| n).collect();
+    for n in names.iter().filter(|n| !seen.contains(n)) {
+        failures.push(format!("{n}: the component task ended without a result"));
+        let _ = state.catalog.finish_backup_component(
+            &id,
+            n,
+            Err("the component task ended without a result"),
+        );
+    }
+    let (status, error) = if cancelled {
+        (BackupStatus::Error, Some("cancelled".to_owned()))
+    } else if failures.is_empty() {
+        (BackupStatus::Ready, None)
+    } else {
+        (BackupStatus::Error, Some(failures.join("; ")))
+    };
+    if let Err(e) = state.catalog.finish_backup(&id, status, error.as_deref()) {
+        tracing::error!(backup = %id, "recording the end of the backup: {e}");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    state
+        .metrics
+        .job_finished("backup", status.as_str(), secs, bytes_added);
+    if status == BackupStatus::Ready {
+        for n in &names {
+            state.metrics.component_succeeded(n);
+        }
+    }
+    log(format!("backup {id} {status} after {secs:.1} s"));
+    tracing::info!(backup = %id, %status, "backup finished in {secs:.1} s");
+}
+
+async fn backup_component(
+    state: &Shared,
+    id: &str,
+    repo: coffer_engine::Repo,
+    spec: ComponentSpec,
+    bref: BackupRef,
+    token: CancelToken,
+) -> Result<SnapshotInfo, String> {
+    let name = spec.name.to_string();
+    let log = |line: String| state.catalog.log(id, &line);
+    if let Err(e) = state.catalog.backup_component_started(id, &name) {
+        log(format!("recording the start of {name}: {e}"));
+    }
+    log(format!("component {name} ({}) started", spec.kind.name()));
+    let started = Instant::now();
+    let staging = state.config.staging_dir.clone();
+    let backup = bref.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&staging)
+            .map_err(|e| format!("creating staging directory {}: {e}", staging.display()))?;
+        let bref = backup;
+        let ctx = BackupContext {
+            repo: &repo,
+            backup: &bref,
+            staging_dir: &staging,
+            progress: None,
+        };
+        coffer_components::backup(&spec, &ctx).map_err(describe_component_error)
+    });
+    let timeout = state.config.component_timeout;
+    let mut task = task;
+    let result = match tokio::time::timeout(timeout, &mut task).await {
+        Ok(joined) => {
+            match joined.unwrap_or_else(|e| Err(format!("the component panicked: {e}"))) {
+                // Whatever error the stopped source caused, the cause is the cancel.
+                Err(_) if token.is_cancelled() => Err("cancelled".to_owned()),
+                r => r,
+            }
+        }
+        Err(_) => {
+            // Stop the source, then wait for the engine to notice: nothing is
+            // recorded, and no thread is left writing to the repository.
+            token.cancel();
+            let late = task.await;
+            if let Ok(Ok(snap)) = late {
+                // Finished at the very moment it was stopped: not kept, the
+                // state says it failed.
+                let _ = repo_forget(state, &bref, &snap).await;
+            }
+            Err(format!(
+                "timed out after {} s (server.component_timeout_secs) and was stopped; nothing was recorded",
+                timeout.as_secs()
+            ))
+        }
+    };
+    match &result {
+        Ok(s) => log(format!(
+            "component {name} READY in {:.1} s: snapshot {}, {} files, {} bytes (+{} stored)",
+            started.elapsed().as_secs_f64(),
+            &s.id[..8.min(s.id.len())],
+            s.files,
+            s.bytes,
+            s.bytes_added
+        )),
+        Err(e) => log(format!(
+            "component {name} ERROR after {:.1} s: {e}",
+            started.elapsed().as_secs_f64()
+        )),
+    }
+    result
+}
+
+async fn repo_forget(state: &Shared, bref: &BackupRef, snap: &SnapshotInfo) -> Result<(), String> {
+    let Some(target) = state
+        .catalog
+        .backup(bref.backup_id.as_str())
+        .ok()
+        .flatten()
+        .map(|b| b.target)
+    else {
+        return Ok(());
+    };
+    let state = Arc::clone(state);
+    let id = snap.id.clone();
+    tokio::task::spawn_blocking(move || {
+        state
+            .repo(&target)
+            .map_err(|e| e.message)?
+            .forget(&[id])
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// A component error as one line; the engine's `Cancelled` reads "cancelled".
+fn describe_component_error(e: coffer_components::ComponentError) -> String {
+    match e {
+        coffer_components::ComponentError::Engine {
+            source: EngineError::Cancelled { .. },
+            ..
+        } => "cancelled".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+// ------------------------------------------------------------------ restore
+
+/// One component to restore.
+#[derive(Debug, Clone)]
+pub struct RestoreItem {
+    /// Where to restore it (the configured spec, or an override of it).
+    pub dest: ComponentSpec,
+    /// The snapshot holding it.
+    pub snapshot_id: String,
+}
+
+/// A restore to run.
+#[derive(Debug)]
+pub struct RestoreJob {
+    /// `restore-<uuid>`.
+    pub id: String,
+    /// The backup restored.
+    pub backup_id: String,
+    /// Its target.
+    pub target: String,
+    /// The components.
+    pub items: Vec<RestoreItem>,
+    /// Options for every component.
+    pub options: RestoreOptions,
+}
+
+/// Runs a recorded restore to its end.
+pub async fn run_restore(state: Shared, job: RestoreJob, reservation: Reservation) {
+    let _reservation = reservation;
+    let id = job.id.clone();
+    let started = Instant::now();
+    let log = |line: String| state.catalog.log(&id, &line);
+    let names: Vec<String> = job.items.iter().map(|i| i.dest.name.to_string()).collect();
+    log(format!(
+        "restore {id} of backup {} started: {}",
+        job.backup_id,
+        names.join(", ")
+    ));
+    let env = [
+        ("COFFER_BACKUP_ID", job.backup_id.clone()),
+        ("COFFER_RESTORE_ID", id.clone()),
+        ("COFFER_COMPONENTS", names.join(",")),
+    ];
+    let snapshots = {
+        let state = Arc::clone(&state);
+        let target = job.target.clone();
+        let backup_id = job.backup_id.clone();
+        tokio::task::spawn_blocking(move || {
+            let repo = state.repo(&target).map_err(|e| e.message)?;
+            let snaps = repo
+                .snapshots(&SnapshotFilter {
+                    backup_id: Some(backup_id),
+                    ..SnapshotFilter::default()
+                })
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((repo, snaps))
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("opening the repository: {e}")))
+    };
+    let mut outcomes: Vec<(String, Result<Vec<String>, String>)> = Vec::new();
+    let mut post_hook_error = None;
+    let pre = match &snapshots {
+        Err(e) => Err(e.clone()),
+        Ok(_) => run_hooks(&state, &id, HookPoint::PreRestore, &env).await,
+    };
+    match (pre, snapshots) {
+        (Err(reason), _) | (Ok(()), Err(reason)) => {
+            log(format!("nothing was restored: {reason}"));
+            for n in &names {
+                outcomes.push((n.clone(), Err(reason.clone())));
+            }
+        }
+        (Ok(()), Ok((repo, snaps))) => {
+            let limit = Arc::new(Semaphore::new(state.config.parallel_components));
+            let mut tasks = Vec::new();
+            for item in job.items.iter().cloned() {
+                let state = Arc::clone(&state);
+                let repo = repo.clone();
+                let limit = Arc::clone(&limit);
+                let snap = snaps.iter().find(|s| s.id == item.snapshot_id).cloned();
+                let options = job.options.clone();
+                let id = id.clone();
+                tasks.push(tokio::spawn(async move {
+                    let _permit = limit.acquire_owned().await;
+                    let name = item.dest.name.to_string();
+                    let Some(snap) = snap else {
+                        return (
+                            name,
+                            Err(format!(
+                                "snapshot {} is no longer in the repository",
+                                item.snapshot_id
+                            )),
+                        );
+                    };
+                    let r = restore_component(&state, &id, repo, item.dest, snap, options).await;
+                    (name, r)
+                }));
+            }
+            for t in tasks {
+                match t.await {
+                    Ok(o) => outcomes.push(o),
+                    Err(e) => log(format!("a component task failed: {e}")),
+                }
+            }
+            if let Err(e) = run_hooks(&state, &id, HookPoint::PostRestore, &env).await {
+                post_hook_error = Some(e);
+            }
+        }
+    }
+    let mut failures = Vec::new();
+    for (name, r) in &outcomes {
+        let rec = match r {
+            Ok(notes) => state.catalog.finish_restore_component(&id, name, Ok(notes)),
+            Err(e) => {
+                failures.push(format!("{name}: {e}"));
+                state.catalog.finish_restore_component(&id, name, Err(e))
+            }
+        };
+        if let Err(e) = rec {
+            log(format!("recording component {name}: {e}"));
+        }
+    }
+    let seen: HashSet<&String> = outcomes.iter().map(|(n, _)| n).collect();
+    for n in names.iter().filter(|n| !seen.contains(n)) {
+        failures.push(format!("{n}: the component task ended without a result"));
+        let _ = state.catalog.finish_restore_component(
+            &id,
+            n,
+            Err("the component task ended without a result"),
+        );
+    }
+    let (status, error) = match (failures.is_empty(), post_hook_error) {
+        (false, hook) => {
+            let mut e = failures.join("; ");
+            if let Some(h) = hook {
+                e.push_str(&format!("; {h}"));
+            }
+            (RestoreStatus::Error, Some(e))
+        }
+        (true, Some(h)) if state.config.hooks.post_restore_failure == HookFailure::Error => {
+            (RestoreStatus::Error, Some(h))
+        }
+        (true, Some(h)) => {
+            log(format!(
+                "WARNING: {h} (hooks.post_restore_failure = \"warn\")"
+            ));
+            (RestoreStatus::Ready, Some(format!("warning: {h}")))
+        }
+        (true, None) => (RestoreStatus::Ready, None),
+    };
+    if let Err(e) = state.catalog.finish_restore(&id, status, error.as_deref()) {
+        tracing::error!(restore = %id, "recording the end of the restore: {e}");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    state
+        .metrics
+        .job_finished("restore", status.as_str(), secs, 0);
+    log(format!("restore {id} {status} after {secs:.1} s"));
+    tracing::info!(restore = %id, %status, "restore finished in {secs:.1} s");
+}
+
+async fn restore_component(
+    state: &Shared,
+    id: &str,
+    repo: coffer_engine::Repo,
+    dest: ComponentSpec,
+    snap: SnapshotInfo,
+    options: RestoreOptions,
+) -> Result<Vec<String>, String> {
+    let name = dest.name.to_string();
+    let log = |line: String| state.catalog.log(id, &line);
+    if let Err(e) = state.catalog.restore_component_started(id, &name) {
+        log(format!("recording the start of {name}: {e}"));
+    }
+    log(format!(
+        "component {name} ({}) restoring snapshot {}",
+        dest.kind.name(),
+        &snap.id[..8.min(snap.id.len())]
+    ));
+    let started = Instant::now();
+    let staging = state.config.staging_dir.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&staging)
+            .map_err(|e| format!("creating staging directory {}: {e}", staging.display()))?;
+        let ctx = RestoreContext {
+            repo: &repo,
+            snapshot: &snap,
+            staging_dir: &staging,
+            options: &options,
+            progress: None,
+        };
+        coffer_components::restore(&dest, &ctx)
+            .map(|r| r.notes)
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("the component panicked: {e}")));
+    match &result {
+        Ok(notes) => {
+            for n in notes {
+                log(format!("  {name}: {n}"));
+            }
+            log(format!(
+                "component {name} READY in {:.1} s",
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        Err(e) => log(format!(
+            "component {name} ERROR after {:.1} s: {e}",
+            started.elapsed().as_secs_f64()
+        )),
+    }
+    result
+}

@@ -1,0 +1,153 @@
+//! Prometheus metrics served at `/metrics`.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    kind: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ComponentLabel {
+    component: String,
+}
+
+fn duration_histogram() -> Histogram {
+    // 1 s … ≈ 18 h.
+    Histogram::new(exponential_buckets(1.0, 3.0, 11))
+}
+
+/// The server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    jobs: Family<JobLabels, Counter>,
+    durations: Family<KindLabel, Histogram, fn() -> Histogram>,
+    bytes_written: Counter,
+    last_success: Family<ComponentLabel, Gauge<f64, AtomicU64>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("coffer");
+        let jobs = Family::<JobLabels, Counter>::default();
+        registry.register(
+            "jobs",
+            "Jobs finished, by kind (backup, restore) and final status",
+            jobs.clone(),
+        );
+        let durations = Family::<KindLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+            duration_histogram,
+        );
+        registry.register(
+            "job_duration_seconds",
+            "Duration of finished jobs",
+            durations.clone(),
+        );
+        let bytes_written = Counter::default();
+        registry.register(
+            "bytes_written",
+            "Bytes added to repositories by backups (after deduplication and compression)",
+            bytes_written.clone(),
+        );
+        let last_success = Family::<ComponentLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "last_success_timestamp_seconds",
+            "When each component was last part of a READY backup (Unix time)",
+            last_success.clone(),
+        );
+        Self {
+            registry,
+            jobs,
+            durations,
+            bytes_written,
+            last_success,
+        }
+    }
+
+    /// Records a finished job.
+    pub fn job_finished(&self, kind: &str, status: &str, seconds: f64, bytes_added: u64) {
+        self.jobs
+            .get_or_create(&JobLabels {
+                kind: kind.to_owned(),
+                status: status.to_owned(),
+            })
+            .inc();
+        self.durations
+            .get_or_create(&KindLabel {
+                kind: kind.to_owned(),
+            })
+            .observe(seconds);
+        self.bytes_written.inc_by(bytes_added);
+    }
+
+    /// Records that `component` is now in a READY backup.
+    pub fn component_succeeded(&self, component: &str) {
+        let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
+        self.last_success
+            .get_or_create(&ComponentLabel {
+                component: component.to_owned(),
+            })
+            .set(now);
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!("encoding metrics: {e}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_jobs_durations_bytes_and_last_success() {
+        let m = Metrics::new();
+        m.job_finished("backup", "READY", 3.0, 1024);
+        m.component_succeeded("db");
+        let text = m.render();
+        assert!(
+            text.contains(r#"coffer_jobs_total{kind="backup",status="READY"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("coffer_job_duration_seconds_count{kind=\"backup\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("coffer_bytes_written_total 1024"), "{text}");
+        assert!(
+            text.contains("coffer_last_success_timestamp_seconds{component=\"db\"}"),
+            "{text}"
+        );
+    }
+}
