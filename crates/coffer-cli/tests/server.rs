@@ -68,8 +68,12 @@ impl Server {
                 url = Some(u.to_owned());
             }
         }
+        // A connection per request: a response to a request whose body the
+        // handler did not read may close the connection, and a pooled one
+        // would then fail the next request spuriously.
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .max_idle_connections(0)
             .build()
             .into();
         Self {
@@ -116,6 +120,12 @@ impl Server {
         let resp = match method {
             "GET" => with_auth(self.agent.get(&url)).call(),
             "DELETE" => with_auth(self.agent.delete(&url)).call(),
+            "PUT" => {
+                let text = body.map(Value::to_string).unwrap_or_else(|| "{}".into());
+                with_auth_body(self.agent.put(&url))
+                    .header("Content-Type", "application/json")
+                    .send(text.as_bytes())
+            }
             "POST" => {
                 let text = body.map(Value::to_string).unwrap_or_else(|| "{}".into());
                 with_auth_body(self.agent.post(&url))
@@ -192,9 +202,14 @@ impl Drop for Server {
 }
 
 fn write_config(dir: &Path, body: &str) -> PathBuf {
+    write_config_with(dir, "", body)
+}
+
+/// A config with the data directory in `dir`, more `[server]` settings, and `body`.
+fn write_config_with(dir: &Path, server: &str, body: &str) -> PathBuf {
     let path = dir.join("coffer.toml");
     let text = format!(
-        "[server]\ndata_dir = \"{}\"\n\n{body}",
+        "[server]\ndata_dir = \"{}\"\n{server}\n{body}",
         dir.join("data").display()
     );
     std::fs::write(&path, text).unwrap();
@@ -648,6 +663,13 @@ fn every_endpoint_checks_credentials_scopes_and_components() {
             false,
         ),
         (
+            "PUT",
+            "/api/v1/targets/local".into(),
+            Some(json!({ "default": true })),
+            "targets:write",
+            false,
+        ),
+        (
             "DELETE",
             "/api/v1/targets/nope".into(),
             None,
@@ -690,12 +712,14 @@ fn every_endpoint_checks_credentials_scopes_and_components() {
         "sensitive",
     ];
     let expired = srv.token(&all, None, Some(0));
-    let revoked = srv.token(&all, None, None);
-    let (_, list) = srv.admin("GET", "/api/v1/tokens", None);
-    let revoked_id = list.as_array().unwrap().last().unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (code, v) = srv.admin(
+        "POST",
+        "/api/v1/tokens",
+        Some(&json!({ "name": "to revoke", "scopes": all })),
+    );
+    assert_eq!(code, 201, "{v}");
+    let revoked = v["secret"].as_str().unwrap().to_owned();
+    let revoked_id = v["token"]["id"].as_str().unwrap().to_owned();
     let (code, _) = srv.admin("DELETE", &format!("/api/v1/tokens/{revoked_id}"), None);
     assert_eq!(code, 204);
     let unknown = format!("cft_{}", "0".repeat(64));
@@ -825,4 +849,289 @@ fn conflicts_cancel_and_restart_leave_clear_states_and_a_valid_repository() {
     assert_eq!(b["error"], "interrupted by restart", "{b}");
     assert_eq!(b["components"][0]["status"], "ERROR", "{b}");
     restic_check(&repo, &password);
+}
+
+#[test]
+fn targets_are_validated_sealed_and_attached_read_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = tmp.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("a"), b"a").unwrap();
+    let huge = tmp.path().join("huge");
+    std::fs::create_dir_all(&huge).unwrap();
+    // 8 TiB, sparse: the preflight counts apparent sizes.
+    std::fs::File::create(huge.join("big"))
+        .unwrap()
+        .set_len(8 << 40)
+        .unwrap();
+    let config = write_config(
+        tmp.path(),
+        &format!(
+            "[[components]]\nname = \"files\"\nkind = \"files\"\npath = \"{}\"\n\n\
+             [[components]]\nname = \"huge\"\nkind = \"files\"\npath = \"{}\"\n",
+            files.display(),
+            huge.display()
+        ),
+    );
+    let srv = Server::start(&config);
+    let password = srv.repo_password.clone().expect("password");
+
+    // Preflight: 507 with both numbers, nothing recorded.
+    let (code, v) = srv.admin(
+        "POST",
+        "/api/v1/backups",
+        Some(&json!({ "label": "big", "components": ["huge"] })),
+    );
+    assert_eq!(code, 507, "{v}");
+    assert_eq!(v["error"], "insufficient_storage");
+    let m = v["message"].as_str().unwrap();
+    assert!(m.contains("bytes free") && m.contains("may need"), "{m}");
+    let (_, list) = srv.admin("GET", "/api/v1/backups", None);
+    assert!(list["backups"].as_array().unwrap().is_empty());
+
+    // A target that fails Validate cannot be saved; the report says why.
+    let bad = json!({ "name": "bad", "spec": { "kind": "local", "path": "/dev/null/repo" } });
+    let (code, v) = srv.admin("POST", "/api/v1/targets", Some(&bad));
+    assert_eq!(code, 422, "{v}");
+    assert_eq!(v["error"], "validation_failed");
+    assert!(
+        v["validation"]["steps"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty()),
+        "{v}"
+    );
+    let (code, _) = srv.admin("GET", "/api/v1/targets/bad", None);
+    assert_eq!(code, 404);
+    let (code, v) = srv.admin(
+        "POST",
+        "/api/v1/targets",
+        Some(&json!({ "name": "x", "spec": { "kind": "tape" } })),
+    );
+    assert_eq!(code, 422, "{v}");
+
+    // A new repository: the generated password is returned once.
+    let second = tmp.path().join("second");
+    let body = json!({ "name": "second", "spec": { "kind": "local", "path": second } });
+    let (code, v) = srv.admin("POST", "/api/v1/targets", Some(&body));
+    assert_eq!(code, 201, "{v}");
+    let pw2 = v["repository_password"]
+        .as_str()
+        .expect("generated password")
+        .to_owned();
+    assert!(v["notice"].as_str().unwrap().contains("offline"), "{v}");
+    assert_eq!(v["target"]["mode"], "own");
+    assert_eq!(v["validation"]["ok"], true);
+    let (_, shown) = srv.admin("GET", "/api/v1/targets/second", None);
+    assert!(
+        !shown.to_string().contains(&pw2),
+        "the password is never returned again: {shown}"
+    );
+    let (code, v) = srv.admin("POST", "/api/v1/targets", Some(&body));
+    assert_eq!(code, 409, "same name: {v}");
+
+    // Backups go where asked.
+    let (code, v) = srv.admin(
+        "POST",
+        "/api/v1/backups",
+        Some(&json!({ "label": "to-second", "components": ["files"], "target": "second" })),
+    );
+    assert_eq!(code, 202, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    let b = srv.wait_until_done(&format!("/api/v1/backups/{id}"), "BACKING_UP", 60);
+    assert_eq!(b["status"], "READY", "{b}");
+    assert_eq!(b["target"], "second");
+    restic_check(&second, &pw2);
+
+    // The default repository attached a second time (as another installation
+    // would): read only unless taken over.
+    let repo = tmp.path().join("data/repository");
+    let attach = json!({ "name": "shared", "spec": { "kind": "local", "path": repo } });
+    let (code, v) = srv.admin("POST", "/api/v1/targets", Some(&attach));
+    assert_eq!(code, 422, "an existing repository needs its password: {v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("repository_password"),
+        "{v}"
+    );
+    let mut with_pw = attach.clone();
+    with_pw["repository_password"] = json!("wrong password");
+    let (code, v) = srv.admin("POST", "/api/v1/targets", Some(&with_pw));
+    assert_eq!(code, 422, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("wrong password"),
+        "{v}"
+    );
+    with_pw["repository_password"] = json!(password);
+    let (code, v) = srv.admin("POST", "/api/v1/targets", Some(&with_pw));
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(v["target"]["mode"], "attach");
+    assert!(v["repository_password"].is_null());
+    let (code, v) = srv.admin(
+        "POST",
+        "/api/v1/backups",
+        Some(&json!({ "label": "nope", "components": ["files"], "target": "shared" })),
+    );
+    assert_eq!(code, 409, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("read-only"), "{v}");
+    let (code, v) = srv.admin(
+        "PUT",
+        "/api/v1/targets/shared",
+        Some(&json!({ "mode": "own" })),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["mode"], "own");
+
+    // Default changes; a target with backups cannot be removed.
+    let (code, v) = srv.admin(
+        "PUT",
+        "/api/v1/targets/second",
+        Some(&json!({ "default": true })),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["default"], true);
+    let (code, v) = srv.admin("DELETE", "/api/v1/targets/second", None);
+    assert_eq!(code, 409, "{v}");
+    let (code, v) = srv.admin("POST", "/api/v1/targets/second/validate", None);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["ok"], true, "{v}");
+}
+
+#[test]
+fn s3_target_secrets_are_sealed_in_the_catalog_and_never_returned() {
+    let (Some(endpoint), Some(bucket), Some(access), Some(secret)) = (
+        service_setting("COFFER_TEST_S3_ENDPOINT"),
+        service_setting("COFFER_TEST_S3_BUCKET"),
+        service_setting("COFFER_TEST_S3_ACCESS_KEY"),
+        service_setting("COFFER_TEST_S3_SECRET_KEY"),
+    ) else {
+        return;
+    };
+    let region = service_setting("COFFER_TEST_S3_REGION").unwrap_or_else(|| "garage".into());
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(tmp.path(), "");
+    let srv = Server::start(&config);
+    let prefix = format!("server-{}", std::process::id());
+    let spec = json!({ "kind": "s3", "endpoint": endpoint, "region": region, "bucket": bucket,
+        "prefix": prefix, "access_key": access, "secret_key": secret });
+    let (code, v) = srv.admin(
+        "POST",
+        "/api/v1/targets",
+        Some(&json!({ "name": "offsite", "spec": spec })),
+    );
+    assert_eq!(code, 201, "{v}");
+    assert!(!v.to_string().contains(&secret), "{v}");
+    assert_eq!(v["target"]["spec"]["secret_key"]["literal"], "***", "{v}");
+    let (_, all) = srv.admin("GET", "/api/v1/targets", None);
+    assert!(!all.to_string().contains(&secret));
+    // Only the local target → a same-disk warning; with S3 added, none.
+    let (_, health) = srv.call("GET", "/healthz", None, None);
+    assert!(
+        !health["warnings"].to_string().contains("not disaster-safe"),
+        "{health}"
+    );
+    drop(srv);
+    let catalog = std::fs::read(tmp.path().join("data/catalog.sqlite")).unwrap();
+    let wal = std::fs::read(tmp.path().join("data/catalog.sqlite-wal")).unwrap_or_default();
+    for bytes in [catalog, wal] {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the secret key is stored in clear text"
+        );
+    }
+}
+
+#[test]
+fn hooks_and_timeouts_fail_jobs_with_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stop = tmp.path().join("refuse");
+    let resumed = tmp.path().join("resumed");
+    let config = write_config_with(
+        tmp.path(),
+        "component_timeout_secs = 2\n",
+        &format!(
+            "[hooks]\npre_backup = [\"test ! -e {stop}\"]\npost_backup = [\"touch {resumed}\"]\n\
+             pre_restore = [\"echo no; exit 4\"]\n\n\
+             [[components]]\nname = \"quick\"\nkind = \"command\"\nbackup = [\"echo\", \"quick\"]\n\
+             restore = [\"sh\", \"-c\", \"cat > /dev/null\"]\n\n\
+             [[components]]\nname = \"stuck\"\nkind = \"command\"\nbackup = [\"sleep\", \"60\"]\n",
+            stop = stop.display(),
+            resumed = resumed.display()
+        ),
+    );
+    let srv = Server::start(&config);
+
+    // A component over its time limit is stopped and fails; the other is READY.
+    let (code, v) = srv.admin(
+        "POST",
+        "/api/v1/backups",
+        Some(&json!({ "label": "limits" })),
+    );
+    assert_eq!(code, 202, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    let b = srv.wait_until_done(&format!("/api/v1/backups/{id}"), "BACKING_UP", 30);
+    assert_eq!(b["status"], "ERROR", "{b}");
+    let comps = b["components"].as_array().unwrap();
+    let stuck = comps.iter().find(|c| c["name"] == "stuck").unwrap();
+    assert!(
+        stuck["error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 2 s"),
+        "{b}"
+    );
+    let quick = comps.iter().find(|c| c["name"] == "quick").unwrap();
+    assert_eq!(quick["status"], "READY", "{b}");
+    assert!(b["error"].as_str().unwrap().contains("stuck"), "{b}");
+    assert!(resumed.exists(), "the post-backup hook ran");
+
+    // A failing pre-backup hook: nothing runs, the post hook still resumes.
+    std::fs::remove_file(&resumed).unwrap();
+    std::fs::write(&stop, b"").unwrap();
+    let (code, v) = srv.admin(
+        "POST",
+        "/api/v1/backups",
+        Some(&json!({ "label": "refused", "components": ["quick"] })),
+    );
+    assert_eq!(code, 202, "{v}");
+    let id2 = v["id"].as_str().unwrap().to_owned();
+    let b = srv.wait_until_done(&format!("/api/v1/backups/{id2}"), "BACKING_UP", 30);
+    assert_eq!(b["status"], "ERROR", "{b}");
+    assert!(
+        b["error"].as_str().unwrap().contains("pre-backup hook"),
+        "{b}"
+    );
+    assert!(b["components"][0]["snapshot_id"].is_null(), "{b}");
+    assert!(
+        resumed.exists(),
+        "the post-backup hook ran after the failed pre-hook"
+    );
+
+    // A failing pre-restore hook: nothing restored, ERROR, output in the log.
+    std::fs::remove_file(&stop).unwrap();
+    let (code, v) = srv.admin(
+        "POST",
+        "/api/v1/backups",
+        Some(&json!({ "label": "okay", "components": ["quick"] })),
+    );
+    assert_eq!(code, 202, "{v}");
+    let ok = v["id"].as_str().unwrap().to_owned();
+    let b = srv.wait_until_done(&format!("/api/v1/backups/{ok}"), "BACKING_UP", 30);
+    assert_eq!(b["status"], "READY", "{b}");
+    let (code, v) = srv.admin(
+        "POST",
+        &format!("/api/v1/backups/{ok}/restore"),
+        Some(&json!({})),
+    );
+    assert_eq!(code, 202, "{v}");
+    let rid = v["id"].as_str().unwrap().to_owned();
+    let r = srv.wait_until_done(&format!("/api/v1/restores/{rid}"), "RESTORING", 30);
+    assert_eq!(r["status"], "ERROR", "{r}");
+    assert!(
+        r["error"].as_str().unwrap().contains("pre-restore hook"),
+        "{r}"
+    );
+    let (_, log) = srv.admin("GET", &format!("/api/v1/restores/{rid}/log"), None);
+    assert!(log["lines"].to_string().contains("stdout: no"), "{log}");
 }

@@ -1203,6 +1203,54 @@ async fn validate_target(
     .await
 }
 
+/// Change how the server uses a target.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTarget {
+    /// `own` (take it over: this server writes, deletes and prunes) or `attach` (read only).
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Make it the default target (`true` only).
+    #[serde(default)]
+    pub default: Option<bool>,
+}
+
+/// Changes a target's mode or makes it the default.
+#[utoipa::path(put, path = "/api/v1/targets/{name}", params(("name" = String, Path, description = "Target name")),
+    request_body = UpdateTarget, security(("bearer" = [])),
+    responses((status = 200, body = TargetView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_target(
+    State(state): State<Shared>,
+    p: Principal,
+    Path(name): Path<String>,
+    JsonBody(req): JsonBody<UpdateTarget>,
+) -> ApiResult<Json<TargetView>> {
+    p.require(Scope::TargetsWrite)?;
+    let mut row = state.target_row(&name)?;
+    if let Some(m) = req.mode {
+        if m != MODE_OWN && m != MODE_ATTACH {
+            return Err(ApiError::invalid(format!("mode {m:?}: use own or attach")));
+        }
+        if m != row.mode {
+            tracing::warn!(target = %name, from = %row.mode, to = %m, by = %p.id, "target mode changed");
+        }
+        row.mode = m;
+        state.catalog.update_target(&row)?;
+    }
+    match req.default {
+        Some(true) => state.catalog.set_default_target(&name)?,
+        Some(false) => {
+            return Err(ApiError::invalid(
+                "default: false is not accepted: make another target the default instead",
+            ));
+        }
+        None => {}
+    }
+    let row = state.target_row(&name)?;
+    Ok(Json(target_view(&state, &row)?))
+}
+
 /// Removes a target from the catalog (its repository and backups stay where they are).
 #[utoipa::path(delete, path = "/api/v1/targets/{name}", params(("name" = String, Path, description = "Target name")),
     security(("bearer" = [])),
@@ -1414,7 +1462,7 @@ impl Modify for BearerAuth {
         healthz, metrics, list_components,
         create_backup, list_backups, show_backup, backup_log, cancel_backup, delete_backup,
         create_restore, show_restore, restore_log,
-        list_targets, show_target, create_target, validate_target, delete_target,
+        list_targets, show_target, create_target, update_target, validate_target, delete_target,
         create_token_route, list_tokens, revoke_token,
     ),
     modifiers(&BearerAuth)
@@ -1453,7 +1501,7 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/targets", get(list_targets).post(create_target))
         .route(
             "/api/v1/targets/{name}",
-            get(show_target).delete(delete_target),
+            get(show_target).put(update_target).delete(delete_target),
         )
         .route("/api/v1/targets/{name}/validate", post(validate_target))
         .route("/api/v1/tokens", get(list_tokens).post(create_token_route))
