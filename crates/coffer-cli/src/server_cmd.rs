@@ -15,10 +15,10 @@ use crate::output::Output;
 pub struct ConfigArgs {
     /// The config file (`[server]`, `[hooks]`, `[[components]]`). Without it,
     /// built-in defaults: 127.0.0.1:8420, data in ./coffer-data, no components.
-    #[arg(long, short = 'c', env = "COFFER_CONFIG")]
+    #[arg(long, short = 'c', env = "COFFER_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Overrides `server.data_dir`.
-    #[arg(long, env = "COFFER_DATA_DIR")]
+    #[arg(long, env = "COFFER_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
 }
 

@@ -311,6 +311,15 @@ path = "/srv/files"
     }
 
     #[test]
+    fn the_shipped_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/coffer.toml");
+        let c = ServerConfig::load(&path).unwrap();
+        assert_eq!(c.components.len(), 2);
+        assert_eq!(c.hooks.timeout_secs, 300);
+        assert!(c.data_dir.ends_with("examples/data"), "{:?}", c.data_dir);
+    }
+
+    #[test]
     fn bad_settings_name_the_field() {
         let e = ServerConfig::parse(
             "[server]\nlisten = \"everywhere\"",
