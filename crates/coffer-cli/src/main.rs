@@ -41,6 +41,8 @@ enum Command {
     Server(server_cmd::ServerArgs),
     /// Create, list and revoke the server's API tokens (offline, in the data directory).
     Token(server_cmd::TokenArgs),
+    /// The server's catalog, offline: `coffer catalog rebuild` lists the targets' backups again.
+    Catalog(server_cmd::CatalogArgs),
     /// Work on a repository directly, without a server (also the disaster-recovery tool).
     Repo(repo_cmd::RepoArgs),
 }
@@ -82,6 +84,7 @@ fn main() -> std::process::ExitCode {
     match cli.command {
         Command::Server(args) => server_cmd::server(args),
         Command::Token(args) => server_cmd::token(args),
+        Command::Catalog(args) => server_cmd::catalog(args),
         Command::Repo(args) => repo_cmd::run(args),
     }
 }

@@ -229,3 +229,72 @@ pub fn token(args: TokenArgs) -> std::process::ExitCode {
         },
     }
 }
+
+/// `coffer catalog …`: the server's catalog, offline.
+#[derive(Debug, Args)]
+pub struct CatalogArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: CatalogCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum CatalogCommand {
+    /// Add to the catalog every backup found in the targets' repositories
+    /// (complete ones READY, interrupted ones ERROR).
+    Rebuild {
+        /// Only this target (default: every target in the catalog).
+        #[arg(long)]
+        target: Option<String>,
+    },
+}
+
+/// Runs a catalog command.
+pub fn catalog(args: CatalogArgs) -> std::process::ExitCode {
+    let out = Output { json: args.json };
+    let config = match args.config.load() {
+        Ok(c) => c,
+        Err(e) => return out.error(ExitCode::Usage, "config", &e),
+    };
+    let state = match coffer_server::open_offline(config) {
+        Ok(s) => s,
+        Err(e) => return out.error(ExitCode::Failure, "data_dir", &e.to_string()),
+    };
+    let CatalogCommand::Rebuild { target } = args.command;
+    let names = match target {
+        Some(t) => vec![t],
+        None => match state.catalog.targets() {
+            Ok(rows) => rows.into_iter().map(|r| r.name).collect(),
+            Err(e) => return out.error(ExitCode::Failure, "catalog", &e.to_string()),
+        },
+    };
+    let mut reports = Vec::new();
+    for name in names {
+        match coffer_server::rebuild::rebuild_target(&state, &name) {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                return out.error(
+                    ExitCode::Failure,
+                    e.code,
+                    &format!("target {name}: {}", e.message),
+                );
+            }
+        }
+    }
+    out.result(&reports, |rs| {
+        rs.iter()
+            .map(|r| {
+                format!(
+                    "target {}: {} backups found, {} added ({} complete, {} incomplete), {} already known",
+                    r.target, r.found, r.added, r.complete, r.incomplete, r.already_known
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    ExitCode::Ok.into()
+}

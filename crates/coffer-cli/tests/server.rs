@@ -663,6 +663,13 @@ fn every_endpoint_checks_credentials_scopes_and_components() {
             false,
         ),
         (
+            "POST",
+            "/api/v1/targets/local/rebuild".into(),
+            None,
+            "targets:write",
+            false,
+        ),
+        (
             "PUT",
             "/api/v1/targets/local".into(),
             Some(json!({ "default": true })),
@@ -1134,4 +1141,104 @@ fn hooks_and_timeouts_fail_jobs_with_the_reason() {
     );
     let (_, log) = srv.admin("GET", &format!("/api/v1/restores/{rid}/log"), None);
     assert!(log["lines"].to_string().contains("stdout: no"), "{log}");
+}
+
+#[test]
+fn a_fresh_server_rebuilds_its_catalog_from_an_attached_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let restored = tmp.path().join("restored.txt");
+    let components = format!(
+        "[[components]]\nname = \"quick\"\nkind = \"command\"\nbackup = [\"echo\", \"hello\"]\n\
+         restore = [\"sh\", \"-c\", \"cat > {}\"]\n\n\
+         [[components]]\nname = \"broken\"\nkind = \"command\"\nbackup = [\"sh\", \"-c\", \"echo partial; exit 3\"]\n",
+        restored.display()
+    );
+    let a_dir = tmp.path().join("a");
+    std::fs::create_dir_all(&a_dir).unwrap();
+    let a = Server::start(&write_config(&a_dir, &components));
+    let password = a.repo_password.clone().expect("password");
+    // One incomplete backup (a component failed) and one complete.
+    let (_, v) = a.admin("POST", "/api/v1/backups", Some(&json!({ "label": "both" })));
+    let both = v["id"].as_str().unwrap().to_owned();
+    let b = a.wait_until_done(&format!("/api/v1/backups/{both}"), "BACKING_UP", 60);
+    assert_eq!(b["status"], "ERROR", "{b}");
+    let (_, v) = a.admin(
+        "POST",
+        "/api/v1/backups",
+        Some(&json!({ "label": "quick", "components": ["quick"] })),
+    );
+    let quick = v["id"].as_str().unwrap().to_owned();
+    let b = a.wait_until_done(&format!("/api/v1/backups/{quick}"), "BACKING_UP", 60);
+    assert_eq!(b["status"], "READY", "{b}");
+    drop(a);
+
+    // A new installation: its own data directory, the old target attached.
+    let b_dir = tmp.path().join("b");
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let b_config = write_config(&b_dir, &components);
+    let b = Server::start(&b_config);
+    let body = json!({ "name": "old", "spec": { "kind": "local", "path": a_dir.join("data/repository") },
+        "repository_password": password });
+    let (code, v) = b.admin("POST", "/api/v1/targets", Some(&body));
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(v["target"]["mode"], "attach");
+    let r = &v["rebuilt"];
+    assert_eq!(
+        (r["found"].as_u64(), r["added"].as_u64()),
+        (Some(2), Some(2)),
+        "{v}"
+    );
+    assert_eq!(
+        (r["complete"].as_u64(), r["incomplete"].as_u64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
+
+    let (_, shown) = b.admin("GET", &format!("/api/v1/backups/{both}"), None);
+    assert_eq!(shown["status"], "ERROR", "{shown}");
+    assert!(
+        shown["error"].as_str().unwrap().contains("1 of 2"),
+        "{shown}"
+    );
+    let (_, shown) = b.admin("GET", &format!("/api/v1/backups/{quick}"), None);
+    assert_eq!(shown["status"], "READY", "{shown}");
+    assert_eq!(shown["target"], "old");
+    assert_eq!(shown["components"][0]["kind"], "command", "{shown}");
+
+    // Restore from the attached target into this installation.
+    let (code, v) = b.admin(
+        "POST",
+        &format!("/api/v1/backups/{quick}/restore"),
+        Some(&json!({})),
+    );
+    assert_eq!(code, 202, "{v}");
+    let rid = v["id"].as_str().unwrap().to_owned();
+    let r = b.wait_until_done(&format!("/api/v1/restores/{rid}"), "RESTORING", 60);
+    assert_eq!(r["status"], "READY", "{r}");
+    assert_eq!(std::fs::read_to_string(&restored).unwrap(), "hello\n");
+    // Attached read only: no deletes.
+    let (code, v) = b.admin("DELETE", &format!("/api/v1/backups/{quick}"), None);
+    assert_eq!(code, 409, "{v}");
+    drop(b);
+
+    // Offline, a second rebuild finds nothing new.
+    let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(["catalog", "rebuild", "--json", "--config"])
+        .arg(&b_config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reports: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let old = reports
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["target"] == "old")
+        .unwrap();
+    assert_eq!(old["already_known"], 2, "{reports}");
+    assert_eq!(old["added"], 0, "{reports}");
 }

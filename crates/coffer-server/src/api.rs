@@ -27,6 +27,7 @@ use crate::auth::{NewToken, Principal, authenticate, create_token};
 use crate::catalog::{BackupComponentRow, BackupRow, RestoreRow, TargetRow, TokenRow, now};
 use crate::error::{ApiError, ErrorBody, from_rejection};
 use crate::jobs::{self, BackupJob, Jobs, RestoreItem, RestoreJob, backup_key, component_key};
+use crate::rebuild::RebuildReport;
 use crate::state::{
     DEFAULT_TARGET, MODE_ATTACH, MODE_OWN, SAME_DISK_WARNING, Shared, is_same_disk,
 };
@@ -1059,6 +1060,8 @@ pub struct TargetCreated {
     pub repository_password: Option<String>,
     /// What to do with it.
     pub notice: Option<String>,
+    /// For an existing repository: the backups found in it and added to the catalog.
+    pub rebuilt: Option<RebuildReport>,
 }
 
 /// A failed validation: 422 with the report.
@@ -1123,7 +1126,7 @@ async fn create_target(
             .map_err(|e| ApiError::upstream(e.to_string()))?
             .iter()
             .any(|o| o.key == "config");
-        let (password, generated, mode) = if exists {
+        let (password, generated, mode, existed) = if exists {
             let Some(pw) = req.repository_password else {
                 return Err(ApiError::invalid(format!(
                     "target {} already holds a repository: give its repository_password to attach it",
@@ -1131,7 +1134,7 @@ async fn create_target(
                 )));
             };
             coffer_engine::Repo::open(storage, &pw).map_err(|e| ApiError::invalid(e.to_string()))?;
-            (pw, None, req.mode.unwrap_or_else(|| MODE_ATTACH.to_owned()))
+            (pw, None, req.mode.unwrap_or_else(|| MODE_ATTACH.to_owned()), true)
         } else {
             let (pw, generated) = match req.repository_password {
                 Some(pw) => (pw, None),
@@ -1141,7 +1144,7 @@ async fn create_target(
                 }
             };
             coffer_engine::Repo::init(storage, &pw).map_err(|e| ApiError::invalid(e.to_string()))?;
-            (pw, generated, req.mode.unwrap_or_else(|| MODE_OWN.to_owned()))
+            (pw, generated, req.mode.unwrap_or_else(|| MODE_OWN.to_owned()), false)
         };
         let first = st.catalog.targets()?.is_empty();
         let row = st.seal_target(&spec, &password, &mode, first)?;
@@ -1150,6 +1153,12 @@ async fn create_target(
             st.catalog.set_default_target(&row.name)?;
         }
         tracing::info!(target = %row.name, kind = %row.kind, mode = %row.mode, "target added");
+        // An existing repository: list what it holds at once.
+        let rebuilt = if existed {
+            Some(crate::rebuild::rebuild_target(&st, &row.name)?)
+        } else {
+            None
+        };
         let view = target_view(&st, &row)?;
         Ok((
             StatusCode::CREATED,
@@ -1158,6 +1167,7 @@ async fn create_target(
                 validation: report,
                 notice: generated.as_ref().map(|_| PASSWORD_NOTICE.to_owned()),
                 repository_password: generated,
+                rebuilt,
             }),
         )
             .into_response())
@@ -1249,6 +1259,23 @@ async fn update_target(
     }
     let row = state.target_row(&name)?;
     Ok(Json(target_view(&state, &row)?))
+}
+
+/// Adds to the catalog every backup found in the target's repository that it
+/// lacks (`READY` when complete, `ERROR` with the numbers when components are missing).
+#[utoipa::path(post, path = "/api/v1/targets/{name}/rebuild", params(("name" = String, Path, description = "Target name")),
+    security(("bearer" = [])),
+    responses((status = 200, body = RebuildReport), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)))]
+async fn rebuild_target_route(
+    State(state): State<Shared>,
+    p: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<Json<RebuildReport>> {
+    p.require(Scope::TargetsWrite)?;
+    state.target_row(&name)?;
+    let st = Arc::clone(&state);
+    blocking(move || crate::rebuild::rebuild_target(&st, &name).map(Json)).await
 }
 
 /// Removes a target from the catalog (its repository and backups stay where they are).
@@ -1462,7 +1489,7 @@ impl Modify for BearerAuth {
         healthz, metrics, list_components,
         create_backup, list_backups, show_backup, backup_log, cancel_backup, delete_backup,
         create_restore, show_restore, restore_log,
-        list_targets, show_target, create_target, update_target, validate_target, delete_target,
+        list_targets, show_target, create_target, update_target, validate_target, rebuild_target_route, delete_target,
         create_token_route, list_tokens, revoke_token,
     ),
     modifiers(&BearerAuth)
@@ -1504,6 +1531,7 @@ pub fn router(state: Shared) -> Router {
             get(show_target).put(update_target).delete(delete_target),
         )
         .route("/api/v1/targets/{name}/validate", post(validate_target))
+        .route("/api/v1/targets/{name}/rebuild", post(rebuild_target_route))
         .route("/api/v1/tokens", get(list_tokens).post(create_token_route))
         .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .fallback(not_found)

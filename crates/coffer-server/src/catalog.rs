@@ -442,6 +442,47 @@ impl Catalog {
         tx.commit().ctx("recording a backup")
     }
 
+    /// Records a backup found in a repository (catalog rebuild), with its
+    /// components as found: `(name, kind, snapshot)`.
+    pub fn insert_rebuilt_backup(
+        &self,
+        b: &BackupRow,
+        components: &[(String, String, coffer_engine::SnapshotInfo)],
+    ) -> CatalogResult<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().ctx("recording a rebuilt backup")?;
+        tx.execute(
+            "INSERT INTO backups (id, label, target, status, error, component_count, created_at, finished_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![b.id, b.label, b.target, b.status.as_str(), b.error, b.component_count, b.created_at, b.finished_at],
+        )
+        .ctx("recording a rebuilt backup")?;
+        for (name, kind, s) in components {
+            let t = s
+                .time
+                .parse::<jiff::Timestamp>()
+                .map(|t| t.as_second())
+                .ok();
+            tx.execute(
+                "INSERT INTO backup_components (backup_id, component, kind, status, snapshot_id,
+                   files, bytes, bytes_added, started_at, finished_at)
+                 VALUES (?1, ?2, ?3, 'READY', ?4, ?5, ?6, ?7, ?8, ?8)",
+                params![
+                    b.id,
+                    name,
+                    kind,
+                    s.id,
+                    to_i64(s.files),
+                    to_i64(s.bytes),
+                    to_i64(s.bytes_added),
+                    t
+                ],
+            )
+            .ctx("recording a rebuilt backup component")?;
+        }
+        tx.commit().ctx("recording a rebuilt backup")
+    }
+
     /// A component started.
     pub fn backup_component_started(&self, id: &str, component: &str) -> CatalogResult<()> {
         self.conn()

@@ -20,6 +20,7 @@ pub mod error;
 pub mod jobs;
 pub mod keys;
 pub mod metrics;
+pub mod rebuild;
 pub mod state;
 
 use std::os::unix::fs::PermissionsExt;
@@ -100,6 +101,13 @@ pub fn open_data_dir(data_dir: &Path) -> Result<(Catalog, ServerKey), ServerErro
     let catalog = Catalog::open(&data_dir.join("catalog.sqlite"))?;
     let key = ServerKey::load_or_create(data_dir)?;
     Ok((catalog, key))
+}
+
+/// The state for offline commands (`coffer catalog rebuild`): the data
+/// directory's catalog and key, without serving or first-start setup.
+pub fn open_offline(config: ServerConfig) -> Result<AppState, ServerError> {
+    let (catalog, key) = open_data_dir(&config.data_dir)?;
+    Ok(AppState::new(config, catalog, key))
 }
 
 /// Builds the server state: data directory, catalog (jobs left running by a
