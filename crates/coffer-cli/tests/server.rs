@@ -163,6 +163,15 @@ impl Server {
         }
     }
 
+    /// Starts a backup (202 expected) and waits until it is no longer
+    /// `BACKING_UP`; returns the backup.
+    fn backup(&self, body: &Value) -> Value {
+        let (code, v) = self.admin("POST", "/api/v1/backups", Some(body));
+        assert_eq!(code, 202, "{body}: {v}");
+        let id = v["id"].as_str().expect("id");
+        self.wait_until_done(&format!("/api/v1/backups/{id}"), "BACKING_UP", 120)
+    }
+
     fn token(&self, scopes: &[&str], components: Option<&[&str]>, expires: Option<u64>) -> String {
         let mut body = json!({ "name": "test", "scopes": scopes });
         if let Some(c) = components {
@@ -214,6 +223,14 @@ fn write_config_with(dir: &Path, server: &str, body: &str) -> PathBuf {
     );
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// A directory `files` in `dir` with one small file.
+fn small_dir(dir: &Path) -> PathBuf {
+    let files = dir.join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("a"), b"a").unwrap();
+    files
 }
 
 fn sqlite_db(path: &Path, rows: usize) {
@@ -492,9 +509,7 @@ database = "{src}"
 #[test]
 fn bad_requests_are_refused_with_the_rule_and_nothing_changes() {
     let tmp = tempfile::tempdir().unwrap();
-    let files = tmp.path().join("files");
-    std::fs::create_dir_all(&files).unwrap();
-    std::fs::write(files.join("a"), b"a").unwrap();
+    let files = small_dir(tmp.path());
     let config = write_config(
         tmp.path(),
         &format!(
@@ -554,9 +569,7 @@ fn bad_requests_are_refused_with_the_rule_and_nothing_changes() {
 #[test]
 fn every_endpoint_checks_credentials_scopes_and_components() {
     let tmp = tempfile::tempdir().unwrap();
-    let files = tmp.path().join("files");
-    std::fs::create_dir_all(&files).unwrap();
-    std::fs::write(files.join("a"), b"a").unwrap();
+    let files = small_dir(tmp.path());
     let config = write_config(
         tmp.path(),
         &format!(
@@ -566,14 +579,8 @@ fn every_endpoint_checks_credentials_scopes_and_components() {
         ),
     );
     let srv = Server::start(&config);
-    let (code, v) = srv.admin(
-        "POST",
-        "/api/v1/backups",
-        Some(&json!({ "label": "authz" })),
-    );
-    assert_eq!(code, 202, "{v}");
-    let id = v["id"].as_str().unwrap().to_owned();
-    let b = srv.wait_until_done(&format!("/api/v1/backups/{id}"), "BACKING_UP", 60);
+    let b = srv.backup(&json!({ "label": "authz" }));
+    let id = b["id"].as_str().unwrap().to_owned();
     assert_eq!(b["status"], "READY", "{b}");
 
     let restore_body = json!({ "components": ["files"], "overrides": { "files": { "path": tmp.path().join("r") } } });
@@ -861,9 +868,7 @@ fn conflicts_cancel_and_restart_leave_clear_states_and_a_valid_repository() {
 #[test]
 fn targets_are_validated_sealed_and_attached_read_only() {
     let tmp = tempfile::tempdir().unwrap();
-    let files = tmp.path().join("files");
-    std::fs::create_dir_all(&files).unwrap();
-    std::fs::write(files.join("a"), b"a").unwrap();
+    let files = small_dir(tmp.path());
     let huge = tmp.path().join("huge");
     std::fs::create_dir_all(&huge).unwrap();
     // 8 TiB, sparse: the preflight counts apparent sizes.
@@ -937,14 +942,8 @@ fn targets_are_validated_sealed_and_attached_read_only() {
     assert_eq!(code, 409, "same name: {v}");
 
     // Backups go where asked.
-    let (code, v) = srv.admin(
-        "POST",
-        "/api/v1/backups",
-        Some(&json!({ "label": "to-second", "components": ["files"], "target": "second" })),
-    );
-    assert_eq!(code, 202, "{v}");
-    let id = v["id"].as_str().unwrap().to_owned();
-    let b = srv.wait_until_done(&format!("/api/v1/backups/{id}"), "BACKING_UP", 60);
+    let b =
+        srv.backup(&json!({ "label": "to-second", "components": ["files"], "target": "second" }));
     assert_eq!(b["status"], "READY", "{b}");
     assert_eq!(b["target"], "second");
     restic_check(&second, &pw2);
@@ -1070,14 +1069,7 @@ fn hooks_and_timeouts_fail_jobs_with_the_reason() {
     let srv = Server::start(&config);
 
     // A component over its time limit is stopped and fails; the other is READY.
-    let (code, v) = srv.admin(
-        "POST",
-        "/api/v1/backups",
-        Some(&json!({ "label": "limits" })),
-    );
-    assert_eq!(code, 202, "{v}");
-    let id = v["id"].as_str().unwrap().to_owned();
-    let b = srv.wait_until_done(&format!("/api/v1/backups/{id}"), "BACKING_UP", 30);
+    let b = srv.backup(&json!({ "label": "limits" }));
     assert_eq!(b["status"], "ERROR", "{b}");
     let comps = b["components"].as_array().unwrap();
     let stuck = comps.iter().find(|c| c["name"] == "stuck").unwrap();
@@ -1096,14 +1088,7 @@ fn hooks_and_timeouts_fail_jobs_with_the_reason() {
     // A failing pre-backup hook: nothing runs, the post hook still resumes.
     std::fs::remove_file(&resumed).unwrap();
     std::fs::write(&stop, b"").unwrap();
-    let (code, v) = srv.admin(
-        "POST",
-        "/api/v1/backups",
-        Some(&json!({ "label": "refused", "components": ["quick"] })),
-    );
-    assert_eq!(code, 202, "{v}");
-    let id2 = v["id"].as_str().unwrap().to_owned();
-    let b = srv.wait_until_done(&format!("/api/v1/backups/{id2}"), "BACKING_UP", 30);
+    let b = srv.backup(&json!({ "label": "refused", "components": ["quick"] }));
     assert_eq!(b["status"], "ERROR", "{b}");
     assert!(
         b["error"].as_str().unwrap().contains("pre-backup hook"),
@@ -1117,14 +1102,8 @@ fn hooks_and_timeouts_fail_jobs_with_the_reason() {
 
     // A failing pre-restore hook: nothing restored, ERROR, output in the log.
     std::fs::remove_file(&stop).unwrap();
-    let (code, v) = srv.admin(
-        "POST",
-        "/api/v1/backups",
-        Some(&json!({ "label": "okay", "components": ["quick"] })),
-    );
-    assert_eq!(code, 202, "{v}");
-    let ok = v["id"].as_str().unwrap().to_owned();
-    let b = srv.wait_until_done(&format!("/api/v1/backups/{ok}"), "BACKING_UP", 30);
+    let b = srv.backup(&json!({ "label": "okay", "components": ["quick"] }));
+    let ok = b["id"].as_str().unwrap().to_owned();
     assert_eq!(b["status"], "READY", "{b}");
     let (code, v) = srv.admin(
         "POST",
@@ -1158,17 +1137,11 @@ fn a_fresh_server_rebuilds_its_catalog_from_an_attached_target() {
     let a = Server::start(&write_config(&a_dir, &components));
     let password = a.repo_password.clone().expect("password");
     // One incomplete backup (a component failed) and one complete.
-    let (_, v) = a.admin("POST", "/api/v1/backups", Some(&json!({ "label": "both" })));
-    let both = v["id"].as_str().unwrap().to_owned();
-    let b = a.wait_until_done(&format!("/api/v1/backups/{both}"), "BACKING_UP", 60);
+    let b = a.backup(&json!({ "label": "both" }));
+    let both = b["id"].as_str().unwrap().to_owned();
     assert_eq!(b["status"], "ERROR", "{b}");
-    let (_, v) = a.admin(
-        "POST",
-        "/api/v1/backups",
-        Some(&json!({ "label": "quick", "components": ["quick"] })),
-    );
-    let quick = v["id"].as_str().unwrap().to_owned();
-    let b = a.wait_until_done(&format!("/api/v1/backups/{quick}"), "BACKING_UP", 60);
+    let b = a.backup(&json!({ "label": "quick", "components": ["quick"] }));
+    let quick = b["id"].as_str().unwrap().to_owned();
     assert_eq!(b["status"], "READY", "{b}");
     drop(a);
 

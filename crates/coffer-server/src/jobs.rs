@@ -263,6 +263,66 @@ async fn run_hooks(
     Ok(())
 }
 
+/// Records each component's outcome through `record`, and the components
+/// whose task ended without one (a panic) as failures. Returns the failures
+/// as `name: reason` lines.
+fn record_outcomes<T>(
+    names: &[String],
+    outcomes: &[(String, Result<T, String>)],
+    log: &dyn Fn(String),
+    record: impl Fn(&str, Result<&T, &str>) -> crate::catalog::CatalogResult<()>,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (name, r) in outcomes {
+        if let Err(e) = r {
+            failures.push(format!("{name}: {e}"));
+        }
+        if let Err(e) = record(name, r.as_ref().map_err(String::as_str)) {
+            log(format!("recording component {name}: {e}"));
+        }
+    }
+    let seen: HashSet<&String> = outcomes.iter().map(|(n, _)| n).collect();
+    for n in names.iter().filter(|n| !seen.contains(n)) {
+        const LOST: &str = "the component task ended without a result";
+        failures.push(format!("{n}: {LOST}"));
+        let _ = record(n, Err(LOST));
+    }
+    failures
+}
+
+/// Runs one future per item, at most `limit` at once, and collects their
+/// `(component, outcome)` results; a task that panicked is logged and left
+/// out (see [`record_outcomes`]).
+async fn run_components<I, F, T>(
+    items: Vec<I>,
+    limit: usize,
+    log: &(dyn Fn(String) + Sync),
+    run: impl Fn(I) -> F,
+) -> Vec<(String, Result<T, String>)>
+where
+    F: std::future::Future<Output = (String, Result<T, String>)> + Send + 'static,
+    T: Send + 'static,
+{
+    let limit = Arc::new(Semaphore::new(limit));
+    let mut tasks = Vec::new();
+    for item in items {
+        let limit = Arc::clone(&limit);
+        let fut = run(item);
+        tasks.push(tokio::spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            fut.await
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok(o) => outcomes.push(o),
+            Err(e) => log(format!("a component task failed: {e}")),
+        }
+    }
+    outcomes
+}
+
 // ------------------------------------------------------------------ backup
 
 /// A backup to run.
@@ -327,31 +387,33 @@ pub async fn run_backup(state: Shared, job: BackupJob, reservation: Reservation)
             }
         }
         Ok(repo) => {
-            let limit = Arc::new(Semaphore::new(state.config.parallel_components));
             let count = u32::try_from(job.components.len()).unwrap_or(u32::MAX);
-            let mut tasks = Vec::new();
-            for (spec, token) in job.components.iter().cloned().zip(tokens.iter().cloned()) {
-                let state = Arc::clone(&state);
-                let repo = repo.with_cancel(token.clone());
-                let limit = Arc::clone(&limit);
-                let bref = BackupRef::new(job.id.clone(), spec.name.clone(), count);
-                let id = id.clone();
-                tasks.push(tokio::spawn(async move {
-                    let _permit = limit.acquire_owned().await;
-                    let name = spec.name.to_string();
-                    if token.is_cancelled() {
-                        return (name, Err("cancelled".to_owned()));
+            let items: Vec<_> = job
+                .components
+                .iter()
+                .cloned()
+                .zip(tokens.iter().cloned())
+                .collect();
+            outcomes = run_components(
+                items,
+                state.config.parallel_components,
+                &log,
+                |(spec, token)| {
+                    let state = Arc::clone(&state);
+                    let repo = repo.with_cancel(token.clone());
+                    let bref = BackupRef::new(job.id.clone(), spec.name.clone(), count);
+                    let id = id.clone();
+                    async move {
+                        let name = spec.name.to_string();
+                        if token.is_cancelled() {
+                            return (name, Err("cancelled".to_owned()));
+                        }
+                        let r = backup_component(&state, &id, repo, spec, bref, token).await;
+                        (name, r)
                     }
-                    let r = backup_component(&state, &id, repo, spec, bref, token).await;
-                    (name, r)
-                }));
-            }
-            for t in tasks {
-                match t.await {
-                    Ok(o) => outcomes.push(o),
-                    Err(e) => log(format!("a component task failed: {e}")),
-                }
-            }
+                },
+            )
+            .await;
         }
     }
     if pre_hooks_started && let Err(e) = run_hooks(&state, &id, HookPoint::PostBackup, &env).await {
@@ -386,33 +448,13 @@ pub async fn run_backup(state: Shared, job: BackupJob, reservation: Reservation)
             *r = Err("cancelled".to_owned());
         }
     }
-    let mut failures = Vec::new();
-    let mut bytes_added = 0;
-    for (name, r) in &outcomes {
-        let rec = match r {
-            Ok(s) => {
-                bytes_added += s.bytes_added;
-                state.catalog.finish_backup_component(&id, name, Ok(s))
-            }
-            Err(e) => {
-                failures.push(format!("{name}: {e}"));
-                state.catalog.finish_backup_component(&id, name, Err(e))
-            }
-        };
-        if let Err(e) = rec {
-            log(format!("recording component {name}: {e}"));
-        }
-    }
-    // Components whose task vanished (should not happen) are failures too.
-    let seen: HashSet<&String> = outcomes.iter().map(|(n, _)| n).collect();
-    for n in names.iter().filter(|n| !seen.contains(n)) {
-        failures.push(format!("{n}: the component task ended without a result"));
-        let _ = state.catalog.finish_backup_component(
-            &id,
-            n,
-            Err("the component task ended without a result"),
-        );
-    }
+    let bytes_added = outcomes
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok().map(|s| s.bytes_added))
+        .sum();
+    let failures = record_outcomes(&names, &outcomes, &log, |name, r| {
+        state.catalog.finish_backup_component(&id, name, r)
+    });
     let (status, error) = if cancelled {
         (BackupStatus::Error, Some("cancelled".to_owned()))
     } else if failures.is_empty() {
@@ -617,64 +659,42 @@ pub async fn run_restore(state: Shared, job: RestoreJob, reservation: Reservatio
             }
         }
         (Ok(()), Ok((repo, snaps))) => {
-            let limit = Arc::new(Semaphore::new(state.config.parallel_components));
-            let mut tasks = Vec::new();
-            for item in job.items.iter().cloned() {
-                let state = Arc::clone(&state);
-                let repo = repo.clone();
-                let limit = Arc::clone(&limit);
-                let snap = snaps.iter().find(|s| s.id == item.snapshot_id).cloned();
-                let options = job.options.clone();
-                let id = id.clone();
-                tasks.push(tokio::spawn(async move {
-                    let _permit = limit.acquire_owned().await;
-                    let name = item.dest.name.to_string();
-                    let Some(snap) = snap else {
-                        return (
-                            name,
-                            Err(format!(
+            outcomes = run_components(
+                job.items.clone(),
+                state.config.parallel_components,
+                &log,
+                |item| {
+                    let state = Arc::clone(&state);
+                    let repo = repo.clone();
+                    let snap = snaps.iter().find(|s| s.id == item.snapshot_id).cloned();
+                    let options = job.options.clone();
+                    let id = id.clone();
+                    async move {
+                        let name = item.dest.name.to_string();
+                        let Some(snap) = snap else {
+                            let gone = format!(
                                 "snapshot {} is no longer in the repository",
                                 item.snapshot_id
-                            )),
-                        );
-                    };
-                    let r = restore_component(&state, &id, repo, item.dest, snap, options).await;
-                    (name, r)
-                }));
-            }
-            for t in tasks {
-                match t.await {
-                    Ok(o) => outcomes.push(o),
-                    Err(e) => log(format!("a component task failed: {e}")),
-                }
-            }
+                            );
+                            return (name, Err(gone));
+                        };
+                        let r =
+                            restore_component(&state, &id, repo, item.dest, snap, options).await;
+                        (name, r)
+                    }
+                },
+            )
+            .await;
             if let Err(e) = run_hooks(&state, &id, HookPoint::PostRestore, &env).await {
                 post_hook_error = Some(e);
             }
         }
     }
-    let mut failures = Vec::new();
-    for (name, r) in &outcomes {
-        let rec = match r {
-            Ok(notes) => state.catalog.finish_restore_component(&id, name, Ok(notes)),
-            Err(e) => {
-                failures.push(format!("{name}: {e}"));
-                state.catalog.finish_restore_component(&id, name, Err(e))
-            }
-        };
-        if let Err(e) = rec {
-            log(format!("recording component {name}: {e}"));
-        }
-    }
-    let seen: HashSet<&String> = outcomes.iter().map(|(n, _)| n).collect();
-    for n in names.iter().filter(|n| !seen.contains(n)) {
-        failures.push(format!("{n}: the component task ended without a result"));
-        let _ = state.catalog.finish_restore_component(
-            &id,
-            n,
-            Err("the component task ended without a result"),
-        );
-    }
+    let failures = record_outcomes(&names, &outcomes, &log, |name, r| {
+        state
+            .catalog
+            .finish_restore_component(&id, name, r.map(Vec::as_slice))
+    });
     let (status, error) = match (failures.is_empty(), post_hook_error) {
         (false, hook) => {
             let mut e = failures.join("; ");
