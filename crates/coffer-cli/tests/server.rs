@@ -1215,3 +1215,73 @@ fn a_fresh_server_rebuilds_its_catalog_from_an_attached_target() {
     assert_eq!(old["already_known"], 2, "{reports}");
     assert_eq!(old["added"], 0, "{reports}");
 }
+
+#[test]
+fn the_api_is_served_over_tls_when_configured() {
+    // The test CA and its 127.0.0.1 certificate from scripts/services.sh (made for FTPS).
+    let Some(ca) = service_setting("COFFER_TEST_FTPS_CA") else {
+        return;
+    };
+    let certs = Path::new(&ca).parent().unwrap().to_path_buf();
+    let tmp = tempfile::tempdir().unwrap();
+    let tls = format!(
+        "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        certs.join("cert.pem").display(),
+        certs.join("key.pem").display()
+    );
+    let config = write_config_with(tmp.path(), &tls, "");
+    let srv = Server::start(&config);
+    assert!(srv.url.starts_with("https://127.0.0.1:"), "{}", srv.url);
+    let curl = |args: &[&str]| {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "10"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let ok = curl(&["--cacert", &ca, &format!("{}/healthz", srv.url)]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let health: Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(health["status"], "ok");
+    let auth = format!("Authorization: Bearer {}", srv.admin);
+    let listed = curl(&[
+        "-f",
+        "--cacert",
+        &ca,
+        "-H",
+        &auth,
+        &format!("{}/api/v1/backups", srv.url),
+    ]);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    // Plain HTTP on the TLS port gets nothing useful; an unknown CA is refused.
+    let plain = curl(&["-f", &srv.url.replacen("https", "http", 1)]);
+    assert!(!plain.status.success());
+    let untrusted = curl(&["-f", &format!("{}/healthz", srv.url)]);
+    assert!(!untrusted.status.success());
+
+    // A missing key file stops the server at start with the setting named.
+    let bad = write_config_with(
+        tmp.path(),
+        "[server.tls]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"\n",
+        "",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(["server", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("server.tls") && err.contains("/nonexistent/cert.pem"),
+        "{err}"
+    );
+}

@@ -22,6 +22,7 @@ pub mod keys;
 pub mod metrics;
 pub mod rebuild;
 pub mod state;
+pub mod tls;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -115,14 +116,6 @@ pub fn open_offline(config: ServerConfig) -> Result<AppState, ServerError> {
 /// default local target and an admin token.
 pub fn prepare(config: ServerConfig) -> Result<(Shared, FirstStart), ServerError> {
     config.check_exposure()?;
-    if config.tls.is_some() {
-        return Err(ServerError::Config(config::ConfigError::Invalid {
-            path: config.source.clone(),
-            message: "[server.tls] is not supported by this version yet: listen on 127.0.0.1 \
-                      and put a TLS reverse proxy (nginx, Caddy) in front"
-                .into(),
-        }));
-    }
     let (catalog, key) = open_data_dir(&config.data_dir)?;
     let interrupted = catalog.interrupt_running_jobs()?;
     if interrupted > 0 {
@@ -173,6 +166,7 @@ pub fn announce_first_start(first: &FirstStart, data_dir: &Path, url: &str) {
 pub async fn serve(
     state: Shared,
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> Result<(), ServerError> {
@@ -181,13 +175,16 @@ pub async fn serve(
         tracing::warn!("{SAME_DISK_WARNING}");
     }
     let app = api::router(Arc::clone(&state));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|source| ServerError::Io {
-            context: "serving HTTP".into(),
-            source,
-        })?;
+    match tls {
+        Some(tls) => tls::serve(listener, app, tls, shutdown, grace).await,
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|source| ServerError::Io {
+                context: "serving HTTP".into(),
+                source,
+            })?,
+    }
     let running = state.jobs.cancel_all();
     if running > 0 {
         tracing::info!(
@@ -214,6 +211,16 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     runtime.block_on(async move {
         let listen = config.listen;
         let data_dir = config.data_dir.clone();
+        let tls = match &config.tls {
+            Some(files) => Some(tls::server_config(files).map_err(|message| {
+                ServerError::Config(config::ConfigError::Invalid {
+                    path: config.source.clone(),
+                    message: format!("server.tls: {message}"),
+                })
+            })?),
+            None => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let insecure = !listen.ip().is_loopback() && config.tls.is_none();
         let (state, first) = tokio::task::spawn_blocking(move || prepare(config))
             .await
@@ -231,14 +238,14 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
             context: "reading the bound address".into(),
             source,
         })?;
-        announce_first_start(&first, &data_dir, &format!("http://{bound}"));
+        announce_first_start(&first, &data_dir, &format!("{scheme}://{bound}"));
         if insecure {
             tracing::warn!("listening on {bound} WITHOUT TLS (--insecure-bind): tokens cross the network in clear text");
         }
         // Tests and scripts read this line to find the port.
-        eprintln!("coffer server listening on http://{bound}");
-        tracing::info!(data_dir = %data_dir.display(), "coffer server listening on http://{bound}");
-        serve(state, listener, shutdown_signal(), Duration::from_secs(30)).await
+        eprintln!("coffer server listening on {scheme}://{bound}");
+        tracing::info!(data_dir = %data_dir.display(), "coffer server listening on {scheme}://{bound}");
+        serve(state, listener, tls, shutdown_signal(), Duration::from_secs(30)).await
     })
 }
 
