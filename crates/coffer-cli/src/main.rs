@@ -41,6 +41,8 @@ enum Command {
     Server(server_cmd::ServerArgs),
     /// Create, list and revoke the server's API tokens (offline, in the data directory).
     Token(server_cmd::TokenArgs),
+    /// Create, list and disable the server's users (offline, in the data directory).
+    User(server_cmd::UserArgs),
     /// The server's catalog, offline: `coffer catalog rebuild` lists the targets' backups again.
     Catalog(server_cmd::CatalogArgs),
     /// Work on a repository directly, without a server (also the disaster-recovery tool).
@@ -85,6 +87,7 @@ fn main() -> std::process::ExitCode {
         Command::Server(args) => server_cmd::server(args),
         Command::Token(args) => server_cmd::token(args),
         Command::Catalog(args) => server_cmd::catalog(args),
+        Command::User(args) => server_cmd::user(args),
         Command::Repo(args) => repo_cmd::run(args),
     }
 }

@@ -298,3 +298,155 @@ pub fn catalog(args: CatalogArgs) -> std::process::ExitCode {
     });
     ExitCode::Ok.into()
 }
+
+/// `coffer user …`: manage the server's users directly in the data directory.
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: UserCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user who logs in at POST /api/v1/auth/login.
+    Add {
+        /// Login name.
+        #[arg(long)]
+        name: String,
+        /// A scope (repeat), as for tokens.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Limit the user to this component (repeat).
+        #[arg(long = "component")]
+        components: Vec<String>,
+        /// Read the password from the first line of FILE (else: asked twice on the terminal).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// List users.
+    List,
+    /// Disable a user: no more logins; its login tokens stop working.
+    Disable {
+        /// The user id (`usr-…`).
+        id: String,
+    },
+}
+
+#[derive(Serialize)]
+struct UserOut {
+    id: String,
+    name: String,
+    scopes: Vec<String>,
+    components: Option<Vec<String>>,
+    disabled: bool,
+}
+
+impl From<coffer_server::catalog::UserRow> for UserOut {
+    fn from(u: coffer_server::catalog::UserRow) -> Self {
+        Self {
+            id: u.id,
+            name: u.name,
+            scopes: u.scopes.into_iter().map(String::from).collect(),
+            components: u.components,
+            disabled: u.disabled_at.is_some(),
+        }
+    }
+}
+
+/// Runs a user command.
+pub fn user(args: UserArgs) -> std::process::ExitCode {
+    let out = Output { json: args.json };
+    let config = match args.config.load() {
+        Ok(c) => c,
+        Err(e) => return out.error(ExitCode::Usage, "config", &e),
+    };
+    let (catalog, _key) = match coffer_server::open_data_dir(&config.data_dir) {
+        Ok(x) => x,
+        Err(e) => return out.error(ExitCode::Failure, "data_dir", &e.to_string()),
+    };
+    match args.command {
+        UserCommand::Add {
+            name,
+            scopes,
+            components,
+            password_file,
+        } => {
+            let password = match password_file {
+                Some(f) => crate::password::read(Some(&f), ""),
+                None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+                    crate::password::prompt_new()
+                }
+                None => Err(anyhow::anyhow!(
+                    "no password: use --password-file FILE or run on a terminal"
+                )),
+            };
+            let password = match password {
+                Ok(p) => p,
+                Err(e) => return out.error(ExitCode::Usage, "password", &format!("{e:#}")),
+            };
+            let comps = (!components.is_empty()).then_some(components);
+            let u = match coffer_server::api::new_user(
+                &name,
+                password,
+                &scopes,
+                comps,
+                &config.components,
+            ) {
+                Ok(u) => u,
+                Err(e) => return out.error(ExitCode::Usage, "invalid", &e),
+            };
+            match coffer_server::users::create_user(&catalog, &u) {
+                Ok(row) => {
+                    let u = UserOut::from(row);
+                    out.result(&u, |u| format!("user {} ({}) created", u.name, u.id));
+                    ExitCode::Ok.into()
+                }
+                Err(
+                    e @ (coffer_server::users::UserError::Invalid(_)
+                    | coffer_server::users::UserError::Exists(_)),
+                ) => out.error(ExitCode::Usage, "invalid", &e.to_string()),
+                Err(e) => out.error(ExitCode::Failure, "catalog", &e.to_string()),
+            }
+        }
+        UserCommand::List => match catalog.users() {
+            Ok(rows) => {
+                let rows: Vec<UserOut> = rows.into_iter().map(UserOut::from).collect();
+                out.result(&rows, |rows| {
+                    rows.iter()
+                        .map(|u| {
+                            format!(
+                                "{}  {:<20} {}{}",
+                                u.id,
+                                u.name,
+                                u.scopes.join(","),
+                                if u.disabled { "  DISABLED" } else { "" }
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                });
+                ExitCode::Ok.into()
+            }
+            Err(e) => out.error(ExitCode::Failure, "catalog", &e.to_string()),
+        },
+        UserCommand::Disable { id } => match catalog.disable_user(&id) {
+            Ok(true) => {
+                out.result(&serde_json::json!({ "disabled": id }), |_| {
+                    format!("user {id} disabled")
+                });
+                ExitCode::Ok.into()
+            }
+            Ok(false) => out.error(
+                ExitCode::Usage,
+                "not_found",
+                &format!("no user with id {id:?}"),
+            ),
+            Err(e) => out.error(ExitCode::Failure, "catalog", &e.to_string()),
+        },
+    }
+}

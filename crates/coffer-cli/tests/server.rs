@@ -705,6 +705,23 @@ fn every_endpoint_checks_credentials_scopes_and_components() {
             "tokens:admin",
             false,
         ),
+        ("GET", "/api/v1/users".into(), None, "tokens:admin", false),
+        (
+            "POST",
+            "/api/v1/users".into(),
+            Some(
+                json!({ "name": "u1", "password": "long enough password", "scopes": ["backups:read"] }),
+            ),
+            "tokens:admin",
+            false,
+        ),
+        (
+            "DELETE",
+            "/api/v1/users/usr-x".into(),
+            None,
+            "tokens:admin",
+            false,
+        ),
         // Last: it removes the backup the others use.
         (
             "DELETE",
@@ -1284,4 +1301,106 @@ fn the_api_is_served_over_tls_when_configured() {
         err.contains("server.tls") && err.contains("/nonexistent/cert.pem"),
         "{err}"
     );
+}
+
+#[test]
+fn users_log_in_for_short_lived_tokens_with_their_own_scopes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config_with(tmp.path(), "login_lifetime_secs = 2\n", "");
+    let srv = Server::start(&config);
+    // Created through the API…
+    let body =
+        json!({ "name": "ada", "password": "correct horse battery", "scopes": ["backups:read"] });
+    let (code, v) = srv.admin("POST", "/api/v1/users", Some(&body));
+    assert_eq!(code, 201, "{v}");
+    assert!(!v.to_string().contains("correct horse"), "{v}");
+    let ada_id = v["id"].as_str().unwrap().to_owned();
+    let (code, v) = srv.admin("POST", "/api/v1/users", Some(&body));
+    assert_eq!(code, 409, "{v}");
+    let mut short = body.clone();
+    short["name"] = json!("bob");
+    short["password"] = json!("short");
+    let (code, v) = srv.admin("POST", "/api/v1/users", Some(&short));
+    assert_eq!(code, 422, "{v}");
+    // …and offline with the CLI (password from a file).
+    let pw_file = tmp.path().join("grace.pw");
+    std::fs::write(&pw_file, "another long password\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(["user", "--json", "--config"])
+        .arg(&config)
+        .args([
+            "add",
+            "--name",
+            "grace",
+            "--scope",
+            "tokens:admin",
+            "--password-file",
+        ])
+        .arg(&pw_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let login = |name: &str, pw: &str| {
+        srv.call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(&json!({ "name": name, "password": pw })),
+        )
+    };
+    for (name, pw) in [
+        ("ada", "wrong password here"),
+        ("nobody", "correct horse battery"),
+    ] {
+        let (code, v) = login(name, pw);
+        assert_eq!(code, 401, "{v}");
+        assert_eq!(v["message"], "wrong user name or password");
+    }
+    let (code, v) = login("ada", "correct horse battery");
+    assert_eq!(code, 200, "{v}");
+    let jwt = v["token"].as_str().unwrap().to_owned();
+    let bearer = format!("Bearer jwt:{jwt}");
+    let (code, v) = srv.call_raw("GET", "/api/v1/backups", Some(&bearer), None);
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = srv.call_raw(
+        "POST",
+        "/api/v1/backups",
+        Some(&bearer),
+        Some(&json!({ "label": "nope" })),
+    );
+    assert_eq!(code, 403, "ada may only read: {v}");
+    let (code, v) = srv.call_raw(
+        "GET",
+        "/api/v1/backups",
+        Some("Bearer jwt:eyJhbGciOiJIUzI1NiJ9.e30.x"),
+        None,
+    );
+    assert_eq!(code, 401, "{v}");
+    // grace (tokens:admin, created offline) disables ada: her token stops working at once.
+    let (code, v) = login("grace", "another long password");
+    assert_eq!(code, 200, "{v}");
+    let grace = format!("Bearer jwt:{}", v["token"].as_str().unwrap());
+    let (code, users) = srv.call_raw("GET", "/api/v1/users", Some(&grace), None);
+    assert_eq!(code, 200, "{users}");
+    assert_eq!(users.as_array().unwrap().len(), 2);
+    let (code, _) = srv.call_raw(
+        "DELETE",
+        &format!("/api/v1/users/{ada_id}"),
+        Some(&grace),
+        None,
+    );
+    assert_eq!(code, 204);
+    let (code, v) = srv.call_raw("GET", "/api/v1/backups", Some(&bearer), None);
+    assert_eq!(code, 401, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("disabled"), "{v}");
+    // Login tokens expire (login_lifetime_secs = 2).
+    std::thread::sleep(Duration::from_millis(3100));
+    let (code, v) = srv.call_raw("GET", "/api/v1/users", Some(&grace), None);
+    assert_eq!(code, 401, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("expired"), "{v}");
 }

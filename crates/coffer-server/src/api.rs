@@ -65,7 +65,7 @@ impl FromRequestParts<Shared> for Principal {
                 ApiError::unauthorized("malformed Authorization header: not ASCII")
             })?),
         };
-        authenticate(&state.catalog, header)
+        authenticate(&state.catalog, &state.login, header)
     }
 }
 
@@ -1462,6 +1462,171 @@ async fn revoke_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
+// ------------------------------------------------------------------ users and login
+
+/// Log in.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// User name.
+    pub name: String,
+    /// Password.
+    pub password: String,
+}
+
+/// A login token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginResponse {
+    /// The JWT: send `Authorization: Bearer jwt:<token>`.
+    pub token: String,
+    /// Expiry (RFC 3339).
+    pub expires_at: String,
+}
+
+/// Exchanges a user's name and password for a short-lived login token. No
+/// authentication; 401 "wrong user name or password" for any mismatch.
+#[utoipa::path(post, path = "/api/v1/auth/login", request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn login(
+    State(state): State<Shared>,
+    JsonBody(req): JsonBody<LoginRequest>,
+) -> ApiResult<Json<LoginResponse>> {
+    let st = Arc::clone(&state);
+    // argon2 is deliberately slow: off the async threads.
+    let l = blocking(move || {
+        crate::users::login(
+            &st.catalog,
+            &st.login,
+            &req.name,
+            &req.password,
+            st.config.login_lifetime.as_secs(),
+        )
+    })
+    .await?;
+    Ok(Json(LoginResponse {
+        token: l.token,
+        expires_at: time(l.expires_at),
+    }))
+}
+
+/// A user (never the password).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    /// `usr-<uuid>`.
+    pub id: String,
+    /// Login name.
+    pub name: String,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// The components the user is limited to (absent: all).
+    pub components: Option<Vec<String>>,
+    /// Creation (RFC 3339).
+    pub created_at: String,
+    /// When it was disabled (RFC 3339).
+    pub disabled_at: Option<String>,
+}
+
+fn user_view(u: crate::catalog::UserRow) -> UserView {
+    UserView {
+        id: u.id,
+        name: u.name,
+        scopes: u.scopes.into_iter().map(String::from).collect(),
+        components: u.components,
+        created_at: time(u.created_at),
+        disabled_at: u.disabled_at.map(time),
+    }
+}
+
+/// Create a user.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    /// Login name.
+    pub name: String,
+    /// Password, at least 12 characters.
+    pub password: String,
+    /// Scopes, as for tokens.
+    pub scopes: Vec<String>,
+    /// Limit the user to these components.
+    #[serde(default)]
+    pub components: Option<Vec<String>>,
+}
+
+/// Checks a user request; shared by the API and `coffer user add`.
+pub fn new_user(
+    name: &str,
+    password: String,
+    scopes: &[String],
+    components: Option<Vec<String>>,
+    known_components: &[ComponentSpec],
+) -> Result<crate::users::NewUser, String> {
+    let t = new_token(name, scopes, components, None, known_components)?;
+    Ok(crate::users::NewUser {
+        name: t.name,
+        password,
+        scopes: t.scopes,
+        components: t.components,
+    })
+}
+
+/// Creates a user.
+#[utoipa::path(post, path = "/api/v1/users", request_body = CreateUser, security(("bearer" = [])),
+    responses((status = 201, body = UserView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_user_route(
+    State(state): State<Shared>,
+    p: Principal,
+    JsonBody(req): JsonBody<CreateUser>,
+) -> ApiResult<(StatusCode, Json<UserView>)> {
+    p.require(Scope::TokensAdmin)?;
+    let u = new_user(
+        &req.name,
+        req.password,
+        &req.scopes,
+        req.components,
+        &state.config.components,
+    )
+    .map_err(ApiError::invalid)?;
+    let st = Arc::clone(&state);
+    let row = blocking(move || {
+        crate::users::create_user(&st.catalog, &u).map_err(|e| match e {
+            crate::users::UserError::Invalid(m) => ApiError::invalid(m),
+            e @ crate::users::UserError::Exists(_) => ApiError::conflict(e.to_string()),
+            crate::users::UserError::Catalog(e) => ApiError::internal(e),
+        })
+    })
+    .await?;
+    tracing::info!(user = %row.id, by = %p.id, "user created");
+    Ok((StatusCode::CREATED, Json(user_view(row))))
+}
+
+/// Lists users.
+#[utoipa::path(get, path = "/api/v1/users", security(("bearer" = [])),
+    responses((status = 200, body = Vec<UserView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_users(State(state): State<Shared>, p: Principal) -> ApiResult<Json<Vec<UserView>>> {
+    p.require(Scope::TokensAdmin)?;
+    Ok(Json(
+        state.catalog.users()?.into_iter().map(user_view).collect(),
+    ))
+}
+
+/// Disables a user: no more logins, and its login tokens stop working at once.
+#[utoipa::path(delete, path = "/api/v1/users/{id}", params(("id" = String, Path, description = "User id")),
+    security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn disable_user(
+    State(state): State<Shared>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    p.require(Scope::TokensAdmin)?;
+    if !state.catalog.disable_user(&id)? {
+        return Err(ApiError::not_found(format!("no user with id {id:?}")));
+    }
+    tracing::info!(user = %id, by = %p.id, "user disabled");
+    Ok(StatusCode::NO_CONTENT)
+}
+
 // ------------------------------------------------------------------ router
 
 struct BearerAuth;
@@ -1491,6 +1656,7 @@ impl Modify for BearerAuth {
         create_restore, show_restore, restore_log,
         list_targets, show_target, create_target, update_target, validate_target, rebuild_target_route, delete_target,
         create_token_route, list_tokens, revoke_token,
+        login, create_user_route, list_users, disable_user,
     ),
     modifiers(&BearerAuth)
 )]
@@ -1534,6 +1700,9 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/targets/{name}/rebuild", post(rebuild_target_route))
         .route("/api/v1/tokens", get(list_tokens).post(create_token_route))
         .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
+        .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/users", get(list_users).post(create_user_route))
+        .route("/api/v1/users/{id}", axum::routing::delete(disable_user))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)

@@ -2,7 +2,8 @@
 //!
 //! A token is `cft_` + 64 hex digits (256 random bits). The catalog keeps its
 //! SHA-256 only. Requests send `Authorization: Bearer <token>`, or FlowG's
-//! `Bearer pat:<token>`.
+//! `Bearer pat:<token>`; users' login tokens come as `Bearer jwt:<jwt>`
+//! (see [`crate::users`]).
 
 use std::collections::BTreeSet;
 
@@ -11,6 +12,7 @@ use coffer_model::access::Scope;
 use crate::catalog::{Catalog, CatalogError, TokenRow, now};
 use crate::error::ApiError;
 use crate::keys::{random_secret, token_hash};
+use crate::users::{LoginKeys, authenticate_jwt};
 
 /// Prefix of every token secret, so leaked tokens are easy to spot and scan for.
 pub const TOKEN_PREFIX: &str = "cft_";
@@ -101,7 +103,11 @@ pub fn create_token(catalog: &Catalog, t: &NewToken) -> Result<(TokenRow, String
 
 /// Resolves an `Authorization` header value to a principal, or 401 with a
 /// message that says what is wrong (missing, malformed, unknown, expired, revoked).
-pub fn authenticate(catalog: &Catalog, header: Option<&str>) -> Result<Principal, ApiError> {
+pub fn authenticate(
+    catalog: &Catalog,
+    login: &LoginKeys,
+    header: Option<&str>,
+) -> Result<Principal, ApiError> {
     let Some(value) = header else {
         return Err(ApiError::unauthorized(
             "no credentials: send `Authorization: Bearer <token>`",
@@ -118,10 +124,11 @@ pub fn authenticate(catalog: &Catalog, header: Option<&str>) -> Result<Principal
     let rest = rest.trim();
     let token = if let Some(t) = rest.strip_prefix("pat:") {
         t
-    } else if rest.starts_with("jwt:") {
-        return Err(ApiError::unauthorized(
-            "login tokens (jwt:) are not accepted by this server; use a personal access token",
-        ));
+    } else if let Some(jwt) = rest.strip_prefix("jwt:") {
+        return authenticate_jwt(catalog, login, jwt);
+    } else if rest.starts_with("eyJ") {
+        // A bare JWT (its JSON header always encodes to `eyJ`).
+        return authenticate_jwt(catalog, login, rest);
     } else {
         rest
     };
@@ -173,6 +180,10 @@ mod tests {
         create_token(catalog, &t).unwrap().1
     }
 
+    fn keys() -> LoginKeys {
+        LoginKeys::new(&[1u8; 32])
+    }
+
     fn status(r: Result<Principal, ApiError>) -> u16 {
         r.map(|_| 200).unwrap_or_else(|e| e.status.as_u16())
     }
@@ -181,16 +192,19 @@ mod tests {
     fn headers_are_checked_and_explained() {
         let c = Catalog::in_memory().unwrap();
         let t = token(&c, &[Scope::BackupsRead], None, None);
-        assert_eq!(status(authenticate(&c, None)), 401);
-        assert_eq!(status(authenticate(&c, Some("Basic abc"))), 401);
-        assert_eq!(status(authenticate(&c, Some("Bearer nope"))), 401);
-        assert_eq!(status(authenticate(&c, Some(&format!("Bearer {t}")))), 200);
+        assert_eq!(status(authenticate(&c, &keys(), None)), 401);
+        assert_eq!(status(authenticate(&c, &keys(), Some("Basic abc"))), 401);
+        assert_eq!(status(authenticate(&c, &keys(), Some("Bearer nope"))), 401);
         assert_eq!(
-            status(authenticate(&c, Some(&format!("Bearer pat:{t}")))),
+            status(authenticate(&c, &keys(), Some(&format!("Bearer {t}")))),
+            200
+        );
+        assert_eq!(
+            status(authenticate(&c, &keys(), Some(&format!("Bearer pat:{t}")))),
             200
         );
         let other = random_secret(TOKEN_PREFIX);
-        let e = authenticate(&c, Some(&format!("Bearer {other}"))).unwrap_err();
+        let e = authenticate(&c, &keys(), Some(&format!("Bearer {other}"))).unwrap_err();
         assert_eq!(e.message, "unknown token");
     }
 
@@ -198,12 +212,12 @@ mod tests {
     fn expired_and_revoked_tokens_are_refused() {
         let c = Catalog::in_memory().unwrap();
         let t = token(&c, &[Scope::BackupsRead], None, Some(0));
-        let e = authenticate(&c, Some(&format!("Bearer {t}"))).unwrap_err();
+        let e = authenticate(&c, &keys(), Some(&format!("Bearer {t}"))).unwrap_err();
         assert!(e.message.contains("expired"), "{}", e.message);
         let t = token(&c, &[Scope::BackupsRead], None, None);
-        let p = authenticate(&c, Some(&format!("Bearer {t}"))).unwrap();
+        let p = authenticate(&c, &keys(), Some(&format!("Bearer {t}"))).unwrap();
         assert!(c.revoke_token(&p.id).unwrap());
-        let e = authenticate(&c, Some(&format!("Bearer {t}"))).unwrap_err();
+        let e = authenticate(&c, &keys(), Some(&format!("Bearer {t}"))).unwrap_err();
         assert!(e.message.contains("revoked"), "{}", e.message);
     }
 
@@ -211,7 +225,7 @@ mod tests {
     fn scopes_components_and_sensitivity_are_enforced() {
         let c = Catalog::in_memory().unwrap();
         let t = token(&c, &[Scope::BackupsWrite], Some(&["db"]), None);
-        let p = authenticate(&c, Some(&format!("Bearer {t}"))).unwrap();
+        let p = authenticate(&c, &keys(), Some(&format!("Bearer {t}"))).unwrap();
         p.require_component(Scope::BackupsWrite, "db", false)
             .unwrap();
         assert_eq!(p.require(Scope::Restore).unwrap_err().status.as_u16(), 403);

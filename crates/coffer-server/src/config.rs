@@ -71,6 +71,8 @@ pub struct ServerConfig {
     pub component_timeout: Duration,
     /// Largest JSON request body.
     pub max_json_bytes: usize,
+    /// How long a user's login token (JWT) is valid.
+    pub login_lifetime: Duration,
     /// Hooks around backups and restores.
     pub hooks: Hooks,
     /// What a backup covers.
@@ -155,6 +157,7 @@ struct ServerSection {
     parallel_components: Option<usize>,
     component_timeout_secs: Option<u64>,
     max_json_bytes: Option<usize>,
+    login_lifetime_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -241,6 +244,7 @@ impl ServerConfig {
             parallel_components,
             component_timeout: Duration::from_secs(timeout),
             max_json_bytes: s.max_json_bytes.unwrap_or(64 * 1024),
+            login_lifetime: Duration::from_secs(s.login_lifetime_secs.unwrap_or(3600)),
             hooks: shape.hooks,
             components,
             source: source.to_path_buf(),

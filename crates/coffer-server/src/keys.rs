@@ -39,6 +39,8 @@ pub enum KeyError {
 /// The server's secret key.
 pub struct ServerKey {
     aead: LessSafeKey,
+    /// HMAC-SHA256(key, "coffer login tokens v1"): signs login JWTs.
+    login_secret: [u8; 32],
 }
 
 impl std::fmt::Debug for ServerKey {
@@ -100,9 +102,20 @@ impl ServerKey {
             ));
         }
         let key = UnboundKey::new(&CHACHA20_POLY1305, &bytes).map_err(|_| "is unusable")?;
+        let prf = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes);
+        let tag = ring::hmac::sign(&prf, b"coffer login tokens v1");
+        let mut login_secret = [0u8; 32];
+        login_secret.copy_from_slice(tag.as_ref());
         Ok(Self {
             aead: LessSafeKey::new(key),
+            login_secret,
         })
+    }
+
+    /// The key that signs login tokens, derived from the server key (so a
+    /// new server key also ends every login session).
+    pub fn login_secret(&self) -> &[u8; 32] {
+        &self.login_secret
     }
 
     /// Encrypts `plain`, bound to `context` (e.g. `target:offsite`) so a

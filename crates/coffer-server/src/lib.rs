@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod rebuild;
 pub mod state;
 pub mod tls;
+pub mod users;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

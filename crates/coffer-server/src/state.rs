@@ -17,6 +17,7 @@ use crate::error::ApiError;
 use crate::jobs::Jobs;
 use crate::keys::{ServerKey, random_secret};
 use crate::metrics::Metrics;
+use crate::users::LoginKeys;
 
 /// Everything a request handler or a job needs.
 pub struct AppState {
@@ -30,6 +31,8 @@ pub struct AppState {
     pub jobs: Jobs,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// Signs and checks users' login tokens.
+    pub login: LoginKeys,
     /// Repositories opened so far, by target name. Opening costs a key
     /// derivation (scrypt, ≈ 128 MiB); a `Repo` is cheap to clone.
     repos: Mutex<HashMap<String, Repo>>,
@@ -55,6 +58,7 @@ impl AppState {
         Self {
             jobs: Jobs::new(),
             metrics: Metrics::new(),
+            login: LoginKeys::new(key.login_secret()),
             config,
             catalog,
             key,
