@@ -510,15 +510,23 @@ database = "{src}"
 fn bad_requests_are_refused_with_the_rule_and_nothing_changes() {
     let tmp = tempfile::tempdir().unwrap();
     let files = small_dir(tmp.path());
+    let keys = tmp.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
     let config = write_config(
         tmp.path(),
         &format!(
-            "[[components]]\nname = \"files\"\nkind = \"files\"\npath = \"{}\"\n",
-            files.display()
+            "[[components]]\nname = \"files\"\nkind = \"files\"\npath = \"{}\"\n\n\
+             [[components]]\nname = \"keys\"\nkind = \"files\"\nsensitive = true\npath = \"{}\"\n",
+            files.display(),
+            keys.display()
         ),
     );
     let srv = Server::start(&config);
     for (body, needle) in [
+        (
+            json!({ "label": "okay", "components": ["keys"] }),
+            "marked sensitive = true",
+        ),
         (json!({ "label": "ab" }), "3 to 25"),
         (json!({ "label": "..hidden" }), "must not start with '..'"),
         (json!({ "label": "a b c" }), "3 to 25"),
@@ -527,7 +535,7 @@ fn bad_requests_are_refused_with_the_rule_and_nothing_changes() {
             "unknown component \"nope\"",
         ),
         (
-            json!({ "label": "okay", "target": "nope" }),
+            json!({ "label": "okay", "components": ["files"], "target": "nope" }),
             "no target named",
         ),
         (json!({ "label": "okay", "extra": 1 }), "unknown field"),
@@ -812,7 +820,7 @@ fn conflicts_cancel_and_restart_leave_clear_states_and_a_valid_repository() {
     let tmp = tempfile::tempdir().unwrap();
     let config = write_config(
         tmp.path(),
-        "[[components]]\nname = \"slow\"\nkind = \"command\"\nbackup = [\"sh\", \"-c\", \"echo begin; sleep 60; echo end\"]\n\
+        "[[components]]\nname = \"slow\"\nkind = \"command\"\nbackup = [\"sh\", \"-c\", \"head -c 20000000 /dev/urandom; sleep 60; echo end\"]\n\
          restore = [\"sh\", \"-c\", \"cat > /dev/null\"]\n",
     );
     let srv = Server::start(&config);
@@ -837,8 +845,21 @@ fn conflicts_cancel_and_restart_leave_clear_states_and_a_valid_repository() {
     let (code, v) = srv.admin("DELETE", &format!("/api/v1/backups/{id}"), None);
     assert_eq!(code, 409, "{v}");
 
+    // While it runs, show says how far it has got.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, b) = srv.admin("GET", &format!("/api/v1/backups/{id}"), None);
+        let done = b["components"][0]["progress"]["bytes_done"]
+            .as_u64()
+            .unwrap_or(0);
+        if done > 0 {
+            assert!(done <= 20_000_000, "{b}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no progress shown: {b}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // Cancel: ERROR "cancelled", promptly, nothing kept.
-    std::thread::sleep(Duration::from_millis(500));
     let (code, v) = srv.admin("POST", &format!("/api/v1/backups/{id}/cancel"), None);
     assert_eq!(code, 202, "{v}");
     let b = srv.wait_until_done(&format!("/api/v1/backups/{id}"), "BACKING_UP", 20);

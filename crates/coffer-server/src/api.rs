@@ -111,6 +111,30 @@ pub struct BackupComponentView {
     pub finished_at: Option<String>,
     /// Seconds it took.
     pub duration_secs: Option<i64>,
+    /// While it runs: how far it has got.
+    pub progress: Option<ProgressView>,
+}
+
+/// How far a running component has got.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProgressView {
+    /// Bytes read (backup) or written (restore) so far.
+    pub bytes_done: u64,
+    /// Total bytes, when known in advance.
+    pub bytes_total: Option<u64>,
+    /// Files done so far.
+    pub files_done: u64,
+    /// Total files, when known in advance.
+    pub files_total: Option<u64>,
+}
+
+fn progress_view(p: Option<coffer_engine::ProgressInfo>) -> Option<ProgressView> {
+    p.map(|p| ProgressView {
+        bytes_done: p.bytes_done,
+        bytes_total: p.bytes_total,
+        files_done: p.files_done,
+        files_total: p.files_total,
+    })
 }
 
 /// A backup.
@@ -140,10 +164,13 @@ pub struct BackupView {
     pub components: Vec<BackupComponentView>,
 }
 
-fn backup_view(b: BackupRow, comps: Vec<BackupComponentRow>) -> BackupView {
+fn backup_view(state: &Shared, b: BackupRow, comps: Vec<BackupComponentRow>) -> BackupView {
     let components: Vec<BackupComponentView> = comps
         .into_iter()
         .map(|c| BackupComponentView {
+            progress: (c.status == BackupStatus::BackingUp)
+                .then(|| progress_view(state.jobs.progress(&b.id, &c.component)))
+                .flatten(),
             name: c.component,
             kind: c.kind,
             status: c.status.to_string(),
@@ -232,6 +259,8 @@ pub struct RestoreComponentView {
     pub started_at: Option<String>,
     /// End (RFC 3339).
     pub finished_at: Option<String>,
+    /// While it runs: how far it has got.
+    pub progress: Option<ProgressView>,
 }
 
 /// A restore.
@@ -253,7 +282,28 @@ pub struct RestoreView {
     pub components: Vec<RestoreComponentView>,
 }
 
-fn restore_view(r: RestoreRow, comps: Vec<crate::catalog::RestoreComponentRow>) -> RestoreView {
+fn restore_view(
+    state: &Shared,
+    r: RestoreRow,
+    comps: Vec<crate::catalog::RestoreComponentRow>,
+) -> RestoreView {
+    let running = |c: &crate::catalog::RestoreComponentRow| {
+        (c.status == RestoreStatus::Restoring)
+            .then(|| progress_view(state.jobs.progress(&r.id, &c.component)))
+            .flatten()
+    };
+    let components = comps
+        .into_iter()
+        .map(|c| RestoreComponentView {
+            progress: running(&c),
+            name: c.component,
+            status: c.status.to_string(),
+            error: c.error,
+            notes: c.notes,
+            started_at: c.started_at.map(time),
+            finished_at: c.finished_at.map(time),
+        })
+        .collect();
     RestoreView {
         id: r.id,
         backup_id: r.backup_id,
@@ -261,17 +311,7 @@ fn restore_view(r: RestoreRow, comps: Vec<crate::catalog::RestoreComponentRow>) 
         error: r.error,
         created_at: time(r.created_at),
         finished_at: r.finished_at.map(time),
-        components: comps
-            .into_iter()
-            .map(|c| RestoreComponentView {
-                name: c.component,
-                status: c.status.to_string(),
-                error: c.error,
-                notes: c.notes,
-                started_at: c.started_at.map(time),
-                finished_at: c.finished_at.map(time),
-            })
-            .collect(),
+        components,
     }
 }
 
@@ -492,6 +532,16 @@ fn pick_components(
     for s in &specs {
         p.require_component(scope, s.name.as_str(), s.sensitive)?;
     }
+    if let Some(s) = specs.iter().find(|s| s.sensitive) {
+        // Backing it up with repository encryption only would silently give
+        // less protection than the configuration asks for.
+        return Err(ApiError::invalid(format!(
+            "component {:?} is marked sensitive = true: encrypting sensitive components to their \
+             own age recipient is not implemented in this version, so it is not backed up. Remove \
+             `sensitive = true` to back it up with repository encryption only",
+            s.name.as_str()
+        )));
+    }
     Ok(specs)
 }
 
@@ -588,7 +638,7 @@ async fn list_backups(
     let mut backups = Vec::with_capacity(rows.len());
     for b in rows {
         let comps = state.catalog.backup_components(&b.id)?;
-        backups.push(backup_view(b, comps));
+        backups.push(backup_view(&state, b, comps));
     }
     Ok(Json(BackupList { backups }))
 }
@@ -612,7 +662,7 @@ async fn show_backup(
     p.require(Scope::BackupsRead)?;
     let b = find_backup(&state, &id)?;
     let comps = state.catalog.backup_components(&id)?;
-    Ok(Json(backup_view(b, comps)))
+    Ok(Json(backup_view(&state, b, comps)))
 }
 
 /// A backup's log: hooks, components, timings, tool errors.
@@ -933,7 +983,7 @@ fn find_restore(state: &Shared, id: &str) -> ApiResult<RestoreView> {
         .catalog
         .restore(id)?
         .ok_or_else(|| ApiError::not_found(format!("no restore with id {id:?}")))?;
-    Ok(restore_view(r, comps))
+    Ok(restore_view(state, r, comps))
 }
 
 /// Shows a restore with each component's state.

@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use coffer_components::{BackupContext, RestoreContext, RestoreOptions};
-use coffer_engine::{CancelToken, EngineError, SnapshotFilter, SnapshotInfo};
+use coffer_engine::{
+    CancelToken, EngineError, ProgressFn, ProgressInfo, SnapshotFilter, SnapshotInfo,
+};
 use coffer_model::access::{BackupStatus, RestoreStatus};
 use coffer_model::component::ComponentSpec;
 use coffer_model::{BackupId, BackupRef};
@@ -30,6 +32,8 @@ pub struct Jobs {
     busy: Mutex<HashMap<String, String>>,
     /// Cancel tokens of running backups, by job id (one per component).
     cancels: Mutex<HashMap<String, Vec<CancelToken>>>,
+    /// Progress of running components, by (job id, component).
+    progress: Arc<Mutex<HashMap<(String, String), ProgressInfo>>>,
 }
 
 /// Keys held by a job; released when dropped.
@@ -98,6 +102,34 @@ impl Jobs {
             }
             None => false,
         }
+    }
+
+    /// How far a running component of `job` has got.
+    pub fn progress(&self, job: &str, component: &str) -> Option<ProgressInfo> {
+        self.progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(job.to_owned(), component.to_owned()))
+            .copied()
+    }
+
+    /// A progress callback for a component that records into [`Self::progress`];
+    /// the entry is removed by [`Self::progress_done`].
+    fn progress_fn(&self, job: &str, component: &str) -> ProgressFn {
+        let map = Arc::clone(&self.progress);
+        let key = (job.to_owned(), component.to_owned());
+        Arc::new(move |p: ProgressInfo| {
+            map.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key.clone(), p);
+        })
+    }
+
+    fn progress_done(&self, job: &str, component: &str) {
+        self.progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(job.to_owned(), component.to_owned()));
     }
 
     /// Fires every running backup's cancel tokens; returns how many jobs run.
@@ -495,6 +527,7 @@ async fn backup_component(
     let started = Instant::now();
     let staging = state.config.staging_dir.clone();
     let backup = bref.clone();
+    let progress = state.jobs.progress_fn(id, &name);
     let task = tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&staging)
             .map_err(|e| format!("creating staging directory {}: {e}", staging.display()))?;
@@ -503,7 +536,7 @@ async fn backup_component(
             repo: &repo,
             backup: &bref,
             staging_dir: &staging,
-            progress: None,
+            progress: Some(progress),
         };
         coffer_components::backup(&spec, &ctx).map_err(describe_component_error)
     });
@@ -533,6 +566,7 @@ async fn backup_component(
             ))
         }
     };
+    state.jobs.progress_done(id, &name);
     match &result {
         Ok(s) => log(format!(
             "component {name} READY in {:.1} s: snapshot {}, {} files, {} bytes (+{} stored)",
@@ -745,6 +779,7 @@ async fn restore_component(
     ));
     let started = Instant::now();
     let staging = state.config.staging_dir.clone();
+    let progress = state.jobs.progress_fn(id, &name);
     let result = tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&staging)
             .map_err(|e| format!("creating staging directory {}: {e}", staging.display()))?;
@@ -753,7 +788,7 @@ async fn restore_component(
             snapshot: &snap,
             staging_dir: &staging,
             options: &options,
-            progress: None,
+            progress: Some(progress),
         };
         coffer_components::restore(&dest, &ctx)
             .map(|r| r.notes)
@@ -761,6 +796,7 @@ async fn restore_component(
     })
     .await
     .unwrap_or_else(|e| Err(format!("the component panicked: {e}")));
+    state.jobs.progress_done(id, &name);
     match &result {
         Ok(notes) => {
             for n in notes {
