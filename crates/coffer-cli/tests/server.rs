@@ -1027,6 +1027,43 @@ fn targets_are_validated_sealed_and_attached_read_only() {
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["mode"], "own");
 
+    // New settings must reach the same repository and keep the kind.
+    let moved = tmp.path().join("second-moved");
+    let (code, v) = srv.admin(
+        "PUT",
+        "/api/v1/targets/second",
+        Some(&json!({ "spec": { "kind": "local", "path": moved } })),
+    );
+    assert_eq!(
+        code, 422,
+        "another (empty) place is not this repository: {v}"
+    );
+    assert!(
+        v["message"].as_str().unwrap().contains("do not reach"),
+        "{v}"
+    );
+    // (Validate left its empty probe directories there; move to a fresh path.)
+    let moved = tmp.path().join("second-moved-2");
+    std::fs::rename(&second, &moved).unwrap();
+    let (code, v) = srv.admin(
+        "PUT",
+        "/api/v1/targets/second",
+        Some(&json!({ "spec": { "kind": "local", "path": moved } })),
+    );
+    assert_eq!(code, 200, "the repository moved there: {v}");
+    assert_eq!(v["spec"]["path"], json!(moved));
+    let (code, v) = srv.admin(
+        "PUT",
+        "/api/v1/targets/second",
+        Some(&json!({ "spec": { "kind": "local", "path": "/dev/null/x" } })),
+    );
+    assert_eq!(code, 422, "{v}");
+    assert_eq!(v["error"], "validation_failed", "{v}");
+    let b =
+        srv.backup(&json!({ "label": "after-move", "components": ["files"], "target": "second" }));
+    assert_eq!(b["status"], "READY", "{b}");
+    restic_check(&moved, &pw2);
+
     // Default changes; a target with backups cannot be removed.
     let (code, v) = srv.admin(
         "PUT",

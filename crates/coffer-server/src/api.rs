@@ -29,7 +29,7 @@ use crate::error::{ApiError, ErrorBody, from_rejection};
 use crate::jobs::{self, BackupJob, Jobs, RestoreItem, RestoreJob, backup_key, component_key};
 use crate::rebuild::RebuildReport;
 use crate::state::{
-    DEFAULT_TARGET, MODE_ATTACH, MODE_OWN, SAME_DISK_WARNING, Shared, is_same_disk,
+    DEFAULT_TARGET, KindName, MODE_ATTACH, MODE_OWN, SAME_DISK_WARNING, Shared, is_same_disk,
 };
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -1273,9 +1273,14 @@ pub struct UpdateTarget {
     /// Make it the default target (`true` only).
     #[serde(default)]
     pub default: Option<bool>,
+    /// New settings of the same kind (e.g. rotated credentials, a new endpoint).
+    /// They must pass Validate and reach the same repository (its password opens it).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub spec: Option<serde_json::Value>,
 }
 
-/// Changes a target's mode or makes it the default.
+/// Changes a target's settings or mode, or makes it the default.
 #[utoipa::path(put, path = "/api/v1/targets/{name}", params(("name" = String, Path, description = "Target name")),
     request_body = UpdateTarget, security(("bearer" = [])),
     responses((status = 200, body = TargetView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -1285,9 +1290,47 @@ async fn update_target(
     p: Principal,
     Path(name): Path<String>,
     JsonBody(req): JsonBody<UpdateTarget>,
-) -> ApiResult<Json<TargetView>> {
+) -> ApiResult<Response> {
     p.require(Scope::TargetsWrite)?;
     let mut row = state.target_row(&name)?;
+    if let Some(spec) = &req.spec {
+        let spec = parse_target(&name, spec)?;
+        if spec.kind_name() != row.kind {
+            return Err(ApiError::invalid(format!(
+                "spec: target {name} is a {} target; add a new target for a {} one",
+                row.kind,
+                spec.kind_name()
+            )));
+        }
+        let st = Arc::clone(&state);
+        let current = row.clone();
+        let checked = blocking(move || {
+            let target = OpenTarget::open(&spec).map_err(|e| ApiError::invalid(e.to_string()))?;
+            let report = target.validate(ValidateOptions::default());
+            if !report.ok {
+                return Ok(Err(validation_failed(report)));
+            }
+            let password = st.target_password(&current)?;
+            coffer_engine::Repo::open(target.storage(), &password).map_err(|e| {
+                ApiError::invalid(format!(
+                    "spec: the new settings do not reach this target's repository ({e}); \
+                     add a new target for a different repository"
+                ))
+            })?;
+            let sealed = st.seal_target(&spec, &password, &current.mode, current.is_default)?;
+            Ok(Ok(sealed))
+        })
+        .await?;
+        match checked {
+            Err(response) => return Ok(response),
+            Ok(sealed) => {
+                state.catalog.update_target(&sealed)?;
+                state.forget_repo(&name);
+                tracing::info!(target = %name, by = %p.id, "target settings changed");
+                row = state.target_row(&name)?;
+            }
+        }
+    }
     if let Some(m) = req.mode {
         if m != MODE_OWN && m != MODE_ATTACH {
             return Err(ApiError::invalid(format!("mode {m:?}: use own or attach")));
@@ -1308,7 +1351,7 @@ async fn update_target(
         None => {}
     }
     let row = state.target_row(&name)?;
-    Ok(Json(target_view(&state, &row)?))
+    Ok(Json(target_view(&state, &row)?).into_response())
 }
 
 /// Adds to the catalog every backup found in the target's repository that it

@@ -100,7 +100,8 @@ impl AppState {
         Ok(TargetSpec { name, kind })
     }
 
-    fn target_password(&self, row: &TargetRow) -> Result<String, ApiError> {
+    /// The repository password of a stored target.
+    pub(crate) fn target_password(&self, row: &TargetRow) -> Result<String, ApiError> {
         let raw = self
             .key
             .open(
