@@ -23,6 +23,20 @@ pub struct ConfigArgs {
 }
 
 impl ConfigArgs {
+    /// The configuration and its data directory's catalog, or the exit code
+    /// after reporting why not.
+    fn open_catalog(
+        &self,
+        out: Output,
+    ) -> Result<(ServerConfig, coffer_server::catalog::Catalog), std::process::ExitCode> {
+        let config = self
+            .load()
+            .map_err(|e| out.error(ExitCode::Usage, "config", &e))?;
+        let (catalog, _key) = coffer_server::open_data_dir(&config.data_dir)
+            .map_err(|e| out.error(ExitCode::Failure, "data_dir", &e.to_string()))?;
+        Ok((config, catalog))
+    }
+
     fn load(&self) -> Result<ServerConfig, String> {
         let mut config = match &self.config {
             Some(path) => ServerConfig::load(path).map_err(|e| e.to_string())?,
@@ -109,26 +123,79 @@ enum TokenCommand {
     },
 }
 
+/// A token as `token create` (with its secret) and `token list` (with its
+/// revocation) print it.
 #[derive(Serialize)]
-struct Created {
+struct TokenOut {
     id: String,
     name: String,
     scopes: Vec<String>,
     components: Option<Vec<String>>,
     expires_at: Option<i64>,
-    secret: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revoked: Option<bool>,
+}
+
+impl TokenOut {
+    fn new(r: coffer_server::catalog::TokenRow, secret: Option<String>) -> Self {
+        Self {
+            revoked: secret.is_none().then_some(r.revoked_at.is_some()),
+            id: r.id,
+            name: r.name,
+            scopes: r.scopes.into_iter().map(String::from).collect(),
+            components: r.components,
+            expires_at: r.expires_at,
+            secret,
+        }
+    }
+}
+
+/// One line of `token list` / `user list`.
+fn access_line(
+    id: &str,
+    name: &str,
+    scopes: &[String],
+    components: Option<&[String]>,
+    flag: &str,
+) -> String {
+    let comps = components
+        .map(|c| format!("  components={}", c.join(",")))
+        .unwrap_or_default();
+    format!("{id}  {name:<30} {}{comps}{flag}", scopes.join(","))
+}
+
+/// Reports a revoke/disable: `what` (token, user) `id` was `done`, or not found.
+fn switched_off(
+    out: Output,
+    result: Result<bool, coffer_server::catalog::CatalogError>,
+    what: &str,
+    id: &str,
+    done: &str,
+) -> std::process::ExitCode {
+    match result {
+        Ok(true) => {
+            out.result(&serde_json::json!({ done: id }), |_| {
+                format!("{what} {id} {done}")
+            });
+            ExitCode::Ok.into()
+        }
+        Ok(false) => out.error(
+            ExitCode::Usage,
+            "not_found",
+            &format!("no {what} with id {id:?}"),
+        ),
+        Err(e) => out.error(ExitCode::Failure, "catalog", &e.to_string()),
+    }
 }
 
 /// Runs a token command.
 pub fn token(args: TokenArgs) -> std::process::ExitCode {
     let out = Output { json: args.json };
-    let config = match args.config.load() {
-        Ok(c) => c,
-        Err(e) => return out.error(ExitCode::Usage, "config", &e),
-    };
-    let (catalog, _key) = match coffer_server::open_data_dir(&config.data_dir) {
+    let (config, catalog) = match args.config.open_catalog(out) {
         Ok(x) => x,
-        Err(e) => return out.error(ExitCode::Failure, "data_dir", &e.to_string()),
+        Err(code) => return code,
     };
     match args.command {
         TokenCommand::Create {
@@ -150,18 +217,12 @@ pub fn token(args: TokenArgs) -> std::process::ExitCode {
             };
             match coffer_server::auth::create_token(&catalog, &t) {
                 Ok((row, secret)) => {
-                    let c = Created {
-                        id: row.id,
-                        name: row.name,
-                        scopes: row.scopes.into_iter().map(String::from).collect(),
-                        components: row.components,
-                        expires_at: row.expires_at,
-                        secret,
-                    };
+                    let c = TokenOut::new(row, Some(secret));
                     out.result(&c, |c| {
+                        let secret = c.secret.as_deref().unwrap_or_default();
                         format!(
-                            "token {} created (shown once):\n\n  {}\n\nuse: Authorization: Bearer {}",
-                            c.id, c.secret, c.secret
+                            "token {} created (shown once):\n\n  {secret}\n\nuse: Authorization: Bearer {secret}",
+                            c.id
                         )
                     });
                     ExitCode::Ok.into()
@@ -171,40 +232,17 @@ pub fn token(args: TokenArgs) -> std::process::ExitCode {
         }
         TokenCommand::List => match catalog.tokens() {
             Ok(rows) => {
-                #[derive(Serialize)]
-                struct Row {
-                    id: String,
-                    name: String,
-                    scopes: Vec<String>,
-                    components: Option<Vec<String>>,
-                    expires_at: Option<i64>,
-                    revoked: bool,
-                }
-                let rows: Vec<Row> = rows
-                    .into_iter()
-                    .map(|r| Row {
-                        id: r.id,
-                        name: r.name,
-                        scopes: r.scopes.into_iter().map(String::from).collect(),
-                        components: r.components,
-                        expires_at: r.expires_at,
-                        revoked: r.revoked_at.is_some(),
-                    })
-                    .collect();
+                let rows: Vec<TokenOut> =
+                    rows.into_iter().map(|r| TokenOut::new(r, None)).collect();
                 out.result(&rows, |rows| {
                     rows.iter()
                         .map(|r| {
-                            format!(
-                                "{}  {:<30} {}{}{}",
-                                r.id,
-                                r.name,
-                                r.scopes.join(","),
-                                r.components
-                                    .as_ref()
-                                    .map(|c| format!("  components={}", c.join(",")))
-                                    .unwrap_or_default(),
-                                if r.revoked { "  REVOKED" } else { "" }
-                            )
+                            let flag = if r.revoked == Some(true) {
+                                "  REVOKED"
+                            } else {
+                                ""
+                            };
+                            access_line(&r.id, &r.name, &r.scopes, r.components.as_deref(), flag)
                         })
                         .collect::<Vec<_>>()
                         .join("\n")
@@ -213,20 +251,9 @@ pub fn token(args: TokenArgs) -> std::process::ExitCode {
             }
             Err(e) => out.error(ExitCode::Failure, "catalog", &e.to_string()),
         },
-        TokenCommand::Revoke { id } => match catalog.revoke_token(&id) {
-            Ok(true) => {
-                out.result(&serde_json::json!({ "revoked": id }), |_| {
-                    format!("token {id} revoked")
-                });
-                ExitCode::Ok.into()
-            }
-            Ok(false) => out.error(
-                ExitCode::Usage,
-                "not_found",
-                &format!("no token with id {id:?}"),
-            ),
-            Err(e) => out.error(ExitCode::Failure, "catalog", &e.to_string()),
-        },
+        TokenCommand::Revoke { id } => {
+            switched_off(out, catalog.revoke_token(&id), "token", &id, "revoked")
+        }
     }
 }
 
@@ -361,13 +388,9 @@ impl From<coffer_server::catalog::UserRow> for UserOut {
 /// Runs a user command.
 pub fn user(args: UserArgs) -> std::process::ExitCode {
     let out = Output { json: args.json };
-    let config = match args.config.load() {
-        Ok(c) => c,
-        Err(e) => return out.error(ExitCode::Usage, "config", &e),
-    };
-    let (catalog, _key) = match coffer_server::open_data_dir(&config.data_dir) {
+    let (config, catalog) = match args.config.open_catalog(out) {
         Ok(x) => x,
-        Err(e) => return out.error(ExitCode::Failure, "data_dir", &e.to_string()),
+        Err(code) => return code,
     };
     match args.command {
         UserCommand::Add {
@@ -419,13 +442,8 @@ pub fn user(args: UserArgs) -> std::process::ExitCode {
                 out.result(&rows, |rows| {
                     rows.iter()
                         .map(|u| {
-                            format!(
-                                "{}  {:<20} {}{}",
-                                u.id,
-                                u.name,
-                                u.scopes.join(","),
-                                if u.disabled { "  DISABLED" } else { "" }
-                            )
+                            let flag = if u.disabled { "  DISABLED" } else { "" };
+                            access_line(&u.id, &u.name, &u.scopes, u.components.as_deref(), flag)
                         })
                         .collect::<Vec<_>>()
                         .join("\n")
@@ -434,19 +452,8 @@ pub fn user(args: UserArgs) -> std::process::ExitCode {
             }
             Err(e) => out.error(ExitCode::Failure, "catalog", &e.to_string()),
         },
-        UserCommand::Disable { id } => match catalog.disable_user(&id) {
-            Ok(true) => {
-                out.result(&serde_json::json!({ "disabled": id }), |_| {
-                    format!("user {id} disabled")
-                });
-                ExitCode::Ok.into()
-            }
-            Ok(false) => out.error(
-                ExitCode::Usage,
-                "not_found",
-                &format!("no user with id {id:?}"),
-            ),
-            Err(e) => out.error(ExitCode::Failure, "catalog", &e.to_string()),
-        },
+        UserCommand::Disable { id } => {
+            switched_off(out, catalog.disable_user(&id), "user", &id, "disabled")
+        }
     }
 }

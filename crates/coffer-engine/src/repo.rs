@@ -293,6 +293,11 @@ fn stream_name_ok(name: &str) -> bool {
 }
 
 impl Repo {
+    /// Whether `storage` already holds a repository (its `config` object).
+    pub fn exists(storage: &dyn Storage) -> EngineResult<bool> {
+        has_config(storage)
+    }
+
     /// Creates a new repository protected by `password`.
     pub fn init(storage: Arc<dyn Storage>, password: &str) -> EngineResult<Self> {
         if password.is_empty() {

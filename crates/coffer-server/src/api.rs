@@ -447,7 +447,11 @@ async fn create_backup(
             target.name, target.name
         )));
     }
-    preflight(&state, &specs, &target)?;
+    // Walks source directories: off the async threads.
+    let (specs, target) = {
+        let st = Arc::clone(&state);
+        blocking(move || preflight(&st, &specs, &target).map(|()| (specs, target))).await?
+    };
     let id = BackupId::generate(&label);
     let keys = specs
         .iter()
@@ -1165,17 +1169,13 @@ async fn create_target(
     }
     let st = Arc::clone(&state);
     blocking(move || {
-        let target = OpenTarget::open(&spec).map_err(|e| ApiError::invalid(e.to_string()))?;
-        let report = target.validate(ValidateOptions::default());
-        if !report.ok {
-            return Ok(validation_failed(report));
-        }
+        let (target, report) = match open_validated(&spec)? {
+            Ok(ok) => ok,
+            Err(failed) => return Ok(failed),
+        };
         let storage = target.storage();
-        let exists = storage
-            .list("config")
-            .map_err(|e| ApiError::upstream(e.to_string()))?
-            .iter()
-            .any(|o| o.key == "config");
+        let exists = coffer_engine::Repo::exists(&*storage)
+            .map_err(|e| ApiError::upstream(e.to_string()))?;
         let (password, generated, mode, existed) = if exists {
             let Some(pw) = req.repository_password else {
                 return Err(ApiError::invalid(format!(
@@ -1223,6 +1223,19 @@ async fn create_target(
             .into_response())
     })
     .await
+}
+
+/// Opens `spec` and runs its Validate probe: the target, or the 422 answer
+/// with the report when a step failed.
+fn open_validated(
+    spec: &TargetSpec,
+) -> ApiResult<Result<(OpenTarget, ValidationReport), Response>> {
+    let target = OpenTarget::open(spec).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let report = target.validate(ValidateOptions::default());
+    if !report.ok {
+        return Ok(Err(validation_failed(report)));
+    }
+    Ok(Ok((target, report)))
 }
 
 fn validation_failed(report: ValidationReport) -> Response {
@@ -1305,11 +1318,10 @@ async fn update_target(
         let st = Arc::clone(&state);
         let current = row.clone();
         let checked = blocking(move || {
-            let target = OpenTarget::open(&spec).map_err(|e| ApiError::invalid(e.to_string()))?;
-            let report = target.validate(ValidateOptions::default());
-            if !report.ok {
-                return Ok(Err(validation_failed(report)));
-            }
+            let target = match open_validated(&spec)? {
+                Ok((target, _)) => target,
+                Err(failed) => return Ok(Err(failed)),
+            };
             let password = st.target_password(&current)?;
             coffer_engine::Repo::open(target.storage(), &password).map_err(|e| {
                 ApiError::invalid(format!(

@@ -283,6 +283,37 @@ fn status<T: std::str::FromStr<Err = String>>(s: String) -> rusqlite::Result<T> 
     })
 }
 
+/// The `scopes` and `components` columns of tokens and users (JSON arrays).
+fn access_columns(scopes: &[Scope], components: Option<&[String]>) -> (String, Option<String>) {
+    // Serializing strings and scope names cannot fail.
+    (
+        serde_json::to_string(scopes).unwrap_or_default(),
+        components.map(|c| serde_json::to_string(c).unwrap_or_default()),
+    )
+}
+
+/// Reads what [`access_columns`] wrote, from columns `scopes_col` and `comps_col`.
+fn access_from_columns(
+    r: &rusqlite::Row,
+    scopes_col: usize,
+    comps_col: usize,
+) -> rusqlite::Result<(Vec<Scope>, Option<Vec<String>>)> {
+    let bad = |col: usize| {
+        move |e: serde_json::Error| {
+            rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, e.into())
+        }
+    };
+    let scopes: String = r.get(scopes_col)?;
+    let comps: Option<String> = r.get(comps_col)?;
+    Ok((
+        serde_json::from_str(&scopes).map_err(bad(scopes_col))?,
+        comps
+            .map(|c| serde_json::from_str(&c))
+            .transpose()
+            .map_err(bad(comps_col))?,
+    ))
+}
+
 fn to_u64(v: Option<i64>) -> Option<u64> {
     v.and_then(|v| u64::try_from(v).ok())
 }
@@ -852,11 +883,7 @@ impl Catalog {
 
     /// Stores a token.
     pub fn insert_token(&self, t: &TokenRow) -> CatalogResult<()> {
-        let scopes = serde_json::to_string(&t.scopes).unwrap_or_default();
-        let comps = t
-            .components
-            .as_ref()
-            .map(|c| serde_json::to_string(c).unwrap_or_default());
+        let (scopes, comps) = access_columns(&t.scopes, t.components.as_deref());
         self.conn()
             .execute(
                 "INSERT INTO tokens (id, name, hash, scopes, components, expires_at, created_at)
@@ -876,20 +903,13 @@ impl Catalog {
     }
 
     fn token_from(r: &rusqlite::Row) -> rusqlite::Result<TokenRow> {
-        let scopes: String = r.get(3)?;
-        let comps: Option<String> = r.get(4)?;
-        let bad = |e: serde_json::Error| {
-            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, e.into())
-        };
+        let (scopes, components) = access_from_columns(r, 3, 4)?;
         Ok(TokenRow {
             id: r.get(0)?,
             name: r.get(1)?,
             hash: r.get(2)?,
-            scopes: serde_json::from_str(&scopes).map_err(bad)?,
-            components: comps
-                .map(|c| serde_json::from_str(&c))
-                .transpose()
-                .map_err(bad)?,
+            scopes,
+            components,
             expires_at: r.get(5)?,
             created_at: r.get(6)?,
             revoked_at: r.get(7)?,
@@ -924,11 +944,7 @@ impl Catalog {
 
     /// Stores a user.
     pub fn insert_user(&self, u: &UserRow) -> CatalogResult<()> {
-        let scopes = serde_json::to_string(&u.scopes).unwrap_or_default();
-        let comps = u
-            .components
-            .as_ref()
-            .map(|c| serde_json::to_string(c).unwrap_or_default());
+        let (scopes, comps) = access_columns(&u.scopes, u.components.as_deref());
         self.conn()
             .execute(
                 "INSERT INTO users (id, name, password_hash, scopes, components, created_at)
@@ -940,20 +956,13 @@ impl Catalog {
     }
 
     fn user_from(r: &rusqlite::Row) -> rusqlite::Result<UserRow> {
-        let scopes: String = r.get(3)?;
-        let comps: Option<String> = r.get(4)?;
-        let bad = |e: serde_json::Error| {
-            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, e.into())
-        };
+        let (scopes, components) = access_from_columns(r, 3, 4)?;
         Ok(UserRow {
             id: r.get(0)?,
             name: r.get(1)?,
             password_hash: r.get(2)?,
-            scopes: serde_json::from_str(&scopes).map_err(bad)?,
-            components: comps
-                .map(|c| serde_json::from_str(&c))
-                .transpose()
-                .map_err(bad)?,
+            scopes,
+            components,
             created_at: r.get(5)?,
             disabled_at: r.get(6)?,
         })

@@ -411,6 +411,8 @@ pub async fn run_backup(state: Shared, job: BackupJob, reservation: Reservation)
         }
     };
     let mut outcomes: Vec<(String, Result<SnapshotInfo, String>)> = Vec::new();
+    // The repository, once opened: a cancel removes what finished through it.
+    let mut opened = None;
     match setup {
         Err(reason) => {
             log(format!("nothing was backed up: {reason}"));
@@ -419,6 +421,7 @@ pub async fn run_backup(state: Shared, job: BackupJob, reservation: Reservation)
             }
         }
         Ok(repo) => {
+            opened = Some(repo.clone());
             let count = u32::try_from(job.components.len()).unwrap_or(u32::MAX);
             let items: Vec<_> = job
                 .components
@@ -462,19 +465,15 @@ pub async fn run_backup(state: Shared, job: BackupJob, reservation: Reservation)
             .iter()
             .filter_map(|(_, r)| r.as_ref().ok().map(|s| s.id.clone()))
             .collect();
-        if !done.is_empty() {
-            let state2 = Arc::clone(&state);
-            let target = job.target.clone();
-            let forgotten = tokio::task::spawn_blocking(move || {
-                state2
-                    .repo(&target)
-                    .map_err(|e| e.message)
-                    .and_then(|r| r.forget(&done).map_err(|e| e.to_string()))
-            })
-            .await;
-            log(format!(
-                "cancelled: removed the finished components' snapshots ({forgotten:?})"
-            ));
+        if let (false, Some(repo)) = (done.is_empty(), opened) {
+            match forget_snapshots(repo, done).await {
+                Ok(n) => log(format!(
+                    "cancelled: removed {n} finished component snapshot(s)"
+                )),
+                Err(e) => log(format!(
+                    "cancelled, but removing finished snapshots failed: {e}"
+                )),
+            }
         }
         for (_, r) in &mut outcomes {
             *r = Err("cancelled".to_owned());
@@ -526,12 +525,12 @@ async fn backup_component(
     log(format!("component {name} ({}) started", spec.kind.name()));
     let started = Instant::now();
     let staging = state.config.staging_dir.clone();
-    let backup = bref.clone();
     let progress = state.jobs.progress_fn(id, &name);
-    let task = tokio::task::spawn_blocking(move || {
+    // For removing a snapshot that lands after a timeout.
+    let keep = repo.clone();
+    let mut task = tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&staging)
             .map_err(|e| format!("creating staging directory {}: {e}", staging.display()))?;
-        let bref = backup;
         let ctx = BackupContext {
             repo: &repo,
             backup: &bref,
@@ -541,7 +540,6 @@ async fn backup_component(
         coffer_components::backup(&spec, &ctx).map_err(describe_component_error)
     });
     let timeout = state.config.component_timeout;
-    let mut task = task;
     let result = match tokio::time::timeout(timeout, &mut task).await {
         Ok(joined) => {
             match joined.unwrap_or_else(|e| Err(format!("the component panicked: {e}"))) {
@@ -558,7 +556,9 @@ async fn backup_component(
             if let Ok(Ok(snap)) = late {
                 // Finished at the very moment it was stopped: not kept, the
                 // state says it failed.
-                let _ = repo_forget(state, &bref, &snap).await;
+                if let Err(e) = forget_snapshots(keep, vec![snap.id.clone()]).await {
+                    log(format!("removing the late snapshot {}: {e}", snap.id));
+                }
             }
             Err(format!(
                 "timed out after {} s (server.component_timeout_secs) and was stopped; nothing was recorded",
@@ -584,28 +584,11 @@ async fn backup_component(
     result
 }
 
-async fn repo_forget(state: &Shared, bref: &BackupRef, snap: &SnapshotInfo) -> Result<(), String> {
-    let Some(target) = state
-        .catalog
-        .backup(bref.backup_id.as_str())
-        .ok()
-        .flatten()
-        .map(|b| b.target)
-    else {
-        return Ok(());
-    };
-    let state = Arc::clone(state);
-    let id = snap.id.clone();
-    tokio::task::spawn_blocking(move || {
-        state
-            .repo(&target)
-            .map_err(|e| e.message)?
-            .forget(&[id])
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())?
+/// Removes snapshots a job must not keep (a cancelled or timed-out backup's).
+async fn forget_snapshots(repo: coffer_engine::Repo, ids: Vec<String>) -> Result<usize, String> {
+    tokio::task::spawn_blocking(move || repo.forget(&ids).map_err(|e| e.to_string()))
+        .await
+        .map_err(|e| e.to_string())?
 }
 
 /// A component error as one line; the engine's `Cancelled` reads "cancelled".
