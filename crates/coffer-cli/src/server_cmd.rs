@@ -50,6 +50,28 @@ impl ConfigArgs {
     }
 }
 
+/// Who a new token or user is and what it may do.
+#[derive(Debug, Args)]
+struct AccessArgs {
+    /// What the token is for, or the user's login name.
+    #[arg(long)]
+    name: String,
+    /// A scope (repeat): backups:read, backups:write, backups:delete, restore, export,
+    /// targets:read, targets:write, tokens:admin, sensitive.
+    #[arg(long = "scope", required = true)]
+    scopes: Vec<String>,
+    /// Limit it to this component (repeat).
+    #[arg(long = "component")]
+    components: Vec<String>,
+}
+
+impl AccessArgs {
+    /// `None` when no component was named (no limit).
+    fn components(&self) -> Option<Vec<String>> {
+        (!self.components.is_empty()).then(|| self.components.clone())
+    }
+}
+
 /// `coffer server`.
 #[derive(Debug, Args)]
 pub struct ServerArgs {
@@ -100,16 +122,8 @@ pub struct TokenArgs {
 enum TokenCommand {
     /// Create a token and print its secret (once).
     Create {
-        /// What it is for.
-        #[arg(long)]
-        name: String,
-        /// A scope (repeat): backups:read, backups:write, backups:delete, restore, export,
-        /// targets:read, targets:write, tokens:admin, sensitive.
-        #[arg(long = "scope", required = true)]
-        scopes: Vec<String>,
-        /// Limit the token to this component (repeat).
-        #[arg(long = "component")]
-        components: Vec<String>,
+        #[command(flatten)]
+        access: AccessArgs,
         /// Lifetime in seconds.
         #[arg(long)]
         expires_in: Option<u64>,
@@ -198,17 +212,11 @@ pub fn token(args: TokenArgs) -> std::process::ExitCode {
         Err(code) => return code,
     };
     match args.command {
-        TokenCommand::Create {
-            name,
-            scopes,
-            components,
-            expires_in,
-        } => {
-            let comps = (!components.is_empty()).then_some(components);
+        TokenCommand::Create { access, expires_in } => {
             let t = match coffer_server::api::new_token(
-                &name,
-                &scopes,
-                comps,
+                &access.name,
+                &access.scopes,
+                access.components(),
                 expires_in,
                 &config.components,
             ) {
@@ -342,15 +350,8 @@ pub struct UserArgs {
 enum UserCommand {
     /// Create a user who logs in at POST /api/v1/auth/login.
     Add {
-        /// Login name.
-        #[arg(long)]
-        name: String,
-        /// A scope (repeat), as for tokens.
-        #[arg(long = "scope", required = true)]
-        scopes: Vec<String>,
-        /// Limit the user to this component (repeat).
-        #[arg(long = "component")]
-        components: Vec<String>,
+        #[command(flatten)]
+        access: AccessArgs,
         /// Read the password from the first line of FILE (else: asked twice on the terminal).
         #[arg(long)]
         password_file: Option<PathBuf>,
@@ -394,9 +395,7 @@ pub fn user(args: UserArgs) -> std::process::ExitCode {
     };
     match args.command {
         UserCommand::Add {
-            name,
-            scopes,
-            components,
+            access,
             password_file,
         } => {
             let password = match password_file {
@@ -412,12 +411,11 @@ pub fn user(args: UserArgs) -> std::process::ExitCode {
                 Ok(p) => p,
                 Err(e) => return out.error(ExitCode::Usage, "password", &format!("{e:#}")),
             };
-            let comps = (!components.is_empty()).then_some(components);
             let u = match coffer_server::api::new_user(
-                &name,
+                &access.name,
                 password,
-                &scopes,
-                comps,
+                &access.scopes,
+                access.components(),
                 &config.components,
             ) {
                 Ok(u) => u,
