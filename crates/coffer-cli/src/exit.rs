@@ -48,6 +48,8 @@ impl ExitCode {
             EngineError::Incomplete { .. } => (Self::Partial, "incomplete"),
             EngineError::Cancelled { .. } => (Self::Failure, "cancelled"),
             EngineError::DestinationNotEmpty(_) => (Self::Usage, "destination_not_empty"),
+            EngineError::SealedWithoutIdentity { .. } => (Self::Usage, "sealed"),
+            EngineError::Unseal(_) => (Self::Failure, "unseal"),
             EngineError::NotFound(_) => (Self::Usage, "not_found"),
             EngineError::InvalidInput(_) => (Self::Usage, "invalid_input"),
             EngineError::Storage(_) => (Self::Failure, "storage"),

@@ -9,7 +9,8 @@ use clap::{Args, Subcommand};
 use coffer_components::{BackupContext, ComponentError, RestoreContext, RestoreOptions};
 use coffer_engine::lock::{LockInfo, RepoLock};
 use coffer_engine::{
-    EngineError, Repo, RestoreMode, SnapshotFilter, SnapshotInfo, TreeBackupOptions,
+    AgeIdentity, AgeRecipients, EngineError, Repo, RestoreMode, SnapshotFilter, SnapshotInfo,
+    TreeBackupOptions,
 };
 use coffer_model::component::{ComponentSpec, parse_components};
 use coffer_model::{BackupId, BackupRef, ComponentName, Label};
@@ -142,6 +143,18 @@ struct BackupArgs {
     /// Directory for staging copies (SQLite copies, files a command writes).
     #[arg(long, env = "COFFER_STAGING_DIR", value_name = "DIR")]
     staging: Option<PathBuf>,
+    /// Age X25519 public key (age1…) that `sensitive = true` components are
+    /// sealed to; repeatable. Default: `[sensitive] recipients` of --config.
+    #[arg(
+        long = "age-recipient",
+        value_name = "AGE1…",
+        env = "COFFER_AGE_RECIPIENTS",
+        value_delimiter = ','
+    )]
+    age_recipients: Vec<String>,
+    /// Seal every component of this backup, not only sensitive ones.
+    #[arg(long)]
+    seal: bool,
 }
 
 #[derive(Debug, Args)]
@@ -184,6 +197,10 @@ struct RestoreArgs {
     /// Directory for staging copies (Redis RDB files, `{file}` inputs).
     #[arg(long, env = "COFFER_STAGING_DIR", value_name = "DIR")]
     staging: Option<PathBuf>,
+    /// File holding the age identity (AGE-SECRET-KEY-1…, as age-keygen
+    /// writes it) that opens a sealed snapshot.
+    #[arg(long, env = "COFFER_AGE_IDENTITY_FILE", value_name = "FILE")]
+    age_identity: Option<PathBuf>,
 }
 
 /// The result of one component of `repo backup`.
@@ -296,6 +313,49 @@ fn parse_specs(args: &BackupArgs) -> anyhow::Result<Vec<Spec>> {
     Ok(specs)
 }
 
+/// What to seal components to: `--age-recipient`, else the config file's
+/// `[sensitive] recipients`. Refuses a sensitive component (or `--seal`)
+/// with nothing to seal to, rather than storing it less protected.
+fn sealing(args: &BackupArgs, specs: &[Spec]) -> anyhow::Result<Option<Arc<AgeRecipients>>> {
+    let mut keys = args.age_recipients.clone();
+    if keys.is_empty()
+        && let Some(file) = &args.config
+    {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+        let doc: toml::Table =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        if let Some(list) = doc
+            .get("sensitive")
+            .and_then(|s| s.get("recipients"))
+            .and_then(toml::Value::as_array)
+        {
+            keys = list
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<_>>()
+                .ok_or_else(|| {
+                    anyhow::anyhow!("{}: sensitive.recipients must be strings", file.display())
+                })?;
+        }
+    }
+    let sensitive = specs
+        .iter()
+        .find_map(|s| matches!(s, Spec::Config(c) if c.sensitive).then_some(()));
+    if keys.is_empty() {
+        if args.seal || sensitive.is_some() {
+            anyhow::bail!(
+                "nothing to seal to: sensitive components (and --seal) need an age public key — \
+                 give --age-recipient age1… or [sensitive] recipients in the config file"
+            );
+        }
+        return Ok(None);
+    }
+    AgeRecipients::parse(&keys)
+        .map(|r| Some(Arc::new(r)))
+        .map_err(|e| anyhow::anyhow!("--age-recipient: {e}"))
+}
+
 /// Runs `coffer repo …`.
 pub fn run(args: RepoArgs) -> ProcessExit {
     let out = Output { json: args.json };
@@ -315,7 +375,7 @@ pub fn run(args: RepoArgs) -> ProcessExit {
             if let Err(e) = Label::new(&b.label) {
                 return usage(e.to_string());
             }
-            match parse_specs(b) {
+            match parse_specs(b).and_then(|s| Ok((sealing(b, &s)?, s))) {
                 Ok(s) => Some(s),
                 Err(e) => return usage(format!("{e:#}")),
             }
@@ -365,7 +425,10 @@ pub fn run(args: RepoArgs) -> ProcessExit {
 
     match args.command {
         RepoCommand::Init => unreachable!("handled above"),
-        RepoCommand::Backup(b) => backup(&repo, &b, specs.unwrap_or_default(), out),
+        RepoCommand::Backup(b) => {
+            let (seal, specs) = specs.unwrap_or_default();
+            backup(&repo, &b, specs, seal, out)
+        }
         RepoCommand::Snapshots {
             backup,
             label,
@@ -506,7 +569,13 @@ pub fn run(args: RepoArgs) -> ProcessExit {
     }
 }
 
-fn backup(repo: &Repo, args: &BackupArgs, specs: Vec<Spec>, out: Output) -> ProcessExit {
+fn backup(
+    repo: &Repo,
+    args: &BackupArgs,
+    specs: Vec<Spec>,
+    seal: Option<Arc<AgeRecipients>>,
+    out: Output,
+) -> ProcessExit {
     let label = match Label::new(&args.label) {
         Ok(l) => l,
         Err(e) => return out.error(ExitCode::Usage, "usage", &e.to_string()),
@@ -536,6 +605,11 @@ fn backup(repo: &Repo, args: &BackupArgs, specs: Vec<Spec>, out: Output) -> Proc
             Spec::Config(c) => (c.name.clone(), format!("{} ({})", c.name, c.kind.name())),
         };
         let bref = BackupRef::new(backup_id.clone(), name.clone(), count);
+        let sensitive = matches!(&spec, Spec::Config(c) if c.sensitive);
+        let repo = &match &seal {
+            Some(r) if args.seal || sensitive => repo.sealed_to(Arc::clone(r)),
+            _ => repo.clone(),
+        };
         let bar = out.progress(&what);
         let cb = bar.as_ref().map(|(_, cb)| Arc::clone(cb));
         let res = match spec {
@@ -624,6 +698,25 @@ fn backup(repo: &Repo, args: &BackupArgs, specs: Vec<Spec>, out: Output) -> Proc
 }
 
 fn restore(repo: &Repo, args: &RestoreArgs, out: Output) -> ProcessExit {
+    let with_identity;
+    let repo = match &args.age_identity {
+        None => repo,
+        Some(file) => {
+            let identity = std::fs::read_to_string(file)
+                .map_err(|e| format!("reading {}: {e}", file.display()))
+                .and_then(|t| {
+                    t.parse::<AgeIdentity>()
+                        .map_err(|e| format!("{}: {e}", file.display()))
+                });
+            match identity {
+                Ok(id) => {
+                    with_identity = repo.with_identity(Arc::new(id));
+                    &with_identity
+                }
+                Err(e) => return out.error(ExitCode::Usage, "usage", &e),
+            }
+        }
+    };
     if let Some(file) = &args.config {
         return restore_component(repo, args, file, out);
     }

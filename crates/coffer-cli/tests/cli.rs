@@ -662,3 +662,85 @@ fn validate_and_use_network_targets_from_the_cli() {
     let out = run(&["check", "--read-data"], &secret);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+#[test]
+fn sealed_components_through_the_cli() {
+    let f = Fixture::new();
+    let keys = f.path("keys");
+    tree::write(&keys.join("signing.pem"), b"-----BEGIN PRIVATE KEY-----");
+    let identity = coffer_engine::AgeIdentity::generate();
+    let id_file = f.path("coffer-sensitive.key");
+    fs::write(
+        &id_file,
+        format!(
+            "# public key: {}\n{}\n",
+            identity.recipient(),
+            identity.secret()
+        ),
+    )
+    .unwrap();
+    let config = f.path("coffer.toml");
+    let component = format!(
+        "[[components]]\nname = \"keys\"\nkind = \"files\"\nsensitive = true\npath = \"{}\"\n",
+        keys.display()
+    );
+    fs::write(&config, &component).unwrap();
+    // A sensitive component with nothing to seal to is refused, nothing written.
+    let out = f.run(&["backup", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--age-recipient"), "{}", stderr(&out));
+    assert_eq!(f.json(&["snapshots"]).as_array().unwrap().len(), 0);
+
+    // [sensitive] recipients in the config file seal it.
+    fs::write(
+        &config,
+        format!(
+            "[sensitive]\nrecipients = [\"{}\"]\n\n{component}",
+            identity.recipient()
+        ),
+    )
+    .unwrap();
+    let res = f.json(&["backup", "--config", config.to_str().unwrap()]);
+    let snap = &res["components"][0]["snapshot"];
+    assert_eq!(snap["sealed"], true, "{res}");
+    assert_eq!(snap["paths"][0], "keys.tar.age");
+    let id = snap["id"].as_str().unwrap();
+
+    let dest = f.path("restored");
+    let out = f.run(&["restore", id, "--target", dest.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(error_kind(&out), "sealed");
+    assert!(!dest.exists());
+    f.json(&[
+        "restore",
+        id,
+        "--target",
+        dest.to_str().unwrap(),
+        "--age-identity",
+        id_file.to_str().unwrap(),
+    ]);
+    assert_same_tree(&keys, &dest);
+
+    // --seal with --age-recipient seals ad-hoc components too.
+    let res = f.json(&[
+        "backup",
+        "--command",
+        "token=printf s3cr3t",
+        "--seal",
+        "--age-recipient",
+        &identity.recipient(),
+    ]);
+    let snap = &res["components"][0]["snapshot"];
+    assert_eq!(snap["paths"][0], "token.age", "{res}");
+    let out_file = f.path("token.txt");
+    f.json(&[
+        "restore",
+        snap["id"].as_str().unwrap(),
+        "--output",
+        out_file.to_str().unwrap(),
+        "--age-identity",
+        id_file.to_str().unwrap(),
+    ]);
+    assert_eq!(fs::read(&out_file).unwrap(), b"s3cr3t");
+    restic_check(&f.repo, PW);
+}

@@ -510,23 +510,15 @@ database = "{src}"
 fn bad_requests_are_refused_with_the_rule_and_nothing_changes() {
     let tmp = tempfile::tempdir().unwrap();
     let files = small_dir(tmp.path());
-    let keys = tmp.path().join("keys");
-    std::fs::create_dir_all(&keys).unwrap();
     let config = write_config(
         tmp.path(),
         &format!(
-            "[[components]]\nname = \"files\"\nkind = \"files\"\npath = \"{}\"\n\n\
-             [[components]]\nname = \"keys\"\nkind = \"files\"\nsensitive = true\npath = \"{}\"\n",
+            "[[components]]\nname = \"files\"\nkind = \"files\"\npath = \"{}\"\n",
             files.display(),
-            keys.display()
         ),
     );
     let srv = Server::start(&config);
     for (body, needle) in [
-        (
-            json!({ "label": "okay", "components": ["keys"] }),
-            "marked sensitive = true",
-        ),
         (json!({ "label": "ab" }), "3 to 25"),
         (json!({ "label": "..hidden" }), "must not start with '..'"),
         (json!({ "label": "a b c" }), "3 to 25"),
@@ -1461,4 +1453,150 @@ fn users_log_in_for_short_lived_tokens_with_their_own_scopes() {
     let (code, v) = srv.call_raw("GET", "/api/v1/users", Some(&grace), None);
     assert_eq!(code, 401, "{v}");
     assert!(v["message"].as_str().unwrap().contains("expired"), "{v}");
+}
+
+#[test]
+fn sensitive_components_are_sealed_and_restore_only_with_their_identity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = small_dir(tmp.path());
+    let keys = tmp.path().join("keys");
+    build_rich_tree(&keys);
+    let db = tmp.path().join("vault.sqlite");
+    sqlite_db(&db, 50);
+    let identity = coffer_engine::AgeIdentity::generate();
+    let key_file = format!(
+        "# created: by the test\n# public key: {}\n{}\n",
+        identity.recipient(),
+        identity.secret()
+    );
+    let config = write_config(
+        tmp.path(),
+        &format!(
+            "[sensitive]\nrecipients = [\"{}\"]\n\n\
+             [[components]]\nname = \"files\"\nkind = \"files\"\npath = \"{}\"\n\n\
+             [[components]]\nname = \"keys\"\nkind = \"files\"\nsensitive = true\npath = \"{}\"\n\n\
+             [[components]]\nname = \"vault\"\nkind = \"sqlite\"\nsensitive = true\npath = \"{}\"\n",
+            identity.recipient(),
+            files.display(),
+            keys.display(),
+            db.display()
+        ),
+    );
+    let srv = Server::start(&config);
+
+    // Without the `sensitive` scope a token cannot back them up.
+    let plain = srv.token(&["backups:write", "backups:read", "restore"], None, None);
+    let (code, v) = srv.call(
+        "POST",
+        "/api/v1/backups",
+        Some(&plain),
+        Some(&json!({ "label": "nope", "components": ["keys"] })),
+    );
+    assert_eq!(code, 403, "{v}");
+
+    let b = srv.backup(&json!({ "label": "sealed" }));
+    assert_eq!(b["status"], "READY", "{b:#}");
+    let id = b["id"].as_str().unwrap().to_owned();
+
+    // In the repository: age files, no plaintext; restic checks it.
+    let repo = tmp.path().join("data/repository");
+    let pw = srv.repo_password.clone().expect("repository password");
+    restic_check(&repo, &pw);
+    if let Some(out) = coffer_testkit::restic(&repo, &pw, &["snapshots", "--json"]) {
+        assert!(
+            out.contains("keys.tar.age") && out.contains("vault.sqlite.age"),
+            "{out}"
+        );
+        assert!(out.contains("coffer-sealed=age"), "{out}");
+    }
+    if let Some(bytes) = coffer_testkit::restic_bytes(
+        &repo,
+        &pw,
+        &[
+            "dump",
+            "latest",
+            "/keys.tar.age",
+            "--tag",
+            "coffer-component=keys",
+        ],
+    ) {
+        assert!(bytes.starts_with(b"age-encryption.org/v1"));
+        assert!(!bytes.windows(12).any(|w| w == b"hello coffer"));
+    }
+
+    let keys_to = tmp.path().join("keys-restored");
+    let db_to = tmp.path().join("vault-restored.sqlite");
+    let overrides = json!({ "keys": { "path": keys_to }, "vault": { "path": db_to } });
+    let restore = |token: &str, body: Value| {
+        srv.call(
+            "POST",
+            &format!("/api/v1/backups/{id}/restore"),
+            Some(token),
+            Some(&body),
+        )
+    };
+    // No identity, a wrong one, a malformed one: 422, nothing restored.
+    let (code, v) = restore(&srv.admin, json!({ "overrides": overrides }));
+    assert_eq!(code, 422, "{v}");
+    let msg = v["message"].as_str().unwrap();
+    assert!(
+        msg.contains("keys") && msg.contains("vault") && msg.contains("age_identity"),
+        "{v}"
+    );
+    let wrong = coffer_engine::AgeIdentity::generate();
+    let (code, v) = restore(
+        &srv.admin,
+        json!({ "overrides": overrides, "age_identity": wrong.secret() }),
+    );
+    assert_eq!(code, 422, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("is not one this component was sealed to"),
+        "{v}"
+    );
+    let (code, v) = restore(
+        &srv.admin,
+        json!({ "overrides": overrides, "age_identity": "AGE-SECRET-KEY-1NOPE" }),
+    );
+    assert_eq!(code, 422, "{v}");
+    assert!(
+        !v.to_string().contains("NOPE"),
+        "the identity is not echoed: {v}"
+    );
+    // The right identity but a token without `sensitive`: 403.
+    let (code, v) = restore(
+        &plain,
+        json!({ "overrides": { "keys": { "path": keys_to } }, "age_identity": key_file,
+            "components": ["keys"] }),
+    );
+    assert_eq!(code, 403, "{v}");
+    assert!(!keys_to.exists() && !db_to.exists(), "nothing was restored");
+
+    // The identity file's text opens both.
+    let (code, v) = restore(
+        &srv.admin,
+        json!({ "overrides": overrides, "age_identity": key_file, "components": ["keys", "vault"] }),
+    );
+    assert_eq!(code, 202, "{v}");
+    let r = srv.wait_until_done(
+        &format!("/api/v1/restores/{}", v["id"].as_str().unwrap()),
+        "RESTORING",
+        120,
+    );
+    assert_eq!(r["status"], "READY", "{r:#}");
+    assert_same_tree(&keys, &keys_to);
+    assert_eq!(sqlite_rows(&db_to), sqlite_rows(&db));
+
+    // The secret key is in neither the catalog nor the job logs.
+    drop(srv);
+    let secret = identity.secret();
+    for f in ["catalog.sqlite", "catalog.sqlite-wal"] {
+        let bytes = std::fs::read(tmp.path().join("data").join(f)).unwrap_or_default();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the age identity was stored in {f}"
+        );
+    }
 }

@@ -193,6 +193,38 @@ pub fn staging_estimate(spec: &ComponentSpec) -> Option<u64> {
     }
 }
 
+/// The size of a component's data, where it can be measured without a
+/// backup: a directory walk (`files`), the database file and its WAL
+/// (`sqlite`), `pg_database_size` (`postgres`). `None` for the other kinds,
+/// or when the measurement fails (the backup will say why).
+pub fn source_size(spec: &ComponentSpec) -> Option<u64> {
+    match &spec.kind {
+        ComponentKind::Files(f) => Some(dir_size(&f.path)),
+        ComponentKind::Sqlite(_) => staging_estimate(spec),
+        ComponentKind::Postgres(p) => postgres::database_size(&Ctx(spec.name.to_string()), p).ok(),
+        _ => None,
+    }
+}
+
+/// Bytes of regular files below `path` (what cannot be read counts 0).
+fn dir_size(path: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
 /// The space preflight: refuses to start when the staging directory's file
 /// system has less free space than the components' [`staging_estimate`]s
 /// need (plus a 5 % margin), naming each component's share.
@@ -253,8 +285,18 @@ fn check_snapshot_fits(
         ComponentKind::S3(_) => Some(".tar"),
         _ => None,
     };
+    // A sealed snapshot stores the same file with `.age` appended.
+    let stored_ext = |p: &String| {
+        let p = if snap.sealed {
+            p.strip_suffix(coffer_engine::seal::SEALED_SUFFIX)
+                .unwrap_or(p)
+        } else {
+            p
+        };
+        ext.is_some_and(|ext| p.ends_with(ext))
+    };
     if let Some(ext) = ext
-        && !snap.paths.iter().any(|p| p.ends_with(ext))
+        && !snap.paths.iter().any(stored_ext)
     {
         return Err(c.invalid(format!(
             "snapshot {} holds {:?}, not a {} backup (*{ext})",

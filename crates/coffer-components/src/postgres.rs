@@ -115,6 +115,22 @@ impl<'a> Pg<'a> {
     }
 }
 
+/// `pg_database_size` of the spec's database: what a dump of it reads at
+/// most (the dump itself is usually smaller: no indexes, no bloat).
+pub(crate) fn database_size(c: &Ctx, spec: &PostgresSpec) -> Result<u64, ComponentError> {
+    let out = Pg::new(c, spec)?.psql(
+        &spec.database,
+        &[],
+        "SELECT pg_database_size(current_database());\n",
+    )?;
+    out.trim().parse().map_err(|_| {
+        c.tool(format!(
+            "unexpected pg_database_size answer {:?}",
+            out.trim()
+        ))
+    })
+}
+
 fn major_of(version: &str) -> Option<u32> {
     version
         .split(|c: char| !c.is_ascii_digit())

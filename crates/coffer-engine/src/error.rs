@@ -49,6 +49,18 @@ pub enum EngineError {
         "restore destination {0} is not empty (choose an empty directory, or allow overwriting)"
     )]
     DestinationNotEmpty(std::path::PathBuf),
+    /// A sealed snapshot (see [`crate::seal`]) and no age identity to open it.
+    #[error(
+        "snapshot {snapshot} is sealed to an age recipient: restoring it needs the matching age identity (AGE-SECRET-KEY-1…)"
+    )]
+    SealedWithoutIdentity {
+        /// The sealed snapshot.
+        snapshot: String,
+    },
+    /// The sealed data could not be opened or unpacked: the wrong identity,
+    /// or damaged data.
+    #[error("{0}")]
+    Unseal(String),
     /// A snapshot, backup, component or key that does not exist.
     #[error("{0}")]
     NotFound(String),

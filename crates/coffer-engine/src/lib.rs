@@ -33,6 +33,7 @@ mod meta;
 mod progress;
 mod repo;
 mod restore;
+pub mod seal;
 mod source;
 
 pub use cancel::CancelToken;
@@ -43,3 +44,4 @@ pub use repo::{
     TreeBackupOptions, tags,
 };
 pub use restore::RestoreMode;
+pub use seal::{AgeIdentity, AgeRecipients};

@@ -32,7 +32,7 @@ pub(crate) fn unix_mode_from_go(go: u32) -> u32 {
     mode
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }

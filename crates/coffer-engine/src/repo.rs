@@ -24,6 +24,7 @@ use crate::child::{StderrTail, describe_failure};
 use crate::lock::{LockMode, RepoLock};
 use crate::progress::{Counters, EngineProgressBars, ProgressFn};
 use crate::restore::{self, RestoreMode, Staging};
+use crate::seal::{self, AgeIdentity, AgeRecipients};
 use crate::source::{CheckedSource, SourceTally, StreamSource};
 use crate::{EngineError, EngineResult};
 
@@ -42,6 +43,8 @@ pub mod tags {
     pub const COMPONENT_COUNT: &str = "coffer-components=";
     /// `coffer-kind=tree|stream`.
     pub const KIND: &str = "coffer-kind=";
+    /// On snapshots whose content is sealed to age recipients (see [`crate::seal`]).
+    pub const SEALED: &str = "coffer-sealed=age";
 }
 
 /// What a snapshot holds.
@@ -78,8 +81,12 @@ pub struct SnapshotInfo {
     pub tags: Vec<String>,
     /// The backup this snapshot is a component of, if Coffer wrote it.
     pub backup: Option<BackupRef>,
-    /// Tree or stream, if Coffer wrote it.
+    /// Tree or stream, if Coffer wrote it. A sealed tree is stored as one
+    /// file (an age-encrypted tar) but restores as a tree.
     pub kind: Option<ContentKind>,
+    /// Whether the content is sealed to age recipients: restoring it needs
+    /// an identity ([`Repo::with_identity`]).
+    pub sealed: bool,
     /// Files in the snapshot.
     pub files: u64,
     /// Files that were new (no parent entry).
@@ -111,6 +118,7 @@ impl SnapshotInfo {
             _ => None,
         };
         let summary = snap.summary.clone().unwrap_or_default();
+        let sealed = tags.iter().any(|t| t == tags::SEALED);
         Self {
             id: full_hex(&snap.id),
             time: snap.time.timestamp().to_string(),
@@ -119,6 +127,7 @@ impl SnapshotInfo {
             tags,
             backup,
             kind,
+            sealed,
             files: summary.total_files_processed,
             files_new: summary.files_new,
             files_changed: summary.files_changed,
@@ -221,6 +230,10 @@ pub struct Repo {
     key_id: Option<String>,
     /// Fired by whoever cancels the job this handle belongs to.
     cancel: Option<CancelToken>,
+    /// Backups through this handle are sealed to these recipients.
+    seal: Option<Arc<AgeRecipients>>,
+    /// Restores through this handle can open snapshots sealed to this identity.
+    identity: Option<Arc<AgeIdentity>>,
 }
 
 impl std::fmt::Debug for Repo {
@@ -323,6 +336,8 @@ impl Repo {
                 key: repo.key(),
                 key_id: repo.key_id().as_ref().map(|k| full_hex(k)),
                 cancel: None,
+                seal: None,
+                identity: None,
                 storage: Arc::clone(&storage),
             })
         })
@@ -350,6 +365,8 @@ impl Repo {
                 key: repo.key(),
                 key_id: repo.key_id().as_ref().map(|k| full_hex(k)),
                 cancel: None,
+                seal: None,
+                identity: None,
                 storage: Arc::clone(&storage),
             })
         })
@@ -361,6 +378,25 @@ impl Repo {
     pub fn with_cancel(&self, token: CancelToken) -> Self {
         Self {
             cancel: Some(token),
+            ..self.clone()
+        }
+    }
+
+    /// A handle on the same repository whose backups are sealed to
+    /// `recipients` (see [`crate::seal`]): streams become `<name>.age`, trees
+    /// `<component>.tar.age`, and only a matching identity restores them.
+    pub fn sealed_to(&self, recipients: Arc<AgeRecipients>) -> Self {
+        Self {
+            seal: Some(recipients),
+            ..self.clone()
+        }
+    }
+
+    /// A handle on the same repository that restores sealed snapshots with
+    /// `identity`. Unsealed snapshots restore as before.
+    pub fn with_identity(&self, identity: Arc<AgeIdentity>) -> Self {
+        Self {
+            identity: Some(identity),
             ..self.clone()
         }
     }
@@ -472,15 +508,18 @@ impl Repo {
     // ------------------------------------------------------------------ backup
 
     fn snapshot_template(&self, r: &BackupRef, kind: ContentKind) -> EngineResult<SnapshotFile> {
-        let tag_list = [
+        let mut tag_list = vec![
             tags::COFFER.to_owned(),
             format!("{}{}", tags::BACKUP, r.backup_id),
             format!("{}{}", tags::LABEL, r.label),
             format!("{}{}", tags::COMPONENT, r.component),
             format!("{}{}", tags::COMPONENT_COUNT, r.component_count),
             format!("{}{}", tags::KIND, kind.as_str()),
-        ]
-        .join(",");
+        ];
+        if self.seal.is_some() {
+            tag_list.push(tags::SEALED.to_owned());
+        }
+        let tag_list = tag_list.join(",");
         SnapshotOptions::default()
             .label(r.label.to_string())
             .add_tags(&tag_list)
@@ -535,6 +574,26 @@ impl Repo {
         }
         let source = std::fs::canonicalize(source)
             .map_err(|e| EngineError::io(format!("resolving {}", source.display()), e))?;
+        if let Some(recipients) = &self.seal {
+            // One age file of a tar of the tree (see `seal`): walked with the
+            // same excludes, recorded as a stream that restores as a tree.
+            let excludes = Excludes::default().globs(exclude_globs(&opts.excludes)?);
+            let sealed = seal::seal_tree(
+                source.clone(),
+                excludes,
+                Arc::clone(recipients),
+                self.cancel.clone(),
+            )
+            .map_err(|e| EngineError::io("starting the sealing thread", e))?;
+            let name = format!("{}.tar{}", backup.component, seal::SEALED_SUFFIX);
+            return self.archive_stream(
+                Box::new(sealed),
+                &name,
+                backup,
+                progress,
+                ContentKind::Tree,
+            );
+        }
         let BackupJob {
             _lock,
             gate,
@@ -599,6 +658,33 @@ impl Repo {
                 "invalid stream name {name:?}: a file name without '/'"
             )));
         }
+        match &self.seal {
+            Some(recipients) => {
+                let sealed = seal::seal_stream(reader, Arc::clone(recipients))
+                    .map_err(|e| EngineError::io("starting the sealing thread", e))?;
+                let name = format!("{name}{}", seal::SEALED_SUFFIX);
+                self.archive_stream(
+                    Box::new(sealed),
+                    &name,
+                    backup,
+                    progress,
+                    ContentKind::Stream,
+                )
+            }
+            None => self.archive_stream(reader, name, backup, progress, ContentKind::Stream),
+        }
+    }
+
+    /// Records `reader` as the single file `name`, tagged with `kind` (what
+    /// it restores as).
+    fn archive_stream(
+        &self,
+        reader: Box<dyn Read + Send>,
+        name: &str,
+        backup: &BackupRef,
+        progress: Option<ProgressFn>,
+        kind: ContentKind,
+    ) -> EngineResult<SnapshotInfo> {
         let BackupJob {
             _lock,
             gate,
@@ -617,7 +703,7 @@ impl Repo {
                 Arc::clone(&counters),
                 self.cancel.clone(),
             );
-            let snap = self.snapshot_template(backup, ContentKind::Stream)?;
+            let snap = self.snapshot_template(backup, kind)?;
             // A stream has no useful parent: its content is chunked and
             // deduplicated against the whole repository anyway.
             let bopts = BackupOptions::default().parent_opts(ParentOptions::default().force(true));
@@ -801,6 +887,22 @@ impl Repo {
                 .node_from_snapshot_and_path(&snap, root_path)
                 .map_err(|e| EngineError::rustic(&e))?;
             let staging = Staging::beside(dest)?;
+            if info.sealed {
+                let identity = self.identity_for(&info)?;
+                let dirs = self.read_sealed(&repo, &root, identity, true, |plain| {
+                    seal::unpack_tree(plain, &staging.path, &counters)
+                })?;
+                restore::sync_filesystem(&staging.path)?;
+                restore::commit(&staging.path, dest, mode)?;
+                seal::apply_unpacked_dirs(dest, &dirs).map_err(|e| {
+                    EngineError::io(
+                        format!("restoring directory metadata in {}", dest.display()),
+                        e,
+                    )
+                })?;
+                restore::sync_filesystem(dest)?;
+                return Ok(info);
+            }
             let dirs = restore::restore_tree_into(&repo, &root, &staging.path, &counters)?;
             restore::sync_filesystem(&staging.path)?;
             restore::commit(&staging.path, dest, mode)?;
@@ -839,11 +941,99 @@ impl Repo {
             let node = repo
                 .node_from_snapshot_and_path(&snap, path)
                 .map_err(|e| EngineError::rustic(&e))?;
+            if info.sealed {
+                let identity = self.identity_for(&info)?;
+                self.read_sealed(&repo, &node, identity, true, |plain| {
+                    std::io::copy(plain, out).map(|_| ())
+                })?;
+                return Ok(info);
+            }
             let mut w = WriteAdapter(out);
             repo.dump(&node, &mut w).map_err(|e| {
                 EngineError::Engine(format!("restoring stream: {}", e.display_log()))
             })?;
             Ok(info)
+        })
+    }
+
+    /// Checks, before anything is restored, that this handle's identity opens
+    /// the sealed snapshot (`Ok` for a snapshot that is not sealed). Reads
+    /// only the age header.
+    pub fn check_identity(&self, snapshot: &str) -> EngineResult<()> {
+        let _lock = RepoLock::acquire(Arc::clone(&self.storage), LockMode::Shared, "restore")?;
+        guarded(|| {
+            let repo = self.handle(None, None)?;
+            let snap = self.find_snapshot(&repo, snapshot)?;
+            let info = SnapshotInfo::from_snapshot(&snap);
+            if !info.sealed {
+                return Ok(());
+            }
+            let identity = self.identity_for(&info)?;
+            let [path] = info.paths.as_slice() else {
+                return Err(EngineError::InvalidInput(format!(
+                    "sealed snapshot {} has {} paths instead of one file",
+                    info.id,
+                    info.paths.len()
+                )));
+            };
+            let repo = repo.to_indexed().map_err(|e| EngineError::rustic(&e))?;
+            let node = repo
+                .node_from_snapshot_and_path(&snap, path)
+                .map_err(|e| EngineError::rustic(&e))?;
+            self.read_sealed(&repo, &node, identity, false, |_| Ok(()))
+        })
+    }
+
+    /// The identity a sealed snapshot needs, or an error saying so.
+    fn identity_for(&self, info: &SnapshotInfo) -> EngineResult<&AgeIdentity> {
+        self.identity
+            .as_deref()
+            .ok_or_else(|| EngineError::SealedWithoutIdentity {
+                snapshot: info.id.clone(),
+            })
+    }
+
+    /// Streams the sealed file `node` through age decryption into `consume`.
+    /// rustic_core only writes a file out, so it dumps into a pipe on a
+    /// scoped thread while this one decrypts. With `whole`, the dump must
+    /// also finish cleanly (a consumer that stops early ends it with a
+    /// broken pipe, which is expected only for a header check).
+    fn read_sealed<S: rustic_core::IndexedFull + Sync, T>(
+        &self,
+        repo: &Repository<S>,
+        node: &rustic_core::repofile::Node,
+        identity: &AgeIdentity,
+        whole: bool,
+        consume: impl FnOnce(&mut dyn Read) -> std::io::Result<T>,
+    ) -> EngineResult<T> {
+        let (mut pipe, mut writer) =
+            std::io::pipe().map_err(|e| EngineError::io("creating a pipe", e))?;
+        std::thread::scope(|scope| {
+            let dumper = scope.spawn(move || {
+                let result = repo.dump(node, &mut writer);
+                drop(writer);
+                result
+            });
+            let consumed =
+                seal::open_sealed(&mut pipe, identity).and_then(|mut plain| consume(&mut plain));
+            // Whatever the consumer left unread ends the dump with a broken pipe.
+            drop(pipe);
+            let dumped = dumper
+                .join()
+                .map_err(|_| EngineError::Panicked("reading the sealed snapshot".into()))?;
+            match (consumed, dumped) {
+                (Ok(v), Ok(())) => Ok(v),
+                (Ok(v), Err(_)) if !whole => Ok(v),
+                (Ok(_), Err(e)) => Err(EngineError::Engine(format!(
+                    "reading the sealed snapshot: {}",
+                    e.display_log()
+                ))),
+                (Err(e), Ok(())) => Err(EngineError::Unseal(e.to_string())),
+                (Err(e), Err(de)) => Err(EngineError::Unseal(format!(
+                    "{e} (reading the snapshot: {})",
+                    de.display_log()
+                ))),
+            }
         })
     }
 

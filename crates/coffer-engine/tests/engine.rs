@@ -8,7 +8,8 @@ use std::process::Command;
 use std::sync::Arc;
 
 use coffer_engine::{
-    ContentKind, EngineError, Repo, RestoreMode, SnapshotFilter, TreeBackupOptions,
+    AgeIdentity, AgeRecipients, ContentKind, EngineError, Repo, RestoreMode, SnapshotFilter,
+    TreeBackupOptions,
 };
 use coffer_model::{BackupId, BackupRef, ComponentName, Label};
 use coffer_targets::{LocalStorage, Storage};
@@ -821,4 +822,171 @@ mod properties {
             prop_assert_eq!(out, data);
         }
     }
+}
+
+// ------------------------------------------------------------------ sealed components
+
+fn sealing() -> (Arc<AgeIdentity>, Arc<AgeRecipients>) {
+    let id = AgeIdentity::generate();
+    let recipients = AgeRecipients::parse(&[id.recipient()]).unwrap();
+    (Arc::new(id), Arc::new(recipients))
+}
+
+#[test]
+fn a_sealed_tree_round_trips_and_needs_its_identity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    tree::build_rich_tree(&src);
+    let dir = tmp.path().join("repo");
+    let repo = new_repo(&dir);
+    let (identity, recipients) = sealing();
+    let snap = repo
+        .sealed_to(recipients)
+        .backup_tree(
+            &src,
+            &bref("test", "keys", 1),
+            &TreeBackupOptions::default(),
+            None,
+        )
+        .unwrap();
+    assert!(snap.sealed);
+    assert_eq!(snap.kind, Some(ContentKind::Tree));
+    assert_eq!(snap.paths, ["keys.tar.age"]);
+    assert!(snap.tags.iter().any(|t| t == coffer_engine::tags::SEALED));
+
+    let dest = tmp.path().join("restored");
+    let err = repo
+        .restore_tree(&snap.id, &dest, RestoreMode::RefuseNonEmpty, None)
+        .unwrap_err();
+    assert!(
+        matches!(err, EngineError::SealedWithoutIdentity { .. }),
+        "{err}"
+    );
+    let wrong = repo.with_identity(Arc::new(AgeIdentity::generate()));
+    let err = wrong
+        .restore_tree(&snap.id, &dest, RestoreMode::RefuseNonEmpty, None)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("is not one this component was sealed to"),
+        "{err}"
+    );
+    assert!(wrong.check_identity(&snap.id).is_err());
+    assert!(!dest.exists(), "nothing restored with the wrong identity");
+    assert!(staging_leftovers(tmp.path()).is_empty());
+
+    let opener = repo.with_identity(Arc::clone(&identity));
+    opener.check_identity(&snap.id).unwrap();
+    opener
+        .restore_tree(&snap.id, &dest, RestoreMode::RefuseNonEmpty, None)
+        .unwrap();
+    // Everything but the holes: a tar stores a sparse file densely.
+    assert_same_tree(&src, &dest);
+    restic_check(&dir, PW);
+
+    // Disaster recovery without Coffer: restic dump, age, tar.
+    if let Some(sealed) = restic_bytes(&dir, PW, &["dump", &snap.id, "/keys.tar.age"]) {
+        assert!(sealed.starts_with(b"age-encryption.org/v1"));
+        assert!(!sealed.windows(12).any(|w| w == b"hello coffer"));
+        let mut sealed = sealed.as_slice();
+        let plain = coffer_engine::seal::open_sealed(&mut sealed, &identity).unwrap();
+        let mut names = Vec::new();
+        for e in tar::Archive::new(plain).entries().unwrap() {
+            names.push(e.unwrap().path().unwrap().display().to_string());
+        }
+        assert!(names.iter().any(|n| n == "plain.txt"), "{names:?}");
+    }
+}
+
+#[test]
+fn a_sealed_tree_restores_with_overwrite_and_mirror() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    tree::write(&src.join("a.txt"), b"from backup");
+    tree::write(&src.join("sub/b.txt"), b"also from backup");
+    let repo = new_repo(&tmp.path().join("repo"));
+    let (identity, recipients) = sealing();
+    let snap = repo
+        .sealed_to(recipients)
+        .backup_tree(
+            &src,
+            &bref("test", "keys", 1),
+            &TreeBackupOptions::default(),
+            None,
+        )
+        .unwrap();
+    let repo = repo.with_identity(identity);
+    let dest = tmp.path().join("dest");
+    tree::write(&dest.join("a.txt"), b"local change");
+    tree::write(&dest.join("extra.txt"), b"not in backup");
+    assert!(matches!(
+        repo.restore_tree(&snap.id, &dest, RestoreMode::RefuseNonEmpty, None),
+        Err(EngineError::DestinationNotEmpty(_))
+    ));
+    repo.restore_tree(&snap.id, &dest, RestoreMode::Overwrite, None)
+        .unwrap();
+    assert_eq!(fs::read(dest.join("a.txt")).unwrap(), b"from backup");
+    assert!(dest.join("extra.txt").exists());
+    repo.restore_tree(&snap.id, &dest, RestoreMode::Mirror, None)
+        .unwrap();
+    assert!(!dest.join("extra.txt").exists());
+    assert_same_tree(&src, &dest);
+}
+
+#[test]
+fn a_sealed_stream_round_trips_and_a_failing_source_records_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    let repo = new_repo(&dir);
+    let (identity, recipients) = sealing();
+    let sealer = repo.sealed_to(recipients);
+    let data = tree::random_bytes(9, 3_000_000);
+    let snap = sealer
+        .backup_stream(
+            Box::new(io::Cursor::new(data.clone())),
+            "vault.snap",
+            &bref("test", "vault", 1),
+            None,
+        )
+        .unwrap();
+    assert!(snap.sealed);
+    assert_eq!(snap.kind, Some(ContentKind::Stream));
+    assert_eq!(snap.paths, ["vault.snap.age"]);
+
+    let mut out = Vec::new();
+    assert!(matches!(
+        repo.restore_stream(&snap.id, &mut out),
+        Err(EngineError::SealedWithoutIdentity { .. })
+    ));
+    assert!(out.is_empty());
+    repo.with_identity(identity)
+        .restore_stream(&snap.id, &mut out)
+        .unwrap();
+    assert!(out == data, "the sealed stream restores byte for byte");
+
+    let err = sealer
+        .backup_stream(
+            Box::new(FailingReader {
+                ok: 1 << 20,
+                done: 0,
+            }),
+            "vault.snap",
+            &bref("test", "vault", 1),
+            None,
+        )
+        .unwrap_err();
+    assert!(matches!(err, EngineError::Incomplete { .. }), "{err}");
+    let all = repo.snapshots(&SnapshotFilter::default()).unwrap();
+    assert_eq!(all.len(), 1, "the failed sealed backup recorded nothing");
+    // An unsealed snapshot needs no identity.
+    let plain = repo
+        .backup_stream(
+            Box::new(io::Cursor::new(b"x".to_vec())),
+            "p",
+            &bref("test", "p", 1),
+            None,
+        )
+        .unwrap();
+    repo.check_identity(&plain.id).unwrap();
+    restic_check(&dir, PW);
 }

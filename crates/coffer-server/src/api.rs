@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use coffer_components::RestoreOptions;
-use coffer_engine::{EngineError, RestoreMode, SnapshotFilter};
+use coffer_engine::{AgeIdentity, EngineError, RestoreMode, SnapshotFilter};
 use coffer_model::access::{BackupStatus, RestoreStatus, Scope};
 use coffer_model::component::{ComponentKind, ComponentSpec, reveal_secrets};
 use coffer_model::target::{TargetKind, TargetSpec};
@@ -536,21 +536,12 @@ fn pick_components(
     for s in &specs {
         p.require_component(scope, s.name.as_str(), s.sensitive)?;
     }
-    if let Some(s) = specs.iter().find(|s| s.sensitive) {
-        // Backing it up with repository encryption only would silently give
-        // less protection than the configuration asks for.
-        return Err(ApiError::invalid(format!(
-            "component {:?} is marked sensitive = true: encrypting sensitive components to their \
-             own age recipient is not implemented in this version, so it is not backed up. Remove \
-             `sensitive = true` to back it up with repository encryption only",
-            s.name.as_str()
-        )));
-    }
     Ok(specs)
 }
 
 /// Refuses with 507 when the staging area or a local target cannot hold the
-/// backup: the source size estimate times 2 (Auth0's rule), plus a reserve.
+/// backup: the sources' size times `server.preflight_factor` (2 by default,
+/// Auth0's rule) plus `server.preflight_reserve_mib`.
 fn preflight(state: &Shared, specs: &[ComponentSpec], target: &TargetRow) -> ApiResult<()> {
     std::fs::create_dir_all(&state.config.staging_dir).map_err(|e| {
         ApiError::internal(format!(
@@ -563,55 +554,26 @@ fn preflight(state: &Shared, specs: &[ComponentSpec], target: &TargetRow) -> Api
     if target.kind == "local" {
         let spec = state.target_spec(target)?;
         if let TargetKind::Local(l) = &spec.kind {
-            let need: u64 = specs
+            let sources: u64 = specs
                 .iter()
-                .filter_map(local_source_size)
-                .sum::<u64>()
-                .saturating_mul(2);
-            const RESERVE: u64 = 64 << 20;
+                .filter_map(coffer_components::source_size)
+                .sum();
+            let factor = state.config.preflight_factor;
+            let reserve = state.config.preflight_reserve;
+            let need = (sources as f64 * factor) as u64 + reserve;
             let free = coffer_targets::free_space_at(&l.path).unwrap_or(u64::MAX);
-            if need > 0 && free < need + RESERVE {
+            if sources > 0 && free < need {
                 return Err(ApiError::insufficient_storage(format!(
-                    "target {} ({}) has {} bytes free; this backup may need {} bytes \
-                     (2 × the sources' {} bytes, plus a 64 MiB reserve)",
+                    "target {} ({}) has {free} bytes free; this backup may need {need} bytes \
+                     ({factor} × the sources' {sources} bytes, plus a {} MiB reserve)",
                     target.name,
                     l.path.display(),
-                    free,
-                    need + RESERVE,
-                    need / 2
+                    reserve >> 20
                 )));
             }
         }
     }
     Ok(())
-}
-
-/// The size of a component's data on this machine, where it can be known
-/// cheaply (directory walks, database files).
-fn local_source_size(spec: &ComponentSpec) -> Option<u64> {
-    match &spec.kind {
-        ComponentKind::Files(f) => Some(dir_size(&f.path)),
-        ComponentKind::Sqlite(s) => std::fs::metadata(&s.path).ok().map(|m| m.len()),
-        _ => None,
-    }
-}
-
-fn dir_size(path: &std::path::Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(e.path()),
-                Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
-                _ => {}
-            }
-        }
-    }
-    total
 }
 
 /// Filters of the backup list.
@@ -822,6 +784,24 @@ pub struct CreateRestore {
     /// Options for every component.
     #[serde(default)]
     pub options: RestoreOptionsBody,
+    /// The age identity (`AGE-SECRET-KEY-1…`, or an identity file's text)
+    /// that opens sealed (sensitive) components. Used for this restore only:
+    /// never stored or logged.
+    #[serde(default, deserialize_with = "identity_field")]
+    #[schema(value_type = Option<String>)]
+    pub age_identity: Option<Arc<AgeIdentity>>,
+}
+
+fn identity_field<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Arc<AgeIdentity>>, D::Error> {
+    let text: Option<String> = Option::deserialize(d)?;
+    text.map(|t| {
+        t.parse::<AgeIdentity>()
+            .map(Arc::new)
+            .map_err(|e| serde::de::Error::custom(format!("age_identity: {e}")))
+    })
+    .transpose()
 }
 
 fn restore_options(o: RestoreOptionsBody) -> ApiResult<RestoreOptions> {
@@ -948,6 +928,7 @@ async fn create_restore(
         })?;
         items.push(RestoreItem { dest, snapshot_id });
     }
+    check_sealed(&state, &p, &b.target, &id, &items, req.age_identity.clone()).await?;
     let restore_id = format!("restore-{}", uuid::Uuid::new_v4());
     let mut keys: Vec<String> = items
         .iter()
@@ -971,6 +952,7 @@ async fn create_restore(
         target: b.target,
         items,
         options,
+        identity: req.age_identity,
     };
     tokio::spawn(jobs::run_restore(Arc::clone(&state), job, reservation));
     Ok((
@@ -980,6 +962,61 @@ async fn create_restore(
             status: RestoreStatus::Restoring.to_string(),
         }),
     ))
+}
+
+/// Before anything (a pre-restore hook included) runs: every sealed
+/// component's snapshot must open with the request's identity, and sealed
+/// data needs the `sensitive` scope even if the configuration no longer
+/// marks the component sensitive.
+async fn check_sealed(
+    state: &Shared,
+    p: &Principal,
+    target: &str,
+    backup_id: &str,
+    items: &[RestoreItem],
+    identity: Option<Arc<AgeIdentity>>,
+) -> ApiResult<()> {
+    let (state, target, backup_id) = (Arc::clone(state), target.to_owned(), backup_id.to_owned());
+    let wanted: Vec<(String, String)> = items
+        .iter()
+        .map(|i| (i.dest.name.to_string(), i.snapshot_id.clone()))
+        .collect();
+    let sealed: Vec<String> = blocking(move || {
+        let repo = state.repo(&target)?;
+        let snaps = repo
+            .snapshots(&SnapshotFilter {
+                backup_id: Some(backup_id),
+                ..SnapshotFilter::default()
+            })
+            .map_err(|e| ApiError::upstream(format!("listing the backup's snapshots: {e}")))?;
+        let mut sealed = Vec::new();
+        for (name, snapshot) in &wanted {
+            if !snaps.iter().any(|s| &s.id == snapshot && s.sealed) {
+                continue;
+            }
+            let Some(identity) = &identity else {
+                sealed.push(name.clone());
+                continue;
+            };
+            repo.with_identity(Arc::clone(identity))
+                .check_identity(snapshot)
+                .map_err(|e| ApiError::invalid(format!("component {name:?}: {e}")))?;
+            sealed.push(name.clone());
+        }
+        if identity.is_none() && !sealed.is_empty() {
+            return Err(ApiError::invalid(format!(
+                "components {} are sealed to an age recipient: send the matching identity as \
+                 \"age_identity\": \"AGE-SECRET-KEY-1…\" (nothing was restored)",
+                sealed.join(", ")
+            )));
+        }
+        Ok(sealed)
+    })
+    .await?;
+    for name in &sealed {
+        p.require_component(Scope::Restore, name, true)?;
+    }
+    Ok(())
 }
 
 fn find_restore(state: &Shared, id: &str) -> ApiResult<RestoreView> {

@@ -16,6 +16,10 @@
 //! timeout_secs = 300
 //! post_restore_failure = "error"  # or "warn"
 //!
+//! [sensitive]
+//! # age X25519 public keys that `sensitive = true` components are sealed to
+//! recipients = ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]
+//!
 //! [[components]]
 //! name = "uploads"
 //! kind = "files"
@@ -26,8 +30,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use coffer_engine::AgeRecipients;
 use coffer_model::component::{ComponentSpec, parse_components};
 use serde::Deserialize;
 
@@ -75,6 +81,13 @@ pub struct ServerConfig {
     pub login_lifetime: Duration,
     /// Hooks around backups and restores.
     pub hooks: Hooks,
+    /// What `sensitive = true` components are sealed to before they reach
+    /// the repository (`[sensitive] recipients`); required when any is.
+    pub sensitive_recipients: Option<Arc<AgeRecipients>>,
+    /// Preflight: the sources' size estimate is multiplied by this.
+    pub preflight_factor: f64,
+    /// Preflight: and this many bytes are added (a reserve).
+    pub preflight_reserve: u64,
     /// What a backup covers.
     pub components: Vec<ComponentSpec>,
     /// Where the configuration came from, for messages.
@@ -158,6 +171,16 @@ struct ServerSection {
     component_timeout_secs: Option<u64>,
     max_json_bytes: Option<usize>,
     login_lifetime_secs: Option<u64>,
+    preflight_factor: Option<f64>,
+    preflight_reserve_mib: Option<u64>,
+}
+
+/// `[sensitive]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SensitiveSection {
+    #[serde(default)]
+    recipients: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,6 +189,8 @@ struct FileShape {
     server: ServerSection,
     #[serde(default)]
     hooks: Hooks,
+    #[serde(default)]
+    sensitive: SensitiveSection,
     // Parsed separately, with per-component messages.
     #[serde(default)]
     #[allow(dead_code)]
@@ -235,6 +260,31 @@ impl ServerConfig {
         if shape.hooks.timeout_secs == 0 {
             return Err(invalid("hooks.timeout_secs must be at least 1".into()));
         }
+        let preflight_factor = s.preflight_factor.unwrap_or(2.0);
+        if !(1.0..=100.0).contains(&preflight_factor) {
+            return Err(invalid(
+                "server.preflight_factor must be between 1 and 100 (default 2: a backup may need \
+                 twice the size of its sources)"
+                    .into(),
+            ));
+        }
+        let sensitive_recipients = if shape.sensitive.recipients.is_empty() {
+            None
+        } else {
+            let r = AgeRecipients::parse(&shape.sensitive.recipients)
+                .map_err(|e| invalid(format!("sensitive.recipients: {e}")))?;
+            Some(Arc::new(r))
+        };
+        if sensitive_recipients.is_none()
+            && let Some(c) = components.iter().find(|c| c.sensitive)
+        {
+            return Err(invalid(format!(
+                "component {:?} is sensitive = true, so it is sealed to an age public key the \
+                 server holds: add [sensitive] recipients = [\"age1…\"] (create a key pair with \
+                 `age-keygen -o coffer-sensitive.key` and keep that file offline)",
+                c.name.as_str()
+            )));
+        }
         Ok(Self {
             listen,
             data_dir,
@@ -246,6 +296,9 @@ impl ServerConfig {
             max_json_bytes: s.max_json_bytes.unwrap_or(64 * 1024),
             login_lifetime: Duration::from_secs(s.login_lifetime_secs.unwrap_or(3600)),
             hooks: shape.hooks,
+            sensitive_recipients,
+            preflight_factor,
+            preflight_reserve: s.preflight_reserve_mib.unwrap_or(64) << 20,
             components,
             source: source.to_path_buf(),
         })
@@ -345,6 +398,42 @@ path = "/srv/files"
         .unwrap_err()
         .to_string();
         assert!(e.contains("parallel_components"), "{e}");
+    }
+
+    #[test]
+    fn sensitive_components_need_recipients() {
+        let comp =
+            "[[components]]\nname = \"keys\"\nkind = \"files\"\npath = \"/k\"\nsensitive = true\n";
+        let e = ServerConfig::parse(comp, Path::new("."), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("[sensitive] recipients") && e.contains("\"keys\""),
+            "{e}"
+        );
+        let e = ServerConfig::parse(
+            "[sensitive]\nrecipients = [\"age1bad\"]\n",
+            Path::new("."),
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("sensitive.recipients") && e.contains("age1bad"),
+            "{e}"
+        );
+        let key = coffer_engine::AgeIdentity::generate().recipient();
+        let text = format!("[sensitive]\nrecipients = [\"{key}\"]\n{comp}");
+        let c = ServerConfig::parse(&text, Path::new("."), Path::new("c.toml")).unwrap();
+        assert_eq!(c.sensitive_recipients.unwrap().to_string(), key);
+        let e = ServerConfig::parse(
+            "[server]\npreflight_factor = 0.5",
+            Path::new("."),
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("preflight_factor"), "{e}");
     }
 
     #[test]

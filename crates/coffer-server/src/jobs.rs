@@ -436,6 +436,12 @@ pub async fn run_backup(state: Shared, job: BackupJob, reservation: Reservation)
                 |(spec, token)| {
                     let state = Arc::clone(&state);
                     let repo = repo.with_cancel(token.clone());
+                    // Sensitive components are sealed to the configured age
+                    // recipients (the configuration refuses them without).
+                    let repo = match &state.config.sensitive_recipients {
+                        Some(r) if spec.sensitive => repo.sealed_to(Arc::clone(r)),
+                        _ => repo,
+                    };
                     let bref = BackupRef::new(job.id.clone(), spec.name.clone(), count);
                     let id = id.clone();
                     async move {
@@ -626,6 +632,8 @@ pub struct RestoreJob {
     pub items: Vec<RestoreItem>,
     /// Options for every component.
     pub options: RestoreOptions,
+    /// Opens sealed components (from the request; never stored).
+    pub identity: Option<Arc<coffer_engine::AgeIdentity>>,
 }
 
 /// Runs a recorded restore to its end.
@@ -682,7 +690,10 @@ pub async fn run_restore(state: Shared, job: RestoreJob, reservation: Reservatio
                 &log,
                 |item| {
                     let state = Arc::clone(&state);
-                    let repo = repo.clone();
+                    let repo = match &job.identity {
+                        Some(identity) => repo.with_identity(Arc::clone(identity)),
+                        None => repo.clone(),
+                    };
                     let snap = snaps.iter().find(|s| s.id == item.snapshot_id).cloned();
                     let options = job.options.clone();
                     let id = id.clone();
