@@ -1628,14 +1628,22 @@ pub struct LoginResponse {
 /// Exchanges a user's name and password for a short-lived login token. No
 /// authentication; 401 "wrong user name or password" for any mismatch.
 #[utoipa::path(post, path = "/api/v1/auth/login", request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody)))]
 async fn login(
     State(state): State<Shared>,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
+    if let Err(wait) = state.login_throttle.check(&req.name) {
+        return Err(ApiError::too_many_requests(format!(
+            "too many failed logins for this name: retry in {} s",
+            wait.as_secs().max(1)
+        )));
+    }
     let st = Arc::clone(&state);
+    let name = req.name.clone();
     // argon2 is deliberately slow: off the async threads.
-    let l = blocking(move || {
+    let result = blocking(move || {
         crate::users::login(
             &st.catalog,
             &st.login,
@@ -1644,7 +1652,16 @@ async fn login(
             st.config.login_lifetime.as_secs(),
         )
     })
-    .await?;
+    .await;
+    if result
+        .as_ref()
+        .is_err_and(|e| e.status == StatusCode::UNAUTHORIZED)
+    {
+        state.login_throttle.failed(&name);
+    } else if result.is_ok() {
+        state.login_throttle.succeeded(&name);
+    }
+    let l = result?;
     Ok(Json(LoginResponse {
         token: l.token,
         expires_at: time(l.expires_at),

@@ -61,6 +61,11 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
     }
 
+    /// 429: too many attempts; the message says when to retry.
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
+    }
+
     /// 507: not enough space for the job.
     pub fn insufficient_storage(message: impl Into<String>) -> Self {
         Self::new(

@@ -33,6 +33,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Signs and checks users' login tokens.
     pub login: LoginKeys,
+    /// Slows down password guessing at the login endpoint.
+    pub login_throttle: crate::users::LoginThrottle,
     /// Repositories opened so far, by target name. Opening costs a key
     /// derivation (scrypt, ≈ 128 MiB); a `Repo` is cheap to clone.
     repos: Mutex<HashMap<String, Repo>>,
@@ -59,6 +61,7 @@ impl AppState {
             jobs: Jobs::new(),
             metrics: Metrics::new(),
             login: LoginKeys::new(key.login_secret()),
+            login_throttle: crate::users::LoginThrottle::default(),
             config,
             catalog,
             key,

@@ -210,9 +210,82 @@ pub fn authenticate_jwt(
     })
 }
 
+/// Failed logins per name: after [`FREE_FAILURES`] in a row, each further
+/// failure locks that name out for twice as long as the last (1 s, 2 s, …,
+/// at most 15 min). Counted per name, not per address, so spreading guesses
+/// over many addresses does not help; the same rule applies to names that do
+/// not exist, so the answer reveals nothing. A success resets the count.
+#[derive(Debug, Default)]
+pub struct LoginThrottle {
+    failures: std::sync::Mutex<std::collections::HashMap<String, (u32, std::time::Instant)>>,
+}
+
+/// Failures allowed before the lockout starts.
+pub const FREE_FAILURES: u32 = 5;
+const MAX_LOCKOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+/// Above this many tracked names, entries idle for an hour are dropped.
+const MAX_TRACKED: usize = 10_000;
+
+impl LoginThrottle {
+    fn lockout(failures: u32) -> std::time::Duration {
+        match failures.checked_sub(FREE_FAILURES) {
+            None => std::time::Duration::ZERO,
+            Some(n) => std::time::Duration::from_secs(1u64 << n.min(20)).min(MAX_LOCKOUT),
+        }
+    }
+
+    /// `Err(wait)` while `name` is locked out.
+    pub fn check(&self, name: &str) -> Result<(), std::time::Duration> {
+        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(&(count, last)) = map.get(name) else {
+            return Ok(());
+        };
+        let until = last + Self::lockout(count);
+        let now = std::time::Instant::now();
+        if now < until { Err(until - now) } else { Ok(()) }
+    }
+
+    /// Records a wrong name or password.
+    pub fn failed(&self, name: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        if map.len() >= MAX_TRACKED {
+            map.retain(|_, (_, last)| now.duration_since(*last).as_secs() < 3600);
+        }
+        let entry = map.entry(name.to_owned()).or_insert((0, now));
+        *entry = (entry.0.saturating_add(1), now);
+    }
+
+    /// Records a successful login: the count starts again.
+    pub fn succeeded(&self, name: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_failures_lock_a_name_out_with_growing_delays() {
+        let t = LoginThrottle::default();
+        for _ in 0..FREE_FAILURES - 1 {
+            t.failed("alice");
+        }
+        assert!(t.check("alice").is_ok(), "the first failures are free");
+        t.failed("alice");
+        let wait = t.check("alice").unwrap_err();
+        assert!(wait <= std::time::Duration::from_secs(1), "{wait:?}");
+        t.failed("alice");
+        assert!(t.check("alice").unwrap_err() > std::time::Duration::from_secs(1));
+        assert!(t.check("bob").is_ok(), "other names are not affected");
+        assert_eq!(LoginThrottle::lockout(100), MAX_LOCKOUT);
+        t.succeeded("alice");
+        assert!(t.check("alice").is_ok());
+    }
 
     fn user(c: &Catalog, name: &str) -> UserRow {
         create_user(
