@@ -242,7 +242,11 @@ impl LoginThrottle {
         };
         let until = last + Self::lockout(count);
         let now = std::time::Instant::now();
-        if now < until { Err(until - now) } else { Ok(()) }
+        if now < until {
+            Err(until - now)
+        } else {
+            Ok(())
+        }
     }
 
     /// Records a wrong name or password.
