@@ -8,7 +8,7 @@
 #   scripts/services.sh status            one line per service: running or not
 #
 #   services: pg mariadb redis sftp ftp garage   (default: all); `tools` = only the tools below
-#   tools installed by `install`/`up` whatever the services: restic, age, zstd, mold, sqlite3, curl
+#   tools installed by `install`/`up` whatever the services: restic, age, zstd, mold, sqlite3, curl, script (bsdutils)
 #
 # State lives under $COFFER_TEST_DIR (default /tmp/coffer-test-services). Garage (the S3 server) is built
 # with `cargo install garage@2.5.0` into $COFFER_TOOLS_DIR (default ~/.cache/coffer/tools) once, ~14 min on
@@ -58,7 +58,7 @@ stop_pidfile() {
 write_env() { mkdir -p "$BASE/env.d"; cat > "$BASE/env.d/$1.env"; }
 
 # ---------------------------------------------------------------- install
-TOOL_PKGS="restic age zstd mold sqlite3 curl openssl ca-certificates procps"
+TOOL_PKGS="restic age zstd mold sqlite3 curl openssl ca-certificates procps bsdutils"
 apt_pkgs() {
   case $1 in
     pg) echo postgresql-15 postgresql-client-15 ;;

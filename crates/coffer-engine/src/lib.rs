@@ -40,8 +40,8 @@ pub use cancel::CancelToken;
 pub use error::{EngineError, EngineResult};
 pub use progress::{ProgressFn, ProgressInfo};
 pub use repo::{
-    CheckReport, ContentKind, KeyInfo, PruneReport, Repo, SnapshotFilter, SnapshotInfo,
-    TreeBackupOptions, tags,
+    CheckReport, ContentKind, KeyInfo, PortableForm, PruneReport, Repo, SnapshotFilter,
+    SnapshotInfo, TreeBackupOptions, tags,
 };
 pub use restore::RestoreMode;
 pub use seal::{AgeIdentity, AgeRecipients};

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use age::secrecy::ExposeSecret;
-use rustic_core::repofile::NodeType;
+use rustic_core::repofile::{Node, NodeType};
 use rustic_core::{
     Excludes, LocalSource, LocalSourceFilterOptions, LocalSourceSaveOptions, ReadSource,
     ReadSourceEntry, ReadSourceOpen,
@@ -241,83 +241,103 @@ fn write_tree<W: Write>(
                 )));
             }
         };
-        let meta = &node.meta;
-        // What the ustar header cannot hold: the exact time and extended attributes.
-        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
-        if let Some(t) = &meta.mtime {
-            pax.push((PAX_MTIME.to_owned(), pax_time(t).into_bytes()));
-        }
-        for x in &meta.extended_attributes {
-            pax.push((
-                format!("{PAX_XATTR}{}", x.name),
-                x.value.clone().unwrap_or_default(),
-            ));
-        }
-        tar.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
-        let mut header = tar::Header::new_gnu();
-        header.set_mode(meta.mode.map_or(0o644, unix_mode_from_go));
-        header.set_mtime(
-            meta.mtime
-                .as_ref()
-                .map_or(0, |t| t.as_second().max(0) as u64),
-        );
-        header.set_uid(meta.uid.unwrap_or(0).into());
-        header.set_gid(meta.gid.unwrap_or(0).into());
-        header.set_size(0);
-        let device = |h: &mut tar::Header, dev: u64| -> io::Result<()> {
-            // glibc's encoding of dev_t, as `major(3)`/`minor(3)` decode it.
-            let major = ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff);
-            let minor = ((dev >> 12) & 0xffff_ff00) | (dev & 0xff);
-            h.set_device_major(major as u32)?;
-            h.set_device_minor(minor as u32)
+        let content: Option<Box<dyn Read>> = match (&node.node_type, open) {
+            (NodeType::File, Some(open)) => Some(Box::new(open.open().map_err(|e| {
+                io::Error::other(format!("{}: {}", path.display(), e.display_log()))
+            })?)),
+            (NodeType::File, None) => {
+                return Err(io::Error::other(format!(
+                    "{}: cannot be opened",
+                    path.display()
+                )));
+            }
+            _ => None,
         };
-        match &node.node_type {
-            NodeType::Dir => {
-                header.set_entry_type(tar::EntryType::Directory);
-                tar.append_data(&mut header, &rel, io::empty())?;
-            }
-            NodeType::File => {
-                let Some(open) = open else {
-                    return Err(io::Error::other(format!(
-                        "{}: cannot be opened",
-                        path.display()
-                    )));
-                };
-                let file = open.open().map_err(|e| {
-                    io::Error::other(format!("{}: {}", path.display(), e.display_log()))
-                })?;
-                header.set_entry_type(tar::EntryType::Regular);
-                header.set_size(meta.size);
-                let exact = ExactReader {
-                    inner: file.take(meta.size),
-                    left: meta.size,
-                    path: &path,
-                };
-                tar.append_data(&mut header, &rel, exact)?;
-            }
-            NodeType::Symlink { .. } => {
-                header.set_entry_type(tar::EntryType::Symlink);
-                tar.append_link(&mut header, &rel, node.node_type.to_link())?;
-            }
-            NodeType::Fifo => {
-                header.set_entry_type(tar::EntryType::Fifo);
-                tar.append_data(&mut header, &rel, io::empty())?;
-            }
-            NodeType::Dev { device: dev } => {
-                header.set_entry_type(tar::EntryType::Block);
-                device(&mut header, *dev)?;
-                tar.append_data(&mut header, &rel, io::empty())?;
-            }
-            NodeType::Chardev { device: dev } => {
-                header.set_entry_type(tar::EntryType::Char);
-                device(&mut header, *dev)?;
-                tar.append_data(&mut header, &rel, io::empty())?;
-            }
-            // A socket belongs to a running process; no archive format keeps one.
-            NodeType::Socket => {}
-        }
+        append_node(tar, &rel, &node, content, &path)?;
     }
     tar.finish()
+}
+
+/// Appends one entry of a tree to `tar`: PAX records for what the ustar
+/// header cannot hold (the time to the nanosecond, extended attributes), then
+/// the header and, for a regular file, exactly `node.meta.size` bytes of
+/// `content` (`shown` names the file in errors). Shared by sealed trees and
+/// tree exports, so both archives have one layout.
+pub(crate) fn append_node<W: Write>(
+    tar: &mut tar::Builder<W>,
+    rel: &Path,
+    node: &Node,
+    content: Option<Box<dyn Read + '_>>,
+    shown: &Path,
+) -> io::Result<()> {
+    let meta = &node.meta;
+    let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
+    if let Some(t) = &meta.mtime {
+        pax.push((PAX_MTIME.to_owned(), pax_time(t).into_bytes()));
+    }
+    for x in &meta.extended_attributes {
+        pax.push((
+            format!("{PAX_XATTR}{}", x.name),
+            x.value.clone().unwrap_or_default(),
+        ));
+    }
+    tar.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(meta.mode.map_or(0o644, unix_mode_from_go));
+    header.set_mtime(
+        meta.mtime
+            .as_ref()
+            .map_or(0, |t| t.as_second().max(0) as u64),
+    );
+    header.set_uid(meta.uid.unwrap_or(0).into());
+    header.set_gid(meta.gid.unwrap_or(0).into());
+    header.set_size(0);
+    let device = |h: &mut tar::Header, dev: u64| -> io::Result<()> {
+        // glibc's encoding of dev_t, as `major(3)`/`minor(3)` decode it.
+        let major = ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff);
+        let minor = ((dev >> 12) & 0xffff_ff00) | (dev & 0xff);
+        h.set_device_major(major as u32)?;
+        h.set_device_minor(minor as u32)
+    };
+    match &node.node_type {
+        NodeType::Dir => {
+            header.set_entry_type(tar::EntryType::Directory);
+            tar.append_data(&mut header, rel, io::empty())
+        }
+        NodeType::File => {
+            let content = content.ok_or_else(|| {
+                io::Error::other(format!("{}: no content given", shown.display()))
+            })?;
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_size(meta.size);
+            let exact = ExactReader {
+                inner: content.take(meta.size),
+                left: meta.size,
+                path: shown,
+            };
+            tar.append_data(&mut header, rel, exact)
+        }
+        NodeType::Symlink { .. } => {
+            header.set_entry_type(tar::EntryType::Symlink);
+            tar.append_link(&mut header, rel, node.node_type.to_link())
+        }
+        NodeType::Fifo => {
+            header.set_entry_type(tar::EntryType::Fifo);
+            tar.append_data(&mut header, rel, io::empty())
+        }
+        NodeType::Dev { device: dev } => {
+            header.set_entry_type(tar::EntryType::Block);
+            device(&mut header, *dev)?;
+            tar.append_data(&mut header, rel, io::empty())
+        }
+        NodeType::Chardev { device: dev } => {
+            header.set_entry_type(tar::EntryType::Char);
+            device(&mut header, *dev)?;
+            tar.append_data(&mut header, rel, io::empty())
+        }
+        // A socket belongs to a running process; no archive format keeps one.
+        NodeType::Socket => Ok(()),
+    }
 }
 
 /// A file's content of exactly its recorded size: a tar header declares the

@@ -32,7 +32,7 @@ use crate::state::{
     DEFAULT_TARGET, KindName, MODE_ATTACH, MODE_OWN, SAME_DISK_WARNING, Shared, is_same_disk,
 };
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// A JSON body whose rejections (bad syntax, unknown fields, too large) use
 /// the API's error shape.
@@ -70,13 +70,13 @@ impl FromRequestParts<Shared> for Principal {
 }
 
 /// RFC 3339 from Unix seconds.
-fn time(secs: i64) -> String {
+pub(crate) fn time(secs: i64) -> String {
     jiff::Timestamp::from_second(secs)
         .map(|t| t.to_string())
         .unwrap_or_else(|_| secs.to_string())
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
     tokio::task::spawn_blocking(f)
@@ -162,6 +162,9 @@ pub struct BackupView {
     pub bytes_added: u64,
     /// Its components.
     pub components: Vec<BackupComponentView>,
+    /// Its exports (a backup requested with a `password` links the export
+    /// made of it here).
+    pub exports: Vec<crate::export_api::ExportView>,
 }
 
 fn backup_view(state: &Shared, b: BackupRow, comps: Vec<BackupComponentRow>) -> BackupView {
@@ -187,7 +190,6 @@ fn backup_view(state: &Shared, b: BackupRow, comps: Vec<BackupComponentRow>) -> 
     BackupView {
         bytes: components.iter().filter_map(|c| c.bytes).sum(),
         bytes_added: components.iter().filter_map(|c| c.bytes_added).sum(),
-        id: b.id,
         label: b.label,
         target: b.target,
         status: b.status.to_string(),
@@ -195,6 +197,14 @@ fn backup_view(state: &Shared, b: BackupRow, comps: Vec<BackupComponentRow>) -> 
         created_at: time(b.created_at),
         finished_at: b.finished_at.map(time),
         duration_secs: b.finished_at.map(|f| f - b.created_at),
+        exports: state
+            .catalog
+            .exports_of_backup(&b.id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(crate::export_api::export_view)
+            .collect(),
+        id: b.id,
         components,
     }
 }
@@ -406,7 +416,14 @@ async fn list_components(
 #[serde(deny_unknown_fields)]
 pub struct CreateBackup {
     /// 3–25 characters of `[A-Za-z0-9_.-]`, not starting with `..`.
-    pub label: String,
+    /// Required, except with `password` (then `api-backup`).
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Terraform Enterprise style: once the backup is READY, export it
+    /// encrypted with this password (at least 12 characters); the export
+    /// is linked from the backup. Needs the `export` scope.
+    #[serde(default)]
+    pub password: Option<String>,
     /// Components to back up (default: every configured one the token may touch).
     #[serde(default)]
     pub components: Option<Vec<String>>,
@@ -425,8 +442,34 @@ async fn create_backup(
     JsonBody(req): JsonBody<CreateBackup>,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
     p.require(Scope::BackupsWrite)?;
-    let label = Label::new(&req.label).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let label = match (&req.label, &req.password) {
+        (Some(l), _) => l.clone(),
+        (None, Some(_)) => TFE_DEFAULT_LABEL.to_owned(),
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "label: required (3 to 25 characters of A-Z a-z 0-9 _ . -)",
+            ));
+        }
+    };
+    let label = Label::new(&label).map_err(|e| ApiError::invalid(e.to_string()))?;
     let specs = pick_components(&state, &p, Scope::BackupsWrite, req.components.as_deref())?;
+    // The export that follows: checked now, so a 403 or 422 comes before any work.
+    let export = match req.password {
+        None => None,
+        Some(pw) => {
+            p.require(Scope::Export)?;
+            let (protection, _) = crate::export_api::protection_of(Some(pw), None)?;
+            for s in specs.iter().filter(|s| !s.sensitive) {
+                p.require_component(Scope::Export, s.name.as_str(), false)?;
+            }
+            if specs.iter().all(|s| s.sensitive) {
+                return Err(ApiError::invalid(
+                    "only sensitive components were chosen: they are never in a password export",
+                ));
+            }
+            Some(protection)
+        }
+    };
     let target = match req.target {
         Some(t) => state
             .catalog
@@ -473,12 +516,32 @@ async fn create_backup(
         .map(|s| (s.name.to_string(), s.kind.name().to_owned()))
         .collect();
     state.catalog.insert_backup(&row, &comps)?;
+    let export_row = export.as_ref().map(|_| {
+        let names = specs
+            .iter()
+            .filter(|s| !s.sensitive)
+            .map(|s| s.name.to_string())
+            .collect();
+        crate::export_api::new_export_row(id.as_str(), false, "password", names)
+    });
+    if let Some(e) = &export_row {
+        state.catalog.insert_export(e)?;
+        state
+            .catalog
+            .log(&e.id, &format!("waiting for backup {id} to be READY"));
+    }
     let job = BackupJob {
         id: id.clone(),
         target: target.name,
         components: specs,
     };
-    tokio::spawn(jobs::run_backup(Arc::clone(&state), job, reservation));
+    let st = Arc::clone(&state);
+    tokio::spawn(async move {
+        jobs::run_backup(Arc::clone(&st), job, reservation).await;
+        if let (Some(row), Some(protection)) = (export_row, export) {
+            export_after_backup(&st, row, protection);
+        }
+    });
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {
@@ -486,6 +549,51 @@ async fn create_backup(
             status: BackupStatus::BackingUp.to_string(),
         }),
     ))
+}
+
+/// The label of a backup requested Terraform Enterprise style (a password, no label).
+pub const TFE_DEFAULT_LABEL: &str = "api-backup";
+
+/// Starts the export a backup was requested with, once the backup ended;
+/// an ERROR backup makes the export ERROR too.
+fn export_after_backup(
+    state: &Shared,
+    row: crate::catalog::ExportRow,
+    protection: coffer_export::Protection,
+) {
+    let fail = |reason: String| {
+        state.catalog.log(&row.id, &reason);
+        if let Err(e) = state.catalog.finish_export(&row.id, Err(&reason)) {
+            tracing::error!(export = %row.id, "recording the export's end: {e}");
+        }
+    };
+    let backup = match state.catalog.backup(&row.backup_id) {
+        Ok(Some(b)) => b,
+        Ok(None) => return fail(format!("backup {} is gone", row.backup_id)),
+        Err(e) => return fail(e.to_string()),
+    };
+    if backup.status != BackupStatus::Ready {
+        return fail(format!(
+            "backup {} ended {}: nothing to export{}",
+            backup.id,
+            backup.status,
+            backup
+                .error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        ));
+    }
+    let comps = match state.catalog.backup_components(&backup.id) {
+        Ok(c) => c
+            .into_iter()
+            .filter(|c| row.components.contains(&c.component))
+            .collect(),
+        Err(e) => return fail(e.to_string()),
+    };
+    if let Err(e) = crate::export_api::launch_export(state, &row, backup, comps, protection) {
+        fail(e.message);
+    }
 }
 
 /// The components a request names (all configured ones by default), each
@@ -609,7 +717,7 @@ async fn list_backups(
     Ok(Json(BackupList { backups }))
 }
 
-fn find_backup(state: &Shared, id: &str) -> ApiResult<BackupRow> {
+pub(crate) fn find_backup_row(state: &Shared, id: &str) -> ApiResult<BackupRow> {
     state
         .catalog
         .backup(id)?
@@ -626,7 +734,7 @@ async fn show_backup(
     Path(id): Path<String>,
 ) -> ApiResult<Json<BackupView>> {
     p.require(Scope::BackupsRead)?;
-    let b = find_backup(&state, &id)?;
+    let b = find_backup_row(&state, &id)?;
     let comps = state.catalog.backup_components(&id)?;
     Ok(Json(backup_view(&state, b, comps)))
 }
@@ -641,7 +749,7 @@ async fn backup_log(
     Path(id): Path<String>,
 ) -> ApiResult<Json<JobLog>> {
     p.require(Scope::BackupsRead)?;
-    find_backup(&state, &id)?;
+    find_backup_row(&state, &id)?;
     job_log(&state, id)
 }
 
@@ -666,7 +774,7 @@ async fn cancel_backup(
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
     p.require(Scope::BackupsWrite)?;
-    let b = find_backup(&state, &id)?;
+    let b = find_backup_row(&state, &id)?;
     if b.status != BackupStatus::BackingUp || !state.jobs.cancel(&id) {
         return Err(ApiError::conflict(format!(
             "backup {id} is {}, not running",
@@ -696,7 +804,7 @@ async fn delete_backup(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Deleted>> {
     p.require(Scope::BackupsDelete)?;
-    let b = find_backup(&state, &id)?;
+    let b = find_backup_row(&state, &id)?;
     if b.status == BackupStatus::BackingUp {
         return Err(ApiError::conflict(format!(
             "backup {id} is being backed up: cancel it first (POST /api/v1/backups/{id}/cancel)"
@@ -872,7 +980,7 @@ async fn create_restore(
     JsonBody(req): JsonBody<CreateRestore>,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
     p.require(Scope::Restore)?;
-    let b = find_backup(&state, &id)?;
+    let b = find_backup_row(&state, &id)?;
     if b.status != BackupStatus::Ready {
         return Err(ApiError::conflict(format!(
             "backup {id} is {}: only READY backups are restored",
@@ -1816,6 +1924,8 @@ impl Modify for BearerAuth {
         list_targets, show_target, create_target, update_target, validate_target, rebuild_target_route, delete_target,
         create_token_route, list_tokens, revoke_token,
         login, create_user_route, list_users, disable_user,
+        crate::export_api::create_export, crate::export_api::list_exports, crate::export_api::show_export,
+        crate::export_api::download_export, crate::export_api::delete_export,
     ),
     modifiers(&BearerAuth)
 )]
@@ -1848,6 +1958,18 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/backups/{id}/log", get(backup_log))
         .route("/api/v1/backups/{id}/cancel", post(cancel_backup))
         .route("/api/v1/backups/{id}/restore", post(create_restore))
+        .route(
+            "/api/v1/backups/{id}/exports",
+            post(crate::export_api::create_export).get(crate::export_api::list_exports),
+        )
+        .route(
+            "/api/v1/exports/{id}",
+            get(crate::export_api::show_export).delete(crate::export_api::delete_export),
+        )
+        .route(
+            "/api/v1/exports/{id}/download",
+            get(crate::export_api::download_export),
+        )
         .route("/api/v1/restores/{id}", get(show_restore))
         .route("/api/v1/restores/{id}/log", get(restore_log))
         .route("/api/v1/targets", get(list_targets).post(create_target))

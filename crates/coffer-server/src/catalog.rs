@@ -119,6 +119,24 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         disabled_at INTEGER
     );",
+    // 3: exports (spooled files in <data_dir>/exports).
+    "CREATE TABLE exports (
+        id TEXT PRIMARY KEY,
+        backup_id TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('EXPORTING', 'READY', 'ERROR', 'EXPIRED')),
+        error TEXT,
+        sensitive INTEGER NOT NULL,
+        protection TEXT NOT NULL,
+        file_name TEXT NOT NULL,
+        components TEXT NOT NULL,
+        size INTEGER,
+        sha256 TEXT,
+        md5 TEXT,
+        created_at INTEGER NOT NULL,
+        finished_at INTEGER,
+        expires_at INTEGER
+    );
+    CREATE INDEX exports_backup ON exports(backup_id);",
 ];
 
 /// Seconds since the Unix epoch.
@@ -263,6 +281,39 @@ pub struct UserRow {
     pub created_at: i64,
     /// When it was disabled (it can no longer log in; its login tokens stop working).
     pub disabled_at: Option<i64>,
+}
+
+/// An export: a spooled `<backup-id>.coffer` file.
+#[derive(Debug, Clone)]
+pub struct ExportRow {
+    /// `export-<uuid>`.
+    pub id: String,
+    /// The backup exported.
+    pub backup_id: String,
+    /// `EXPORTING`, `READY`, `ERROR` or `EXPIRED` (the file was removed).
+    pub status: String,
+    /// Why it is `ERROR`.
+    pub error: Option<String>,
+    /// Only the sensitive components (still sealed).
+    pub sensitive: bool,
+    /// `password` or `age`.
+    pub protection: String,
+    /// The download's name: `<backup-id>.coffer` (`.sensitive.coffer`).
+    pub file_name: String,
+    /// The components it holds.
+    pub components: Vec<String>,
+    /// Bytes, once READY.
+    pub size: Option<u64>,
+    /// SHA-256 (hex), once READY.
+    pub sha256: Option<String>,
+    /// MD5 (hex), once READY.
+    pub md5: Option<String>,
+    /// Start.
+    pub created_at: i64,
+    /// End.
+    pub finished_at: Option<i64>,
+    /// When the file is removed (READY exports).
+    pub expires_at: Option<i64>,
 }
 
 /// The catalog handle. One connection behind a mutex: every statement is
@@ -819,6 +870,123 @@ impl Catalog {
         Ok(Some((row, comps)))
     }
 
+    // ---------------------------------------------------------------- exports
+
+    /// Records a new export (`EXPORTING`).
+    pub fn insert_export(&self, e: &ExportRow) -> CatalogResult<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO exports (id, backup_id, status, sensitive, protection, file_name, components, created_at)
+                 VALUES (?1, ?2, 'EXPORTING', ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    e.id,
+                    e.backup_id,
+                    e.sensitive,
+                    e.protection,
+                    e.file_name,
+                    serde_json::to_string(&e.components).unwrap_or_default(),
+                    e.created_at
+                ],
+            )
+            .ctx("recording an export")?;
+        Ok(())
+    }
+
+    /// An export ended: READY with its digests and expiry, or ERROR.
+    pub fn finish_export(
+        &self,
+        id: &str,
+        outcome: Result<(&coffer_export::Digests, i64), &str>,
+    ) -> CatalogResult<()> {
+        let conn = self.conn();
+        match outcome {
+            Ok((d, expires_at)) => conn.execute(
+                "UPDATE exports SET status = 'READY', size = ?2, sha256 = ?3, md5 = ?4,
+                 finished_at = ?5, expires_at = ?6 WHERE id = ?1",
+                params![id, to_i64(d.size), d.sha256, d.md5, now(), expires_at],
+            ),
+            Err(reason) => conn.execute(
+                "UPDATE exports SET status = 'ERROR', error = ?2, finished_at = ?3 WHERE id = ?1",
+                params![id, reason, now()],
+            ),
+        }
+        .ctx("finishing an export")?;
+        Ok(())
+    }
+
+    fn export_rows(
+        &self,
+        filter: &str,
+        arg: &dyn rusqlite::ToSql,
+    ) -> CatalogResult<Vec<ExportRow>> {
+        let conn = self.conn();
+        let mut q = conn
+            .prepare(&format!(
+                "SELECT id, backup_id, status, error, sensitive, protection, file_name, size, sha256,
+                 md5, created_at, finished_at, expires_at, components FROM exports WHERE {filter} ORDER BY created_at, id"
+            ))
+            .ctx("reading exports")?;
+        q.query_map([arg], |r| {
+            Ok(ExportRow {
+                id: r.get(0)?,
+                backup_id: r.get(1)?,
+                status: r.get(2)?,
+                error: r.get(3)?,
+                sensitive: r.get(4)?,
+                protection: r.get(5)?,
+                file_name: r.get(6)?,
+                size: to_u64(r.get(7)?),
+                sha256: r.get(8)?,
+                md5: r.get(9)?,
+                created_at: r.get(10)?,
+                finished_at: r.get(11)?,
+                expires_at: r.get(12)?,
+                components: serde_json::from_str(&r.get::<_, String>(13)?).unwrap_or_default(),
+            })
+        })
+        .ctx("reading exports")?
+        .collect::<Result<_, _>>()
+        .ctx("reading exports")
+    }
+
+    /// One export.
+    pub fn export(&self, id: &str) -> CatalogResult<Option<ExportRow>> {
+        Ok(self.export_rows("id = ?1", &id)?.into_iter().next())
+    }
+
+    /// A backup's exports, oldest first.
+    pub fn exports_of_backup(&self, backup_id: &str) -> CatalogResult<Vec<ExportRow>> {
+        self.export_rows("backup_id = ?1", &backup_id)
+    }
+
+    /// READY exports whose time is up become EXPIRED; returns their ids
+    /// (their files are the caller's to remove).
+    pub fn expire_exports(&self, at: i64) -> CatalogResult<Vec<String>> {
+        let due: Vec<String> = self
+            .export_rows("status = 'READY' AND expires_at <= ?1", &at)?
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        let conn = self.conn();
+        for id in &due {
+            conn.execute(
+                "UPDATE exports SET status = 'EXPIRED' WHERE id = ?1 AND status = 'READY'",
+                [id],
+            )
+            .ctx("expiring an export")?;
+        }
+        Ok(due)
+    }
+
+    /// Forgets an export.
+    pub fn delete_export(&self, id: &str) -> CatalogResult<bool> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM exports WHERE id = ?1", [id])
+            .ctx("deleting an export")?
+            > 0)
+    }
+
     // ---------------------------------------------------------------- restart
 
     /// Marks every job still running as `ERROR` ("interrupted by restart"):
@@ -850,6 +1018,12 @@ impl Catalog {
             params![reason, t],
         )
         .ctx("marking interrupted restore components")?;
+        n += tx
+            .execute(
+                "UPDATE exports SET status = 'ERROR', error = ?1, finished_at = ?2 WHERE status = 'EXPORTING'",
+                params![reason, t],
+            )
+            .ctx("marking interrupted exports")?;
         tx.commit().ctx("marking interrupted jobs")?;
         Ok(n)
     }

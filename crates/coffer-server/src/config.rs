@@ -84,6 +84,8 @@ pub struct ServerConfig {
     /// What `sensitive = true` components are sealed to before they reach
     /// the repository (`[sensitive] recipients`); required when any is.
     pub sensitive_recipients: Option<Arc<AgeRecipients>>,
+    /// How long a finished export stays downloadable (`server.export_ttl_secs`).
+    pub export_ttl: Duration,
     /// Preflight: the sources' size estimate is multiplied by this.
     pub preflight_factor: f64,
     /// Preflight: and this many bytes are added (a reserve).
@@ -173,6 +175,7 @@ struct ServerSection {
     login_lifetime_secs: Option<u64>,
     preflight_factor: Option<f64>,
     preflight_reserve_mib: Option<u64>,
+    export_ttl_secs: Option<u64>,
 }
 
 /// `[sensitive]`.
@@ -297,6 +300,7 @@ impl ServerConfig {
             login_lifetime: Duration::from_secs(s.login_lifetime_secs.unwrap_or(3600)),
             hooks: shape.hooks,
             sensitive_recipients,
+            export_ttl: Duration::from_secs(s.export_ttl_secs.unwrap_or(24 * 3600).max(1)),
             preflight_factor,
             preflight_reserve: s.preflight_reserve_mib.unwrap_or(64) << 20,
             components,

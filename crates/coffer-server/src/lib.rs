@@ -17,6 +17,8 @@ pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod error;
+pub mod export_api;
+pub mod exports;
 pub mod jobs;
 pub mod keys;
 pub mod metrics;
@@ -175,6 +177,7 @@ pub async fn serve(
     if targets.iter().all(|t| is_same_disk(&t.kind)) {
         tracing::warn!("{SAME_DISK_WARNING}");
     }
+    tokio::spawn(exports::sweep(Arc::clone(&state)));
     let app = api::router(Arc::clone(&state));
     match tls {
         Some(tls) => tls::serve(listener, app, tls, shutdown, grace).await,
