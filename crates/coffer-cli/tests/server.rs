@@ -588,6 +588,9 @@ fn every_endpoint_checks_credentials_scopes_and_components() {
     let target_body =
         json!({ "name": "t2", "spec": { "kind": "local", "path": tmp.path().join("t2") } });
     let token_body = json!({ "name": "x", "scopes": ["backups:read"] });
+    let export_body = json!({ "password": "correct horse battery" });
+    let e = srv.export(&id, &export_body);
+    let eid = e["id"].as_str().unwrap().to_owned();
     // (method, path, body, scope, component-scoped)
     let endpoints: Vec<(&str, String, Option<Value>, &str, bool)> = vec![
         (
@@ -721,6 +724,41 @@ fn every_endpoint_checks_credentials_scopes_and_components() {
             None,
             "tokens:admin",
             false,
+        ),
+        (
+            "POST",
+            format!("/api/v1/backups/{id}/exports"),
+            Some(export_body),
+            "export",
+            true,
+        ),
+        (
+            "GET",
+            format!("/api/v1/backups/{id}/exports"),
+            None,
+            "export",
+            false,
+        ),
+        (
+            "GET",
+            format!("/api/v1/exports/{eid}"),
+            None,
+            "export",
+            true,
+        ),
+        (
+            "GET",
+            format!("/api/v1/exports/{eid}/download"),
+            None,
+            "export",
+            true,
+        ),
+        (
+            "DELETE",
+            format!("/api/v1/exports/{eid}"),
+            None,
+            "export",
+            true,
         ),
         // Last: it removes the backup the others use.
         (
