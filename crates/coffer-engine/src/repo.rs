@@ -1048,17 +1048,9 @@ impl Repo {
                 return Ok(());
             }
             let identity = self.identity_for(&info)?;
-            let [path] = info.paths.as_slice() else {
-                return Err(EngineError::InvalidInput(format!(
-                    "sealed snapshot {} has {} paths instead of one file",
-                    info.id,
-                    info.paths.len()
-                )));
-            };
             let repo = repo.to_indexed().map_err(|e| EngineError::rustic(&e))?;
-            let node = repo
-                .node_from_snapshot_and_path(&snap, path)
-                .map_err(|e| EngineError::rustic(&e))?;
+            // A sealed snapshot is one file: its portable form is the age file.
+            let (node, _) = portable_root(&repo, &snap, &info)?;
             self.read_sealed(&repo, &node, identity, false, |_| Ok(()))
         })
     }

@@ -155,13 +155,25 @@ fn tree_round_trip_keeps_content_and_metadata() {
 
 #[test]
 fn restore_refuses_non_empty_and_supports_overwrite_and_mirror() {
+    restore_modes_behave(false);
+}
+
+/// Refuse, overwrite and mirror on a destination with a changed and an
+/// extra file; `sealed` backs the tree up sealed to an age recipient.
+fn restore_modes_behave(sealed: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     tree::write(&src.join("a.txt"), b"from backup");
     tree::write(&src.join("sub/b.txt"), b"also from backup");
     let dir = tmp.path().join("repo");
-    let repo = new_repo(&dir);
-    let snap = backup_dir(&repo, &src, "files");
+    let mut repo = new_repo(&dir);
+    let snap = if sealed {
+        let (identity, snap) = sealed_tree_backup(&repo, &src);
+        repo = repo.with_identity(identity);
+        snap
+    } else {
+        backup_dir(&repo, &src, "files")
+    };
 
     let dest = tmp.path().join("dest");
     tree::write(&dest.join("a.txt"), b"local change");
@@ -832,6 +844,21 @@ fn sealing() -> (Arc<AgeIdentity>, Arc<AgeRecipients>) {
     (Arc::new(id), Arc::new(recipients))
 }
 
+/// Backs `src` up as component `keys`, sealed to a new identity.
+fn sealed_tree_backup(repo: &Repo, src: &Path) -> (Arc<AgeIdentity>, coffer_engine::SnapshotInfo) {
+    let (identity, recipients) = sealing();
+    let snap = repo
+        .sealed_to(recipients)
+        .backup_tree(
+            src,
+            &bref("test", "keys", 1),
+            &TreeBackupOptions::default(),
+            None,
+        )
+        .unwrap();
+    (identity, snap)
+}
+
 #[test]
 fn a_sealed_tree_round_trips_and_needs_its_identity() {
     let tmp = tempfile::tempdir().unwrap();
@@ -839,16 +866,7 @@ fn a_sealed_tree_round_trips_and_needs_its_identity() {
     tree::build_rich_tree(&src);
     let dir = tmp.path().join("repo");
     let repo = new_repo(&dir);
-    let (identity, recipients) = sealing();
-    let snap = repo
-        .sealed_to(recipients)
-        .backup_tree(
-            &src,
-            &bref("test", "keys", 1),
-            &TreeBackupOptions::default(),
-            None,
-        )
-        .unwrap();
+    let (identity, snap) = sealed_tree_backup(&repo, &src);
     assert!(snap.sealed);
     assert_eq!(snap.kind, Some(ContentKind::Tree));
     assert_eq!(snap.paths, ["keys.tar.age"]);
@@ -900,37 +918,7 @@ fn a_sealed_tree_round_trips_and_needs_its_identity() {
 
 #[test]
 fn a_sealed_tree_restores_with_overwrite_and_mirror() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    tree::write(&src.join("a.txt"), b"from backup");
-    tree::write(&src.join("sub/b.txt"), b"also from backup");
-    let repo = new_repo(&tmp.path().join("repo"));
-    let (identity, recipients) = sealing();
-    let snap = repo
-        .sealed_to(recipients)
-        .backup_tree(
-            &src,
-            &bref("test", "keys", 1),
-            &TreeBackupOptions::default(),
-            None,
-        )
-        .unwrap();
-    let repo = repo.with_identity(identity);
-    let dest = tmp.path().join("dest");
-    tree::write(&dest.join("a.txt"), b"local change");
-    tree::write(&dest.join("extra.txt"), b"not in backup");
-    assert!(matches!(
-        repo.restore_tree(&snap.id, &dest, RestoreMode::RefuseNonEmpty, None),
-        Err(EngineError::DestinationNotEmpty(_))
-    ));
-    repo.restore_tree(&snap.id, &dest, RestoreMode::Overwrite, None)
-        .unwrap();
-    assert_eq!(fs::read(dest.join("a.txt")).unwrap(), b"from backup");
-    assert!(dest.join("extra.txt").exists());
-    repo.restore_tree(&snap.id, &dest, RestoreMode::Mirror, None)
-        .unwrap();
-    assert!(!dest.join("extra.txt").exists());
-    assert_same_tree(&src, &dest);
+    restore_modes_behave(true);
 }
 
 #[test]
