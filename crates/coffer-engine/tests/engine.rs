@@ -978,3 +978,60 @@ fn a_sealed_stream_round_trips_and_a_failing_source_records_nothing() {
     repo.check_identity(&plain.id).unwrap();
     restic_check(&dir, PW);
 }
+
+#[test]
+fn a_snapshot_travels_as_one_file_of_the_announced_length() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    tree::build_rich_tree(&src);
+    let dir = tmp.path().join("repo");
+    let repo = new_repo(&dir);
+
+    // A tree: a tar whose length is known before a byte of it is written.
+    let snap = backup_dir(&repo, &src, "files");
+    let form = repo.portable_form(&snap.id).unwrap();
+    assert_eq!(form.file_name, "files.tar");
+    assert_eq!(form.content, ContentKind::Tree);
+    assert!(!form.sealed);
+    let mut tar_bytes = Vec::new();
+    let written = repo.write_portable(&snap.id, &mut tar_bytes).unwrap();
+    assert_eq!((written, tar_bytes.len() as u64), (form.len, form.len));
+    let out = tmp.path().join("from-tar");
+    fs::create_dir(&out).unwrap();
+    let mut archive = tar::Archive::new(tar_bytes.as_slice());
+    archive.set_preserve_permissions(true);
+    archive.unpack(&out).unwrap();
+    let (a, b) = (tree::walk(&src), tree::walk(&out));
+    assert_eq!(a.len(), b.len());
+    for (k, e) in &a {
+        assert_eq!(e.content_hash, b[k].content_hash, "{}", k.display());
+        assert_eq!(e.mode, b[k].mode, "{}", k.display());
+        assert_eq!(e.link, b[k].link, "{}", k.display());
+    }
+
+    // A stream: its bytes, though its node records no size.
+    let data = tree::random_bytes(3, 1_234_567);
+    let s = repo
+        .backup_stream(
+            Box::new(io::Cursor::new(data.clone())),
+            "db.dump",
+            &bref("test", "db", 1),
+            None,
+        )
+        .unwrap();
+    let form = repo.portable_form(&s.id).unwrap();
+    assert_eq!((form.file_name.as_str(), form.len), ("db.dump", 1_234_567));
+    let mut out = Vec::new();
+    repo.write_portable(&s.id, &mut out).unwrap();
+    assert!(out == data);
+
+    // A sealed snapshot travels still sealed.
+    let (_, sealed) = sealed_tree_backup(&repo, &src);
+    let form = repo.portable_form(&sealed.id).unwrap();
+    assert!(form.sealed);
+    assert_eq!(form.file_name, "keys.tar.age");
+    let mut out = Vec::new();
+    repo.write_portable(&sealed.id, &mut out).unwrap();
+    assert_eq!(out.len() as u64, form.len);
+    assert!(out.starts_with(b"age-encryption.org/v1"));
+}
