@@ -980,18 +980,7 @@ impl Repo {
                 } else if snap.summary.is_some() {
                     info.bytes
                 } else {
-                    let mut sink = CountingWriter {
-                        inner: &mut std::io::sink(),
-                        written: 0,
-                    };
-                    repo.dump(&node, &mut sink).map_err(|e| {
-                        EngineError::Engine(format!(
-                            "measuring snapshot {}: {}",
-                            info.id,
-                            e.display_log()
-                        ))
-                    })?;
-                    sink.written
+                    dump_counted(&repo, &node, &mut std::io::sink(), &info.id)?
                 };
                 (info.paths[0].clone(), len)
             } else {
@@ -1018,18 +1007,7 @@ impl Repo {
             let repo = repo.to_indexed().map_err(|e| EngineError::rustic(&e))?;
             let (node, single) = portable_root(&repo, &snap, &info)?;
             if single {
-                let mut w = CountingWriter {
-                    inner: out,
-                    written: 0,
-                };
-                repo.dump(&node, &mut w).map_err(|e| {
-                    EngineError::Engine(format!(
-                        "reading snapshot {}: {}",
-                        info.id,
-                        e.display_log()
-                    ))
-                })?;
-                return Ok(w.written);
+                return dump_counted(&repo, &node, out, &info.id);
             }
             tree_tar(&repo, &node, out, true)
         })
@@ -1309,6 +1287,22 @@ fn tree_tar<S: rustic_core::IndexedFull + Sync>(
     }
     let counted = tar.into_inner().map_err(io_err)?;
     Ok(counted.written)
+}
+
+/// Dumps the file `node` of snapshot `id` into `out`; returns its length.
+fn dump_counted<S: rustic_core::IndexedFull>(
+    repo: &Repository<S>,
+    node: &rustic_core::repofile::Node,
+    out: &mut dyn Write,
+    id: &str,
+) -> EngineResult<u64> {
+    let mut w = CountingWriter {
+        inner: out,
+        written: 0,
+    };
+    repo.dump(node, &mut w)
+        .map_err(|e| EngineError::Engine(format!("reading snapshot {id}: {}", e.display_log())))?;
+    Ok(w.written)
 }
 
 /// Counts what passes through.
