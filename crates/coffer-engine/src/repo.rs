@@ -948,10 +948,7 @@ impl Repo {
                 })?;
                 return Ok(info);
             }
-            let mut w = WriteAdapter(out);
-            repo.dump(&node, &mut w).map_err(|e| {
-                EngineError::Engine(format!("restoring stream: {}", e.display_log()))
-            })?;
+            dump_counted(&repo, &node, out, &info.id)?;
             Ok(info)
         })
     }
@@ -1194,7 +1191,6 @@ struct BackupJob {
     component: String,
 }
 
-/// `dump` wants a sized `Write`.
 /// A snapshot as one file: see [`Repo::portable_form`].
 #[derive(Debug, Clone, Serialize)]
 pub struct PortableForm {
@@ -1305,7 +1301,8 @@ fn dump_counted<S: rustic_core::IndexedFull>(
     Ok(w.written)
 }
 
-/// Counts what passes through.
+/// Counts what passes through (and gives rustic_core's `dump`, which wants a
+/// sized `Write`, one over a `dyn Write`).
 struct CountingWriter<'a> {
     inner: &'a mut dyn Write,
     written: u64,
@@ -1319,17 +1316,6 @@ impl Write for CountingWriter<'_> {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
-    }
-}
-
-struct WriteAdapter<'a>(&'a mut dyn Write);
-
-impl Write for WriteAdapter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
     }
 }
 

@@ -275,7 +275,7 @@ fn restore_file<S: IndexedFull>(
     Ok(())
 }
 
-fn make_special(path: &Path, kind: libc::mode_t, device: u64) -> EngineResult<()> {
+pub(crate) fn make_special(path: &Path, kind: libc::mode_t, device: u64) -> EngineResult<()> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| EngineError::InvalidInput(format!("NUL in path {}", path.display())))?;

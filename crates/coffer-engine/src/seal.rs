@@ -17,19 +17,18 @@
 //! file key each time, so sealed components do not deduplicate between
 //! backups; they are meant to be small.
 
-use std::fmt;
 use std::io::{self, BufReader, PipeReader, PipeWriter, Read, Write};
 use std::path::{Component, Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use age::secrecy::ExposeSecret;
 use rustic_core::repofile::{Node, NodeType};
 use rustic_core::{
     Excludes, LocalSource, LocalSourceFilterOptions, LocalSourceSaveOptions, ReadSource,
     ReadSourceEntry, ReadSourceOpen,
 };
+
+pub use coffer_export::{AgeIdentity, AgeRecipients};
 
 use crate::cancel::CancelToken;
 use crate::meta::unix_mode_from_go;
@@ -42,96 +41,6 @@ const PAX_XATTR: &str = "SCHILY.xattr.";
 
 /// The suffix of a sealed snapshot's file name.
 pub const SEALED_SUFFIX: &str = ".age";
-
-/// The age X25519 public keys sensitive components are sealed to. Any one
-/// of the matching identities can restore them.
-#[derive(Clone)]
-pub struct AgeRecipients(Vec<age::x25519::Recipient>);
-
-impl AgeRecipients {
-    /// Parses `age1…` public keys; at least one is needed.
-    pub fn parse<S: AsRef<str>>(keys: &[S]) -> Result<Self, String> {
-        if keys.is_empty() {
-            return Err("no age recipient given (an X25519 public key, age1…)".into());
-        }
-        keys.iter()
-            .map(|k| {
-                let k = k.as_ref().trim();
-                age::x25519::Recipient::from_str(k).map_err(|e| {
-                    format!(
-                        "{k:?} is not an age X25519 recipient (age1…, from `age-keygen -y`): {e}"
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Self)
-    }
-
-    fn encryptor(&self) -> io::Result<age::Encryptor> {
-        age::Encryptor::with_recipients(self.0.iter().map(|r| r as &dyn age::Recipient))
-            .map_err(|e| io::Error::other(format!("age: {e}")))
-    }
-}
-
-impl fmt::Display for AgeRecipients {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let keys: Vec<String> = self.0.iter().map(ToString::to_string).collect();
-        f.write_str(&keys.join(", "))
-    }
-}
-
-impl fmt::Debug for AgeRecipients {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AgeRecipients({self})")
-    }
-}
-
-/// An age X25519 identity (secret key): what restoring a sealed component
-/// needs. Its `Debug` never shows the key.
-#[derive(Clone)]
-pub struct AgeIdentity(age::x25519::Identity);
-
-impl AgeIdentity {
-    /// A new random identity (for tests and `coffer` helpers).
-    pub fn generate() -> Self {
-        Self(age::x25519::Identity::generate())
-    }
-
-    /// The identity's public key (`age1…`).
-    pub fn recipient(&self) -> String {
-        self.0.to_public().to_string()
-    }
-
-    /// The secret key (`AGE-SECRET-KEY-1…`), for writing a key file.
-    pub fn secret(&self) -> String {
-        self.0.to_string().expose_secret().to_owned()
-    }
-}
-
-impl FromStr for AgeIdentity {
-    type Err = String;
-
-    /// Takes the key itself or the contents of an identity file as
-    /// `age-keygen` writes it (comment lines start with `#`).
-    fn from_str(s: &str) -> Result<Self, String> {
-        let key = s
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with('#'))
-            .ok_or("the age identity is empty (expected AGE-SECRET-KEY-1…)")?;
-        age::x25519::Identity::from_str(key).map(Self).map_err(|_| {
-            "the age identity is not an X25519 secret key (expected AGE-SECRET-KEY-1…, as \
-             written by age-keygen)"
-                .to_owned()
-        })
-    }
-}
-
-impl fmt::Debug for AgeIdentity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AgeIdentity({}, secret redacted)", self.recipient())
-    }
-}
 
 // ---------------------------------------------------------------------- writing
 
@@ -293,11 +202,8 @@ pub(crate) fn append_node<W: Write>(
     header.set_gid(meta.gid.unwrap_or(0).into());
     header.set_size(0);
     let device = |h: &mut tar::Header, dev: u64| -> io::Result<()> {
-        // glibc's encoding of dev_t, as `major(3)`/`minor(3)` decode it.
-        let major = ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff);
-        let minor = ((dev >> 12) & 0xffff_ff00) | (dev & 0xff);
-        h.set_device_major(major as u32)?;
-        h.set_device_minor(minor as u32)
+        h.set_device_major(libc::major(dev as libc::dev_t))?;
+        h.set_device_minor(libc::minor(dev as libc::dev_t))
     };
     match &node.node_type {
         NodeType::Dir => {
@@ -378,7 +284,7 @@ pub fn open_sealed<'r>(
     let decryptor = age::Decryptor::new_buffered(BufReader::new(sealed))
         .map_err(|e| io::Error::other(format!("not a valid age file: {e}")))?;
     decryptor
-        .decrypt(std::iter::once(&identity.0 as &dyn age::Identity))
+        .decrypt(std::iter::once(identity.as_age() as &dyn age::Identity))
         .map_err(|e| match e {
             age::DecryptError::NoMatchingKeys => io::Error::new(
                 io::ErrorKind::PermissionDenied,
@@ -446,9 +352,33 @@ pub(crate) fn unpack_tree(
             });
             continue;
         }
-        let is_link = header.entry_type() == tar::EntryType::Symlink;
+        let kind = header.entry_type();
+        let is_link = kind == tar::EntryType::Symlink;
         let size = entry.size();
-        if !entry.unpack_in(root)? {
+        let special = match kind {
+            tar::EntryType::Fifo => Some(libc::S_IFIFO),
+            tar::EntryType::Block => Some(libc::S_IFBLK),
+            tar::EntryType::Char => Some(libc::S_IFCHR),
+            _ => None,
+        };
+        if let Some(file_type) = special {
+            // The tar crate would write these as empty regular files.
+            let dev = if file_type == libc::S_IFIFO {
+                0
+            } else {
+                libc::makedev(
+                    header.device_major()?.unwrap_or(0),
+                    header.device_minor()?.unwrap_or(0),
+                )
+            };
+            let (mode, owner) = (header.mode()?, (header.uid()?, header.gid()?));
+            crate::restore::make_special(&path, file_type, dev).map_err(io::Error::other)?;
+            if crate::meta::is_root() {
+                std::os::unix::fs::lchown(&path, Some(owner.0 as u32), Some(owner.1 as u32))?;
+            }
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o7777))?;
+        } else if !entry.unpack_in(root)? {
             return Err(io::Error::other(format!(
                 "the sealed archive's entry {} would land outside the restore root",
                 rel.display()

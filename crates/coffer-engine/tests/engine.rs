@@ -864,6 +864,12 @@ fn a_sealed_tree_round_trips_and_needs_its_identity() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     tree::build_rich_tree(&src);
+    // A FIFO too: the tar crate alone would bring it back as a regular file.
+    let fifo = std::ffi::CString::new(src.join("nested/pipe").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o640) }, 0);
+    tree::set_mtime(&src.join("nested/pipe"), 1_500_000_000, 5);
+    tree::set_mtime(&src.join("nested"), 1_600_000_000, 7);
     let dir = tmp.path().join("repo");
     let repo = new_repo(&dir);
     let (identity, snap) = sealed_tree_backup(&repo, &src);

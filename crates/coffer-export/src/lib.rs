@@ -27,9 +27,11 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Component, Path, PathBuf};
-use std::str::FromStr;
 
 use age::secrecy::SecretString;
+pub use keys::{AgeIdentity, AgeRecipients};
+
+mod keys;
 use coffer_model::ComponentName;
 use serde::{Deserialize, Serialize};
 
@@ -184,20 +186,9 @@ pub enum Protection {
 impl Protection {
     /// Parses `age1…` recipients.
     pub fn recipients<S: AsRef<str>>(keys: &[S]) -> Result<Self, ExportError> {
-        if keys.is_empty() {
-            return Err(ExportError::Invalid("no age recipient given".into()));
-        }
-        keys.iter()
-            .map(|k| {
-                age::x25519::Recipient::from_str(k.as_ref().trim()).map_err(|e| {
-                    ExportError::Invalid(format!(
-                        "{:?} is not an age X25519 recipient (age1…): {e}",
-                        k.as_ref()
-                    ))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Self::Recipients)
+        AgeRecipients::parse(keys)
+            .map(|r| Self::Recipients(r.into_keys()))
+            .map_err(ExportError::Invalid)
     }
 
     fn encryptor(&self) -> Result<age::Encryptor, ExportError> {
@@ -231,18 +222,9 @@ impl Secret {
 
     /// An identity: the key or an `age-keygen` file's text.
     pub fn identity(text: &str) -> Result<Self, ExportError> {
-        let key = text
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with('#'))
-            .ok_or_else(|| ExportError::Invalid("the age identity is empty".into()))?;
-        age::x25519::Identity::from_str(key)
-            .map(Self::Identity)
-            .map_err(|_| {
-                ExportError::Invalid(
-                    "the age identity is not an X25519 secret key (AGE-SECRET-KEY-1…)".into(),
-                )
-            })
+        text.parse::<AgeIdentity>()
+            .map(|id| Self::Identity(id.as_age().clone()))
+            .map_err(ExportError::Invalid)
     }
 }
 
