@@ -247,7 +247,8 @@ pub fn check_staging_space(specs: &[ComponentSpec], staging_dir: &Path) -> Resul
     let needed = largest + largest / 20;
     if free < needed {
         return Err(format!(
-            "not enough space for staging copies in {}: {} MiB free, component {largest_name:?}              needs {} MiB (choose another --staging directory)",
+            "not enough space for staging copies in {}: {} MiB free, component {largest_name:?} \
+             needs {} MiB (choose another --staging directory)",
             staging_dir.display(),
             free >> 20,
             needed >> 20
@@ -277,26 +278,15 @@ fn check_snapshot_fits(
         )));
     }
     // Stream kinds other than `command` store `<component>.<ext>`.
-    let ext = match spec.kind {
-        ComponentKind::Sqlite(_) => Some(".sqlite"),
-        ComponentKind::Postgres(_) => Some(".pgdump"),
-        ComponentKind::Mysql(_) => Some(".sql"),
-        ComponentKind::Redis(_) => Some(".rdb"),
-        ComponentKind::S3(_) => Some(".tar"),
-        _ => None,
-    };
     // A sealed snapshot stores the same file with `.age` appended.
-    let stored_ext = |p: &String| {
-        let p = if snap.sealed {
-            p.strip_suffix(coffer_engine::seal::SEALED_SUFFIX)
-                .unwrap_or(p)
-        } else {
-            p
-        };
-        ext.is_some_and(|ext| p.ends_with(ext))
+    let stored = |p: &String| {
+        p.strip_suffix(coffer_engine::seal::SEALED_SUFFIX)
+            .filter(|_| snap.sealed)
+            .unwrap_or(p)
+            .to_owned()
     };
-    if let Some(ext) = ext
-        && !snap.paths.iter().any(stored_ext)
+    if let Some(ext) = spec.kind.stream_ext()
+        && !snap.paths.iter().any(|p| stored(p).ends_with(ext))
     {
         return Err(c.invalid(format!(
             "snapshot {} holds {:?}, not a {} backup (*{ext})",

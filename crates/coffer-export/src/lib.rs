@@ -233,10 +233,8 @@ impl Secret {
 /// SHA-256 and MD5 of everything written through it, and the length: what
 /// the API shows for an export so operators can compare (Auth0 style).
 pub struct DigestWriter<W> {
-    inner: W,
-    sha256: ring::digest::Context,
+    inner: HashingWriter<W>,
     md5: md5::Md5,
-    len: u64,
 }
 
 /// The digests of a finished file.
@@ -255,22 +253,21 @@ impl<W: Write> DigestWriter<W> {
     pub fn new(inner: W) -> Self {
         use md5::Digest;
         Self {
-            inner,
-            sha256: ring::digest::Context::new(&ring::digest::SHA256),
+            inner: HashingWriter::new(inner),
             md5: md5::Md5::new(),
-            len: 0,
         }
     }
 
     /// The writer and the digests of what passed.
     pub fn finish(self) -> (W, Digests) {
         use md5::Digest;
+        let (inner, size, sha256) = self.inner.finish();
         let digests = Digests {
-            size: self.len,
-            sha256: hex::encode(self.sha256.finish()),
+            size,
+            sha256,
             md5: hex::encode(self.md5.finalize()),
         };
-        (self.inner, digests)
+        (inner, digests)
     }
 }
 
@@ -278,9 +275,7 @@ impl<W: Write> Write for DigestWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         use md5::Digest;
         let n = self.inner.write(buf)?;
-        self.sha256.update(&buf[..n]);
         self.md5.update(&buf[..n]);
-        self.len += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -293,6 +288,21 @@ struct HashingWriter<W> {
     inner: W,
     sha256: ring::digest::Context,
     len: u64,
+}
+
+impl<W> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        Self {
+            inner,
+            sha256: ring::digest::Context::new(&ring::digest::SHA256),
+            len: 0,
+        }
+    }
+
+    /// The writer, the length and the SHA-256 (hex) of what passed.
+    fn finish(self) -> (W, u64, String) {
+        (self.inner, self.len, hex::encode(self.sha256.finish()))
+    }
 }
 
 impl<W: Write> Write for HashingWriter<W> {
@@ -373,13 +383,9 @@ impl<W: Write> ExportWriter<W> {
         let out = self.tar.get_mut();
         out.write_all(header.as_bytes())
             .map_err(io_err("writing the export"))?;
-        let mut hashing = HashingWriter {
-            inner: &mut *out,
-            sha256: ring::digest::Context::new(&ring::digest::SHA256),
-            len: 0,
-        };
+        let mut hashing = HashingWriter::new(&mut *out);
         fill(&mut hashing).map_err(io_err(format!("writing component {}", c.name)))?;
-        let (written, sha256) = (hashing.len, hex::encode(hashing.sha256.finish()));
+        let (_, written, sha256) = hashing.finish();
         if written != size {
             return Err(ExportError::Invalid(format!(
                 "component {} gave {written} bytes instead of the announced {size}",
@@ -566,6 +572,7 @@ pub fn unpack_tar(
     let mut manifest: Option<Manifest> = None;
     let mut files: BTreeMap<String, (PathBuf, u64, String)> = BTreeMap::new();
     let (mut entries, mut total) = (0u64, 0u64);
+    let mut buf = vec![0u8; 256 << 10];
     for entry in archive.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
         entries += 1;
@@ -635,12 +642,7 @@ pub fn unpack_tar(
             .create_new(true)
             .open(&path)
             .map_err(io_err(format!("creating {}", path.display())))?;
-        let mut out = HashingWriter {
-            inner: io::BufWriter::new(file),
-            sha256: ring::digest::Context::new(&ring::digest::SHA256),
-            len: 0,
-        };
-        let mut buf = vec![0u8; 256 << 10];
+        let mut out = HashingWriter::new(io::BufWriter::new(file));
         loop {
             let n = entry.read(&mut buf).map_err(corrupt)?;
             if n == 0 {
@@ -656,8 +658,8 @@ pub fn unpack_tar(
                 out.len
             )));
         }
-        let sha = hex::encode(out.sha256.finish());
-        let file = out.inner.into_inner().map_err(|e| ExportError::Io {
+        let (buffered, _, sha) = out.finish();
+        let file = buffered.into_inner().map_err(|e| ExportError::Io {
             context: format!("writing {}", path.display()),
             source: e.into_error(),
         })?;
@@ -668,7 +670,6 @@ pub fn unpack_tar(
     // Read to the very end: the age stream's last chunk is what proves that
     // nothing was cut off after the tar's end marker.
     let mut rest = archive.into_inner();
-    let mut buf = vec![0u8; 64 << 10];
     loop {
         match rest.read(&mut buf) {
             Ok(0) => break,

@@ -133,7 +133,9 @@ impl<'de> Deserialize<'de> for Secret {
                     "file" => Secret::File(map.next_value()?),
                     // The serialized form of a literal (see `reveal_secrets`).
                     "literal" => Secret::Literal(map.next_value()?),
-                    other => return Err(de::Error::unknown_field(other, &["env", "file"])),
+                    other => {
+                        return Err(de::Error::unknown_field(other, &["env", "file", "literal"]));
+                    }
                 };
                 if map.next_key::<String>()?.is_some() {
                     return Err(de::Error::custom(
@@ -181,6 +183,19 @@ pub enum ComponentKind {
 }
 
 impl ComponentKind {
+    /// The extension of the stream file a kind stores (`.pgdump`, …);
+    /// `None` for `files` (a tree) and `command` (any name).
+    pub fn stream_ext(&self) -> Option<&'static str> {
+        match self {
+            Self::Sqlite(_) => Some(".sqlite"),
+            Self::Postgres(_) => Some(".pgdump"),
+            Self::Mysql(_) => Some(".sql"),
+            Self::Redis(_) => Some(".rdb"),
+            Self::S3(_) => Some(".tar"),
+            Self::Files(_) | Self::Command(_) => None,
+        }
+    }
+
     /// The kind's name as written in TOML.
     pub fn name(&self) -> &'static str {
         match self {
@@ -537,14 +552,10 @@ impl ComponentSpec {
         let n = self.name.as_str();
         match &self.kind {
             ComponentKind::Files(_) => None,
-            ComponentKind::Sqlite(_) => Some(format!("{n}.sqlite")),
-            ComponentKind::Postgres(_) => Some(format!("{n}.pgdump")),
-            ComponentKind::Mysql(_) => Some(format!("{n}.sql")),
-            ComponentKind::Redis(_) => Some(format!("{n}.rdb")),
-            ComponentKind::S3(_) => Some(format!("{n}.tar")),
             ComponentKind::Command(c) => {
                 Some(c.file_name.clone().unwrap_or_else(|| format!("{n}.dump")))
             }
+            kind => kind.stream_ext().map(|ext| format!("{n}{ext}")),
         }
     }
 }

@@ -24,10 +24,9 @@ use suppaftp::types::FileType;
 use suppaftp::{FtpError, RustlsConnector, RustlsFtpStream};
 
 use crate::retry::RetryPolicy;
-use crate::{ObjectInfo, Storage, StorageError, StorageErrorKind, StorageResult, check_key};
-
-/// Where uploads wait before their rename, outside the repository layout.
-const TMP_DIR: &str = "coffer/tmp";
+use crate::{
+    ObjectInfo, Storage, StorageError, StorageErrorKind, StorageResult, TMP_DIR, check_key,
+};
 
 /// FTPS settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -570,16 +569,7 @@ impl Storage for FtpStorage {
                 Ok((buf, true))
             }
         })?;
-        if data.len() as u64 != length {
-            return Err(StorageError::new(
-                StorageErrorKind::Corrupt,
-                &self.location,
-                "get-range",
-                key,
-                format!("asked for {length} bytes at {offset}, got {}", data.len()),
-            ));
-        }
-        Ok(data)
+        crate::exact_range(&self.location, key, offset, length, data)
     }
 
     fn list(&self, prefix: &str) -> StorageResult<Vec<ObjectInfo>> {

@@ -99,6 +99,33 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
 
 /// Refuses keys that could escape the storage root or collide with
 /// temporary objects. Every implementation calls this first.
+/// Where every backend keeps objects being uploaded (or cut short by an
+/// interrupted write) before they are renamed into place: inside the target,
+/// so the rename stays on one filesystem or server and is atomic. Listings
+/// never show it.
+pub(crate) const TMP_DIR: &str = "coffer/tmp";
+
+/// A ranged read's data, refused as `Corrupt` unless it is exactly `length`
+/// bytes (a server that returns less or more must not pass unnoticed).
+pub(crate) fn exact_range(
+    location: &str,
+    key: &str,
+    offset: u64,
+    length: u64,
+    data: Vec<u8>,
+) -> StorageResult<Vec<u8>> {
+    if data.len() as u64 != length {
+        return Err(StorageError::new(
+            StorageErrorKind::Corrupt,
+            location,
+            "get-range",
+            key,
+            format!("asked for {length} bytes at {offset}, got {}", data.len()),
+        ));
+    }
+    Ok(data)
+}
+
 pub fn check_key(location: &str, op: &'static str, key: &str) -> StorageResult<()> {
     let bad = key.is_empty()
         || key.starts_with('/')

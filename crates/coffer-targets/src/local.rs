@@ -8,13 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use rand::Rng;
 
-use crate::{ObjectInfo, Storage, StorageError, StorageResult, check_key};
-
-/// Temporary files of in-flight writes live here, outside every directory the
-/// repository format defines, so `restic check` never trips over a leftover of
-/// an interrupted write. Same filesystem as the objects, so the final rename is
-/// atomic.
-const TMP_DIR: &str = "coffer/tmp";
+use crate::{ObjectInfo, Storage, StorageError, StorageResult, TMP_DIR, check_key};
 
 /// Temporary files older than this are leftovers of crashed writers.
 const TMP_MAX_AGE: Duration = Duration::from_secs(24 * 3600);

@@ -525,16 +525,7 @@ impl Storage for S3Storage {
             })?;
             self.read_body("get-range", key, r)
         })?;
-        if data.len() as u64 != length {
-            return Err(StorageError::new(
-                StorageErrorKind::Corrupt,
-                &self.location,
-                "get-range",
-                key,
-                format!("asked for {length} bytes at {offset}, got {}", data.len()),
-            ));
-        }
-        Ok(data)
+        crate::exact_range(&self.location, key, offset, length, data)
     }
 
     fn list(&self, prefix: &str) -> StorageResult<Vec<ObjectInfo>> {

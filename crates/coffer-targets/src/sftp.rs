@@ -23,9 +23,9 @@ use russh_sftp::protocol::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::retry::RetryPolicy;
-use crate::{ObjectInfo, Storage, StorageError, StorageErrorKind, StorageResult, check_key};
-
-const TMP_DIR: &str = "coffer/tmp";
+use crate::{
+    ObjectInfo, Storage, StorageError, StorageErrorKind, StorageResult, TMP_DIR, check_key,
+};
 
 /// How an SFTP target authenticates.
 #[derive(Clone, PartialEq, Eq)]
@@ -622,16 +622,7 @@ impl Storage for SftpStorage {
                 .map_err(|e| self.io_error("get-range", key, &e))?;
             Ok(buf)
         })?;
-        if data.len() as u64 != length {
-            return Err(StorageError::new(
-                StorageErrorKind::Corrupt,
-                &self.location,
-                "get-range",
-                key,
-                format!("asked for {length} bytes at {offset}, got {}", data.len()),
-            ));
-        }
-        Ok(data)
+        crate::exact_range(&self.location, key, offset, length, data)
     }
 
     fn list(&self, prefix: &str) -> StorageResult<Vec<ObjectInfo>> {
