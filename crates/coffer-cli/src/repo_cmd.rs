@@ -341,9 +341,9 @@ fn sealing(args: &BackupArgs, specs: &[Spec]) -> anyhow::Result<Option<Arc<AgeRe
     }
     let sensitive = specs
         .iter()
-        .find_map(|s| matches!(s, Spec::Config(c) if c.sensitive).then_some(()));
+        .any(|s| matches!(s, Spec::Config(c) if c.sensitive));
     if keys.is_empty() {
-        if args.seal || sensitive.is_some() {
+        if args.seal || sensitive {
             anyhow::bail!(
                 "nothing to seal to: sensitive components (and --seal) need an age public key — \
                  give --age-recipient age1… or [sensitive] recipients in the config file"

@@ -58,7 +58,8 @@ pub enum ContentKind {
 }
 
 impl ContentKind {
-    fn as_str(self) -> &'static str {
+    /// `tree` or `stream`, as in the `coffer-kind=` tag.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Tree => "tree",
             Self::Stream => "stream",

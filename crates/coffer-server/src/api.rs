@@ -28,9 +28,7 @@ use crate::catalog::{BackupComponentRow, BackupRow, RestoreRow, TargetRow, Token
 use crate::error::{ApiError, ErrorBody, from_rejection};
 use crate::jobs::{self, BackupJob, Jobs, RestoreItem, RestoreJob, backup_key, component_key};
 use crate::rebuild::RebuildReport;
-use crate::state::{
-    DEFAULT_TARGET, KindName, MODE_ATTACH, MODE_OWN, SAME_DISK_WARNING, Shared, is_same_disk,
-};
+use crate::state::{KindName, MODE_ATTACH, MODE_OWN, SAME_DISK_WARNING, Shared, is_same_disk};
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
@@ -167,7 +165,25 @@ pub struct BackupView {
     pub exports: Vec<crate::export_api::ExportView>,
 }
 
-fn backup_view(state: &Shared, b: BackupRow, comps: Vec<BackupComponentRow>) -> BackupView {
+/// A backup as `p` may see it: its exports only with the `export` scope on
+/// every component in them.
+fn backup_view(
+    state: &Shared,
+    p: &Principal,
+    b: BackupRow,
+    comps: Vec<BackupComponentRow>,
+) -> ApiResult<BackupView> {
+    let exports = if p.scopes.contains(&Scope::Export) {
+        state
+            .catalog
+            .exports_of_backup(&b.id)?
+            .into_iter()
+            .filter(|e| crate::export_api::may_see(p, e).is_ok())
+            .map(crate::export_api::export_view)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let components: Vec<BackupComponentView> = comps
         .into_iter()
         .map(|c| BackupComponentView {
@@ -187,7 +203,7 @@ fn backup_view(state: &Shared, b: BackupRow, comps: Vec<BackupComponentRow>) -> 
             duration_secs: c.started_at.zip(c.finished_at).map(|(s, f)| f - s),
         })
         .collect();
-    BackupView {
+    Ok(BackupView {
         bytes: components.iter().filter_map(|c| c.bytes).sum(),
         bytes_added: components.iter().filter_map(|c| c.bytes_added).sum(),
         label: b.label,
@@ -197,16 +213,10 @@ fn backup_view(state: &Shared, b: BackupRow, comps: Vec<BackupComponentRow>) -> 
         created_at: time(b.created_at),
         finished_at: b.finished_at.map(time),
         duration_secs: b.finished_at.map(|f| f - b.created_at),
-        exports: state
-            .catalog
-            .exports_of_backup(&b.id)
-            .unwrap_or_default()
-            .into_iter()
-            .map(crate::export_api::export_view)
-            .collect(),
+        exports,
         id: b.id,
         components,
-    }
+    })
 }
 
 /// Accepted job.
@@ -591,8 +601,9 @@ fn export_after_backup(
             .collect(),
         Err(e) => return fail(e.to_string()),
     };
-    if let Err(e) = crate::export_api::launch_export(state, &row, backup, comps, protection) {
-        fail(e.message);
+    match crate::export_api::reserve_for_export(state, &row, &backup) {
+        Ok(r) => crate::export_api::launch_export(state, r, &row, backup, comps, protection),
+        Err(e) => fail(e.message),
     }
 }
 
@@ -712,7 +723,7 @@ async fn list_backups(
     let mut backups = Vec::with_capacity(rows.len());
     for b in rows {
         let comps = state.catalog.backup_components(&b.id)?;
-        backups.push(backup_view(&state, b, comps));
+        backups.push(backup_view(&state, &p, b, comps)?);
     }
     Ok(Json(BackupList { backups }))
 }
@@ -736,7 +747,7 @@ async fn show_backup(
     p.require(Scope::BackupsRead)?;
     let b = find_backup_row(&state, &id)?;
     let comps = state.catalog.backup_components(&id)?;
-    Ok(Json(backup_view(&state, b, comps)))
+    Ok(Json(backup_view(&state, &p, b, comps)?))
 }
 
 /// A backup's log: hooks, components, timings, tool errors.
@@ -1084,47 +1095,54 @@ async fn check_sealed(
     items: &[RestoreItem],
     identity: Option<Arc<AgeIdentity>>,
 ) -> ApiResult<()> {
-    let (state, target, backup_id) = (Arc::clone(state), target.to_owned(), backup_id.to_owned());
-    let wanted: Vec<(String, String)> = items
+    let snaps = backup_snapshots(state, target, backup_id).await?;
+    let sealed: Vec<(String, String)> = items
         .iter()
+        .filter(|i| snaps.iter().any(|s| s.id == i.snapshot_id && s.sealed))
         .map(|i| (i.dest.name.to_string(), i.snapshot_id.clone()))
         .collect();
-    let sealed: Vec<String> = blocking(move || {
-        let repo = state.repo(&target)?;
-        let snaps = repo
-            .snapshots(&SnapshotFilter {
-                backup_id: Some(backup_id),
-                ..SnapshotFilter::default()
-            })
-            .map_err(|e| ApiError::upstream(format!("listing the backup's snapshots: {e}")))?;
-        let mut sealed = Vec::new();
-        for (name, snapshot) in &wanted {
-            if !snaps.iter().any(|s| &s.id == snapshot && s.sealed) {
-                continue;
-            }
-            let Some(identity) = &identity else {
-                sealed.push(name.clone());
-                continue;
-            };
-            repo.with_identity(Arc::clone(identity))
-                .check_identity(snapshot)
-                .map_err(|e| ApiError::invalid(format!("component {name:?}: {e}")))?;
-            sealed.push(name.clone());
-        }
-        if identity.is_none() && !sealed.is_empty() {
-            return Err(ApiError::invalid(format!(
-                "components {} are sealed to an age recipient: send the matching identity as \
-                 \"age_identity\": \"AGE-SECRET-KEY-1…\" (nothing was restored)",
-                sealed.join(", ")
-            )));
-        }
-        Ok(sealed)
-    })
-    .await?;
-    for name in &sealed {
+    for (name, _) in &sealed {
         p.require_component(Scope::Restore, name, true)?;
     }
-    Ok(())
+    if sealed.is_empty() {
+        return Ok(());
+    }
+    let Some(identity) = identity else {
+        let names: Vec<&str> = sealed.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(ApiError::invalid(format!(
+            "components {} are sealed to an age recipient: send the matching identity as \
+             \"age_identity\": \"AGE-SECRET-KEY-1…\" (nothing was restored)",
+            names.join(", ")
+        )));
+    };
+    let (state, target) = (Arc::clone(state), target.to_owned());
+    blocking(move || {
+        let repo = state.repo(&target)?.with_identity(identity);
+        for (name, snapshot) in &sealed {
+            repo.check_identity(snapshot)
+                .map_err(|e| ApiError::invalid(format!("component {name:?}: {e}")))?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Every snapshot of `backup_id` in `target`'s repository.
+pub(crate) async fn backup_snapshots(
+    state: &Shared,
+    target: &str,
+    backup_id: &str,
+) -> ApiResult<Vec<coffer_engine::SnapshotInfo>> {
+    let (st, target, id) = (Arc::clone(state), target.to_owned(), backup_id.to_owned());
+    blocking(move || {
+        st.repo(&target)?
+            .snapshots(&SnapshotFilter {
+                backup_id: Some(id),
+                ..SnapshotFilter::default()
+            })
+            .map_err(|e| ApiError::upstream(format!("listing the backup's snapshots: {e}")))
+    })
+    .await
 }
 
 fn find_restore(state: &Shared, id: &str) -> ApiResult<RestoreView> {
@@ -1987,9 +2005,4 @@ pub fn router(state: Shared) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
-}
-
-/// The default target's name, for messages.
-pub fn default_target_name() -> &'static str {
-    DEFAULT_TARGET
 }

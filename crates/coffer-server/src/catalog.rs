@@ -962,29 +962,30 @@ impl Catalog {
     /// READY exports whose time is up become EXPIRED; returns their ids
     /// (their files are the caller's to remove).
     pub fn expire_exports(&self, at: i64) -> CatalogResult<Vec<String>> {
-        let due: Vec<String> = self
-            .export_rows("status = 'READY' AND expires_at <= ?1", &at)?
-            .into_iter()
-            .map(|e| e.id)
-            .collect();
         let conn = self.conn();
-        for id in &due {
-            conn.execute(
-                "UPDATE exports SET status = 'EXPIRED' WHERE id = ?1 AND status = 'READY'",
-                [id],
+        let mut q = conn
+            .prepare(
+                "UPDATE exports SET status = 'EXPIRED'
+                 WHERE status = 'READY' AND expires_at <= ?1 RETURNING id",
             )
-            .ctx("expiring an export")?;
-        }
-        Ok(due)
+            .ctx("expiring exports")?;
+        q.query_map([at], |r| r.get(0))
+            .ctx("expiring exports")?
+            .collect::<Result<_, _>>()
+            .ctx("expiring exports")
     }
 
-    /// Forgets an export.
+    /// Forgets an export and its log.
     pub fn delete_export(&self, id: &str) -> CatalogResult<bool> {
-        Ok(self
-            .conn()
+        let mut conn = self.conn();
+        let tx = conn.transaction().ctx("deleting an export")?;
+        let n = tx
             .execute("DELETE FROM exports WHERE id = ?1", [id])
-            .ctx("deleting an export")?
-            > 0)
+            .ctx("deleting an export")?;
+        tx.execute("DELETE FROM job_log WHERE job_id = ?1", [id])
+            .ctx("deleting an export's log")?;
+        tx.commit().ctx("deleting an export")?;
+        Ok(n > 0)
     }
 
     // ---------------------------------------------------------------- restart

@@ -263,6 +263,10 @@ impl ServerConfig {
         if shape.hooks.timeout_secs == 0 {
             return Err(invalid("hooks.timeout_secs must be at least 1".into()));
         }
+        let export_ttl = s.export_ttl_secs.unwrap_or(24 * 3600);
+        if export_ttl == 0 {
+            return Err(invalid("server.export_ttl_secs must be at least 1".into()));
+        }
         let preflight_factor = s.preflight_factor.unwrap_or(2.0);
         if !(1.0..=100.0).contains(&preflight_factor) {
             return Err(invalid(
@@ -300,7 +304,7 @@ impl ServerConfig {
             login_lifetime: Duration::from_secs(s.login_lifetime_secs.unwrap_or(3600)),
             hooks: shape.hooks,
             sensitive_recipients,
-            export_ttl: Duration::from_secs(s.export_ttl_secs.unwrap_or(24 * 3600).max(1)),
+            export_ttl: Duration::from_secs(export_ttl),
             preflight_factor,
             preflight_reserve: s.preflight_reserve_mib.unwrap_or(64) << 20,
             components,

@@ -9,19 +9,18 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use coffer_engine::SnapshotFilter;
 use coffer_export::Protection;
 use coffer_model::access::{BackupStatus, Scope};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use utoipa::ToSchema;
 
-use crate::api::{Accepted, ApiResult, JsonBody, blocking, find_backup_row, time};
+use crate::api::{Accepted, ApiResult, JsonBody, backup_snapshots, find_backup_row, time};
 use crate::auth::Principal;
 use crate::catalog::{BackupComponentRow, BackupRow, ExportRow, now};
 use crate::error::{ApiError, ErrorBody};
 use crate::exports::{self, EXPORTING, ExportJob};
-use crate::jobs::{Jobs, backup_key};
+use crate::jobs::{Jobs, Reservation, backup_key};
 use crate::state::Shared;
 
 /// Shortest export password: it is all that protects the file once it
@@ -141,26 +140,6 @@ pub(crate) fn export_view(e: ExportRow) -> ExportView {
     }
 }
 
-/// The components of `backup` whose snapshots are sealed.
-async fn sealed_components(state: &Shared, backup: &BackupRow) -> ApiResult<BTreeSet<String>> {
-    let (st, target, id) = (Arc::clone(state), backup.target.clone(), backup.id.clone());
-    blocking(move || {
-        let snaps = st
-            .repo(&target)?
-            .snapshots(&SnapshotFilter {
-                backup_id: Some(id),
-                ..SnapshotFilter::default()
-            })
-            .map_err(|e| ApiError::upstream(format!("listing the backup's snapshots: {e}")))?;
-        Ok(snaps
-            .into_iter()
-            .filter(|s| s.sealed)
-            .filter_map(|s| s.backup.map(|b| b.component.to_string()))
-            .collect())
-    })
-    .await
-}
-
 /// What an export of `backup` holds: its unsealed components, or with
 /// `sensitive` its sealed ones, each checked against the principal.
 pub(crate) async fn export_components(
@@ -170,10 +149,15 @@ pub(crate) async fn export_components(
     comps: Vec<BackupComponentRow>,
     sensitive: bool,
 ) -> ApiResult<Vec<BackupComponentRow>> {
-    let sealed = sealed_components(state, backup).await?;
+    let sealed: BTreeSet<String> = backup_snapshots(state, &backup.target, &backup.id)
+        .await?
+        .into_iter()
+        .filter(|s| s.sealed)
+        .map(|s| s.id)
+        .collect();
     let chosen: Vec<BackupComponentRow> = comps
         .into_iter()
-        .filter(|c| sealed.contains(&c.component) == sensitive)
+        .filter(|c| c.snapshot_id.as_ref().is_some_and(|id| sealed.contains(id)) == sensitive)
         .collect();
     if chosen.is_empty() {
         return Err(ApiError::invalid(if sensitive {
@@ -220,16 +204,16 @@ pub(crate) fn new_export_row(
     }
 }
 
-/// Reserves the backup (so it is not deleted meanwhile) and starts the job
-/// of an already recorded export.
+/// Starts the job of an already recorded export; `reservation` holds the
+/// backup so it is not deleted meanwhile.
 pub(crate) fn launch_export(
     state: &Shared,
+    reservation: Reservation,
     row: &ExportRow,
     backup: BackupRow,
     components: Vec<BackupComponentRow>,
     protection: Protection,
-) -> ApiResult<()> {
-    let reservation = Jobs::reserve(state, &row.id, vec![backup_key(&backup.id)])?;
+) {
     let job = ExportJob {
         id: row.id.clone(),
         backup,
@@ -238,7 +222,15 @@ pub(crate) fn launch_export(
         sensitive: row.sensitive,
     };
     tokio::spawn(exports::run_export(Arc::clone(state), job, reservation));
-    Ok(())
+}
+
+/// Holds `backup` for export `row` (409 if it is busy).
+pub(crate) fn reserve_for_export(
+    state: &Shared,
+    row: &ExportRow,
+    backup: &BackupRow,
+) -> ApiResult<Reservation> {
+    Jobs::reserve(state, &row.id, vec![backup_key(&backup.id)])
 }
 
 /// Exports a READY backup as one encrypted file: 202 with the export id;
@@ -267,16 +259,9 @@ pub(crate) async fn create_export(
     let names = chosen.iter().map(|c| c.component.clone()).collect();
     let row = new_export_row(&id, req.sensitive, kind, names);
     // Reserve before recording, so a 409 leaves no row behind.
-    let reservation = Jobs::reserve(&state, &row.id, vec![backup_key(&backup.id)])?;
+    let reservation = reserve_for_export(&state, &row, &backup)?;
     state.catalog.insert_export(&row)?;
-    let job = ExportJob {
-        id: row.id.clone(),
-        backup,
-        components: chosen,
-        protection,
-        sensitive: row.sensitive,
-    };
-    tokio::spawn(exports::run_export(Arc::clone(&state), job, reservation));
+    launch_export(&state, reservation, &row, backup, chosen, protection);
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {
@@ -325,7 +310,8 @@ fn find_export(state: &Shared, p: &Principal, id: &str) -> ApiResult<ExportRow> 
     Ok(e)
 }
 
-fn may_see(p: &Principal, e: &ExportRow) -> ApiResult<()> {
+/// Whether `p` may touch every component in export `e`.
+pub(crate) fn may_see(p: &Principal, e: &ExportRow) -> ApiResult<()> {
     for c in &e.components {
         p.require_component(Scope::Export, c, e.sensitive)?;
     }

@@ -165,11 +165,7 @@ fn fill(
         let header = ComponentHeader {
             name: c.component.clone(),
             kind: c.kind.clone(),
-            content: match form.content {
-                coffer_engine::ContentKind::Tree => "tree",
-                coffer_engine::ContentKind::Stream => "stream",
-            }
-            .to_owned(),
+            content: form.content.as_str().to_owned(),
             file_name: form.file_name.clone(),
             sealed: form.sealed,
         };
@@ -207,8 +203,9 @@ fn sync_dir(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("syncing {}: {e}", dir.display()))
 }
 
-/// Removes what a stopped server left behind (`*.part` files) and, every
-/// minute, the files of exports whose time is up.
+/// Removes what a stopped server left behind (`*.part` files) and then,
+/// every quarter of `server.export_ttl_secs` (at most a minute), the files
+/// of exports whose time is up.
 pub async fn sweep(state: Shared) {
     let dir = exports_dir(&state);
     if let Ok(entries) = std::fs::read_dir(&dir) {
@@ -218,6 +215,9 @@ pub async fn sweep(state: Shared) {
             }
         }
     }
+    // Often enough that a file outlives its time by at most a quarter of it.
+    let every =
+        std::time::Duration::from_secs((state.config.export_ttl.as_secs() / 4).clamp(1, 60));
     loop {
         match state.catalog.expire_exports(now()) {
             Ok(ids) => {
@@ -228,8 +228,6 @@ pub async fn sweep(state: Shared) {
             }
             Err(e) => tracing::warn!("expiring exports: {e}"),
         }
-        // Often enough that a file outlives its time by at most a quarter of it.
-        let every = (state.config.export_ttl.as_secs() / 4).clamp(1, 60);
-        tokio::time::sleep(std::time::Duration::from_secs(every)).await;
+        tokio::time::sleep(every).await;
     }
 }

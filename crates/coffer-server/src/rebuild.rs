@@ -107,10 +107,7 @@ pub fn rebuild_target(state: &AppState, target: &str) -> Result<RebuildReport, A
             .map(|(name, snap)| {
                 let kind = match state.config.component(&name) {
                     Some(spec) => spec.kind.name().to_owned(),
-                    None => match snap.kind {
-                        Some(ContentKind::Tree) => "tree".to_owned(),
-                        _ => "stream".to_owned(),
-                    },
+                    None => snap.kind.unwrap_or(ContentKind::Stream).as_str().to_owned(),
                 };
                 (name, kind, snap)
             })

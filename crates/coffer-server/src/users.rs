@@ -223,7 +223,7 @@ pub struct LoginThrottle {
 /// Failures allowed before the lockout starts.
 pub const FREE_FAILURES: u32 = 5;
 const MAX_LOCKOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
-/// Above this many tracked names, entries idle for an hour are dropped.
+/// Above this many tracked names, entries idle for an hour (else the oldest) are dropped.
 const MAX_TRACKED: usize = 10_000;
 
 impl LoginThrottle {
@@ -234,10 +234,11 @@ impl LoginThrottle {
         }
     }
 
-    /// `Err(wait)` while `name` is locked out.
+    /// `Err(wait)` while `name` is locked out. Names are compared as login
+    /// compares them (trimmed), so `" alice"` counts as `alice`.
     pub fn check(&self, name: &str) -> Result<(), std::time::Duration> {
         let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(&(count, last)) = map.get(name) else {
+        let Some(&(count, last)) = map.get(name.trim()) else {
             return Ok(());
         };
         let until = last + Self::lockout(count);
@@ -254,9 +255,21 @@ impl LoginThrottle {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let now = std::time::Instant::now();
         if map.len() >= MAX_TRACKED {
-            map.retain(|_, (_, last)| now.duration_since(*last).as_secs() < 3600);
+            // Names whose lockout is over and that were idle for an hour first;
+            // if that frees nothing, the oldest entry.
+            map.retain(|_, &mut (count, last)| {
+                now < last + Self::lockout(count) || now.duration_since(last).as_secs() < 3600
+            });
+            if map.len() >= MAX_TRACKED
+                && let Some(oldest) = map
+                    .iter()
+                    .min_by_key(|(_, (_, last))| *last)
+                    .map(|(k, _)| k.clone())
+            {
+                map.remove(&oldest);
+            }
         }
-        let entry = map.entry(name.to_owned()).or_insert((0, now));
+        let entry = map.entry(name.trim().to_owned()).or_insert((0, now));
         *entry = (entry.0.saturating_add(1), now);
     }
 
@@ -265,7 +278,7 @@ impl LoginThrottle {
         self.failures
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(name);
+            .remove(name.trim());
     }
 }
 
