@@ -8,6 +8,7 @@ mod exit;
 mod output;
 mod password;
 mod repo_cmd;
+mod restore_cmd;
 mod server_cmd;
 mod target;
 
@@ -47,6 +48,8 @@ enum Command {
     Catalog(server_cmd::CatalogArgs),
     /// Work on a repository directly, without a server (also the disaster-recovery tool).
     Repo(repo_cmd::RepoArgs),
+    /// Restore an export (`--from-file backup.coffer`) into the components of a coffer.toml.
+    Restore(restore_cmd::RestoreArgs),
 }
 
 fn init_logging(verbose: u8, format: LogFormat) {
@@ -89,5 +92,6 @@ fn main() -> std::process::ExitCode {
         Command::Catalog(args) => server_cmd::catalog(args),
         Command::User(args) => server_cmd::user(args),
         Command::Repo(args) => repo_cmd::run(args),
+        Command::Restore(args) => restore_cmd::run(args),
     }
 }

@@ -7,8 +7,13 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-/// Reads the password, in the documented order of sources.
+/// Reads the repository password, in the documented order of sources.
 pub fn read(file: Option<&Path>, prompt: &str) -> Result<String> {
+    read_from(file, "COFFER_PASSWORD", prompt)
+}
+
+/// Reads a password from `file`, else the variable `env`, else a prompt.
+pub fn read_from(file: Option<&Path>, env: &str, prompt: &str) -> Result<String> {
     if let Some(path) = file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading password file {}", path.display()))?;
@@ -19,9 +24,9 @@ pub fn read(file: Option<&Path>, prompt: &str) -> Result<String> {
         }
         return Ok(pw);
     }
-    if let Ok(pw) = std::env::var("COFFER_PASSWORD") {
+    if let Ok(pw) = std::env::var(env) {
         if pw.is_empty() {
-            bail!("COFFER_PASSWORD is set but empty");
+            bail!("{env} is set but empty");
         }
         return Ok(pw);
     }
@@ -32,7 +37,7 @@ pub fn read(file: Option<&Path>, prompt: &str) -> Result<String> {
         }
         return Ok(pw);
     }
-    bail!("no password: use --password-file FILE, set COFFER_PASSWORD, or run on a terminal")
+    bail!("no password: use --password-file FILE, set {env}, or run on a terminal")
 }
 
 /// Asks for a new password on the terminal, twice. Never reads

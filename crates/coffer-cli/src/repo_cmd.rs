@@ -6,7 +6,9 @@ use std::process::ExitCode as ProcessExit;
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
-use coffer_components::{BackupContext, ComponentError, RestoreContext, RestoreOptions};
+use coffer_components::{
+    BackupContext, ComponentError, RestoreContext, RestoreOptions, RestoreSource,
+};
 use coffer_engine::lock::{LockInfo, RepoLock};
 use coffer_engine::{
     AgeIdentity, AgeRecipients, EngineError, Repo, RestoreMode, SnapshotFilter, SnapshotInfo,
@@ -229,7 +231,7 @@ enum Spec {
 }
 
 /// The `[[components]]` of a coffer.toml, with the file named in errors.
-fn read_config(path: &Path) -> anyhow::Result<Vec<ComponentSpec>> {
+pub(crate) fn read_config(path: &Path) -> anyhow::Result<Vec<ComponentSpec>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
     parse_components(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
@@ -923,7 +925,7 @@ fn locks(storage: &dyn Storage, out: Output) -> ProcessExit {
 
 /// The staging directory: the option, else a `coffer-staging` directory in
 /// the system's temporary directory.
-fn staging_dir(option: Option<&Path>) -> PathBuf {
+pub(crate) fn staging_dir(option: Option<&Path>) -> PathBuf {
     option
         .map(Path::to_path_buf)
         .unwrap_or_else(|| std::env::temp_dir().join("coffer-staging"))
@@ -1010,8 +1012,10 @@ fn restore_component(repo: &Repo, args: &RestoreArgs, file: &Path, out: Output) 
     let bar = out.progress(&format!("restore {name}"));
     let cb = bar.as_ref().map(|(_, cb)| Arc::clone(cb));
     let ctx = RestoreContext {
-        repo,
-        snapshot: snap,
+        source: RestoreSource::Snapshot {
+            repo,
+            snapshot: snap,
+        },
         staging_dir: &staging,
         options: &options,
         progress: cb,

@@ -7,12 +7,12 @@ use std::fs::File;
 use std::path::Path;
 use std::process::Command;
 
-use coffer_engine::SnapshotInfo;
 use coffer_model::component::{CommandSpec, FILE_PLACEHOLDER};
 
 use crate::error::{ComponentError, Ctx};
-use crate::tools::{output, staging_dir};
-use crate::{BackupContext, RestoreContext, RestoreReport};
+use crate::sink::Sink;
+use crate::tools::{output, staging_dir as make_staging};
+use crate::{RestoreContext, RestoreReport};
 
 /// `argv` as a command, `{file}` replaced by `file`.
 fn build(spec: &CommandSpec, argv: &[String], file: Option<&Path>) -> Command {
@@ -25,20 +25,18 @@ fn build(spec: &CommandSpec, argv: &[String], file: Option<&Path>) -> Command {
     cmd
 }
 
-pub(crate) fn backup(
+pub(crate) fn backup<T>(
     c: &Ctx,
     spec: &CommandSpec,
     name: &str,
-    ctx: &BackupContext,
-) -> Result<SnapshotInfo, ComponentError> {
+    staging_dir: &Path,
+    sink: impl Sink<Out = T>,
+) -> Result<T, ComponentError> {
     if !spec.backup_uses_file() {
         let mut cmd = build(spec, &spec.backup, None);
-        return ctx
-            .repo
-            .backup_command(&mut cmd, name, ctx.backup, ctx.progress.clone())
-            .map_err(|e| c.engine(e));
+        return sink.command(&mut cmd, name).map_err(|e| c.engine(e));
     }
-    let staging = staging_dir(c, ctx.staging_dir)?;
+    let staging = make_staging(c, staging_dir)?;
     let path = staging.path().join(name);
     let mut cmd = build(spec, &spec.backup, Some(&path));
     output(c, &mut cmd, b"")?;
@@ -51,9 +49,7 @@ pub(crate) fn backup(
             e,
         )
     })?;
-    ctx.repo
-        .backup_stream(Box::new(file), name, ctx.backup, ctx.progress.clone())
-        .map_err(|e| c.engine(e))
+    sink.stream(Box::new(file), name).map_err(|e| c.engine(e))
 }
 
 pub(crate) fn restore(
@@ -65,14 +61,8 @@ pub(crate) fn restore(
         return Err(c.invalid("no restore command is configured for this component"));
     };
     if argv.iter().any(|a| a.contains(FILE_PLACEHOLDER)) {
-        let staging = staging_dir(c, ctx.staging_dir)?;
-        let name = ctx
-            .snapshot
-            .paths
-            .first()
-            .map(String::as_str)
-            .unwrap_or("backup");
-        let path = staging.path().join(name.trim_start_matches('/'));
+        let staging = make_staging(c, ctx.staging_dir)?;
+        let path = staging.path().join(ctx.file_name());
         let mut file = File::create(&path).map_err(|e| c.io("creating the staging file", e))?;
         ctx.stream_into(c, &mut file)?;
         drop(file);

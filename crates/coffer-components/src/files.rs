@@ -1,21 +1,17 @@
 //! `files`: a directory tree, straight through the engine.
 
-use coffer_engine::{SnapshotInfo, TreeBackupOptions};
 use coffer_model::component::FilesSpec;
 
 use crate::error::{ComponentError, Ctx};
-use crate::{BackupContext, RestoreContext, RestoreReport};
+use crate::sink::Sink;
+use crate::{RestoreContext, RestoreReport};
 
-pub(crate) fn backup(
+pub(crate) fn backup<T>(
     c: &Ctx,
     spec: &FilesSpec,
-    ctx: &BackupContext,
-) -> Result<SnapshotInfo, ComponentError> {
-    let opts = TreeBackupOptions {
-        excludes: spec.excludes.clone(),
-    };
-    ctx.repo
-        .backup_tree(&spec.path, ctx.backup, &opts, ctx.progress.clone())
+    sink: impl Sink<Out = T>,
+) -> Result<T, ComponentError> {
+    sink.tree(&spec.path, &spec.excludes)
         .map_err(|e| c.engine(e))
 }
 
@@ -24,14 +20,7 @@ pub(crate) fn restore(
     spec: &FilesSpec,
     ctx: &RestoreContext,
 ) -> Result<RestoreReport, ComponentError> {
-    ctx.repo
-        .restore_tree(
-            &ctx.snapshot.id,
-            &spec.path,
-            ctx.options.mode,
-            ctx.progress.clone(),
-        )
-        .map_err(|e| c.engine(e))?;
+    ctx.tree_into(c, &spec.path)?;
     Ok(RestoreReport {
         notes: vec![format!("restored into {}", spec.path.display())],
     })

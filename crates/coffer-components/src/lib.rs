@@ -29,17 +29,21 @@ mod postgres;
 mod redis;
 mod s3;
 mod secret;
+mod sink;
 mod sqlite;
 mod tools;
 
-use std::path::Path;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use coffer_engine::{ContentKind, ProgressFn, Repo, RestoreMode, SnapshotInfo};
+use coffer_engine::{AgeIdentity, ContentKind, ProgressFn, Repo, RestoreMode, SnapshotInfo};
 use coffer_model::BackupRef;
 use coffer_model::component::{ComponentKind, ComponentSpec};
 
 pub use error::ComponentError;
 use error::Ctx;
+use sink::{NativeSink, RepoSink, Sink};
 
 /// What a component backup needs besides its spec.
 pub struct BackupContext<'a> {
@@ -54,12 +58,75 @@ pub struct BackupContext<'a> {
     pub progress: Option<ProgressFn>,
 }
 
+/// Where a restore reads a component from.
+#[derive(Clone, Copy)]
+pub enum RestoreSource<'a> {
+    /// A component snapshot in a repository.
+    Snapshot {
+        /// The repository (with an identity if the snapshot is sealed).
+        repo: &'a Repo,
+        /// The snapshot.
+        snapshot: &'a SnapshotInfo,
+    },
+    /// A component's portable form in a local file: an entry of an
+    /// uploaded export, or an uploaded native backup.
+    File(&'a PortableFile),
+}
+
+/// A component's data in a file, as exports and downloads carry it: a
+/// stream's bytes, a tree as a GNU tar, or either sealed in an age file.
+#[derive(Debug, Clone)]
+pub struct PortableFile {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its name in the archive or upload (`db.pgdump`, `uploads.tar`).
+    pub file_name: String,
+    /// What it restores as.
+    pub content: ContentKind,
+    /// An age file (a sealed component); opened with `identity`.
+    pub sealed: bool,
+    /// The identity for a sealed file (never stored).
+    pub identity: Option<Arc<AgeIdentity>>,
+}
+
+impl PortableFile {
+    /// Judges the file before anything is restored: a sealed file must open
+    /// with its identity, and a tree's tar must follow every unpacking rule
+    /// (see [`coffer_engine::seal::verify_tree_tar`]). Nothing is written.
+    pub fn verify(&self, component: &str) -> Result<(), ComponentError> {
+        let c = Ctx(component.to_owned());
+        let mut input = self.open(&c)?;
+        if self.content == ContentKind::Tree {
+            coffer_engine::seal::verify_tree_tar(&mut input)
+                .map_err(|e| c.invalid(format!("{}: {e}", self.file_name)))?;
+        }
+        Ok(())
+    }
+
+    /// The file's content, decrypted if sealed.
+    fn open(&self, c: &Ctx) -> Result<Box<dyn Read + '_>, ComponentError> {
+        let file = std::fs::File::open(&self.path)
+            .map_err(|e| c.io(format!("opening {}", self.path.display()), e))?;
+        let file = std::io::BufReader::with_capacity(256 * 1024, file);
+        if !self.sealed {
+            return Ok(Box::new(file));
+        }
+        let identity = self.identity.as_deref().ok_or_else(|| {
+            c.invalid(format!(
+                "{} is sealed to an age recipient: the matching identity is needed",
+                self.file_name
+            ))
+        })?;
+        let plain = coffer_engine::seal::open_sealed(file, identity)
+            .map_err(|e| c.io(format!("opening the sealed {}", self.file_name), e))?;
+        Ok(Box::new(plain))
+    }
+}
+
 /// What a component restore needs besides the destination spec.
 pub struct RestoreContext<'a> {
-    /// The repository to read from.
-    pub repo: &'a Repo,
-    /// The component snapshot to restore.
-    pub snapshot: &'a SnapshotInfo,
+    /// Where the component's data comes from.
+    pub source: RestoreSource<'a>,
     /// Where staging copies go (Redis RDB files, `{file}` inputs).
     pub staging_dir: &'a Path,
     /// How to treat what the destination already has.
@@ -69,16 +136,52 @@ pub struct RestoreContext<'a> {
 }
 
 impl RestoreContext<'_> {
-    /// Writes the snapshot's stream into `out`.
-    pub(crate) fn stream_into(
-        &self,
-        c: &Ctx,
-        out: &mut dyn std::io::Write,
-    ) -> Result<(), ComponentError> {
-        self.repo
-            .restore_stream(&self.snapshot.id, out)
-            .map(|_| ())
-            .map_err(|e| c.engine(e))
+    /// Writes the source's stream into `out`.
+    pub(crate) fn stream_into(&self, c: &Ctx, out: &mut dyn Write) -> Result<(), ComponentError> {
+        match self.source {
+            RestoreSource::Snapshot { repo, snapshot } => repo
+                .restore_stream(&snapshot.id, out)
+                .map(|_| ())
+                .map_err(|e| c.engine(e)),
+            RestoreSource::File(f) => {
+                let mut input = f.open(c)?;
+                std::io::copy(&mut input, out)
+                    .map(|_| ())
+                    .map_err(|e| c.io(format!("restoring from {}", f.file_name), e))
+            }
+        }
+    }
+
+    /// Restores the source's tree into `dest` (staged, moved into place when
+    /// complete).
+    pub(crate) fn tree_into(&self, c: &Ctx, dest: &Path) -> Result<(), ComponentError> {
+        let (mode, progress) = (self.options.mode, self.progress.clone());
+        match self.source {
+            RestoreSource::Snapshot { repo, snapshot } => repo
+                .restore_tree(&snapshot.id, dest, mode, progress)
+                .map(|_| ())
+                .map_err(|e| c.engine(e)),
+            RestoreSource::File(f) => {
+                let mut input = f.open(c)?;
+                coffer_engine::restore_tree_from_tar(&mut input, dest, mode, progress)
+                    .map_err(|e| c.engine(e))
+            }
+        }
+    }
+
+    /// The name of the stored file (`db.pgdump`), for staging copies: its
+    /// last path component only, whatever an upload claims.
+    pub(crate) fn file_name(&self) -> &str {
+        let stored = match self.source {
+            RestoreSource::Snapshot { snapshot, .. } => {
+                snapshot.paths.first().map_or("", String::as_str)
+            }
+            RestoreSource::File(f) => &f.file_name,
+        };
+        Path::new(stored)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("backup")
     }
 
     /// Feeds the snapshot's stream to `cmd`'s standard input (`pg_restore`,
@@ -144,16 +247,65 @@ pub fn backup(spec: &ComponentSpec, ctx: &BackupContext) -> Result<SnapshotInfo,
             ctx.backup.component.as_str()
         )));
     }
+    let sink = RepoSink {
+        repo: ctx.repo,
+        backup: ctx.backup,
+        progress: ctx.progress.clone(),
+    };
+    store(&c, spec, ctx.staging_dir, sink)
+}
+
+/// Writes a consistent backup of one component to `out` in its native form
+/// — the stream a backup stores (a SQLite `.sqlite` file, a `pg_dump`
+/// custom-format file, an RDB file, …), or a GNU tar for a `files` tree —
+/// without touching a repository. A failure after bytes were written is
+/// still an error: the receiver must discard what it got. Returns the bytes
+/// written.
+pub fn download(
+    spec: &ComponentSpec,
+    staging_dir: &Path,
+    out: &mut dyn Write,
+) -> Result<u64, ComponentError> {
+    let c = Ctx(spec.name.to_string());
+    let sink = NativeSink {
+        out,
+        component: spec.name.as_str(),
+    };
+    store(&c, spec, staging_dir, sink)
+}
+
+/// The file name of a component's native form: the stream's name
+/// (`db.pgdump`), or `<name>.tar` for a `files` tree.
+pub fn native_file_name(spec: &ComponentSpec) -> String {
+    spec.stream_file_name()
+        .unwrap_or_else(|| format!("{}.tar", spec.name))
+}
+
+/// What a native upload of `spec` holds: a tree for `files`, else a stream.
+pub fn native_content(spec: &ComponentSpec) -> ContentKind {
+    match spec.kind {
+        ComponentKind::Files(_) => ContentKind::Tree,
+        _ => ContentKind::Stream,
+    }
+}
+
+/// Produces the component's data into `sink`.
+fn store<T>(
+    c: &Ctx,
+    spec: &ComponentSpec,
+    staging: &Path,
+    sink: impl Sink<Out = T>,
+) -> Result<T, ComponentError> {
     let stream_name = spec.stream_file_name();
     let name = stream_name.as_deref().unwrap_or_default();
     match &spec.kind {
-        ComponentKind::Files(f) => files::backup(&c, f, ctx),
-        ComponentKind::Sqlite(s) => sqlite::backup(&c, s, name, ctx),
-        ComponentKind::Postgres(p) => postgres::backup(&c, p, name, ctx),
-        ComponentKind::Mysql(m) => mysql::backup(&c, m, name, ctx),
-        ComponentKind::Redis(r) => redis::backup(&c, r, name, ctx),
-        ComponentKind::S3(s) => s3::backup(&c, s, name, ctx),
-        ComponentKind::Command(cmd) => command::backup(&c, cmd, name, ctx),
+        ComponentKind::Files(f) => files::backup(c, f, sink),
+        ComponentKind::Sqlite(s) => sqlite::backup(c, s, name, staging, sink),
+        ComponentKind::Postgres(p) => postgres::backup(c, p, name, staging, sink),
+        ComponentKind::Mysql(m) => mysql::backup(c, m, name, staging, sink),
+        ComponentKind::Redis(r) => redis::backup(c, r, name, staging, sink),
+        ComponentKind::S3(s) => s3::backup(c, s, name, staging, sink),
+        ComponentKind::Command(cmd) => command::backup(c, cmd, name, staging, sink),
     }
 }
 
@@ -165,7 +317,7 @@ pub fn restore(
     ctx: &RestoreContext,
 ) -> Result<RestoreReport, ComponentError> {
     let c = Ctx(spec.name.to_string());
-    check_snapshot_fits(&c, spec, ctx.snapshot)?;
+    check_source_fits(&c, spec, &ctx.source)?;
     match &spec.kind {
         ComponentKind::Files(f) => files::restore(&c, f, ctx),
         ComponentKind::Sqlite(s) => sqlite::restore(&c, s, ctx),
@@ -257,41 +409,49 @@ pub fn check_staging_space(specs: &[ComponentSpec], staging_dir: &Path) -> Resul
     Ok(())
 }
 
-/// Refuses to feed a snapshot to the wrong kind of destination (an RDB file
-/// to `pg_restore`, a tree to a database) before anything is touched.
-fn check_snapshot_fits(
+/// Refuses to feed data to the wrong kind of destination (an RDB file to
+/// `pg_restore`, a tree to a database) before anything is touched.
+fn check_source_fits(
     c: &Ctx,
     spec: &ComponentSpec,
-    snap: &SnapshotInfo,
+    source: &RestoreSource,
 ) -> Result<(), ComponentError> {
-    let want = match spec.kind {
-        ComponentKind::Files(_) => ContentKind::Tree,
-        _ => ContentKind::Stream,
+    let (shown, kind, paths, sealed) = match source {
+        RestoreSource::Snapshot { snapshot: s, .. } => (
+            format!("snapshot {}", s.id),
+            s.kind,
+            s.paths.clone(),
+            s.sealed,
+        ),
+        RestoreSource::File(f) => (
+            f.file_name.clone(),
+            Some(f.content),
+            vec![f.file_name.clone()],
+            f.sealed,
+        ),
     };
-    if snap.kind.is_some_and(|k| k != want) {
+    let want = native_content(spec);
+    if kind.is_some_and(|k| k != want) {
         return Err(c.invalid(format!(
-            "snapshot {} holds a {:?}, but a {} component restores a {:?}",
-            snap.id,
-            snap.kind,
+            "{shown} holds a {}, but a {} component restores a {}",
+            kind.map_or("?", ContentKind::as_str),
             spec.kind.name(),
-            want
+            want.as_str()
         )));
     }
     // Stream kinds other than `command` store `<component>.<ext>`.
     // A sealed snapshot stores the same file with `.age` appended.
     let stored = |p: &String| {
         p.strip_suffix(coffer_engine::seal::SEALED_SUFFIX)
-            .filter(|_| snap.sealed)
+            .filter(|_| sealed)
             .unwrap_or(p)
             .to_owned()
     };
     if let Some(ext) = spec.kind.stream_ext()
-        && !snap.paths.iter().any(|p| stored(p).ends_with(ext))
+        && !paths.iter().any(|p| stored(p).ends_with(ext))
     {
         return Err(c.invalid(format!(
-            "snapshot {} holds {:?}, not a {} backup (*{ext})",
-            snap.id,
-            snap.paths,
+            "{shown} holds {paths:?}, not a {} backup (*{ext})",
             spec.kind.name()
         )));
     }

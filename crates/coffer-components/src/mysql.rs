@@ -9,13 +9,13 @@
 use std::path::Path;
 use std::process::Command;
 
-use coffer_engine::SnapshotInfo;
 use coffer_model::component::MysqlSpec;
 
 use crate::error::{ComponentError, Ctx};
 use crate::secret::resolve_opt;
+use crate::sink::Sink;
 use crate::tools::{find_program, output};
-use crate::{BackupContext, RestoreContext, RestoreReport};
+use crate::{RestoreContext, RestoreReport};
 
 struct My<'a> {
     c: &'a Ctx,
@@ -75,12 +75,13 @@ fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
-pub(crate) fn backup(
+pub(crate) fn backup<T>(
     c: &Ctx,
     spec: &MysqlSpec,
     name: &str,
-    ctx: &BackupContext,
-) -> Result<SnapshotInfo, ComponentError> {
+    _staging_dir: &std::path::Path,
+    sink: impl Sink<Out = T>,
+) -> Result<T, ComponentError> {
     let my = My::new(c, spec)?;
     let dump = find_program(c, spec.bin_dir.as_deref(), &["mariadb-dump", "mysqldump"])?;
     let mut cmd = my.command(&dump);
@@ -93,9 +94,7 @@ pub(crate) fn backup(
         "--default-character-set=utf8mb4",
     ])
     .arg(&spec.database);
-    ctx.repo
-        .backup_command(&mut cmd, name, ctx.backup, ctx.progress.clone())
-        .map_err(|e| c.engine(e))
+    sink.command(&mut cmd, name).map_err(|e| c.engine(e))
 }
 
 pub(crate) fn restore(

@@ -6,13 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use coffer_engine::SnapshotInfo;
 use coffer_model::component::PostgresSpec;
 
 use crate::error::{ComponentError, Ctx};
 use crate::secret::resolve_opt;
+use crate::sink::Sink;
 use crate::tools::{find_program, output};
-use crate::{BackupContext, RestoreContext, RestoreReport};
+use crate::{RestoreContext, RestoreReport};
 
 /// The database `psql` connects to for `CREATE DATABASE` and existence checks.
 const MAINTENANCE_DB: &str = "postgres";
@@ -138,12 +138,13 @@ fn major_of(version: &str) -> Option<u32> {
         .and_then(|m| m.parse().ok())
 }
 
-pub(crate) fn backup(
+pub(crate) fn backup<T>(
     c: &Ctx,
     spec: &PostgresSpec,
     name: &str,
-    ctx: &BackupContext,
-) -> Result<SnapshotInfo, ComponentError> {
+    _staging_dir: &std::path::Path,
+    sink: impl Sink<Out = T>,
+) -> Result<T, ComponentError> {
     let pg = Pg::new(c, spec)?;
     let pg_dump = pg.program("pg_dump")?;
     let (client, client_major) = pg.tool_version(&pg_dump)?;
@@ -160,9 +161,7 @@ pub(crate) fn backup(
     let mut cmd = pg.command(&pg_dump);
     cmd.args(["--format=custom"])
         .arg(format!("--dbname={}", spec.database));
-    ctx.repo
-        .backup_command(&mut cmd, name, ctx.backup, ctx.progress.clone())
-        .map_err(|e| c.engine(e))
+    sink.command(&mut cmd, name).map_err(|e| c.engine(e))
 }
 
 pub(crate) fn restore(

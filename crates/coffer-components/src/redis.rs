@@ -12,14 +12,14 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use coffer_engine::SnapshotInfo;
 use coffer_model::component::RedisSpec;
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 
 use crate::error::{ComponentError, Ctx};
 use crate::secret::resolve_opt;
+use crate::sink::Sink;
 use crate::tools::{find_program, staging_dir};
-use crate::{BackupContext, RestoreContext, RestoreReport};
+use crate::{RestoreContext, RestoreReport};
 
 /// Keys fetched and restored per round trip.
 const BATCH: usize = 500;
@@ -28,12 +28,13 @@ const TEMP_DATABASES: &str = "1024";
 /// The longest Unix socket path the kernel accepts, minus the terminator.
 const MAX_SOCKET_PATH: usize = 107;
 
-pub(crate) fn backup(
+pub(crate) fn backup<T>(
     c: &Ctx,
     spec: &RedisSpec,
     name: &str,
-    ctx: &BackupContext,
-) -> Result<SnapshotInfo, ComponentError> {
+    _staging_dir: &std::path::Path,
+    sink: impl Sink<Out = T>,
+) -> Result<T, ComponentError> {
     let password = resolve_opt(c, spec.password.as_ref())?;
     let cli = find_program(c, spec.bin_dir.as_deref(), &["redis-cli"])?;
     let mut cmd = Command::new(cli);
@@ -51,9 +52,7 @@ pub(crate) fn backup(
         None => cmd.env_remove("REDISCLI_AUTH"),
     };
     cmd.args(["--rdb", "-"]);
-    ctx.repo
-        .backup_command(&mut cmd, name, ctx.backup, ctx.progress.clone())
-        .map_err(|e| c.engine(e))
+    sink.command(&mut cmd, name).map_err(|e| c.engine(e))
 }
 
 /// A `redis-server` child that is killed when dropped.

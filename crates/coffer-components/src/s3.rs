@@ -14,7 +14,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read};
 use std::time::Duration;
 
-use coffer_engine::SnapshotInfo;
 use coffer_model::component::{OnChange, S3Spec};
 use rusty_s3::actions::{CreateMultipartUpload, ListObjectsV2};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
@@ -22,7 +21,8 @@ use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use crate::error::{ComponentError, Ctx};
 use crate::pipe::{PipeWriter, pipe};
 use crate::secret::resolve;
-use crate::{BackupContext, RestoreContext, RestoreReport};
+use crate::sink::Sink;
+use crate::{RestoreContext, RestoreReport};
 
 /// How long a signed request URL stays valid.
 const SIGNED_FOR: Duration = Duration::from_secs(3600);
@@ -416,12 +416,13 @@ impl<R: Read> Read for Exact<R> {
     }
 }
 
-pub(crate) fn backup(
+pub(crate) fn backup<T>(
     c: &Ctx,
     spec: &S3Spec,
     name: &str,
-    ctx: &BackupContext,
-) -> Result<SnapshotInfo, ComponentError> {
+    _staging_dir: &std::path::Path,
+    sink: impl Sink<Out = T>,
+) -> Result<T, ComponentError> {
     let client = Client::new(c, spec)?;
     let listed = client.list(&spec.prefix)?;
     let (writer, reader) = pipe();
@@ -431,18 +432,16 @@ pub(crate) fn backup(
         let on_change = spec.on_change;
         std::thread::spawn(move || write_tar(&client, &prefix, listed, on_change, writer))
     };
-    let result = ctx
-        .repo
-        .backup_stream(Box::new(reader), name, ctx.backup, ctx.progress.clone());
+    let result = sink.stream(Box::new(reader), name);
     let produced = producer
         .join()
         .map_err(|_| c.tool("the S3 reader thread panicked"))?;
     match (result, produced) {
-        (Ok(snap), Ok(warnings)) => {
+        (Ok(out), Ok(warnings)) => {
             for w in warnings {
                 log::warn!("component {:?}: {w}", c.0);
             }
-            Ok(snap)
+            Ok(out)
         }
         // The engine saw the producer's failure as a read error (and
         // recorded nothing): the producer's own error names the object.
@@ -568,16 +567,14 @@ pub(crate) fn restore(
         notes.push(format!("created bucket {}", client.name));
     }
     let (writer, reader) = pipe();
-    let snapshot = ctx.snapshot.id.clone();
     let restored: Result<BTreeSet<String>, ComponentError> = std::thread::scope(|s| {
         let feeder = s.spawn(move || {
             let mut writer = writer;
-            match ctx.repo.restore_stream(&snapshot, &mut writer) {
-                Ok(_) => writer.finish().map_err(|e| c.io("reading the backup", e)),
+            match ctx.stream_into(c, &mut writer) {
+                Ok(()) => writer.finish().map_err(|e| c.io("reading the backup", e)),
                 Err(e) => {
-                    let msg = e.to_string();
-                    writer.fail(io::Error::other(msg));
-                    Err(c.engine(e))
+                    writer.fail(io::Error::other(e.to_string()));
+                    Err(e)
                 }
             }
         });

@@ -6,13 +6,14 @@ use std::fs::File;
 use std::path::Path;
 use std::time::Duration;
 
-use coffer_engine::{RestoreMode, SnapshotInfo};
+use coffer_engine::RestoreMode;
 use coffer_model::component::SqliteSpec;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{ComponentError, Ctx};
-use crate::tools::staging_dir;
-use crate::{BackupContext, RestoreContext, RestoreReport};
+use crate::sink::Sink;
+use crate::tools::staging_dir as make_staging;
+use crate::{RestoreContext, RestoreReport};
 
 /// How long the copy waits for a writer's lock (rollback-journal databases).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -28,18 +29,19 @@ fn open_read_only(c: &Ctx, path: &Path) -> Result<Connection, ComponentError> {
     Ok(conn)
 }
 
-pub(crate) fn backup(
+pub(crate) fn backup<T>(
     c: &Ctx,
     spec: &SqliteSpec,
     name: &str,
-    ctx: &BackupContext,
-) -> Result<SnapshotInfo, ComponentError> {
+    staging_dir: &Path,
+    sink: impl Sink<Out = T>,
+) -> Result<T, ComponentError> {
     let meta = std::fs::metadata(&spec.path)
         .map_err(|e| c.io(format!("SQLite database {}", spec.path.display()), e))?;
     if !meta.is_file() {
         return Err(c.invalid(format!("{} is not a file", spec.path.display())));
     }
-    let staging = staging_dir(c, ctx.staging_dir)?;
+    let staging = make_staging(c, staging_dir)?;
     let copy = staging.path().join("copy.sqlite");
     let conn = open_read_only(c, &spec.path)?;
     let target = copy.to_string_lossy().into_owned();
@@ -51,11 +53,7 @@ pub(crate) fn backup(
     })?;
     drop(conn);
     let file = File::open(&copy).map_err(|e| c.io("opening the staging copy", e))?;
-    let snap = ctx
-        .repo
-        .backup_stream(Box::new(file), name, ctx.backup, ctx.progress.clone())
-        .map_err(|e| c.engine(e))?;
-    Ok(snap)
+    sink.stream(Box::new(file), name).map_err(|e| c.engine(e))
 }
 
 pub(crate) fn restore(

@@ -89,7 +89,8 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+    /// An I/O failure while doing `context` (which names the path).
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
             context: context.into(),
             source,

@@ -41,7 +41,8 @@ pub use error::{EngineError, EngineResult};
 pub use progress::{ProgressFn, ProgressInfo};
 pub use repo::{
     CheckReport, ContentKind, KeyInfo, PortableForm, PruneReport, Repo, SnapshotFilter,
-    SnapshotInfo, TreeBackupOptions, tags,
+    SnapshotInfo, TreeBackupOptions, restore_tree_from_tar, tags, write_command_output,
+    write_dir_tar,
 };
 pub use restore::RestoreMode;
-pub use seal::{AgeIdentity, AgeRecipients};
+pub use seal::{AgeIdentity, AgeRecipients, TarOrigin};

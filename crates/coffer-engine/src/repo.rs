@@ -24,7 +24,7 @@ use crate::child::{StderrTail, describe_failure};
 use crate::lock::{LockMode, RepoLock};
 use crate::progress::{Counters, EngineProgressBars, ProgressFn};
 use crate::restore::{self, RestoreMode, Staging};
-use crate::seal::{self, AgeIdentity, AgeRecipients};
+use crate::seal::{self, AgeIdentity, AgeRecipients, TarOrigin};
 use crate::source::{CheckedSource, SourceTally, StreamSource};
 use crate::{EngineError, EngineResult};
 
@@ -891,17 +891,9 @@ impl Repo {
             if info.sealed {
                 let identity = self.identity_for(&info)?;
                 let dirs = self.read_sealed(&repo, &root, identity, true, |plain| {
-                    seal::unpack_tree(plain, &staging.path, &counters)
+                    seal::unpack_tree(plain, &staging.path, &counters, TarOrigin::Repository)
                 })?;
-                restore::sync_filesystem(&staging.path)?;
-                restore::commit(&staging.path, dest, mode)?;
-                seal::apply_unpacked_dirs(dest, &dirs).map_err(|e| {
-                    EngineError::io(
-                        format!("restoring directory metadata in {}", dest.display()),
-                        e,
-                    )
-                })?;
-                restore::sync_filesystem(dest)?;
+                commit_unpacked(&staging, dest, mode, &dirs)?;
                 return Ok(info);
             }
             let dirs = restore::restore_tree_into(&repo, &root, &staging.path, &counters)?;
@@ -1230,6 +1222,96 @@ fn portable_root<S: rustic_core::IndexedFull>(
         )));
     }
     Ok((node, single))
+}
+
+/// Restores a tree from a tar — a `files` component's native or exported
+/// form, from outside the repository — into `dest` the way
+/// [`Repo::restore_tree`] does: unpacked into staging beside `dest` and moved
+/// into place only when complete, so on any failure `dest` is untouched.
+/// The archive is untrusted ([`TarOrigin::Untrusted`]): unsafe paths,
+/// symlink escapes, hard links, sparse files and devices are refused.
+pub fn restore_tree_from_tar(
+    tar: &mut dyn Read,
+    dest: &Path,
+    mode: RestoreMode,
+    progress: Option<ProgressFn>,
+) -> EngineResult<()> {
+    if mode == RestoreMode::RefuseNonEmpty && !restore::is_empty_or_absent(dest)? {
+        return Err(EngineError::DestinationNotEmpty(dest.to_path_buf()));
+    }
+    let counters = Counters::new(progress);
+    let staging = Staging::beside(dest)?;
+    let dirs = seal::unpack_tree(tar, &staging.path, &counters, TarOrigin::Untrusted)
+        .map_err(|e| EngineError::InvalidInput(format!("the tree's archive: {e}")))?;
+    commit_unpacked(&staging, dest, mode, &dirs)
+}
+
+/// Moves an unpacked tree from `staging` into `dest`, then applies its
+/// directories' metadata; durable when it returns.
+fn commit_unpacked(
+    staging: &Staging,
+    dest: &Path,
+    mode: RestoreMode,
+    dirs: &[seal::UnpackedDir],
+) -> EngineResult<()> {
+    restore::sync_filesystem(&staging.path)?;
+    restore::commit(&staging.path, dest, mode)?;
+    seal::apply_unpacked_dirs(dest, dirs).map_err(|e| {
+        EngineError::io(
+            format!("restoring directory metadata in {}", dest.display()),
+            e,
+        )
+    })?;
+    // The renames and directory metadata, too.
+    restore::sync_filesystem(dest)
+}
+
+/// Writes a GNU tar of the directory `root` (with `excludes`, walked as a
+/// backup walks it) to `out` — a `files` component's native form, laid out
+/// like the trees in exports. Returns the bytes written.
+pub fn write_dir_tar(
+    root: &Path,
+    excludes: &[String],
+    out: &mut dyn Write,
+    cancel: Option<&CancelToken>,
+) -> EngineResult<u64> {
+    let meta = std::fs::metadata(root)
+        .map_err(|e| EngineError::InvalidInput(format!("cannot read {}: {e}", root.display())))?;
+    if !meta.is_dir() {
+        return Err(EngineError::InvalidInput(format!(
+            "{} is not a directory",
+            root.display()
+        )));
+    }
+    let root = std::fs::canonicalize(root)
+        .map_err(|e| EngineError::io(format!("resolving {}", root.display()), e))?;
+    let excludes = Excludes::default().globs(exclude_globs(excludes)?);
+    let mut counted = CountingWriter {
+        inner: out,
+        written: 0,
+    };
+    seal::write_plain_tree(&mut counted, &root, &excludes, cancel)
+        .map_err(|e| EngineError::io(format!("archiving {}", root.display()), e))?;
+    Ok(counted.written)
+}
+
+/// Runs `command` and copies its standard output to `out`; fails — after
+/// the bytes it wrote — when it exits non-zero, with its standard error.
+/// A dump command's native form. Returns the bytes written.
+pub fn write_command_output(command: &mut Command, out: &mut dyn Write) -> EngineResult<u64> {
+    let program = format!("{:?}", command.get_program());
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| EngineError::io(format!("starting {program}"), e))?;
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        let _ = child.kill();
+        return Err(EngineError::Engine(format!("{program}: no pipes")));
+    };
+    let mut reader = ChildReader::new(child, stdout, stderr, program.clone());
+    std::io::copy(&mut reader, out).map_err(|e| EngineError::io(program, e))
 }
 
 /// Writes the tree below `root` as a GNU tar (the sealed-tree layout, see

@@ -120,6 +120,18 @@ pub(crate) fn seal_tree(
     })
 }
 
+/// A plain (unsealed) GNU tar of the tree at `root` into `out`.
+pub(crate) fn write_plain_tree(
+    out: &mut dyn Write,
+    root: &Path,
+    excludes: &Excludes,
+    cancel: Option<&CancelToken>,
+) -> io::Result<()> {
+    let mut tar = tar::Builder::new(out);
+    write_tree(&mut tar, root, excludes, cancel)?;
+    tar.into_inner()?.flush()
+}
+
 fn write_tree<W: Write>(
     tar: &mut tar::Builder<W>,
     root: &Path,
@@ -277,10 +289,7 @@ impl<R: Read> Read for ExactReader<'_, R> {
 
 /// Decrypts the age file read from `sealed` with `identity`. The error says
 /// plainly when the identity is not one the data was sealed to.
-pub fn open_sealed<'r>(
-    sealed: &'r mut dyn Read,
-    identity: &AgeIdentity,
-) -> io::Result<impl Read + 'r> {
+pub fn open_sealed<R: Read>(sealed: R, identity: &AgeIdentity) -> io::Result<impl Read + use<R>> {
     let decryptor = age::Decryptor::new_buffered(BufReader::new(sealed))
         .map_err(|e| io::Error::other(format!("not a valid age file: {e}")))?;
     decryptor
@@ -307,13 +316,25 @@ pub(crate) struct UnpackedDir {
     owner: Option<(u64, u64)>,
 }
 
-/// Unpacks a sealed tree's tar into `root` (a fresh staging directory).
-/// Anything but a plain relative path is refused, so nothing is written
-/// outside `root`.
+/// Who made a tar being unpacked, and so how far it is trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TarOrigin {
+    /// A sealed tree from the repository (Coffer wrote it; devices allowed).
+    Repository,
+    /// An upload or a file from elsewhere: device nodes are refused too, so
+    /// an archive cannot hand a restoring root a raw disk.
+    Untrusted,
+}
+
+/// Unpacks a tree's tar into `root` (a fresh staging directory). Refused,
+/// whoever made the archive: anything but a plain relative path, an entry
+/// below a symbolic link the archive created (a symlink escape), hard links,
+/// sparse and unknown entry types — so nothing is written outside `root`.
 pub(crate) fn unpack_tree(
     plain: impl Read,
     root: &Path,
     counters: &Counters,
+    origin: TarOrigin,
 ) -> io::Result<Vec<UnpackedDir>> {
     let mut archive = tar::Archive::new(plain);
     archive.set_preserve_permissions(true);
@@ -323,20 +344,9 @@ pub(crate) fn unpack_tree(
     let mut dirs = Vec::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
-        let rel = entry.path()?.into_owned();
-        if rel
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-        {
-            return Err(io::Error::other(format!(
-                "the sealed archive holds an unsafe path {}",
-                rel.display()
-            )));
-        }
-        let rel: PathBuf = rel
-            .components()
-            .filter(|c| matches!(c, Component::Normal(_)))
-            .collect();
+        let kind = entry.header().entry_type();
+        let rel = checked_entry(&entry.path()?, kind, origin)?;
+        refuse_link_ancestor(root, &rel)?;
         let (mtime, xattrs) = pax_metadata(&mut entry)?;
         let header = entry.header();
         let mtime = mtime.unwrap_or((header.mtime()? as i64, 0));
@@ -352,7 +362,6 @@ pub(crate) fn unpack_tree(
             });
             continue;
         }
-        let kind = header.entry_type();
         let is_link = kind == tar::EntryType::Symlink;
         let size = entry.size();
         let special = match kind {
@@ -380,7 +389,7 @@ pub(crate) fn unpack_tree(
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o7777))?;
         } else if !entry.unpack_in(root)? {
             return Err(io::Error::other(format!(
-                "the sealed archive's entry {} would land outside the restore root",
+                "the archive's entry {} would land outside the restore root",
                 rel.display()
             )));
         }
@@ -393,6 +402,101 @@ pub(crate) fn unpack_tree(
         counters.add_bytes(size);
     }
     Ok(dirs)
+}
+
+/// An entry's path made relative (`./a/b` → `a/b`), or an error when the
+/// path is unsafe (absolute, `..`) or the entry type is one Coffer does not
+/// restore from `origin`.
+fn checked_entry(raw: &Path, kind: tar::EntryType, origin: TarOrigin) -> io::Result<PathBuf> {
+    if raw
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(io::Error::other(format!(
+            "the archive holds an unsafe path {}",
+            raw.display()
+        )));
+    }
+    let rel: PathBuf = raw
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect();
+    let allowed = match kind {
+        tar::EntryType::Regular
+        | tar::EntryType::Continuous
+        | tar::EntryType::Directory
+        | tar::EntryType::Symlink
+        | tar::EntryType::Fifo => true,
+        tar::EntryType::Block | tar::EntryType::Char => origin == TarOrigin::Repository,
+        _ => false,
+    };
+    if !allowed {
+        return Err(io::Error::other(format!(
+            "the archive's entry {} is a {kind:?}, which Coffer does not restore{}",
+            rel.display(),
+            if origin == TarOrigin::Untrusted {
+                " from an uploaded archive"
+            } else {
+                ""
+            }
+        )));
+    }
+    Ok(rel)
+}
+
+/// Reads a whole tree tar from outside the repository without writing
+/// anything, applying every rule [`crate::restore_tree_from_tar`] applies
+/// (safe paths, no entry below a symlink, no hard links, sparse files or
+/// devices): an upload is judged before any of it is restored. Returns the
+/// number of entries.
+pub fn verify_tree_tar(tar: &mut dyn Read) -> io::Result<u64> {
+    let mut archive = tar::Archive::new(tar);
+    let mut links: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
+    let mut count = 0u64;
+    for entry in archive.entries()? {
+        let entry = entry?;
+        let kind = entry.header().entry_type();
+        let rel = checked_entry(&entry.path()?, kind, TarOrigin::Untrusted)?;
+        if let Some(link) = rel.ancestors().skip(1).find(|a| links.contains(*a)) {
+            return Err(io::Error::other(format!(
+                "the archive's entry {} lies below the symbolic link {}, which could point \
+                 outside the restore root",
+                rel.display(),
+                link.display()
+            )));
+        }
+        if kind == tar::EntryType::Symlink {
+            links.insert(rel);
+        }
+        count += 1;
+        // The entry's data is skipped by the next `entries()` step.
+    }
+    Ok(count)
+}
+
+/// Refuses an entry whose parent path goes through a symbolic link already
+/// unpacked: `link -> /etc` followed by `link/passwd` must not write there.
+fn refuse_link_ancestor(root: &Path, rel: &Path) -> io::Result<()> {
+    let mut at = root.to_path_buf();
+    let mut parents = rel.components().collect::<Vec<_>>();
+    parents.pop();
+    for c in parents {
+        at.push(c);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(io::Error::other(format!(
+                    "the archive's entry {} lies below the symbolic link {}, which could point \
+                     outside the restore root",
+                    rel.display(),
+                    at.strip_prefix(root).unwrap_or(&at).display()
+                )));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 type Xattrs = Vec<(String, Vec<u8>)>;
@@ -600,9 +704,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
         std::fs::create_dir(&root).unwrap();
-        let e = unpack_tree(raw.as_slice(), &root, &Counters::default())
-            .err()
-            .unwrap();
+        let e = unpack_tree(
+            raw.as_slice(),
+            &root,
+            &Counters::default(),
+            TarOrigin::Repository,
+        )
+        .err()
+        .unwrap();
         assert!(e.to_string().contains("unsafe path"), "{e}");
         assert!(!dir.path().join("escape").exists());
     }

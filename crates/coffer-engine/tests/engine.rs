@@ -1041,3 +1041,121 @@ fn a_snapshot_travels_as_one_file_of_the_announced_length() {
     assert_eq!(out.len() as u64, form.len);
     assert!(out.starts_with(b"age-encryption.org/v1"));
 }
+
+#[test]
+fn a_tree_tar_from_outside_restores_like_a_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    tree::build_rich_tree(&src);
+    // The native form of a directory, as a per-component download gives it.
+    let mut tar_bytes = Vec::new();
+    let written = coffer_engine::write_dir_tar(&src, &[], &mut tar_bytes, None).unwrap();
+    assert_eq!(written, tar_bytes.len() as u64);
+    assert!(coffer_engine::seal::verify_tree_tar(&mut tar_bytes.as_slice()).unwrap() > 10);
+    let dest = tmp.path().join("dest");
+    coffer_engine::restore_tree_from_tar(
+        &mut tar_bytes.as_slice(),
+        &dest,
+        RestoreMode::RefuseNonEmpty,
+        None,
+    )
+    .unwrap();
+    assert_same_tree(&src, &dest);
+    // A non-empty destination is refused, as for a snapshot.
+    let e = coffer_engine::restore_tree_from_tar(
+        &mut tar_bytes.as_slice(),
+        &dest,
+        RestoreMode::RefuseNonEmpty,
+        None,
+    )
+    .unwrap_err();
+    assert!(matches!(e, EngineError::DestinationNotEmpty(_)), "{e}");
+}
+
+/// A tar with raw entries (names the `tar` crate's builder would refuse).
+fn hostile_tar(entries: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, kind, link, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_entry_type(*kind);
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.resize(out.len() + 1024, 0);
+    out
+}
+
+#[test]
+fn hostile_tree_tars_are_refused_and_write_nothing_outside() {
+    use tar::EntryType as T;
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let escape = outside.to_str().unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("dotdot", hostile_tar(&[("../evil", T::Regular, "", b"x")])),
+        (
+            "absolute",
+            hostile_tar(&[("/tmp/evil", T::Regular, "", b"x")]),
+        ),
+        (
+            "symlink escape",
+            hostile_tar(&[
+                ("link", T::Symlink, escape, b""),
+                ("link/evil", T::Regular, "", b"x"),
+            ]),
+        ),
+        (
+            "directory through a symlink",
+            hostile_tar(&[
+                ("link", T::Symlink, escape, b""),
+                ("link/sub", T::Directory, "", b""),
+            ]),
+        ),
+        (
+            "hard link",
+            hostile_tar(&[("hard", T::Link, "/etc/passwd", b"")]),
+        ),
+        ("block device", hostile_tar(&[("sda", T::Block, "", b"")])),
+        ("char device", hostile_tar(&[("mem", T::Char, "", b"")])),
+        ("sparse", hostile_tar(&[("holes", T::GNUSparse, "", b"")])),
+    ];
+    for (what, bytes) in cases {
+        assert!(
+            coffer_engine::seal::verify_tree_tar(&mut bytes.as_slice()).is_err(),
+            "{what}: verified"
+        );
+        let dest = tmp.path().join(format!("dest-{}", what.replace(' ', "-")));
+        let e = coffer_engine::restore_tree_from_tar(
+            &mut bytes.as_slice(),
+            &dest,
+            RestoreMode::RefuseNonEmpty,
+            None,
+        )
+        .expect_err(what);
+        assert!(matches!(e, EngineError::InvalidInput(_)), "{what}: {e}");
+        // Nothing outside, no destination, no staging left behind.
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 0, "{what}");
+        assert!(!dest.exists(), "{what}");
+        assert!(!tmp.path().join("evil").exists(), "{what}");
+        assert!(staging_leftovers(tmp.path()).is_empty(), "{what}");
+    }
+    // A truncated archive fails too, and leaves the destination alone.
+    let src = tmp.path().join("src");
+    tree::build_rich_tree(&src);
+    let mut whole = Vec::new();
+    coffer_engine::write_dir_tar(&src, &[], &mut whole, None).unwrap();
+    let cut = &whole[..whole.len() / 2];
+    let dest = tmp.path().join("dest-truncated");
+    assert!(
+        coffer_engine::restore_tree_from_tar(&mut &cut[..], &dest, RestoreMode::Overwrite, None)
+            .is_err()
+    );
+    assert!(!dest.exists());
+}

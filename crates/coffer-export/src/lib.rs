@@ -184,6 +184,11 @@ pub enum Protection {
 }
 
 impl Protection {
+    /// A passphrase (scrypt at [`SCRYPT_WORK_FACTOR`]).
+    pub fn passphrase(p: &str) -> Self {
+        Self::Passphrase(SecretString::from(p.to_owned()))
+    }
+
     /// Parses `age1…` recipients.
     pub fn recipients<S: AsRef<str>>(keys: &[S]) -> Result<Self, ExportError> {
         AgeRecipients::parse(keys)

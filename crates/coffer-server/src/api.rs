@@ -26,9 +26,12 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use crate::auth::{NewToken, Principal, authenticate, create_token};
 use crate::catalog::{BackupComponentRow, BackupRow, RestoreRow, TargetRow, TokenRow, now};
 use crate::error::{ApiError, ErrorBody, from_rejection};
-use crate::jobs::{self, BackupJob, Jobs, RestoreItem, RestoreJob, backup_key, component_key};
+use crate::jobs::{
+    self, BackupJob, ItemSource, Jobs, RestoreItem, RestoreJob, backup_key, component_key,
+};
 use crate::rebuild::RebuildReport;
 use crate::state::{KindName, MODE_ATTACH, MODE_OWN, SAME_DISK_WARNING, Shared, is_same_disk};
+use crate::upload_api;
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
@@ -911,7 +914,7 @@ pub struct CreateRestore {
     pub age_identity: Option<Arc<AgeIdentity>>,
 }
 
-fn identity_field<'de, D: serde::Deserializer<'de>>(
+pub(crate) fn identity_field<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Arc<AgeIdentity>>, D::Error> {
     let text: Option<String> = Option::deserialize(d)?;
@@ -923,7 +926,7 @@ fn identity_field<'de, D: serde::Deserializer<'de>>(
     .transpose()
 }
 
-fn restore_options(o: RestoreOptionsBody) -> ApiResult<RestoreOptions> {
+pub(crate) fn restore_options(o: RestoreOptionsBody) -> ApiResult<RestoreOptions> {
     let mode = match o.mode.as_deref() {
         None | Some("refuse") => RestoreMode::RefuseNonEmpty,
         Some("overwrite") => RestoreMode::Overwrite,
@@ -944,7 +947,10 @@ fn restore_options(o: RestoreOptionsBody) -> ApiResult<RestoreOptions> {
 }
 
 /// The configured spec of `name` with `overrides` laid over its settings.
-fn overridden(spec: &ComponentSpec, over: &serde_json::Value) -> ApiResult<ComponentSpec> {
+pub(crate) fn overridden(
+    spec: &ComponentSpec,
+    over: &serde_json::Value,
+) -> ApiResult<ComponentSpec> {
     let name = spec.name.as_str();
     let serde_json::Value::Object(fields) = over else {
         return Err(ApiError::invalid(format!(
@@ -1045,39 +1051,57 @@ async fn create_restore(
         let snapshot_id = c.snapshot_id.clone().ok_or_else(|| {
             ApiError::internal(format!("component {} has no snapshot", c.component))
         })?;
-        items.push(RestoreItem { dest, snapshot_id });
+        items.push(RestoreItem {
+            dest,
+            source: ItemSource::Snapshot(snapshot_id),
+        });
     }
     check_sealed(&state, &p, &b.target, &id, &items, req.age_identity.clone()).await?;
-    let restore_id = format!("restore-{}", uuid::Uuid::new_v4());
-    let mut keys: Vec<String> = items
+    launch_restore(
+        &state,
+        RestoreJob {
+            id: format!("restore-{}", uuid::Uuid::new_v4()),
+            backup_id: id,
+            target: Some(b.target),
+            items,
+            options,
+            identity: req.age_identity,
+            spool: None,
+        },
+    )
+}
+
+/// Reserves the restored components (and a backup restored from a target),
+/// records the restore and starts it: 202 with its id.
+pub(crate) fn launch_restore(
+    state: &Shared,
+    job: RestoreJob,
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    let mut keys: Vec<String> = job
+        .items
         .iter()
         .map(|i| component_key(i.dest.name.as_str()))
         .collect();
-    keys.push(backup_key(&id));
-    let reservation = Jobs::reserve(&state, &restore_id, keys)?;
+    if job.target.is_some() {
+        keys.push(backup_key(&job.backup_id));
+    }
+    let reservation = Jobs::reserve(state, &job.id, keys)?;
     let row = RestoreRow {
-        id: restore_id.clone(),
-        backup_id: id.clone(),
+        id: job.id.clone(),
+        backup_id: job.backup_id.clone(),
         status: RestoreStatus::Restoring,
         error: None,
         created_at: now(),
         finished_at: None,
     };
-    let names: Vec<String> = items.iter().map(|i| i.dest.name.to_string()).collect();
+    let names: Vec<String> = job.items.iter().map(|i| i.dest.name.to_string()).collect();
     state.catalog.insert_restore(&row, &names)?;
-    let job = RestoreJob {
-        id: restore_id.clone(),
-        backup_id: id,
-        target: b.target,
-        items,
-        options,
-        identity: req.age_identity,
-    };
-    tokio::spawn(jobs::run_restore(Arc::clone(&state), job, reservation));
+    let id = job.id.clone();
+    tokio::spawn(jobs::run_restore(Arc::clone(state), job, reservation));
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {
-            id: restore_id,
+            id,
             status: RestoreStatus::Restoring.to_string(),
         }),
     ))
@@ -1098,8 +1122,12 @@ async fn check_sealed(
     let snaps = backup_snapshots(state, target, backup_id).await?;
     let sealed: Vec<(String, String)> = items
         .iter()
-        .filter(|i| snaps.iter().any(|s| s.id == i.snapshot_id && s.sealed))
-        .map(|i| (i.dest.name.to_string(), i.snapshot_id.clone()))
+        .filter_map(|i| match &i.source {
+            ItemSource::Snapshot(sid) if snaps.iter().any(|s| &s.id == sid && s.sealed) => {
+                Some((i.dest.name.to_string(), sid.clone()))
+            }
+            _ => None,
+        })
         .collect();
     for (name, _) in &sealed {
         p.require_component(Scope::Restore, name, true)?;
@@ -1944,6 +1972,7 @@ impl Modify for BearerAuth {
         login, create_user_route, list_users, disable_user,
         crate::export_api::create_export, crate::export_api::list_exports, crate::export_api::show_export,
         crate::export_api::download_export, crate::export_api::delete_export,
+        upload_api::restore_upload, upload_api::component_download, upload_api::component_restore,
     ),
     modifiers(&BearerAuth)
 )]
@@ -1963,6 +1992,8 @@ async fn not_found() -> ApiError {
 /// The whole HTTP surface.
 pub fn router(state: Shared) -> Router {
     let limit = state.config.max_json_bytes;
+    // Uploads count their own bytes against `server.max_upload_mib`.
+    let upload_limit = DefaultBodyLimit::disable();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -1987,6 +2018,23 @@ pub fn router(state: Shared) -> Router {
         .route(
             "/api/v1/exports/{id}/download",
             get(crate::export_api::download_export),
+        )
+        .route(
+            "/api/v1/restores",
+            post(upload_api::restore_upload).layer(upload_limit),
+        )
+        // The Terraform Enterprise spelling.
+        .route(
+            "/api/v1/restore",
+            post(upload_api::restore_upload).layer(upload_limit),
+        )
+        .route(
+            "/api/v1/components/{name}/backup",
+            get(upload_api::component_download),
+        )
+        .route(
+            "/api/v1/components/{name}/restore",
+            post(upload_api::component_restore).layer(upload_limit),
         )
         .route("/api/v1/restores/{id}", get(show_restore))
         .route("/api/v1/restores/{id}/log", get(restore_log))

@@ -90,6 +90,9 @@ pub struct ServerConfig {
     pub preflight_factor: f64,
     /// Preflight: and this many bytes are added (a reserve).
     pub preflight_reserve: u64,
+    /// The largest upload accepted (`server.max_upload_mib`, default
+    /// 1 TiB): an export or a component's native backup, spooled to disk.
+    pub max_upload: u64,
     /// What a backup covers.
     pub components: Vec<ComponentSpec>,
     /// Where the configuration came from, for messages.
@@ -176,6 +179,7 @@ struct ServerSection {
     preflight_factor: Option<f64>,
     preflight_reserve_mib: Option<u64>,
     export_ttl_secs: Option<u64>,
+    max_upload_mib: Option<u64>,
 }
 
 /// `[sensitive]`.
@@ -267,6 +271,10 @@ impl ServerConfig {
         if export_ttl == 0 {
             return Err(invalid("server.export_ttl_secs must be at least 1".into()));
         }
+        let max_upload_mib = s.max_upload_mib.unwrap_or(1 << 20);
+        if max_upload_mib == 0 {
+            return Err(invalid("server.max_upload_mib must be at least 1".into()));
+        }
         let preflight_factor = s.preflight_factor.unwrap_or(2.0);
         if !(1.0..=100.0).contains(&preflight_factor) {
             return Err(invalid(
@@ -307,6 +315,7 @@ impl ServerConfig {
             export_ttl: Duration::from_secs(export_ttl),
             preflight_factor,
             preflight_reserve: s.preflight_reserve_mib.unwrap_or(64) << 20,
+            max_upload: max_upload_mib.saturating_mul(1 << 20),
             components,
             source: source.to_path_buf(),
         })

@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use coffer_components::{BackupContext, RestoreContext, RestoreOptions};
+use coffer_components::{BackupContext, RestoreContext, RestoreOptions, RestoreSource};
 use coffer_engine::{
     CancelToken, EngineError, ProgressFn, ProgressInfo, SnapshotFilter, SnapshotInfo,
 };
@@ -606,8 +606,31 @@ fn describe_component_error(e: coffer_components::ComponentError) -> String {
 pub struct RestoreItem {
     /// Where to restore it (the configured spec, or an override of it).
     pub dest: ComponentSpec,
-    /// The snapshot holding it.
-    pub snapshot_id: String,
+    /// Where its data comes from.
+    pub source: ItemSource,
+}
+
+/// Where a restored component's data comes from.
+#[derive(Debug, Clone)]
+pub enum ItemSource {
+    /// A snapshot in the job's target.
+    Snapshot(String),
+    /// A file of an upload (an export's entry, a native backup), verified.
+    File(coffer_components::PortableFile),
+}
+
+/// A directory removed when the job that uses it ends (an unpacked upload).
+#[derive(Debug)]
+pub struct SpoolDir(pub std::path::PathBuf);
+
+impl Drop for SpoolDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("removing {}: {e}", self.0.display());
+        }
+    }
 }
 
 /// A restore to run.
@@ -615,16 +638,18 @@ pub struct RestoreItem {
 pub struct RestoreJob {
     /// `restore-<uuid>`.
     pub id: String,
-    /// The backup restored.
+    /// The backup restored (for an upload, the id the file names).
     pub backup_id: String,
-    /// Its target.
-    pub target: String,
+    /// Its target; `None` when every item comes from a file.
+    pub target: Option<String>,
     /// The components.
     pub items: Vec<RestoreItem>,
     /// Options for every component.
     pub options: RestoreOptions,
     /// Opens sealed components (from the request; never stored).
     pub identity: Option<Arc<coffer_engine::AgeIdentity>>,
+    /// The upload's files, removed when the job ends.
+    pub spool: Option<SpoolDir>,
 }
 
 /// Runs a recorded restore to its end.
@@ -649,6 +674,9 @@ pub async fn run_restore(state: Shared, job: RestoreJob, reservation: Reservatio
         let target = job.target.clone();
         let backup_id = job.backup_id.clone();
         tokio::task::spawn_blocking(move || {
+            let Some(target) = target else {
+                return Ok((None, Vec::new()));
+            };
             let repo = state.repo(&target).map_err(|e| e.message)?;
             let snaps = repo
                 .snapshots(&SnapshotFilter {
@@ -656,7 +684,7 @@ pub async fn run_restore(state: Shared, job: RestoreJob, reservation: Reservatio
                     ..SnapshotFilter::default()
                 })
                 .map_err(|e| e.to_string())?;
-            Ok::<_, String>((repo, snaps))
+            Ok::<_, String>((Some(repo), snaps))
         })
         .await
         .unwrap_or_else(|e| Err(format!("opening the repository: {e}")))
@@ -681,24 +709,31 @@ pub async fn run_restore(state: Shared, job: RestoreJob, reservation: Reservatio
                 &log,
                 |item| {
                     let state = Arc::clone(&state);
-                    let repo = match &job.identity {
-                        Some(identity) => repo.with_identity(Arc::clone(identity)),
-                        None => repo.clone(),
+                    let name = item.dest.name.to_string();
+                    let source = match item.source {
+                        ItemSource::File(f) => Ok(Source::File(f)),
+                        ItemSource::Snapshot(sid) => {
+                            match (&repo, snaps.iter().find(|s| s.id == sid)) {
+                                (Some(repo), Some(snap)) => Ok(Source::Snapshot(Box::new((
+                                    match &job.identity {
+                                        Some(identity) => repo.with_identity(Arc::clone(identity)),
+                                        None => repo.clone(),
+                                    },
+                                    snap.clone(),
+                                )))),
+                                _ => Err(format!("snapshot {sid} is no longer in the repository")),
+                            }
+                        }
                     };
-                    let snap = snaps.iter().find(|s| s.id == item.snapshot_id).cloned();
                     let options = job.options.clone();
                     let id = id.clone();
                     async move {
-                        let name = item.dest.name.to_string();
-                        let Some(snap) = snap else {
-                            let gone = format!(
-                                "snapshot {} is no longer in the repository",
-                                item.snapshot_id
-                            );
-                            return (name, Err(gone));
+                        let r = match source {
+                            Ok(source) => {
+                                restore_component(&state, &id, item.dest, source, options).await
+                            }
+                            Err(e) => Err(e),
                         };
-                        let r =
-                            restore_component(&state, &id, repo, item.dest, snap, options).await;
                         (name, r)
                     }
                 },
@@ -736,6 +771,8 @@ pub async fn run_restore(state: Shared, job: RestoreJob, reservation: Reservatio
     if let Err(e) = state.catalog.finish_restore(&id, status, error.as_deref()) {
         tracing::error!(restore = %id, "recording the end of the restore: {e}");
     }
+    // The upload's files go before the job is seen as finished.
+    drop(job.spool);
     let secs = started.elapsed().as_secs_f64();
     state
         .metrics
@@ -744,12 +781,17 @@ pub async fn run_restore(state: Shared, job: RestoreJob, reservation: Reservatio
     tracing::info!(restore = %id, %status, "restore finished in {secs:.1} s");
 }
 
+/// A restored component's data, resolved.
+enum Source {
+    Snapshot(Box<(coffer_engine::Repo, SnapshotInfo)>),
+    File(coffer_components::PortableFile),
+}
+
 async fn restore_component(
     state: &Shared,
     id: &str,
-    repo: coffer_engine::Repo,
     dest: ComponentSpec,
-    snap: SnapshotInfo,
+    source: Source,
     options: RestoreOptions,
 ) -> Result<Vec<String>, String> {
     let name = dest.name.to_string();
@@ -757,10 +799,13 @@ async fn restore_component(
     if let Err(e) = state.catalog.restore_component_started(id, &name) {
         log(format!("recording the start of {name}: {e}"));
     }
+    let from = match &source {
+        Source::Snapshot(s) => format!("snapshot {}", &s.1.id[..8.min(s.1.id.len())]),
+        Source::File(f) => format!("uploaded {}", f.file_name),
+    };
     log(format!(
-        "component {name} ({}) restoring snapshot {}",
-        dest.kind.name(),
-        &snap.id[..8.min(snap.id.len())]
+        "component {name} ({}) restoring {from}",
+        dest.kind.name()
     ));
     let started = Instant::now();
     let staging = state.config.staging_dir.clone();
@@ -769,8 +814,13 @@ async fn restore_component(
         std::fs::create_dir_all(&staging)
             .map_err(|e| format!("creating staging directory {}: {e}", staging.display()))?;
         let ctx = RestoreContext {
-            repo: &repo,
-            snapshot: &snap,
+            source: match &source {
+                Source::Snapshot(s) => RestoreSource::Snapshot {
+                    repo: &s.0,
+                    snapshot: &s.1,
+                },
+                Source::File(f) => RestoreSource::File(f),
+            },
             staging_dir: &staging,
             options: &options,
             progress: Some(progress),

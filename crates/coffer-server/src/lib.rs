@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod rebuild;
 pub mod state;
 pub mod tls;
+pub mod upload_api;
 pub mod users;
 
 use std::os::unix::fs::PermissionsExt;
@@ -178,6 +179,13 @@ pub async fn serve(
         tracing::warn!("{SAME_DISK_WARNING}");
     }
     tokio::spawn(exports::sweep(Arc::clone(&state)));
+    // Uploads a previous run left behind (a crash mid-upload): no job uses them now.
+    let uploads = state.config.staging_dir.join("uploads");
+    if let Err(e) = std::fs::remove_dir_all(&uploads)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("removing leftover uploads in {}: {e}", uploads.display());
+    }
     let app = api::router(Arc::clone(&state));
     match tls {
         Some(tls) => tls::serve(listener, app, tls, shutdown, grace).await,

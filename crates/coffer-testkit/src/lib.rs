@@ -9,6 +9,7 @@
 //!   server is missing; under `CI=true` it fails.
 
 pub mod proxy;
+pub mod s3;
 pub mod tree;
 
 use std::path::Path;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use coffer_components::{
-    BackupContext, ComponentError, RestoreContext, RestoreOptions, RestoreReport,
+    BackupContext, ComponentError, RestoreContext, RestoreOptions, RestoreReport, RestoreSource,
 };
 use coffer_engine::{Repo, SnapshotFilter, SnapshotInfo};
 use coffer_model::component::{ComponentSpec, parse_components};
@@ -62,8 +62,10 @@ impl Fixture {
         coffer_components::restore(
             spec,
             &RestoreContext {
-                repo: &self.repo,
-                snapshot,
+                source: RestoreSource::Snapshot {
+                    repo: &self.repo,
+                    snapshot,
+                },
                 staging_dir: &staging,
                 options,
                 progress: None,
