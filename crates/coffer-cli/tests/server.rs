@@ -773,6 +773,34 @@ fn every_endpoint_checks_credentials_scopes_and_components() {
             "export",
             true,
         ),
+        (
+            "POST",
+            "/api/v1/restores".into(),
+            Some(json!({})),
+            "restore",
+            false,
+        ),
+        (
+            "POST",
+            "/api/v1/restore".into(),
+            Some(json!({})),
+            "restore",
+            false,
+        ),
+        (
+            "GET",
+            "/api/v1/components/files/backup".into(),
+            None,
+            "export",
+            true,
+        ),
+        (
+            "POST",
+            "/api/v1/components/files/restore".into(),
+            Some(json!({})),
+            "restore",
+            true,
+        ),
         // Last: it removes the backup the others use.
         (
             "DELETE",
