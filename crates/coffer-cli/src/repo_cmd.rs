@@ -723,13 +723,7 @@ fn restore(repo: &Repo, args: &RestoreArgs, out: Output) -> ProcessExit {
         return restore_component(repo, args, file, out);
     }
     if let Some(target) = &args.target {
-        let mode = if args.mirror {
-            RestoreMode::Mirror
-        } else if args.overwrite {
-            RestoreMode::Overwrite
-        } else {
-            RestoreMode::RefuseNonEmpty
-        };
+        let mode = restore_mode(args.mirror, args.overwrite);
         let bar = out.progress("restore");
         let cb = bar.as_ref().map(|(_, cb)| Arc::clone(cb));
         let res = repo.restore_tree(&args.snapshot, target, mode, cb);
@@ -925,6 +919,17 @@ fn locks(storage: &dyn Storage, out: Output) -> ProcessExit {
 
 /// The staging directory: the option, else a `coffer-staging` directory in
 /// the system's temporary directory.
+/// `--mirror`, `--overwrite`, or refusing a non-empty destination.
+pub(crate) fn restore_mode(mirror: bool, overwrite: bool) -> RestoreMode {
+    if mirror {
+        RestoreMode::Mirror
+    } else if overwrite {
+        RestoreMode::Overwrite
+    } else {
+        RestoreMode::RefuseNonEmpty
+    }
+}
+
 pub(crate) fn staging_dir(option: Option<&Path>) -> PathBuf {
     option
         .map(Path::to_path_buf)
@@ -996,13 +1001,7 @@ fn restore_component(repo: &Repo, args: &RestoreArgs, file: &Path, out: Output) 
         Err(e) => return usage(format!("{e:#}")),
     };
     let options = RestoreOptions {
-        mode: if args.mirror {
-            RestoreMode::Mirror
-        } else if args.overwrite {
-            RestoreMode::Overwrite
-        } else {
-            RestoreMode::RefuseNonEmpty
-        },
+        mode: restore_mode(args.mirror, args.overwrite),
         clean: args.clean,
         create_database: !args.no_create_database,
         no_owner: args.no_owner,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use coffer_components::{PortableFile, RestoreContext, RestoreOptions, RestoreSource};
-use coffer_engine::{AgeIdentity, ContentKind, RestoreMode};
+use coffer_engine::{AgeIdentity, ContentKind};
 use coffer_export::{ExportError, Limits, Secret};
 use coffer_model::component::ComponentSpec;
 use serde::Serialize;
@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::exit::ExitCode;
 use crate::output::Output;
 use crate::password;
-use crate::repo_cmd::{read_config, staging_dir};
+use crate::repo_cmd::{read_config, restore_mode, staging_dir};
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -211,13 +211,7 @@ pub fn run(args: RestoreArgs) -> ProcessExit {
         ));
     }
     let options = RestoreOptions {
-        mode: if args.mirror {
-            RestoreMode::Mirror
-        } else if args.overwrite {
-            RestoreMode::Overwrite
-        } else {
-            RestoreMode::RefuseNonEmpty
-        },
+        mode: restore_mode(args.mirror, args.overwrite),
         clean: args.clean,
         no_owner: args.no_owner,
         ..RestoreOptions::default()

@@ -564,17 +564,7 @@ impl Repo {
         opts: &TreeBackupOptions,
         progress: Option<ProgressFn>,
     ) -> EngineResult<SnapshotInfo> {
-        let meta = std::fs::metadata(source).map_err(|e| {
-            EngineError::InvalidInput(format!("cannot back up {}: {e}", source.display()))
-        })?;
-        if !meta.is_dir() {
-            return Err(EngineError::InvalidInput(format!(
-                "cannot back up {}: not a directory",
-                source.display()
-            )));
-        }
-        let source = std::fs::canonicalize(source)
-            .map_err(|e| EngineError::io(format!("resolving {}", source.display()), e))?;
+        let source = canonical_dir(source, "back up")?;
         if let Some(recipients) = &self.seal {
             // One age file of a tar of the tree (see `seal`): walked with the
             // same excludes, recorded as a stream that restores as a tree.
@@ -1246,6 +1236,21 @@ pub fn restore_tree_from_tar(
     commit_unpacked(&staging, dest, mode, &dirs)
 }
 
+/// `path` resolved to a canonical directory, or why it cannot be `doing`.
+fn canonical_dir(path: &Path, doing: &str) -> EngineResult<PathBuf> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        EngineError::InvalidInput(format!("cannot {doing} {}: {e}", path.display()))
+    })?;
+    if !meta.is_dir() {
+        return Err(EngineError::InvalidInput(format!(
+            "cannot {doing} {}: not a directory",
+            path.display()
+        )));
+    }
+    std::fs::canonicalize(path)
+        .map_err(|e| EngineError::io(format!("resolving {}", path.display()), e))
+}
+
 /// Moves an unpacked tree from `staging` into `dest`, then applies its
 /// directories' metadata; durable when it returns.
 fn commit_unpacked(
@@ -1275,16 +1280,7 @@ pub fn write_dir_tar(
     out: &mut dyn Write,
     cancel: Option<&CancelToken>,
 ) -> EngineResult<u64> {
-    let meta = std::fs::metadata(root)
-        .map_err(|e| EngineError::InvalidInput(format!("cannot read {}: {e}", root.display())))?;
-    if !meta.is_dir() {
-        return Err(EngineError::InvalidInput(format!(
-            "{} is not a directory",
-            root.display()
-        )));
-    }
-    let root = std::fs::canonicalize(root)
-        .map_err(|e| EngineError::io(format!("resolving {}", root.display()), e))?;
+    let root = canonical_dir(root, "archive")?;
     let excludes = Excludes::default().globs(exclude_globs(excludes)?);
     let mut counted = CountingWriter {
         inner: out,

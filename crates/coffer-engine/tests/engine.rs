@@ -822,6 +822,49 @@ mod properties {
             prop_assert_eq!(a.len(), b.len());
         }
 
+        /// Mutated native tars (flipped, overwritten and cut bytes) never
+        /// panic, and whatever they do, nothing lands outside the root.
+        #[test]
+        fn mutated_tree_tars_never_escape(
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..24),
+            cut in prop::option::of(any::<prop::sample::Index>()),
+        ) {
+            use std::sync::OnceLock;
+            static TAR: OnceLock<Vec<u8>> = OnceLock::new();
+            let base = TAR.get_or_init(|| {
+                let tmp = tempfile::tempdir().unwrap();
+                let src = tmp.path().join("src");
+                tree::build_rich_tree(&src);
+                // From the staging directory beside `dest`, this is `root/outside`.
+                std::os::unix::fs::symlink("../outside", src.join("escape")).unwrap();
+                let mut out = Vec::new();
+                coffer_engine::write_dir_tar(&src, &[], &mut out, None).unwrap();
+                out
+            });
+            let mut bytes = base.clone();
+            for (at, value) in edits {
+                let i = at.index(bytes.len());
+                bytes[i] = value;
+            }
+            if let Some(c) = cut {
+                bytes.truncate(c.index(bytes.len()));
+            }
+            let tmp = tempfile::tempdir().unwrap();
+            let root = tmp.path().join("root");
+            fs::create_dir(&root).unwrap();
+            let _ = coffer_engine::seal::verify_tree_tar(&mut bytes.as_slice());
+            let _ = coffer_engine::restore_tree_from_tar(
+                &mut bytes.as_slice(),
+                &root.join("dest"),
+                RestoreMode::RefuseNonEmpty,
+                None,
+            );
+            // Only `dest` (when it restored), no staging, nothing through the link.
+            let top: Vec<_> = fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name()).collect();
+            prop_assert!(top.is_empty() || top == ["dest"], "{:?}", top);
+            prop_assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
+        }
+
         #[test]
         fn random_streams_round_trip_exactly(data in prop::collection::vec(any::<u8>(), 0..3_000_000)) {
             let tmp = tempfile::tempdir().unwrap();
