@@ -179,11 +179,8 @@ pub fn run(args: RestoreArgs) -> ProcessExit {
             spec,
             PortableFile {
                 path: path.clone(),
-                file_name: Path::new(&c.file)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| c.name.clone()),
-                content: if c.content == "tree" {
+                file_name: c.file_name().to_owned(),
+                content: if c.is_tree() {
                     ContentKind::Tree
                 } else {
                     ContentKind::Stream

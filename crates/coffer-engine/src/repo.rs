@@ -3,7 +3,7 @@
 use std::io::{Read, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -723,20 +723,7 @@ impl Repo {
         backup: &BackupRef,
         progress: Option<ProgressFn>,
     ) -> EngineResult<SnapshotInfo> {
-        let program = format!("{:?}", command.get_program());
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| EngineError::io(format!("starting {program}"), e))?;
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let (Some(stdout), Some(stderr)) = (stdout, stderr) else {
-            let _ = child.kill();
-            return Err(EngineError::Engine(format!("{program}: no pipes")));
-        };
-        let mut reader = ChildReader::new(child, stdout, stderr, program);
+        let mut reader = ChildReader::spawn(command)?;
         reader.cancel = self.cancel.clone();
         self.backup_stream(Box::new(reader), name, backup, progress)
     }
@@ -936,8 +923,7 @@ impl Repo {
         })
     }
 
-    /// How `snapshot` travels as one file (exports, per-component
-    /// downloads): a stream as its bytes, a sealed snapshot as its age file
+    /// How `snapshot` travels as one file in an export: a stream as its bytes, a sealed snapshot as its age file
     /// (never decrypted), a tree as a GNU tar ([`Repo::write_portable`]).
     /// The length is exact, from metadata alone.
     pub fn portable_form(&self, snapshot: &str) -> EngineResult<PortableForm> {
@@ -1295,18 +1281,8 @@ pub fn write_dir_tar(
 /// the bytes it wrote — when it exits non-zero, with its standard error.
 /// A dump command's native form. Returns the bytes written.
 pub fn write_command_output(command: &mut Command, out: &mut dyn Write) -> EngineResult<u64> {
-    let program = format!("{:?}", command.get_program());
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| EngineError::io(format!("starting {program}"), e))?;
-    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        let _ = child.kill();
-        return Err(EngineError::Engine(format!("{program}: no pipes")));
-    };
-    let mut reader = ChildReader::new(child, stdout, stderr, program.clone());
+    let mut reader = ChildReader::spawn(command)?;
+    let program = reader.program.clone();
     std::io::copy(&mut reader, out).map_err(|e| EngineError::io(program, e))
 }
 
@@ -1413,20 +1389,27 @@ struct ChildReader {
 }
 
 impl ChildReader {
-    fn new(
-        child: Child,
-        stdout: std::process::ChildStdout,
-        stderr: ChildStderr,
-        program: String,
-    ) -> Self {
-        Self {
+    /// Starts `command` with its output piped (standard input closed).
+    fn spawn(command: &mut Command) -> EngineResult<Self> {
+        let program = format!("{:?}", command.get_program());
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| EngineError::io(format!("starting {program}"), e))?;
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            let _ = child.kill();
+            return Err(EngineError::Engine(format!("{program}: no pipes")));
+        };
+        Ok(Self {
             child,
             stdout,
             stderr: StderrTail::collect(stderr),
             program,
             finished: false,
             cancel: None,
-        }
+        })
     }
 
     /// Waits until the pipe has data (or EOF), checking the cancel token every

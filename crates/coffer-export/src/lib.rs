@@ -130,6 +130,18 @@ pub struct ManifestComponent {
     pub sealed: bool,
 }
 
+impl ManifestComponent {
+    /// The file's own name (`db.pgdump`), without `components/<name>/`.
+    pub fn file_name(&self) -> &str {
+        self.file.rsplit('/').next().unwrap_or(&self.file)
+    }
+
+    /// The file is a tar of a directory tree (else a stream).
+    pub fn is_tree(&self) -> bool {
+        self.content == "tree"
+    }
+}
+
 /// The backup an export is written from.
 #[derive(Debug, Clone)]
 pub struct BackupInfo {

@@ -619,20 +619,6 @@ pub enum ItemSource {
     File(coffer_components::PortableFile),
 }
 
-/// A directory removed when the job that uses it ends (an unpacked upload).
-#[derive(Debug)]
-pub struct SpoolDir(pub std::path::PathBuf);
-
-impl Drop for SpoolDir {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.0)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!("removing {}: {e}", self.0.display());
-        }
-    }
-}
-
 /// A restore to run.
 #[derive(Debug)]
 pub struct RestoreJob {
@@ -649,7 +635,7 @@ pub struct RestoreJob {
     /// Opens sealed components (from the request; never stored).
     pub identity: Option<Arc<coffer_engine::AgeIdentity>>,
     /// The upload's files, removed when the job ends.
-    pub spool: Option<SpoolDir>,
+    pub spool: Option<tempfile::TempDir>,
 }
 
 /// Runs a recorded restore to its end.

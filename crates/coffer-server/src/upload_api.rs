@@ -30,12 +30,12 @@ use tokio::io::AsyncWriteExt;
 use utoipa::ToSchema;
 
 use crate::api::{
-    Accepted, ApiResult, RestoreOptionsBody, identity_field, launch_restore, overridden,
+    Accepted, ApiResult, RestoreOptionsBody, blocking, identity_field, launch_restore, overridden,
     restore_options,
 };
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
-use crate::jobs::{ItemSource, Jobs, RestoreItem, RestoreJob, SpoolDir, component_key};
+use crate::jobs::{ItemSource, Jobs, RestoreItem, RestoreJob, component_key};
 use crate::state::Shared;
 
 /// The `config` part of an export upload.
@@ -80,7 +80,7 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
 }
 
 /// A fresh spool directory (0700) for one upload, removed when dropped.
-fn new_spool(state: &Shared, headers: &HeaderMap) -> ApiResult<SpoolDir> {
+fn new_spool(state: &Shared, headers: &HeaderMap) -> ApiResult<tempfile::TempDir> {
     let base = state.config.staging_dir.join("uploads");
     std::fs::create_dir_all(&base)
         .map_err(|e| ApiError::internal(format!("creating {}: {e}", base.display())))?;
@@ -110,25 +110,18 @@ fn new_spool(state: &Shared, headers: &HeaderMap) -> ApiResult<SpoolDir> {
             )));
         }
     }
-    let dir = base.join(format!("upload-{}", uuid::Uuid::new_v4()));
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|e| ApiError::internal(format!("creating {}: {e}", dir.display())))?;
-    Ok(SpoolDir(dir))
+    // tempfile creates it 0700.
+    tempfile::Builder::new()
+        .prefix("upload-")
+        .tempdir_in(&base)
+        .map_err(|e| ApiError::internal(format!("creating a directory in {}: {e}", base.display())))
 }
 
-use std::os::unix::fs::DirBuilderExt;
-
 fn too_large(state: &Shared) -> ApiError {
-    ApiError {
-        status: StatusCode::PAYLOAD_TOO_LARGE,
-        code: "payload_too_large",
-        message: format!(
-            "the upload is larger than server.max_upload_mib ({} MiB)",
-            state.config.max_upload >> 20
-        ),
-    }
+    ApiError::payload_too_large(format!(
+        "the upload is larger than server.max_upload_mib ({} MiB)",
+        state.config.max_upload >> 20
+    ))
 }
 
 /// Streams one part to `path` (0600) chunk by chunk; returns its size.
@@ -179,7 +172,7 @@ async fn text_part(state: &Shared, mut field: Field<'_>, name: &str) -> ApiResul
 
 /// The parts of an upload: the spooled file (if sent) and the JSON settings.
 struct Upload {
-    spool: SpoolDir,
+    spool: tempfile::TempDir,
     file: Option<PathBuf>,
     settings: Option<String>,
 }
@@ -203,7 +196,7 @@ async fn read_upload(
     while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or_default().to_owned();
         if name == file_part && upload.file.is_none() {
-            let path = upload.spool.0.join("upload");
+            let path = upload.spool.path().join("upload");
             spool_part(state, field, &path).await?;
             upload.file = Some(path);
         } else if name == settings_part && upload.settings.is_none() {
@@ -216,14 +209,6 @@ async fn read_upload(
         }
     }
     Ok(upload)
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
-) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(ApiError::internal(format!("a worker failed: {e}"))))
 }
 
 /// An export that cannot be opened or is not sound, as the caller's error.
@@ -285,7 +270,7 @@ pub(crate) async fn restore_upload(
         }
     };
     let spool = upload.spool;
-    let unpack_dir = spool.0.join("files");
+    let unpack_dir = spool.path().join("files");
     let unpacked = {
         let (file, dir) = (file.clone(), unpack_dir.clone());
         blocking(move || {
@@ -346,20 +331,16 @@ pub(crate) async fn restore_upload(
             unpacked.files.get(&c.name).cloned().ok_or_else(|| {
                 ApiError::internal(format!("component {} was not unpacked", c.name))
             })?;
-        let content = match c.content.as_str() {
-            "tree" => ContentKind::Tree,
-            _ => ContentKind::Stream,
-        };
-        let file_name = FsPath::new(&c.file)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| c.name.clone());
         items.push(RestoreItem {
             dest,
             source: ItemSource::File(PortableFile {
                 path,
-                file_name,
-                content,
+                file_name: c.file_name().to_owned(),
+                content: if c.is_tree() {
+                    ContentKind::Tree
+                } else {
+                    ContentKind::Stream
+                },
                 sealed: c.sealed,
                 identity: config.age_identity.clone(),
             }),
