@@ -24,12 +24,12 @@ mod command;
 mod error;
 mod files;
 mod mysql;
-mod pipe;
 mod postgres;
 mod redis;
 mod s3;
 mod secret;
 mod sink;
+mod sniff;
 mod sqlite;
 mod tools;
 
@@ -101,6 +101,16 @@ impl PortableFile {
                 .map_err(|e| c.invalid(format!("{}: {e}", self.file_name)))?;
         }
         Ok(())
+    }
+
+    /// Refuses the file unless its content is what a restore of `spec`
+    /// expects — a SQLite database, a `pg_dump` custom archive (listed with
+    /// `pg_restore --list` unless sealed), an RDB file, UTF-8 SQL text, a
+    /// tar of S3 objects — so nothing is dropped or flushed for a wrong
+    /// upload. [`restore`] runs it for every file source; callers restoring
+    /// several components can run it for all of them first.
+    pub fn check_format(&self, spec: &ComponentSpec) -> Result<(), ComponentError> {
+        sniff::check(&Ctx(spec.name.to_string()), spec, self)
     }
 
     /// The file's content, decrypted if sealed.
@@ -410,7 +420,8 @@ pub fn check_staging_space(specs: &[ComponentSpec], staging_dir: &Path) -> Resul
 }
 
 /// Refuses to feed data to the wrong kind of destination (an RDB file to
-/// `pg_restore`, a tree to a database) before anything is touched.
+/// `pg_restore`, a tree to a database) before anything is touched; a file
+/// (an upload) must also look like the kind's format inside.
 fn check_source_fits(
     c: &Ctx,
     spec: &ComponentSpec,
@@ -454,6 +465,9 @@ fn check_source_fits(
             "{shown} holds {paths:?}, not a {} backup (*{ext})",
             spec.kind.name()
         )));
+    }
+    if let RestoreSource::File(f) = source {
+        sniff::check(c, spec, f)?;
     }
     Ok(())
 }

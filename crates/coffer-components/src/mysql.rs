@@ -5,9 +5,18 @@
 //! The dump names no database (no `--databases`), so it can be restored
 //! into any database name. MySQL restores are not atomic (DDL commits
 //! implicitly): a failed restore can leave some tables restored.
+//!
+//! A dump is a script for the client, and the client has commands of its
+//! own: `\!` and `system` run a shell, `\.` reads files. A restored dump
+//! may be an upload, so the client replays it in `--binary-mode` (every
+//! client command but `\C` and `delimiter` off in non-interactive input,
+//! MariaDB and MySQL alike) and, where it has one, `--sandbox` (recent
+//! MariaDB clients: no file system access at all).
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 
 use coffer_model::component::MysqlSpec;
 
@@ -48,9 +57,23 @@ impl<'a> My<'a> {
         cmd
     }
 
+    fn client_program(&self) -> Result<PathBuf, ComponentError> {
+        find_program(self.c, self.spec.bin_dir.as_deref(), &["mariadb", "mysql"])
+    }
+
     fn client(&self) -> Result<Command, ComponentError> {
-        let program = find_program(self.c, self.spec.bin_dir.as_deref(), &["mariadb", "mysql"])?;
-        Ok(self.command(&program))
+        Ok(self.command(&self.client_program()?))
+    }
+
+    /// The client that replays a dump: no client commands, no file access.
+    fn replay_client(&self) -> Result<Command, ComponentError> {
+        let program = self.client_program()?;
+        let mut cmd = self.command(&program);
+        cmd.arg("--binary-mode");
+        if has_sandbox(self.c, &program)? {
+            cmd.arg("--sandbox");
+        }
+        Ok(cmd)
     }
 
     /// Runs SQL statements with the client; returns the batch output.
@@ -63,6 +86,34 @@ impl<'a> My<'a> {
     fn server(&self) -> String {
         format!("{}:{}", self.spec.host, self.spec.port)
     }
+}
+
+/// Whether the client at `program` knows `--sandbox` (MariaDB's clients
+/// since 10.5.25, 10.6.18 and 10.11.8; Oracle MySQL's has none), from its
+/// `--help`, asked once per program.
+fn has_sandbox(c: &Ctx, program: &Path) -> Result<bool, ComponentError> {
+    static KNOWN: Mutex<BTreeMap<PathBuf, bool>> = Mutex::new(BTreeMap::new());
+    let cached = KNOWN
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(program)
+        .copied();
+    if let Some(yes) = cached {
+        return Ok(yes);
+    }
+    let help = output(
+        c,
+        Command::new(program).args(["--no-defaults", "--help"]),
+        b"",
+    )?;
+    let yes = help
+        .lines()
+        .any(|l| l.trim_start().starts_with("--sandbox"));
+    KNOWN
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(program.to_path_buf(), yes);
+    Ok(yes)
 }
 
 /// `name` as a quoted identifier.
@@ -132,9 +183,20 @@ pub(crate) fn restore(
         created = true;
         notes.push(format!("created database {db:?} on {}", my.server()));
     }
-    let mut cmd = my.client()?;
+    let mut cmd = my.replay_client()?;
     cmd.arg(db);
-    let result = ctx.stream_into_command(c, &mut cmd);
+    let result = ctx.stream_into_command(c, &mut cmd).map_err(|e| match e {
+        ComponentError::Tool { component, message } if message.contains("Unknown command") => {
+            ComponentError::Tool {
+                component,
+                message: format!(
+                    "{message} (the dump contains a client command such as \\! or system: \
+                     restores run the client in --binary-mode, which refuses them)"
+                ),
+            }
+        }
+        other => other,
+    });
     if let Err(e) = result {
         if created && let Err(drop_err) = my.sql(&format!("DROP DATABASE {};\n", ident(db))) {
             log::warn!(

@@ -7,6 +7,13 @@
 //! `redis-server` on a private Unix socket, and each key is copied with
 //! `DUMP` and `RESTORE key <expire-at> <payload> ABSTTL REPLACE`. Expiry
 //! times are absolute, so a key that expired since the backup stays expired.
+//!
+//! An RDB may be an upload. The temporary server loads it with
+//! `sanitize-dump-payload yes` (Redis ≥ 6.2): every ziplist and listpack is
+//! validated deeply at load, where Redis otherwise checks only their
+//! headers — and a destination that does not sanitise `RESTORE` payloads
+//! would take a broken one as it is. `clean` flushes the destination only
+//! once the temporary server has loaded the copy and listed its keyspace.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -18,8 +25,8 @@ use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 use crate::error::{ComponentError, Ctx};
 use crate::secret::resolve_opt;
 use crate::sink::Sink;
-use crate::tools::{find_program, staging_dir};
-use crate::{RestoreContext, RestoreReport};
+use crate::tools::{find_program, output, staging_dir};
+use crate::{RestoreContext, RestoreReport, RestoreSource};
 
 /// Keys fetched and restored per round trip.
 const BATCH: usize = 500;
@@ -27,6 +34,8 @@ const BATCH: usize = 500;
 const TEMP_DATABASES: &str = "1024";
 /// The longest Unix socket path the kernel accepts, minus the terminator.
 const MAX_SOCKET_PATH: usize = 107;
+/// The first Redis with `sanitize-dump-payload`.
+const SANITIZE_SINCE: (u32, u32) = (6, 2);
 
 pub(crate) fn backup<T>(
     c: &Ctx,
@@ -73,6 +82,23 @@ pub(crate) fn restore(
     let redis_err = |what: &str, e: redis::RedisError| c.tool(format!("{what}: {e}"));
     let password = resolve_opt(c, spec.password.as_ref())?;
     let server_bin = find_program(c, spec.bin_dir.as_deref(), &["redis-server"])?;
+    let version = server_version(c, &server_bin)?;
+    let sanitize = version >= SANITIZE_SINCE;
+    if !sanitize {
+        let shown = format!("{}.{}", version.0, version.1);
+        if matches!(ctx.source, RestoreSource::File(_)) {
+            return Err(c.invalid(format!(
+                "{} is Redis {shown}, which cannot sanitize an uploaded RDB \
+                 (sanitize-dump-payload needs 6.2): set bin_dir to a newer redis-server",
+                server_bin.display()
+            )));
+        }
+        log::warn!(
+            "component {:?}: {} is Redis {shown}: the backup's payloads are not sanitized",
+            c.0,
+            server_bin.display()
+        );
+    }
     let staging = staging_dir(c, ctx.staging_dir)?;
     let dir = staging.path();
     let socket = dir.join("redis.sock");
@@ -106,8 +132,11 @@ pub(crate) fn restore(
             "--appendonly",
             "no",
         ])
-        .args(["--daemonize", "no", "--databases", TEMP_DATABASES])
-        .arg("--logfile")
+        .args(["--daemonize", "no", "--databases", TEMP_DATABASES]);
+    if sanitize {
+        cmd.args(["--sanitize-dump-payload", "yes"]);
+    }
+    cmd.arg("--logfile")
         .arg(dir.join("redis.log"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -119,6 +148,12 @@ pub(crate) fn restore(
     // Loading runs at well over 20 MB/s; allow that plus start-up.
     let deadline = Duration::from_secs(60 + rdb_len / (20 << 20));
     let mut source = wait_until_loaded(c, &mut temp, &socket, dir, deadline)?;
+    // The copy is known good once loaded and listed: only then may `clean`
+    // flush the destination.
+    let keyspace: String = redis::cmd("INFO")
+        .arg("keyspace")
+        .query(&mut source)
+        .map_err(|e| redis_err("reading the backup's keyspace", e))?;
 
     // 3. The destination.
     let mut settings = RedisConnectionInfo::default();
@@ -146,10 +181,6 @@ pub(crate) fn restore(
     }
 
     // 4. Every key of every database.
-    let keyspace: String = redis::cmd("INFO")
-        .arg("keyspace")
-        .query(&mut source)
-        .map_err(|e| redis_err("reading the backup's keyspace", e))?;
     let mut total = 0u64;
     for db in databases(&keyspace) {
         let copied = copy_database(&mut source, &mut dest, db)
@@ -161,6 +192,25 @@ pub(crate) fn restore(
     let _ = redis::cmd("SHUTDOWN").arg("NOSAVE").exec(&mut source);
     drop(temp);
     Ok(RestoreReport { notes })
+}
+
+/// `(major, minor)` of `redis-server --version`.
+fn server_version(c: &Ctx, program: &Path) -> Result<(u32, u32), ComponentError> {
+    let text = output(c, Command::new(program).arg("--version"), b"")?;
+    parse_version(&text).ok_or_else(|| {
+        c.tool(format!(
+            "cannot read the version of {}: {:?}",
+            program.display(),
+            text.trim()
+        ))
+    })
+}
+
+/// `Redis server v=7.0.15 sha=…` → `(7, 0)`.
+fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let v = text.split_whitespace().find_map(|w| w.strip_prefix("v="))?;
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+    Some((parts.next()??, parts.next()??))
 }
 
 /// Connects to the temporary server once it has loaded the RDB.
@@ -252,5 +302,22 @@ fn copy_database(
             return Ok(copied);
         }
         cursor = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_and_the_sanitize_threshold() {
+        let v = |t: &str| parse_version(t);
+        assert_eq!(
+            v("Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64"),
+            Some((7, 0))
+        );
+        assert!(v("Redis server v=6.2.0 sha=0").unwrap() >= SANITIZE_SINCE);
+        assert!(v("Redis server v=6.0.16 sha=0").unwrap() < SANITIZE_SINCE);
+        assert_eq!(v("Valkey 8"), None);
     }
 }

@@ -4,10 +4,10 @@ use coffer_model::component::Secret;
 
 use crate::error::{ComponentError, Ctx};
 
-/// The secret's value (see [`coffer_targets::resolve_secret`]), as a
-/// component error naming the component.
+/// The secret's value (see [`Secret::resolve`]), as a component error
+/// naming the component.
 pub(crate) fn resolve(ctx: &Ctx, secret: &Secret) -> Result<String, ComponentError> {
-    coffer_targets::resolve_secret(secret).map_err(|m| ctx.invalid(m))
+    secret.resolve().map_err(|e| ctx.invalid(e.0))
 }
 
 /// [`resolve`] for an optional secret.

@@ -303,3 +303,73 @@ fn the_space_preflight_refuses_a_staging_copy_that_cannot_fit() {
     assert_eq!(coffer_components::staging_estimate(&small), Some(0));
     coffer_components::check_staging_space(&[small], &f.staging()).expect("nothing to stage");
 }
+
+#[test]
+fn sqlite_refuses_an_upload_that_is_not_a_database_naming_what_it_expected() {
+    let f = Fixture::new();
+    let db = f.path("app.db");
+    let conn = Connection::open(&db).unwrap();
+    conn.execute_batch("CREATE TABLE precious (x INT); INSERT INTO precious VALUES (42);")
+        .unwrap();
+    drop(conn);
+    let before = std::fs::read(&db).unwrap();
+    let s = spec(&format!(
+        "name = \"state\"\nkind = \"sqlite\"\npath = {db:?}"
+    ));
+    let opts = RestoreOptions {
+        mode: RestoreMode::Overwrite,
+        clean: true,
+        ..RestoreOptions::default()
+    };
+    let identity = Arc::new(coffer_engine::AgeIdentity::generate());
+    let cases = [
+        (
+            "text",
+            f.file("state.sqlite", b"CREATE TABLE x (y INT);"),
+            None,
+        ),
+        ("short", f.file("state.sqlite", b"SQLite"), None),
+        (
+            "sealed junk",
+            f.sealed_file("state.sqlite.age", &[7u8; 4096], &identity),
+            Some(identity.clone()),
+        ),
+    ];
+    for (what, file, id) in cases {
+        let err = f.restore_file(&s, &file, &opts, id).unwrap_err();
+        assert!(
+            matches!(err, ComponentError::InvalidInput { .. }),
+            "{what}: {err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("state.sqlite") && text.contains("SQLite format 3"),
+            "{what}: {text}"
+        );
+        assert_eq!(
+            std::fs::read(&db).unwrap(),
+            before,
+            "{what}: database touched"
+        );
+    }
+    // A database file passes, sealed too.
+    let good = f.sealed_file("state.sqlite.age", &before, &identity);
+    f.restore_file(&s, &good, &opts, Some(identity))
+        .expect("a sealed database restores");
+    f.assert_clean();
+}
+
+#[test]
+fn command_uploads_are_not_format_checked() {
+    let f = Fixture::new();
+    let out = f.path("out.bin");
+    let s = spec(&format!(
+        "name = \"blob\"\nkind = \"command\"\nbackup = [\"true\"]\n\
+         restore = [\"sh\", \"-c\", \"cat > \\\"$OUT\\\"\"]\nenv = {{ OUT = {out:?} }}"
+    ));
+    let file = f.file("blob.dump", b"\x00\xffanything at all");
+    f.restore_file(&s, &file, &RestoreOptions::default(), None)
+        .expect("any bytes restore through a command");
+    assert_eq!(std::fs::read(&out).unwrap(), b"\x00\xffanything at all");
+    f.assert_clean();
+}

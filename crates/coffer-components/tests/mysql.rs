@@ -203,3 +203,110 @@ fn mysql_failures_are_clear_and_record_nothing() {
     );
     f.assert_clean();
 }
+
+#[test]
+fn mysql_uploaded_dumps_cannot_run_client_commands() {
+    let Some(srv) = Server::from_env() else {
+        return;
+    };
+    let f = Fixture::new();
+    let db = format!("coffer_my_bang_{}", std::process::id());
+    srv.sql(&format!(
+        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}"
+    ));
+    let marker = f.path("client-command-ran");
+    let s = srv.spec(&db, "");
+    // `\!` and `system` run a shell in the client unless it is in binary mode.
+    for line in [
+        format!("\\! touch {}", marker.display()),
+        format!("system touch {}", marker.display()),
+    ] {
+        let dump = f.file(
+            "shop.sql",
+            format!("CREATE TABLE t (x INT);\n{line}\nINSERT INTO t VALUES (1);\n").as_bytes(),
+        );
+        let err = f
+            .restore_file(&s, &dump, &RestoreOptions::default(), None)
+            .unwrap_err();
+        assert!(!marker.exists(), "{line:?} ran a shell command");
+        assert!(matches!(err, ComponentError::Tool { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("Unknown command") || text.contains("SQL syntax"),
+            "{text}"
+        );
+        srv.sql(&format!("DROP TABLE IF EXISTS {db}.t"));
+    }
+
+    // A real dump, as mariadb-dump writes it (newer ones start with the
+    // sandbox-mode line), still restores from an uploaded file.
+    Server::run(srv.tool("mariadb").args([
+        "--batch",
+        &db,
+        "-e",
+        "CREATE TABLE kept (id INT PRIMARY KEY, note TEXT); \
+         INSERT INTO kept VALUES (1, 'one'), (2, 'tw\\\\o ''quoted''');",
+    ]));
+    let original = srv.dump(&db);
+    let mut native = Vec::new();
+    coffer_components::download(&s, &f.staging(), &mut native).expect("download");
+    let text = String::from_utf8_lossy(&native);
+    if let Some(first) = text.lines().next() {
+        eprintln!("first line of the dump: {first}");
+    }
+    let dump = f.file("shop.sql", &native);
+    let clean = RestoreOptions {
+        clean: true,
+        ..RestoreOptions::default()
+    };
+    f.restore_file(&s, &dump, &clean, None)
+        .expect("a real dump restores");
+    assert_same(&original, &srv.dump(&db), "restored from a file");
+    srv.sql(&format!("DROP DATABASE {db}"));
+    f.assert_clean();
+}
+
+#[test]
+fn mysql_refuses_an_upload_that_is_not_sql_before_touching_the_database() {
+    let Some(srv) = Server::from_env() else {
+        return;
+    };
+    let f = Fixture::new();
+    let db = format!("coffer_my_sniff_{}", std::process::id());
+    srv.sql(&format!(
+        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; \
+         CREATE TABLE {db}.precious (x INT); INSERT INTO {db}.precious VALUES (42)"
+    ));
+    let clean = RestoreOptions {
+        clean: true,
+        ..RestoreOptions::default()
+    };
+    // An RDB file, a binary blob with NUL bytes, invalid UTF-8, nothing.
+    for junk in [
+        b"REDIS0011\xfa\x09redis-ver\x057.0.15\x00\xff".as_slice(),
+        b"\x00\x01\x02 binary",
+        b"SELECT 1; -- \xff\xfe not utf-8",
+        b"",
+    ] {
+        let file = f.file("shop.sql", junk);
+        let err = f
+            .restore_file(&srv.spec(&db, ""), &file, &clean, None)
+            .unwrap_err();
+        assert!(
+            matches!(err, ComponentError::InvalidInput { .. }),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("shop.sql") && text.contains("SQL"),
+            "{junk:?}: {text}"
+        );
+        assert_eq!(
+            srv.sql(&format!("SELECT x FROM {db}.precious")).trim(),
+            "42",
+            "the database was touched"
+        );
+    }
+    srv.sql(&format!("DROP DATABASE {db}"));
+    f.assert_clean();
+}

@@ -345,3 +345,80 @@ fn write_script(path: &std::path::Path, body: &str) {
     std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+#[test]
+fn postgres_refuses_an_upload_that_is_not_a_custom_dump_before_touching_anything() {
+    let Some(srv) = Server::from_env() else {
+        return;
+    };
+    let f = Fixture::new();
+    let db = unique("coffer_pg_sniff");
+    srv.psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"));
+    srv.psql("postgres", &format!("CREATE DATABASE {db}"));
+    srv.psql(
+        &db,
+        "CREATE TABLE precious (x int); INSERT INTO precious VALUES (42);",
+    );
+    let s = srv.spec("db", &db, "");
+    let clean = RestoreOptions {
+        clean: true,
+        ..RestoreOptions::default()
+    };
+    let untouched = |what: &str| {
+        assert_eq!(
+            srv.psql(&db, "SELECT x FROM precious").trim(),
+            "42",
+            "{what}: the database was touched"
+        );
+    };
+    let plain_sql = srv.dump(&db, &[]);
+    let identity = std::sync::Arc::new(coffer_engine::AgeIdentity::generate());
+    let cases = [
+        (
+            "plain SQL dump",
+            f.file("db.pgdump", plain_sql.as_bytes()),
+            None,
+        ),
+        ("nothing", f.file("db.pgdump", b""), None),
+        (
+            "PGDMP then junk",
+            f.file(
+                "db.pgdump",
+                b"PGDMP\x01\x0e\x00 and then nothing valid at all",
+            ),
+            None,
+        ),
+        (
+            "sealed RDB",
+            f.sealed_file("db.pgdump.age", b"REDIS0011 not a dump", &identity),
+            Some(identity.clone()),
+        ),
+    ];
+    for (what, file, id) in cases {
+        let err = f.restore_file(&s, &file, &clean, id).unwrap_err();
+        assert!(
+            matches!(err, ComponentError::InvalidInput { .. }),
+            "{what}: {err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("db.pgdump") && text.contains("pg_dump --format=custom"),
+            "{what}: {text}"
+        );
+        untouched(what);
+    }
+
+    // A real custom-format dump passes the check, plain or sealed.
+    let mut native = Vec::new();
+    coffer_components::download(&s, &f.staging(), &mut native).expect("download");
+    let good = f.file("db.pgdump", &native);
+    f.restore_file(&s, &good, &clean, None)
+        .expect("a real dump restores");
+    untouched("real dump");
+    let sealed = f.sealed_file("db.pgdump.age", &native, &identity);
+    f.restore_file(&s, &sealed, &clean, Some(identity))
+        .expect("a sealed real dump restores");
+    untouched("sealed real dump");
+    srv.psql("postgres", &format!("DROP DATABASE {db}"));
+    f.assert_clean();
+}

@@ -293,3 +293,120 @@ fn redis_failures_are_clear_and_record_nothing() {
     );
     f.assert_clean();
 }
+
+/// Destination keys that a failed restore must leave alone.
+fn seed_destination(port: u16) -> redis::Connection {
+    let mut con = connect(port, None);
+    let _: () = con.set("keep-me", "precious").unwrap();
+    redis::cmd("SELECT").arg(5).exec(&mut con).unwrap();
+    let _: () = con.set("keep-me-too", "in db 5").unwrap();
+    redis::cmd("SELECT").arg(0).exec(&mut con).unwrap();
+    con
+}
+
+fn assert_destination_intact(con: &mut redis::Connection, what: &str) {
+    let kept: Option<String> = con.get("keep-me").unwrap();
+    assert_eq!(
+        kept.as_deref(),
+        Some("precious"),
+        "{what}: db 0 was touched"
+    );
+    redis::cmd("SELECT").arg(5).exec(con).unwrap();
+    let kept: Option<String> = con.get("keep-me-too").unwrap();
+    redis::cmd("SELECT").arg(0).exec(con).unwrap();
+    assert_eq!(kept.as_deref(), Some("in db 5"), "{what}: db 5 was touched");
+}
+
+#[test]
+fn redis_a_corrupted_upload_never_flushes_the_destination() {
+    if service_setting("COFFER_TEST_REDIS_PORT").is_none() {
+        return;
+    }
+    let f = Fixture::new();
+    // A real RDB whose small hash is a listpack, then one entry's back-length
+    // byte changed: only deep payload sanitisation notices, and a Redis that
+    // does not sanitise would hand the broken payload on to the destination.
+    let source = Instance::start();
+    let mut src = connect(source.port, None);
+    let _: () = src
+        .hset_multiple("h", &[("f1", "v1"), ("f2", "v2")])
+        .unwrap();
+    let _: () = src.set("plain", "value").unwrap();
+    let mut rdb = Vec::new();
+    coffer_components::download(&redis_spec(source.port, ""), &f.staging(), &mut rdb)
+        .expect("download an RDB");
+    assert!(rdb.starts_with(b"REDIS"), "{:?}", &rdb[..9]);
+    let entry = rdb
+        .windows(4)
+        .position(|w| w == [0x82, b'f', b'1', 0x03])
+        .expect("the listpack entry f1");
+    let mut corrupt = rdb.clone();
+    corrupt[entry + 3] = 0x09;
+    // A zero checksum tells Redis not to verify the file's CRC. (`redis-cli
+    // --rdb -` writes the 40-hex-digit end marker of a diskless sync after
+    // the file; Redis ignores what follows the checksum.)
+    let mut end = corrupt.len();
+    if end > 49 && corrupt[end - 40..].iter().all(u8::is_ascii_hexdigit) {
+        end -= 40;
+    }
+    corrupt[end - 8..end].fill(0);
+    let corrupt = f.file("cache.rdb", &corrupt);
+    let truncated = f.file("cache-truncated.rdb", &rdb[..rdb.len() / 2]);
+
+    let dest = Instance::start();
+    let mut con = seed_destination(dest.port);
+    let clean = RestoreOptions {
+        clean: true,
+        ..RestoreOptions::default()
+    };
+    for (what, file) in [("corrupt listpack", &corrupt), ("truncated", &truncated)] {
+        let err = f
+            .restore_file(&redis_spec(dest.port, ""), file, &clean, None)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("could not load the backup"),
+            "{what}: {err}"
+        );
+        assert_destination_intact(&mut con, what);
+    }
+    // The good copy restores (and clean flushes first).
+    let good = f.file("cache.rdb", &rdb);
+    f.restore_file(&redis_spec(dest.port, ""), &good, &clean, None)
+        .expect("a good RDB restores");
+    let value: Option<String> = con.hget("h", "f1").unwrap();
+    assert_eq!(value.as_deref(), Some("v1"));
+    let gone: Option<String> = con.get("keep-me").unwrap();
+    assert_eq!(gone, None, "clean flushes what the backup does not have");
+    f.assert_clean();
+}
+
+#[test]
+fn redis_refuses_an_upload_that_is_not_an_rdb() {
+    if service_setting("COFFER_TEST_REDIS_PORT").is_none() {
+        return;
+    }
+    let f = Fixture::new();
+    let dest = Instance::start();
+    let mut con = seed_destination(dest.port);
+    let clean = RestoreOptions {
+        clean: true,
+        ..RestoreOptions::default()
+    };
+    for junk in [b"SQLite format 3\0".as_slice(), b"REDIS", b"REDISxyzw", b""] {
+        let file = f.file("cache.rdb", junk);
+        let err = f
+            .restore_file(&redis_spec(dest.port, ""), &file, &clean, None)
+            .unwrap_err();
+        assert!(
+            matches!(err, ComponentError::InvalidInput { .. }),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("cache.rdb") && text.contains("RDB"),
+            "{junk:?}: {text}"
+        );
+        assert_destination_intact(&mut con, "junk");
+    }
+    f.assert_clean();
+}

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use coffer_components::RestoreOptions;
 use coffer_model::component::ComponentSpec;
+use coffer_testkit::proxy::FaultProxy;
 use coffer_testkit::s3::S3;
 use coffer_testkit::service_setting;
 use common::{Fixture, spec};
@@ -199,7 +200,7 @@ fn s3_failures_are_clear_and_record_nothing() {
         .unwrap_err();
     assert!(err.to_string().contains("NoSuchBucket"), "{err}");
     let down = spec(
-        "name = \"blobs\"\nkind = \"s3\"\nendpoint = \"http://127.0.0.1:1\"\nbucket = \"b\"\n\
+        "name = \"blobs\"\nkind = \"s3\"\nendpoint = \"http://127.0.0.1:1\"\nbucket = \"down-bucket\"\n\
          access_key = \"k\"\nsecret_key = \"s\"",
     );
     let err = f.backup(&down).unwrap_err();
@@ -217,5 +218,190 @@ fn s3_failures_are_clear_and_record_nothing() {
         .restore(&s3.spec("coffer-missing-bucket", "", ""), &snap, &opts)
         .unwrap_err();
     assert!(err.to_string().contains("does not exist"), "{err}");
+    f.assert_clean();
+}
+
+/// A tar as the S3 component writes it, with any keys (no checks).
+fn hand_made_tar(keys: &[&str]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (i, key) in keys.iter().enumerate() {
+        tar.append_pax_extensions([("COFFER.s3.key", key.as_bytes())])
+            .unwrap();
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_size(7);
+        header.set_mode(0o600);
+        tar.append_data(&mut header, format!("objects/{i:08}"), &b"escaped"[..])
+            .unwrap();
+    }
+    tar.into_inner().unwrap()
+}
+
+#[test]
+fn s3_restore_refuses_keys_that_would_escape_the_bucket() {
+    let (Some(s3), Some(other)) = (S3::from_env(), service_setting("COFFER_TEST_S3_BUCKET")) else {
+        return;
+    };
+    let f = Fixture::new();
+    let pid = std::process::id();
+    let bucket = format!("coffer-escape-{pid}");
+    let escape = format!("escape-{pid}");
+    // Path-style URLs are normalised: `bucket/../other/x` is `other/x`.
+    for key in [
+        format!("../{other}/{escape}"),
+        format!("a/../../{other}/{escape}"),
+        format!("..\\{other}\\{escape}"),
+        format!("/{escape}"),
+        format!("./{escape}"),
+    ] {
+        let file = f.file("blobs.tar", &hand_made_tar(&[&key]));
+        let err = f
+            .restore_file(
+                &s3.spec(&bucket, "", ""),
+                &file,
+                &RestoreOptions::default(),
+                None,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("is refused"), "{key}: {err}");
+        assert!(
+            s3.keys(&other, &escape).is_empty(),
+            "{key}: an object escaped into bucket {other}"
+        );
+        assert!(s3.keys(&bucket, "").is_empty(), "{key}: written anyway");
+    }
+    f.assert_clean();
+}
+
+#[test]
+fn s3_refuses_an_upload_that_is_not_a_tar_before_touching_the_bucket() {
+    let (Some(s3), Some(bucket)) = (S3::from_env(), service_setting("COFFER_TEST_S3_BUCKET"))
+    else {
+        return;
+    };
+    let f = Fixture::new();
+    let prefix = format!("sniff-{}/", std::process::id());
+    s3.put(&bucket, &format!("{prefix}precious"), b"keep", None, &[]);
+    let s = s3.spec(&bucket, &prefix, "");
+    let clean = RestoreOptions {
+        clean: true,
+        ..RestoreOptions::default()
+    };
+    let mut bad_checksum = hand_made_tar(&["x"]);
+    bad_checksum[0] ^= 1;
+    for (what, junk) in [
+        ("text", b"not a tar at all".to_vec()),
+        ("RDB", b"REDIS0011".repeat(100)),
+        ("bad checksum", bad_checksum),
+        ("nothing", Vec::new()),
+    ] {
+        let file = f.file("blobs.tar", &junk);
+        let err = f.restore_file(&s, &file, &clean, None).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("blobs.tar") && text.contains("tar"),
+            "{what}: {text}"
+        );
+        assert_eq!(
+            s3.keys(&bucket, &prefix),
+            [format!("{prefix}precious")],
+            "{what}: the bucket was touched"
+        );
+    }
+    // An empty bucket's backup (a tar of zero entries) passes and, with
+    // clean, empties the prefix.
+    let file = f.file(
+        "blobs.tar",
+        &tar::Builder::new(Vec::new()).into_inner().unwrap(),
+    );
+    f.restore_file(&s, &file, &clean, None)
+        .expect("an empty tar restores");
+    assert!(s3.keys(&bucket, &prefix).is_empty());
+    f.assert_clean();
+}
+
+/// Takes the proxy down whenever it goes down by itself, and brings it back
+/// `after` later, until `stop`.
+fn keep_coming_back(
+    proxy: Arc<FaultProxy>,
+    after: Duration,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<u32> {
+    std::thread::spawn(move || {
+        let mut outages = 0;
+        while !stop.load(Ordering::Relaxed) {
+            if proxy.is_down() {
+                std::thread::sleep(after);
+                proxy.come_back();
+                outages += 1;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        outages
+    })
+}
+
+#[test]
+fn s3_component_requests_are_retried_when_the_server_drops_out() {
+    let (Some(s3), Some(bucket)) = (S3::from_env(), service_setting("COFFER_TEST_S3_BUCKET"))
+    else {
+        return;
+    };
+    let upstream = s3
+        .endpoint
+        .trim_start_matches("http://")
+        .parse()
+        .expect("endpoint is http://host:port");
+    let proxy = Arc::new(FaultProxy::start(upstream));
+    let via = |bucket: &str, prefix: &str| {
+        spec(&format!(
+            "name = \"blobs\"\nkind = \"s3\"\nendpoint = \"http://{}\"\nregion = \"{}\"\n\
+             bucket = \"{bucket}\"\nprefix = \"{prefix}\"\n\
+             access_key = {{ env = \"COFFER_TEST_S3_ACCESS_KEY\" }}\n\
+             secret_key = {{ env = \"COFFER_TEST_S3_SECRET_KEY\" }}\n",
+            proxy.addr(),
+            s3.region
+        ))
+    };
+    let f = Fixture::new();
+    let prefix = format!("flaky-{}/", std::process::id());
+    for i in 0..5u64 {
+        let body = coffer_testkit::tree::random_bytes(i, 3 << 20);
+        s3.put(&bucket, &format!("{prefix}obj{i}"), &body, None, &[]);
+    }
+    let original = s3.objects(&bucket, &prefix);
+    let stop = Arc::new(AtomicBool::new(false));
+    let helper = keep_coming_back(
+        Arc::clone(&proxy),
+        Duration::from_millis(100),
+        Arc::clone(&stop),
+    );
+
+    // A backup sends little upstream (requests): go down in the middle of it.
+    proxy.go_down_after(2 << 10);
+    let snap = f
+        .backup(&via(&bucket, &prefix))
+        .expect("the backup rides out the outage");
+    // A restore uploads 15 MiB: go down in the middle of an object.
+    let copy = format!("flaky-copy-{}/", std::process::id());
+    proxy.go_down_after(4 << 20);
+    f.restore(&via(&bucket, &copy), &snap, &RestoreOptions::default())
+        .expect("the restore rides out the outage");
+    stop.store(true, Ordering::Relaxed);
+    let outages = helper.join().unwrap();
+    assert!(outages >= 2, "the proxy went down {outages} times");
+    let restored: std::collections::BTreeMap<_, _> = s3
+        .objects(&bucket, &copy)
+        .into_iter()
+        .map(|(k, v)| (k.replacen(&copy, &prefix, 1), v))
+        .collect();
+    assert!(restored == original, "the restored objects differ");
+    for k in s3
+        .keys(&bucket, &prefix)
+        .into_iter()
+        .chain(s3.keys(&bucket, &copy))
+    {
+        s3.delete(&bucket, &k);
+    }
     f.assert_clean();
 }

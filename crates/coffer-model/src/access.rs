@@ -16,8 +16,13 @@ pub enum Scope {
     BackupsWrite,
     /// Delete backups.
     BackupsDelete,
-    /// Start restores (and upload component data).
+    /// Start restores (and upload component data) into the configured
+    /// places, with the allowed overrides (a database name, a bucket, a path
+    /// under `server.restore_roots`).
     Restore,
+    /// Restores that send data (and the credentials given with them) to
+    /// another server: overriding a host, port, endpoint or user.
+    RestoreRedirect,
     /// Download backups and component data.
     Export,
     /// List and show targets.
@@ -28,20 +33,25 @@ pub enum Scope {
     TokensAdmin,
     /// Touch sensitive components at all (with the scope the operation needs).
     Sensitive,
+    /// Restore an upload into components this server does not configure
+    /// (whole specs in the request); held by the first admin token.
+    Admin,
 }
 
 impl Scope {
     /// Every scope, in documentation order.
-    pub const ALL: [Scope; 9] = [
+    pub const ALL: [Scope; 11] = [
         Scope::BackupsRead,
         Scope::BackupsWrite,
         Scope::BackupsDelete,
         Scope::Restore,
+        Scope::RestoreRedirect,
         Scope::Export,
         Scope::TargetsRead,
         Scope::TargetsWrite,
         Scope::TokensAdmin,
         Scope::Sensitive,
+        Scope::Admin,
     ];
 
     /// The wire name, e.g. `backups:read`.
@@ -51,11 +61,13 @@ impl Scope {
             Scope::BackupsWrite => "backups:write",
             Scope::BackupsDelete => "backups:delete",
             Scope::Restore => "restore",
+            Scope::RestoreRedirect => "restore:redirect",
             Scope::Export => "export",
             Scope::TargetsRead => "targets:read",
             Scope::TargetsWrite => "targets:write",
             Scope::TokensAdmin => "tokens:admin",
             Scope::Sensitive => "sensitive",
+            Scope::Admin => "admin",
         }
     }
 }

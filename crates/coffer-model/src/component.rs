@@ -20,13 +20,12 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::de::{self, MapAccess, Visitor};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::ComponentName;
+pub use crate::secret::{Secret, reveal_secrets};
 
 /// The placeholder a `command` component uses for a staging file, for tools
 /// that write their output to a file instead of standard output.
@@ -59,94 +58,6 @@ pub enum SpecError {
         /// The repeated name.
         name: String,
     },
-}
-
-/// Where a secret (a database password) comes from. In TOML: a string (the
-/// secret itself), `{ env = "VAR" }` or `{ file = "/path" }`. The debug form
-/// never shows a literal secret.
-#[derive(Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Secret {
-    /// The secret itself, written in the config file.
-    #[serde(serialize_with = "redact")]
-    Literal(String),
-    /// The name of an environment variable holding it.
-    Env(String),
-    /// A file holding it (trailing newlines are ignored).
-    File(PathBuf),
-}
-
-thread_local! {
-    static REVEAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-fn redact<S: serde::Serializer>(secret: &str, s: S) -> Result<S::Ok, S::Error> {
-    if REVEAL.with(std::cell::Cell::get) {
-        s.serialize_str(secret)
-    } else {
-        s.serialize_str("***")
-    }
-}
-
-/// Runs `f` with literal secrets serialized as themselves instead of `***`:
-/// for storing a spec (sealed) where it must round-trip, never for output.
-pub fn reveal_secrets<T>(f: impl FnOnce() -> T) -> T {
-    struct Reset(bool);
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            REVEAL.with(|r| r.set(self.0));
-        }
-    }
-    let _reset = Reset(REVEAL.with(|r| r.replace(true)));
-    f()
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Literal(_) => f.write_str("Literal(***)"),
-            Self::Env(v) => write!(f, "Env({v:?})"),
-            Self::File(p) => write!(f, "File({p:?})"),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct SecretVisitor;
-        impl<'de> Visitor<'de> for SecretVisitor {
-            type Value = Secret;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(r#"a string, { env = "VARIABLE" } or { file = "/path" }"#)
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Secret, E> {
-                Ok(Secret::Literal(v.to_owned()))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Secret, A::Error> {
-                let Some(key) = map.next_key::<String>()? else {
-                    return Err(de::Error::custom(
-                        r#"empty secret: use { env = "VARIABLE" } or { file = "/path" }"#,
-                    ));
-                };
-                let secret = match key.as_str() {
-                    "env" => Secret::Env(map.next_value()?),
-                    "file" => Secret::File(map.next_value()?),
-                    // The serialized form of a literal (see `reveal_secrets`).
-                    "literal" => Secret::Literal(map.next_value()?),
-                    other => {
-                        return Err(de::Error::unknown_field(other, &["env", "file", "literal"]));
-                    }
-                };
-                if map.next_key::<String>()?.is_some() {
-                    return Err(de::Error::custom(
-                        "a secret has exactly one of `env` or `file`",
-                    ));
-                }
-                Ok(secret)
-            }
-        }
-        d.deserialize_any(SecretVisitor)
-    }
 }
 
 /// One component of an application: a name, whether it is sensitive, and
@@ -526,7 +437,8 @@ impl ComponentSpec {
                         s.endpoint
                     ));
                 }
-                non_empty("bucket", &s.bucket)?;
+                crate::s3::check_bucket_name(&s.bucket).map_err(|e| format!("`bucket`: {e}"))?;
+                crate::s3::check_object_key(&s.prefix).map_err(|e| format!("`prefix`: {e}"))?;
             }
             ComponentKind::Command(c) => {
                 if c.backup.first().is_none_or(|p| p.trim().is_empty()) {
@@ -563,18 +475,6 @@ impl ComponentSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn literal_secrets_are_redacted_unless_revealed() {
-        let s = Secret::Literal("hunter2".into());
-        assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"literal":"***"}"#);
-        let shown = reveal_secrets(|| serde_json::to_string(&s).unwrap());
-        assert_eq!(shown, r#"{"literal":"hunter2"}"#);
-        let back: Secret = serde_json::from_str(&shown).unwrap();
-        assert_eq!(back, s);
-        // Only inside the closure.
-        assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"literal":"***"}"#);
-    }
 
     fn err(text: &str) -> String {
         parse_components(text).unwrap_err().to_string()
@@ -709,6 +609,26 @@ mod tests {
             "[[components]]\nname = \"x\"\nkind = \"files\"\npath = \"/x\"\nsensitive = \"yes\"\n",
         );
         assert!(e.contains("`sensitive` must be true or false"), "{e}");
+
+        let s3 = |bucket: &str, prefix: &str| {
+            err(&format!(
+                "[[components]]\nname = \"b\"\nkind = \"s3\"\nendpoint = \"http://h\"\n\
+                 bucket = \"{bucket}\"\nprefix = '{prefix}'\naccess_key = \"k\"\nsecret_key = \"s\"\n"
+            ))
+        };
+        // The bucket and the prefix end up in URL paths: only names that
+        // cannot be normalised into another bucket or key.
+        for bucket in ["..", "a/b", "Upper_Case", "xy"] {
+            let e = s3(bucket, "");
+            assert!(e.contains("invalid bucket name"), "{bucket}: {e}");
+        }
+        for prefix in ["../other/", "a/./b/", "/abs/", "a\\b/"] {
+            let e = s3("bucket", prefix);
+            assert!(
+                e.contains("`prefix`") && e.contains("is refused"),
+                "{prefix}: {e}"
+            );
+        }
 
         assert!(err("components = 3").contains("array of tables"));
         assert!(err("[[components]\n").starts_with("invalid TOML"));

@@ -1,5 +1,8 @@
-//! Coffer's domain types. Pure data and validation: nothing here touches the
-//! filesystem, the network or the backup engine, so every layer can share them.
+//! Coffer's domain types. Data and validation: nothing here touches the
+//! network or the backup engine, so every layer can share them. The one
+//! exception to "no I/O" is [`secret::Secret::resolve`], which reads the
+//! environment variable or file a spec points at — in one place, for every
+//! crate that needs a secret's value.
 //!
 //! The rules follow the products Coffer learns from: labels are DC/OS backup
 //! labels (3–25 characters of `[A-Za-z0-9_.-]`, not starting with `..`) and a
@@ -7,6 +10,8 @@
 
 pub mod access;
 pub mod component;
+pub mod s3;
+pub mod secret;
 pub mod target;
 
 use std::fmt;

@@ -185,7 +185,11 @@ pub fn validate_kind(kind: &TargetKind) -> Result<(), String> {
         TargetKind::S3(s) if !(s.endpoint.starts_with("http://") || s.endpoint.starts_with("https://")) => {
             Err(format!("`endpoint` must be an http:// or https:// URL, not {:?}", s.endpoint))
         }
-        TargetKind::S3(s) if s.bucket.trim().is_empty() => Err("`bucket` must not be empty".into()),
+        TargetKind::S3(s) => {
+            crate::s3::check_bucket_name(&s.bucket).map_err(|e| format!("`bucket`: {e}"))?;
+            crate::s3::check_object_key(s.prefix.trim_matches('/'))
+                .map_err(|e| format!("`prefix`: {e}"))
+        }
         TargetKind::Sftp(s) if s.password.is_none() == s.private_key.is_none() => {
             Err("give exactly one of `password` or `private_key`".into())
         }
@@ -217,7 +221,7 @@ mod tests {
             name = "offsite"
             kind = "s3"
             endpoint = "https://s3.example.com"
-            bucket = "b"
+            bucket = "acme-backups"
             access_key = { env = "K" }
             secret_key = { env = "S" }
 
@@ -266,6 +270,23 @@ mod tests {
                 "[[targets]]\nname = \"x\"\nkind = \"local\"\npath = \"/a\"\n[[targets]]\nname = \"x\"\nkind = \"local\"\npath = \"/b\"\n"
             ),
             "duplicate target name \"x\": names must be unique"
+        );
+        let s3 = |bucket: &str, prefix: &str| {
+            err(&format!(
+                "[[targets]]\nname = \"x\"\nkind = \"s3\"\nendpoint = \"http://h\"\n\
+                 bucket = \"{bucket}\"\nprefix = \"{prefix}\"\naccess_key = \"k\"\nsecret_key = \"s\"\n"
+            ))
+        };
+        assert!(s3("b", "").contains("invalid bucket name"));
+        assert!(s3("../acme", "").contains("invalid bucket name"));
+        assert!(s3("acme", "app/../../other").contains("`prefix`"));
+        // Slashes around a target prefix are trimmed, as the storage does.
+        assert!(
+            parse_targets(
+                "[[targets]]\nname = \"x\"\nkind = \"s3\"\nendpoint = \"http://h\"\n\
+                 bucket = \"acme\"\nprefix = \"/app1/\"\naccess_key = \"k\"\nsecret_key = \"s\"\n"
+            )
+            .is_ok()
         );
         assert!(err("[[targets]]\nname = \"x\"\nkind = \"ftp\"\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\ndirectory = \"/\"\nca_file = \"/ca\"\n").contains("needs tls"));
     }

@@ -13,6 +13,7 @@ mod error;
 mod ftp;
 mod local;
 mod open;
+pub mod pipe;
 mod retry;
 mod s3;
 mod sftp;
@@ -23,23 +24,14 @@ pub use ftp::{FtpSettings, FtpStage, FtpStorage, FtpTls};
 pub use local::LocalStorage;
 pub use open::{OpenTarget, resolve_secret};
 pub use retry::RetryPolicy;
-pub use s3::{S3Settings, S3Storage};
+pub use s3::{
+    ObjectBody, ObjectHead, ObjectMeta, S3Client, S3Object, S3Settings, S3Storage, S3Timeouts,
+};
 pub use sftp::{SftpAuth, SftpSettings, SftpStage, SftpStorage};
 
 /// Bytes available to this user on the file system holding `path`.
 pub fn free_space_at(path: &std::path::Path) -> std::io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
-    // SAFETY: `c` is a valid NUL-terminated path and `st` is writable
-    // memory of the right type; statvfs fills it on success.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: statvfs returned 0, so it initialised `st`.
-    let st = unsafe { st.assume_init() };
+    let st = rustix::fs::statvfs(path)?;
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 

@@ -14,21 +14,9 @@ use crate::{
     SftpStorage, Storage, StorageError, StorageErrorKind, StorageResult,
 };
 
-/// A secret's value: literal, from the environment, or from a file (one
-/// trailing newline stripped, as `echo pw > file` leaves one).
+/// A secret's value ([`Secret::resolve`]), with its message as a string.
 pub fn resolve_secret(secret: &Secret) -> Result<String, String> {
-    match secret {
-        Secret::Literal(s) => Ok(s.clone()),
-        Secret::Env(var) => std::env::var(var).map_err(|_| {
-            format!("the secret should come from environment variable {var}, which is not set")
-        }),
-        Secret::File(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("reading the secret file {}: {e}", path.display()))?;
-            let text = text.strip_suffix('\n').unwrap_or(&text);
-            Ok(text.strip_suffix('\r').unwrap_or(text).to_owned())
-        }
-    }
+    secret.resolve().map_err(|e| e.0)
 }
 
 /// An opened target of any kind.

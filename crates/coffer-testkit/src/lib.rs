@@ -40,8 +40,7 @@ pub fn require_tool(program: &str) -> bool {
 
 /// Whether the tests run as root (ownership and some metadata need it).
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 /// Runs `restic check --read-data` on a local repository and panics with its

@@ -210,6 +210,44 @@ pub fn assert_same_tree(expected: &Path, actual: &Path) {
     }
 }
 
+/// Like [`assert_same_tree`], for a tree restored from an untrusted upload:
+/// the same entries, contents, modes, times and `user.*` attributes, but
+/// every entry owned by whoever restored it (an upload's owners are not
+/// trusted) and no set-uid or set-gid bit.
+pub fn assert_same_tree_from_upload(expected: &Path, actual: &Path) {
+    let me = crate::is_root().then(|| {
+        (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        )
+    });
+    let a = walk(expected);
+    let b = walk(actual);
+    let missing: Vec<_> = a.keys().filter(|k| !b.contains_key(*k)).collect();
+    let extra: Vec<_> = b.keys().filter(|k| !a.contains_key(*k)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}, extra {extra:?}"
+    );
+    for (k, ea) in &a {
+        let eb = &b[k];
+        if eb.kind != "symlink" {
+            assert_eq!(
+                eb.uid_gid,
+                me,
+                "entry {} keeps an uploaded owner",
+                k.display()
+            );
+        }
+        let expected = Entry {
+            uid_gid: eb.uid_gid,
+            mode: ea.mode & !0o6000,
+            ..ea.clone()
+        };
+        assert_eq!(&expected, eb, "entry {} differs", k.display());
+    }
+}
+
 /// Allocated bytes of a file (to see that holes stayed holes).
 pub fn allocated_bytes(path: &Path) -> u64 {
     fs::metadata(path).expect("stat").blocks() * 512

@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use coffer_components::{
-    BackupContext, ComponentError, RestoreContext, RestoreOptions, RestoreReport, RestoreSource,
+    BackupContext, ComponentError, PortableFile, RestoreContext, RestoreOptions, RestoreReport,
+    RestoreSource,
 };
-use coffer_engine::{Repo, SnapshotFilter, SnapshotInfo};
+use coffer_engine::{AgeIdentity, Repo, SnapshotFilter, SnapshotInfo};
 use coffer_model::component::{ComponentSpec, parse_components};
 use coffer_model::{BackupId, BackupRef, Label};
 use coffer_targets::LocalStorage;
@@ -71,6 +72,64 @@ impl Fixture {
                 progress: None,
             },
         )
+    }
+
+    /// Restores from a local file (an upload), as the server and
+    /// `coffer restore --from-file` do; the file is sealed when `identity`
+    /// is given.
+    pub fn restore_file(
+        &self,
+        spec: &ComponentSpec,
+        path: &Path,
+        options: &RestoreOptions,
+        identity: Option<Arc<AgeIdentity>>,
+    ) -> Result<RestoreReport, ComponentError> {
+        let staging = self.staging();
+        let file_name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("file name")
+            .to_owned();
+        let file = PortableFile {
+            path: path.to_path_buf(),
+            file_name,
+            content: coffer_components::native_content(spec),
+            sealed: identity.is_some(),
+            identity,
+        };
+        coffer_components::restore(
+            spec,
+            &RestoreContext {
+                source: RestoreSource::File(&file),
+                staging_dir: &staging,
+                options,
+                progress: None,
+            },
+        )
+    }
+
+    /// Writes `data` to `name` in the fixture's directory.
+    pub fn file(&self, name: &str, data: &[u8]) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, data).expect("write file");
+        path
+    }
+
+    /// Writes `data` sealed to `identity` (an age file) to `name`.
+    pub fn sealed_file(&self, name: &str, data: &[u8], identity: &AgeIdentity) -> PathBuf {
+        use std::io::Write;
+        let path = self.path(name);
+        let recipients =
+            coffer_engine::AgeRecipients::parse(&[identity.recipient()]).expect("recipient");
+        let out = std::fs::File::create(&path).expect("create sealed file");
+        let mut w = recipients
+            .encryptor()
+            .expect("encryptor")
+            .wrap_output(out)
+            .expect("age header");
+        w.write_all(data).expect("seal");
+        w.finish().expect("finish seal");
+        path
     }
 
     /// Snapshots recorded so far (a failed backup must add none).

@@ -1,6 +1,12 @@
 //! An in-process pipe between a producer thread and a reader that, unlike an
 //! OS pipe, can carry an error: a producer that fails makes the reader fail,
-//! never see a clean end of stream — so the engine records nothing.
+//! never see a clean end of stream — so whoever consumes it (the engine
+//! recording a backup, an upload) records nothing.
+//!
+//! One pipe for every crate that streams between threads: the S3
+//! component's tar in both directions, and [`spawn_producer`] for a reader
+//! filled by a worker (what the engine's sealing does with its own
+//! `ProducerReader` today).
 
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -11,7 +17,7 @@ const CHUNK: usize = 1 << 20;
 const DEPTH: usize = 8;
 
 /// Creates a connected writer and reader.
-pub(crate) fn pipe() -> (PipeWriter, PipeReader) {
+pub fn pipe() -> (PipeWriter, PipeReader) {
     let (tx, rx) = sync_channel(DEPTH);
     (
         PipeWriter {
@@ -29,7 +35,7 @@ pub(crate) fn pipe() -> (PipeWriter, PipeReader) {
 
 /// The producer's end. Call [`PipeWriter::finish`] on success or
 /// [`PipeWriter::fail`] on failure; dropping it without either is a failure.
-pub(crate) struct PipeWriter {
+pub struct PipeWriter {
     tx: Option<SyncSender<io::Result<Vec<u8>>>>,
     buf: Vec<u8>,
 }
@@ -45,14 +51,14 @@ impl PipeWriter {
     }
 
     /// Sends what is buffered and ends the stream cleanly.
-    pub(crate) fn finish(mut self) -> io::Result<()> {
+    pub fn finish(mut self) -> io::Result<()> {
         self.flush()?;
         self.tx = None;
         Ok(())
     }
 
     /// Ends the stream with `err`, which the reader returns.
-    pub(crate) fn fail(mut self, err: io::Error) {
+    pub fn fail(mut self, err: io::Error) {
         let _ = self.send(Err(err));
         self.tx = None;
     }
@@ -87,8 +93,28 @@ impl Drop for PipeWriter {
     }
 }
 
+/// A reader of what `produce` writes on a new thread named `coffer-<name>`.
+/// At the end of the data it reports `produce`'s error (or its panic)
+/// instead of a clean end of stream.
+pub fn spawn_producer(
+    name: &str,
+    produce: impl FnOnce(&mut PipeWriter) -> io::Result<()> + Send + 'static,
+) -> io::Result<PipeReader> {
+    let (mut writer, reader) = pipe();
+    std::thread::Builder::new()
+        .name(format!("coffer-{name}"))
+        .spawn(move || match produce(&mut writer) {
+            Ok(()) => {
+                // A reader that went away already has its answer.
+                let _ = writer.finish();
+            }
+            Err(e) => writer.fail(e),
+        })?;
+    Ok(reader)
+}
+
 /// The consumer's end.
-pub(crate) struct PipeReader {
+pub struct PipeReader {
     rx: Receiver<io::Result<Vec<u8>>>,
     chunk: Vec<u8>,
     pos: usize,
@@ -152,5 +178,25 @@ mod tests {
         let (w, mut r) = pipe();
         drop(w);
         assert!(r.read_to_end(&mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn a_producer_thread_ends_the_stream_with_its_outcome() {
+        let mut r = spawn_producer("ok", |w| w.write_all(b"all of it")).unwrap();
+        let mut all = Vec::new();
+        r.read_to_end(&mut all).unwrap();
+        assert_eq!(all, b"all of it");
+
+        let mut r = spawn_producer("fails", |w| {
+            w.write_all(b"half")?;
+            Err(io::Error::other("the source broke"))
+        })
+        .unwrap();
+        let err = r.read_to_end(&mut Vec::new()).unwrap_err();
+        assert_eq!(err.to_string(), "the source broke");
+
+        let mut r = spawn_producer("panics", |_| panic!("boom")).unwrap();
+        let err = r.read_to_end(&mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("stopped before the end"), "{err}");
     }
 }
