@@ -27,14 +27,20 @@
 mod backend;
 mod cancel;
 pub mod child;
+mod commit;
 mod error;
+mod fsops;
+#[cfg(test)]
+mod hostile_repo_tests;
 pub mod lock;
 mod meta;
+mod paths;
 mod progress;
 mod repo;
 mod restore;
 pub mod seal;
 mod source;
+mod tree_tar;
 
 pub use cancel::CancelToken;
 pub use error::{EngineError, EngineResult};

@@ -66,17 +66,24 @@ pub(crate) fn apply(path: &Path, node_type: &NodeType, meta: &Metadata) -> Engin
         })?;
     }
     if let Some(mtime) = meta.mtime {
-        let (mut secs, mut nanos) = (mtime.as_second(), mtime.subsec_nanosecond());
-        if nanos < 0 {
-            // before 1970: jiff counts the fraction towards zero, filetime up from the second below
-            secs -= 1;
-            nanos += 1_000_000_000;
-        }
-        let t = filetime::FileTime::from_unix_time(secs, nanos.unsigned_abs());
+        let (secs, nanos) = split_time(&mtime);
+        let t = filetime::FileTime::from_unix_time(secs, nanos);
         filetime::set_symlink_file_times(path, t, t)
             .map_err(|e| EngineError::io(ctx("times"), e))?;
     }
     Ok(())
+}
+
+/// A time as whole seconds (rounded down) and nanoseconds, as `filetime`
+/// takes it.
+pub(crate) fn split_time(t: &rustic_core::jiff::Timestamp) -> (i64, u32) {
+    let (mut secs, mut nanos) = (t.as_second(), t.subsec_nanosecond());
+    if nanos < 0 {
+        // before 1970: jiff counts the fraction towards zero, filetime up from the second below
+        secs -= 1;
+        nanos += 1_000_000_000;
+    }
+    (secs, nanos.unsigned_abs())
 }
 
 #[cfg(test)]

@@ -24,8 +24,9 @@ use crate::child::{StderrTail, describe_failure};
 use crate::lock::{LockMode, RepoLock};
 use crate::progress::{Counters, EngineProgressBars, ProgressFn};
 use crate::restore::{self, RestoreMode, Staging};
-use crate::seal::{self, AgeIdentity, AgeRecipients, TarOrigin};
+use crate::seal::{self, AgeIdentity, AgeRecipients};
 use crate::source::{CheckedSource, SourceTally, StreamSource};
+use crate::tree_tar::{self, TarOrigin};
 use crate::{EngineError, EngineResult};
 
 /// Tag prefixes Coffer writes on every snapshot. Tags are plain `key=value`
@@ -413,7 +414,7 @@ impl Repo {
     }
 
     /// A fresh engine handle (fresh index) for one job.
-    fn handle(
+    pub(crate) fn handle(
         &self,
         gate: Option<Arc<SnapshotGate>>,
         progress: Option<Arc<Counters>>,
@@ -829,8 +830,15 @@ impl Repo {
 
     /// Restores a tree snapshot into `dest`. With [`RestoreMode::RefuseNonEmpty`]
     /// a non-empty `dest` is refused before anything is read. The data is
-    /// written into a staging directory beside `dest` and moved into place
-    /// only when complete; on any failure `dest` is untouched.
+    /// written into a staging directory on `dest`'s own mount (beside it, or
+    /// inside it when `dest` is a mount point) and moved into place only when
+    /// complete; on any failure `dest` is as it was. Into an existing
+    /// destination, each entry is swapped atomically with its old version,
+    /// which is deleted only once every entry is in place (per entry, not the
+    /// whole tree: see the `commit` module). Names in the snapshot's tree
+    /// are checked first (a foreign repository is untrusted): an absolute
+    /// name, `..`, `.`, an empty name, `/` or NUL, or a path twice, is refused
+    /// before anything is written.
     pub fn restore_tree(
         &self,
         snapshot: &str,
@@ -864,20 +872,24 @@ impl Repo {
             let root = repo
                 .node_from_snapshot_and_path(&snap, root_path)
                 .map_err(|e| EngineError::rustic(&e))?;
-            let staging = Staging::beside(dest)?;
+            let staging = Staging::for_dest(dest)?;
             if info.sealed {
                 let identity = self.identity_for(&info)?;
                 let dirs = self.read_sealed(&repo, &root, identity, true, |plain| {
-                    seal::unpack_tree(plain, &staging.path, &counters, TarOrigin::Repository)
+                    tree_tar::unpack_tree(plain, &staging.path, &counters, TarOrigin::Repository)
                 })?;
                 commit_unpacked(&staging, dest, mode, &dirs)?;
                 return Ok(info);
             }
             let dirs = restore::restore_tree_into(&repo, &root, &staging.path, &counters)?;
             restore::sync_filesystem(&staging.path)?;
-            restore::commit(&staging.path, dest, mode)?;
+            restore::commit(&staging, mode)?;
             restore::apply_dir_metadata(dest, &dirs)?;
-            crate::meta::apply(dest, &root.node_type, &root.meta)?;
+            if root.node_type == rustic_core::repofile::NodeType::Dir {
+                restore::apply_dir_node(dest, Path::new(""), &root.meta)?;
+            } else {
+                crate::meta::apply(dest, &root.node_type, &root.meta)?;
+            }
             // The renames and directory metadata, too.
             restore::sync_filesystem(dest)?;
             Ok(info)
@@ -1202,10 +1214,22 @@ fn portable_root<S: rustic_core::IndexedFull>(
 
 /// Restores a tree from a tar — a `files` component's native or exported
 /// form, from outside the repository — into `dest` the way
-/// [`Repo::restore_tree`] does: unpacked into staging beside `dest` and moved
-/// into place only when complete, so on any failure `dest` is untouched.
-/// The archive is untrusted ([`TarOrigin::Untrusted`]): unsafe paths,
-/// symlink escapes, hard links, sparse files and devices are refused.
+/// [`Repo::restore_tree`] does: unpacked into staging on `dest`'s mount and
+/// moved into place only when complete, so on any failure `dest` is as it
+/// was.
+///
+/// The archive is untrusted ([`TarOrigin::Untrusted`]). Refused, with
+/// nothing written outside the staging directory: unsafe paths (absolute,
+/// `..`), entries below a symbolic link or at the path of an earlier entry
+/// (a symlink's above all; a directory listed twice is allowed), hard links,
+/// sparse files, device nodes, and extension headers (PAX, GNU long names)
+/// declaring more than 1 MiB each. Restored as content owned by the user
+/// Coffer runs as: owners in the archive are ignored, set-uid and set-gid
+/// bits are cleared (permissions and the sticky bit are kept), and only
+/// `user.*` extended attributes are set (`security.*` — file capabilities,
+/// SELinux labels —, `trusted.*` and `system.*` — ACLs — are dropped).
+/// Directory metadata is applied through descriptors opened without
+/// following symbolic links.
 pub fn restore_tree_from_tar(
     tar: &mut dyn Read,
     dest: &Path,
@@ -1216,8 +1240,8 @@ pub fn restore_tree_from_tar(
         return Err(EngineError::DestinationNotEmpty(dest.to_path_buf()));
     }
     let counters = Counters::new(progress);
-    let staging = Staging::beside(dest)?;
-    let dirs = seal::unpack_tree(tar, &staging.path, &counters, TarOrigin::Untrusted)
+    let staging = Staging::for_dest(dest)?;
+    let dirs = tree_tar::unpack_tree(tar, &staging.path, &counters, TarOrigin::Untrusted)
         .map_err(|e| EngineError::InvalidInput(format!("the tree's archive: {e}")))?;
     commit_unpacked(&staging, dest, mode, &dirs)
 }
@@ -1243,11 +1267,11 @@ fn commit_unpacked(
     staging: &Staging,
     dest: &Path,
     mode: RestoreMode,
-    dirs: &[seal::UnpackedDir],
+    dirs: &[tree_tar::UnpackedDir],
 ) -> EngineResult<()> {
     restore::sync_filesystem(&staging.path)?;
-    restore::commit(&staging.path, dest, mode)?;
-    seal::apply_unpacked_dirs(dest, dirs).map_err(|e| {
+    restore::commit(staging, mode)?;
+    tree_tar::apply_unpacked_dirs(dest, dirs).map_err(|e| {
         EngineError::io(
             format!("restoring directory metadata in {}", dest.display()),
             e,
@@ -1272,7 +1296,7 @@ pub fn write_dir_tar(
         inner: out,
         written: 0,
     };
-    seal::write_plain_tree(&mut counted, &root, &excludes, cancel)
+    tree_tar::write_plain_tree(&mut counted, &root, &excludes, cancel)
         .map_err(|e| EngineError::io(format!("archiving {}", root.display()), e))?;
     Ok(counted.written)
 }
@@ -1287,7 +1311,7 @@ pub fn write_command_output(command: &mut Command, out: &mut dyn Write) -> Engin
 }
 
 /// Writes the tree below `root` as a GNU tar (the sealed-tree layout, see
-/// `seal::append_node`) and returns its length. Without `content`, file
+/// `tree_tar::append_node`) and returns its length. Without `content`, file
 /// data is replaced by zeros of the same length: the exact size, from
 /// metadata alone.
 fn tree_tar<S: rustic_core::IndexedFull + Sync>(
@@ -1303,15 +1327,20 @@ fn tree_tar<S: rustic_core::IndexedFull + Sync>(
         written: 0,
     });
     let dot = std::path::Path::new(".");
-    seal::append_node(&mut tar, dot, root, None, dot).map_err(io_err)?;
+    tree_tar::append_node(&mut tar, dot, root, None, dot).map_err(io_err)?;
     let opts = rustic_core::LsOptions::default().recursive(true);
+    // A foreign repository's names are judged as restores judge them; the
+    // length pass ([`Repo::portable_form`]) refuses before any export is
+    // written.
+    let mut names = crate::paths::NodeNames::default();
     for item in repo.ls(root, &opts).map_err(|e| EngineError::rustic(&e))? {
         let (rel, node) = item.map_err(|e| EngineError::rustic(&e))?;
+        names.check(&rel, &node)?;
         if node.node_type != NodeType::File {
-            seal::append_node(&mut tar, &rel, &node, None, &rel).map_err(io_err)?;
+            tree_tar::append_node(&mut tar, &rel, &node, None, &rel).map_err(io_err)?;
         } else if !content {
             let zeros = Box::new(std::io::repeat(0));
-            seal::append_node(&mut tar, &rel, &node, Some(zeros), &rel).map_err(io_err)?;
+            tree_tar::append_node(&mut tar, &rel, &node, Some(zeros), &rel).map_err(io_err)?;
         } else {
             // rustic_core writes file content out; tar reads it in: a pipe.
             let (mut pipe, mut writer) =
@@ -1324,7 +1353,7 @@ fn tree_tar<S: rustic_core::IndexedFull + Sync>(
                     r
                 });
                 let appended =
-                    seal::append_node(&mut tar, &rel, node, Some(Box::new(&mut pipe)), &rel);
+                    tree_tar::append_node(&mut tar, &rel, node, Some(Box::new(&mut pipe)), &rel);
                 drop(pipe);
                 let dumped = dumper
                     .join()

@@ -5,8 +5,9 @@
 //! errors. This loop walks the snapshot tree, creates directories and special
 //! files, and streams each regular file with `dump` from a small pool of
 //! workers, writing zero blocks as holes. Everything goes into a staging
-//! directory beside the destination that is moved into place only when every
-//! file is complete.
+//! directory on the destination's mount that is moved into place only when
+//! every file is complete (see [`crate::commit`]). Names in the tree are
+//! checked first: a foreign repository is untrusted input.
 
 use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom, Write};
@@ -14,9 +15,12 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rustic_core::repofile::{Node, NodeType};
+use rustic_core::repofile::{Metadata, Node, NodeType};
 use rustic_core::{IndexedFull, LsOptions, Repository};
 
+pub(crate) use crate::commit::{Staging, commit};
+use crate::fsops::{self, DirMeta};
+use crate::paths::NodeNames;
 use crate::progress::Counters;
 use crate::{EngineError, EngineResult, meta};
 
@@ -89,41 +93,6 @@ pub(crate) fn sync_filesystem(dir: &Path) -> EngineResult<()> {
     Ok(())
 }
 
-/// A sibling staging directory, removed on drop unless it was moved into place.
-pub(crate) struct Staging {
-    pub(crate) path: PathBuf,
-}
-
-impl Staging {
-    pub(crate) fn beside(dest: &Path) -> EngineResult<Self> {
-        let parent = dest
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        fs::create_dir_all(parent)
-            .map_err(|e| EngineError::io(format!("creating {}", parent.display()), e))?;
-        let name = format!(
-            ".coffer-restore-{}-{:08x}",
-            dest.file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default(),
-            rand::random::<u32>()
-        );
-        let path = parent.join(name);
-        fs::create_dir(&path)
-            .map_err(|e| EngineError::io(format!("creating staging {}", path.display()), e))?;
-        Ok(Self { path })
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        if self.path.exists() {
-            let _ = fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
 /// Whether `dest` is absent or an empty directory.
 pub(crate) fn is_empty_or_absent(dest: &Path) -> EngineResult<bool> {
     match fs::read_dir(dest) {
@@ -152,8 +121,11 @@ pub(crate) fn restore_tree_into<S: IndexedFull + Sync>(
     let mut files: Vec<(PathBuf, Node)> = Vec::new();
     let mut others: Vec<(PathBuf, Node)> = Vec::new();
     let mut total_bytes = 0u64;
+    // Every name is judged before anything is written.
+    let mut names = NodeNames::default();
     for item in repo.ls(root, &opts).map_err(|e| EngineError::rustic(&e))? {
         let (rel, node) = item.map_err(|e| EngineError::rustic(&e))?;
+        names.check(&rel, &node)?;
         match &node.node_type {
             NodeType::Dir => dirs.push((rel, node)),
             NodeType::File => {
@@ -291,79 +263,85 @@ pub(crate) fn make_special(path: &Path, kind: libc::mode_t, device: u64) -> Engi
 }
 
 /// Applies directory metadata deepest first, so setting a child's times does
-/// not disturb its parent's afterwards.
+/// not disturb its parent's afterwards. Each directory is opened without
+/// following a symbolic link (see [`apply_dir_node`]).
 pub(crate) fn apply_dir_metadata(base: &Path, dirs: &[(PathBuf, Node)]) -> EngineResult<()> {
     let mut order: Vec<&(PathBuf, Node)> = dirs.iter().collect();
     order.sort_by_key(|(rel, _)| std::cmp::Reverse(rel.components().count()));
     for (rel, node) in order {
-        meta::apply(&base.join(rel), &node.node_type, &node.meta)?;
+        apply_dir_node(base, rel, &node.meta)?;
     }
     Ok(())
 }
 
-/// Moves a completed staging tree into `dest` according to `mode`.
-pub(crate) fn commit(staging: &Path, dest: &Path, mode: RestoreMode) -> EngineResult<()> {
-    let io = |what: String| move |e| EngineError::io(what, e);
-    if is_empty_or_absent(dest)? {
-        if dest.exists() {
-            fs::remove_dir(dest).map_err(io(format!("replacing {}", dest.display())))?;
-        }
-        return fs::rename(staging, dest).map_err(io(format!(
-            "moving {} into place at {}",
-            staging.display(),
-            dest.display()
-        )));
-    }
-    match mode {
-        RestoreMode::RefuseNonEmpty => Err(EngineError::DestinationNotEmpty(dest.to_path_buf())),
-        RestoreMode::Overwrite => merge(staging, dest, false),
-        RestoreMode::Mirror => merge(staging, dest, true),
-    }
-}
-
-/// Moves every entry of `from` into `into`, replacing what is there; with
-/// `mirror`, also deletes entries of `into` that `from` lacks.
-fn merge(from: &Path, into: &Path, mirror: bool) -> EngineResult<()> {
-    let io = |what: String| move |e| EngineError::io(what, e);
-    if mirror {
-        for entry in fs::read_dir(into).map_err(io(format!("reading {}", into.display())))? {
-            let entry = entry.map_err(io(format!("reading {}", into.display())))?;
-            if fs::symlink_metadata(from.join(entry.file_name())).is_err() {
-                remove_any(&entry.path())?;
-            }
-        }
-    }
-    for entry in fs::read_dir(from).map_err(io(format!("reading {}", from.display())))? {
-        let entry = entry.map_err(io(format!("reading {}", from.display())))?;
-        let src = entry.path();
-        let dst = into.join(entry.file_name());
-        let src_is_dir = entry
-            .file_type()
-            .map_err(io(format!("reading {}", src.display())))?
-            .is_dir();
-        let dst_meta = fs::symlink_metadata(&dst).ok();
-        match dst_meta {
-            Some(m) if m.is_dir() && src_is_dir => merge(&src, &dst, mirror)?,
-            Some(_) => {
-                remove_any(&dst)?;
-                fs::rename(&src, &dst).map_err(io(format!("moving into {}", dst.display())))?;
-            }
-            None => {
-                fs::rename(&src, &dst).map_err(io(format!("moving into {}", dst.display())))?;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn remove_any(path: &Path) -> EngineResult<()> {
-    let is_dir = fs::symlink_metadata(path)
-        .map(|m| m.is_dir())
-        .unwrap_or(false);
-    let res = if is_dir {
-        fs::remove_dir_all(path)
-    } else {
-        fs::remove_file(path)
+/// Applies a directory node's metadata (owner as root, mode, extended
+/// attributes, time) to `rel` below `base` through a descriptor opened with
+/// `O_NOFOLLOW` component by component, so a symbolic link in the
+/// destination cannot redirect it elsewhere (`rel` empty: `base` itself).
+pub(crate) fn apply_dir_node(base: &Path, rel: &Path, meta: &Metadata) -> EngineResult<()> {
+    let xattrs: Vec<(String, Vec<u8>)> = meta
+        .extended_attributes
+        .iter()
+        .map(|x| (x.name.clone(), x.value.clone().unwrap_or_default()))
+        .collect();
+    let owner = match (meta.uid, meta.gid) {
+        (Some(uid), Some(gid)) if meta::is_root() => Some((uid, gid)),
+        _ => None,
     };
-    res.map_err(|e| EngineError::io(format!("removing {}", path.display()), e))
+    let dir_meta = DirMeta {
+        owner,
+        mode: meta.mode.map(meta::unix_mode_from_go),
+        xattrs: &xattrs,
+        mtime: meta.mtime.map(|t| meta::split_time(&t)),
+    };
+    fsops::apply_dir_meta(base, rel, &dir_meta).map_err(|e| {
+        EngineError::io(
+            format!("restoring the metadata of {}", base.join(rel).display()),
+            e,
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    use super::*;
+
+    /// `link -> outside` and `hop -> outside` (with `outside/sub`): metadata
+    /// for the directories `link` and `hop/sub` must not reach `outside`.
+    #[test]
+    fn directory_metadata_never_follows_a_symlink() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (base, outside) = (tmp.path().join("base"), tmp.path().join("outside"));
+        fs::create_dir_all(&base).unwrap();
+        fs::create_dir_all(outside.join("sub")).unwrap();
+        for d in [&outside, &outside.join("sub")] {
+            fs::set_permissions(d, fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        symlink(&outside, base.join("link")).unwrap();
+        symlink(&outside, base.join("hop")).unwrap();
+        let meta = Metadata {
+            mode: Some(0o777 | (1 << 31)),
+            mtime: Some(rustic_core::jiff::Timestamp::new(1000, 0).unwrap()),
+            ..Metadata::default()
+        };
+        let node = Node::new_node(std::ffi::OsStr::new("x"), NodeType::Dir, meta);
+        for rel in ["link", "hop/sub"] {
+            let e = apply_dir_metadata(&base, &[(PathBuf::from(rel), node.clone())]).unwrap_err();
+            assert!(e.to_string().contains("not a directory"), "{rel}: {e}");
+        }
+        for d in [&outside, &outside.join("sub")] {
+            let m = fs::metadata(d).unwrap();
+            assert_eq!(m.mode() & 0o7777, 0o700, "{}", d.display());
+            assert_ne!(m.mtime(), 1000, "{}", d.display());
+        }
+        // A real directory gets it.
+        fs::create_dir(base.join("real")).unwrap();
+        apply_dir_metadata(&base, &[(PathBuf::from("real"), node)]).unwrap();
+        assert_eq!(
+            fs::metadata(base.join("real")).unwrap().mode() & 0o7777,
+            0o777
+        );
+    }
 }

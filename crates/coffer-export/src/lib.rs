@@ -32,6 +32,7 @@ use age::secrecy::SecretString;
 pub use keys::{AgeIdentity, AgeRecipients};
 
 mod keys;
+pub mod tar_guard;
 use coffer_model::ComponentName;
 use serde::{Deserialize, Serialize};
 
@@ -44,9 +45,11 @@ pub const COMPONENTS_DIR: &str = "components";
 /// Passphrase exports use this scrypt work factor (log2 N): the `age` CLI's
 /// own default, so any machine that runs `age` opens them (≈ 256 MiB, ≈ 1 s).
 pub const SCRYPT_WORK_FACTOR: u8 = 18;
-/// The highest scrypt work factor [`unpack`] accepts (2 above what Coffer
-/// writes): a hostile file cannot make the server spend minutes and GiBs.
-pub const MAX_SCRYPT_WORK_FACTOR: u8 = 20;
+/// The highest scrypt work factor [`unpack`] accepts: what Coffer writes.
+/// Each step doubles the memory and time a key derivation costs, so a
+/// hostile file asking for more is refused from its header, before any key
+/// is derived (2^20 would already cost the server 1 GiB and seconds).
+pub const MAX_SCRYPT_WORK_FACTOR: u8 = SCRYPT_WORK_FACTOR;
 /// zstd level: fast, with most of the gain.
 const ZSTD_LEVEL: i32 = 3;
 /// zstd window the reader accepts (2^27 = 128 MiB): bounds its memory.
@@ -523,7 +526,11 @@ pub fn unpack(
         inner: input,
         count: std::rc::Rc::clone(&compressed),
     };
-    let decryptor = age::Decryptor::new_buffered(BufReader::new(counted)).map_err(|e| match e {
+    // The work factor is read from the header first: age itself would
+    // benchmark scrypt before looking at it.
+    let (peeked, counted) = peek_scrypt_work_factor(counted)?;
+    let input = BufReader::new(io::Cursor::new(peeked).chain(counted));
+    let decryptor = age::Decryptor::new_buffered(input).map_err(|e| match e {
         age::DecryptError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
             ExportError::NotAnExport("the file is empty or ends inside its header".into())
         }
@@ -541,8 +548,9 @@ pub fn unpack(
         Secret::Identity(id) => decryptor.decrypt(std::iter::once(id as &dyn age::Identity)),
     }
     .map_err(|e| match e {
-        age::DecryptError::ExcessiveWork { required, target } => ExportError::Refused(format!(
-            "its passphrase needs scrypt work factor {required}; at most {target} is accepted"
+        age::DecryptError::ExcessiveWork { required, .. } => ExportError::Refused(format!(
+            "its passphrase needs scrypt work factor {required}; at most \
+             {MAX_SCRYPT_WORK_FACTOR} is accepted"
         )),
         age::DecryptError::NoMatchingKeys | age::DecryptError::DecryptionFailed => {
             ExportError::WrongSecret
@@ -554,6 +562,54 @@ pub fn unpack(
     zstd.window_log_max(ZSTD_WINDOW_LOG_MAX)
         .map_err(|e| ExportError::Corrupt(format!("compression: {e}")))?;
     unpack_tar(zstd, dest, limits, Some(&compressed))
+}
+
+/// Reads the start of an age header (its version line and first stanza) and
+/// refuses a scrypt stanza above [`MAX_SCRYPT_WORK_FACTOR`]. Returns the
+/// bytes read, to be put back in front of `input`. Anything unexpected is
+/// left for age to judge.
+fn peek_scrypt_work_factor<R: Read>(mut input: R) -> Result<(Vec<u8>, R), ExportError> {
+    // `age-encryption.org/v1\n-> scrypt <22 base64> <log_n>\n` is ~70 bytes.
+    const PEEK: usize = 128;
+    let mut peeked = Vec::with_capacity(PEEK);
+    let mut buf = [0u8; PEEK];
+    while peeked.len() < PEEK && peeked.iter().filter(|&&b| b == b'\n').count() < 2 {
+        match input.read(&mut buf[..PEEK - peeked.len()]) {
+            Ok(0) => break,
+            Ok(n) => peeked.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ExportError::Corrupt(e.to_string())),
+        }
+    }
+    let text = String::from_utf8_lossy(&peeked);
+    let factor = text
+        .strip_prefix("age-encryption.org/v1\n-> scrypt ")
+        .and_then(|rest| rest.split('\n').next())
+        .and_then(|args| args.split(' ').nth(1))
+        .and_then(|n| n.parse::<u8>().ok());
+    match factor {
+        Some(n) if n > MAX_SCRYPT_WORK_FACTOR => Err(ExportError::Refused(format!(
+            "its passphrase needs scrypt work factor {n} (2^{n}); at most \
+             {MAX_SCRYPT_WORK_FACTOR} is accepted"
+        ))),
+        _ => Ok((peeked, input)),
+    }
+}
+
+/// The backup id and label go into hook environments and file names on the
+/// server: they must be Coffer's own kinds of value, the label the id's.
+fn check_manifest_names(m: &Manifest) -> Result<(), ExportError> {
+    let bad = |m: String| ExportError::Corrupt(format!("manifest: {m}"));
+    let id =
+        coffer_model::BackupId::parse(&m.backup_id).map_err(|e| bad(format!("backup_id: {e}")))?;
+    let label = coffer_model::Label::new(&m.label).map_err(|e| bad(format!("label: {e}")))?;
+    if id.label() != label {
+        return Err(bad(format!(
+            "label {:?} is not the label of backup_id {:?}",
+            m.label, m.backup_id
+        )));
+    }
+    Ok(())
 }
 
 /// The tar layer of [`unpack`]: also what the fuzz tests drive directly
@@ -584,8 +640,13 @@ pub fn unpack_tar(
         }
         Ok(())
     };
-    let corrupt = |e: io::Error| ExportError::Corrupt(e.to_string());
-    let mut archive = tar::Archive::new(counted);
+    // A header bomb (an oversized PAX or long-name header, which the tar
+    // crate reads wholly into memory) is refused, not reported as damage.
+    let corrupt = |e: io::Error| match tar_guard::limit_exceeded(&e) {
+        Some(limit) => ExportError::Refused(limit.to_string()),
+        None => ExportError::Corrupt(e.to_string()),
+    };
+    let mut archive = tar::Archive::new(tar_guard::HeaderGuard::new(counted));
     let mut manifest: Option<Manifest> = None;
     let mut files: BTreeMap<String, (PathBuf, u64, String)> = BTreeMap::new();
     let (mut entries, mut total) = (0u64, 0u64);
@@ -631,6 +692,7 @@ pub fn unpack_tar(
                     m.format
                 )));
             }
+            check_manifest_names(&m)?;
             manifest = Some(m);
             continue;
         }

@@ -456,3 +456,105 @@ fn the_reader_reads_a_slow_trickle() {
     let u = unpack(Trickle(&bytes), &secret, dest.path(), &Limits::default()).unwrap();
     assert_eq!(std::fs::read(&u.files["db"]).unwrap(), dump);
 }
+
+// ---------------------------------------------------------------------- scrypt and manifest values
+
+/// `bytes` (a passphrase age file) with its scrypt stanza asking for
+/// `factor` instead: the header MAC no longer matches, which does not
+/// matter, since the factor must be refused before any key is derived.
+fn with_work_factor(bytes: &[u8], factor: u8) -> Vec<u8> {
+    let header_end = bytes
+        .windows(4)
+        .position(|w| w == b"--- ")
+        .expect("age header");
+    let header = std::str::from_utf8(&bytes[..header_end]).unwrap();
+    let edited: Vec<String> = header
+        .split_inclusive('\n')
+        .map(|line| match line.strip_prefix("-> scrypt ") {
+            Some(args) => {
+                let salt = args.split(' ').next().unwrap();
+                format!("-> scrypt {salt} {factor}\n")
+            }
+            None => line.to_owned(),
+        })
+        .collect();
+    let mut out = edited.concat().into_bytes();
+    out.extend_from_slice(&bytes[header_end..]);
+    out
+}
+
+#[test]
+fn a_scrypt_work_factor_above_18_is_refused_naming_it() {
+    // Written at 2^10 so the test is fast; only the header is edited.
+    let mut r = age::scrypt::Recipient::new("pw".to_owned().into());
+    r.set_work_factor(10);
+    let mut bytes = Vec::new();
+    let mut w = age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient))
+        .unwrap()
+        .wrap_output(&mut bytes)
+        .unwrap();
+    w.write_all(b"not even an export").unwrap();
+    w.finish().unwrap();
+    for factor in [19u8, 20, 40] {
+        let edited = with_work_factor(&bytes, factor);
+        let dest = tempfile::tempdir().unwrap();
+        let e = unpack(
+            edited.as_slice(),
+            &Secret::passphrase("pw"),
+            dest.path(),
+            &Limits::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, ExportError::Refused(_)), "{factor}: {e}");
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("work factor {factor}")) && text.contains("at most 18"),
+            "{text}"
+        );
+    }
+    assert_eq!(coffer_export::MAX_SCRYPT_WORK_FACTOR, 18);
+}
+
+#[test]
+fn manifest_ids_and_labels_must_be_valid() {
+    let (protection, secret) = keypair();
+    let good = info();
+    let cases = [
+        ("backup_id", "nightly".to_owned(), good.label.clone()),
+        (
+            "backup_id",
+            "../../etc/passwd".to_owned(),
+            good.label.clone(),
+        ),
+        (
+            "backup_id",
+            format!("{}\nEVIL=1", good.backup_id),
+            good.label.clone(),
+        ),
+        ("label", good.backup_id.clone(), "$(reboot)".to_owned()),
+        ("label", good.backup_id.clone(), "x".to_owned()),
+        // A valid label that is not the id's own.
+        ("label", good.backup_id.clone(), "weekly".to_owned()),
+    ];
+    for (field, backup_id, label) in cases {
+        let mut w = ExportWriter::new(Vec::new(), &protection).unwrap();
+        w.add_component(header("db", "db.pgdump", "stream"), 3, |out| {
+            out.write_all(b"abc")
+        })
+        .unwrap();
+        let (bytes, _) = w
+            .finish(BackupInfo {
+                backup_id: backup_id.clone(),
+                label: label.clone(),
+                ..info()
+            })
+            .unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let e = unpack(bytes.as_slice(), &secret, dest.path(), &Limits::default()).unwrap_err();
+        assert!(
+            matches!(e, ExportError::Corrupt(_)),
+            "{backup_id:?} / {label:?}: {e}"
+        );
+        assert!(e.to_string().contains(field), "{e}");
+    }
+}
