@@ -93,6 +93,26 @@ pub struct ServerConfig {
     /// The largest upload accepted (`server.max_upload_mib`, default
     /// 1 TiB): an export or a component's native backup, spooled to disk.
     pub max_upload: u64,
+    /// Directories below which a restore may write when a request overrides
+    /// a component's path (`server.restore_roots`); empty: only the
+    /// configured path itself.
+    pub restore_roots: Vec<PathBuf>,
+    /// Hosts and networks targets added over the API may reach
+    /// (`server.target_allow`); empty: any host but link-local and cloud
+    /// metadata addresses.
+    pub target_allow: Vec<String>,
+    /// Time a client has to send a request's headers, from the connection's
+    /// start or the end of the previous response (`server.header_read_timeout_secs`).
+    pub header_read_timeout: Duration,
+    /// Longest pause while a request body arrives (`server.idle_timeout_secs`).
+    pub idle_timeout: Duration,
+    /// Connections served at once; more wait in the kernel's queue
+    /// (`server.max_connections`).
+    pub max_connections: usize,
+    /// Password verifications run at once (`server.login_concurrency`).
+    pub login_concurrency: usize,
+    /// Login attempts per minute on the whole server (`server.login_rate_per_minute`).
+    pub login_rate_per_minute: u32,
     /// What a backup covers.
     pub components: Vec<ComponentSpec>,
     /// Where the configuration came from, for messages.
@@ -180,6 +200,13 @@ struct ServerSection {
     preflight_reserve_mib: Option<u64>,
     export_ttl_secs: Option<u64>,
     max_upload_mib: Option<u64>,
+    restore_roots: Option<Vec<PathBuf>>,
+    target_allow: Option<Vec<String>>,
+    header_read_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
+    login_concurrency: Option<usize>,
+    login_rate_per_minute: Option<u32>,
 }
 
 /// `[sensitive]`.
@@ -283,6 +310,42 @@ impl ServerConfig {
                     .into(),
             ));
         }
+        let restore_roots = s.restore_roots.unwrap_or_default();
+        if let Some(r) = restore_roots.iter().find(|r| !r.is_absolute()) {
+            return Err(invalid(format!(
+                "server.restore_roots: {} must be an absolute path",
+                r.display()
+            )));
+        }
+        let target_allow = s.target_allow.unwrap_or_default();
+        if let Some(bad) = target_allow.iter().find(|a| {
+            a.trim().is_empty() || a.contains(['/', ' ']) && a.parse::<ipnet::IpNet>().is_err()
+        }) {
+            return Err(invalid(format!(
+                "server.target_allow: {bad:?} is neither a host name, an address nor a CIDR network \
+                 such as \"10.0.0.0/8\""
+            )));
+        }
+        let positive = |name: &str, v: Option<u64>, default: u64| match v {
+            Some(0) => Err(invalid(format!("server.{name} must be at least 1"))),
+            v => Ok(v.unwrap_or(default)),
+        };
+        let header_read_timeout =
+            positive("header_read_timeout_secs", s.header_read_timeout_secs, 30)?;
+        let idle_timeout = positive("idle_timeout_secs", s.idle_timeout_secs, 60)?;
+        let max_connections =
+            positive("max_connections", s.max_connections.map(|n| n as u64), 256)? as usize;
+        let login_concurrency = positive(
+            "login_concurrency",
+            s.login_concurrency.map(|n| n as u64),
+            2,
+        )? as usize;
+        let login_rate_per_minute = positive(
+            "login_rate_per_minute",
+            s.login_rate_per_minute.map(u64::from),
+            60,
+        )?
+        .min(u64::from(u32::MAX)) as u32;
         let sensitive_recipients = if shape.sensitive.recipients.is_empty() {
             None
         } else {
@@ -316,6 +379,13 @@ impl ServerConfig {
             preflight_factor,
             preflight_reserve: s.preflight_reserve_mib.unwrap_or(64) << 20,
             max_upload: max_upload_mib.saturating_mul(1 << 20),
+            restore_roots,
+            target_allow,
+            header_read_timeout: Duration::from_secs(header_read_timeout),
+            idle_timeout: Duration::from_secs(idle_timeout),
+            max_connections,
+            login_concurrency,
+            login_rate_per_minute,
             components,
             source: source.to_path_buf(),
         })

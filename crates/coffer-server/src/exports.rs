@@ -1,233 +1,395 @@
-//! Export jobs: one portable `<backup-id>.coffer` file per request (the
-//! format is `coffer-export`'s), spooled in `<data_dir>/exports` (0700,
-//! files 0600) after a free-space check, downloadable until it expires.
-//!
-//! A file appears under its final name only once it is complete and synced:
-//! it is written as `<export-id>.coffer.part` and renamed. A full disk or
-//! any other failure removes the partial file and marks the export `ERROR`;
-//! there is never a truncated download.
+//! Exports as a service: portable `.coffer` files of READY backups
+//! (`docs/export-format.md`) — created, listed, shown, downloaded and
+//! deleted, each checked against the caller. The file itself is written by
+//! [`crate::jobs::export`].
 
-use std::fs::File;
-use std::io::{self, BufWriter};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
-use coffer_engine::PortableForm;
-use coffer_export::{BackupInfo, ComponentHeader, DigestWriter, Digests, ExportWriter, Protection};
+use coffer_export::Protection;
+use coffer_model::access::{BackupStatus, Scope};
+use coffer_model::component::ComponentSpec;
+use serde::Deserialize;
+use utoipa::ToSchema;
 
-use crate::catalog::{BackupComponentRow, BackupRow, now};
-use crate::jobs::Reservation;
-use crate::state::Shared;
+use crate::access::Principal;
+use crate::catalog::{
+    BackupComponentRow, BackupRow, ExportProtection, ExportRow, ExportStatus, now,
+};
+use crate::error::{ServiceError, ServiceResult};
+use crate::jobs::export::{ExportJob, export_file, run};
+use crate::jobs::registry::backup_key;
+use crate::jobs::runner::spawn_job;
+use crate::lookup::{backup_snapshots, find_backup};
+use crate::state::{AppState, Shared};
 
-/// Export statuses.
-pub const EXPORTING: &str = "EXPORTING";
-/// The file is ready to download.
-pub const READY: &str = "READY";
-/// The export failed; the reason is recorded.
-pub const ERROR: &str = "ERROR";
-/// The file was removed after `server.export_ttl_secs`.
-pub const EXPIRED: &str = "EXPIRED";
+/// Shortest export password: it is all that protects the file once it
+/// leaves the server.
+pub const MIN_EXPORT_PASSWORD: usize = 12;
 
-/// Where spooled exports live.
-pub fn exports_dir(state: &Shared) -> PathBuf {
-    state.config.data_dir.join("exports")
+/// One `age1…` key or several.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Recipients {
+    /// One key.
+    One(String),
+    /// Several keys: any matching identity opens the file.
+    Many(Vec<String>),
 }
 
-/// The finished file of export `id`.
-pub fn export_file(state: &Shared, id: &str) -> PathBuf {
-    exports_dir(state).join(format!("{id}.coffer"))
-}
-
-/// What to export.
-pub struct ExportJob {
-    /// `export-<uuid>`.
-    pub id: String,
-    /// The backup.
-    pub backup: BackupRow,
-    /// The components to include, with their snapshots.
-    pub components: Vec<BackupComponentRow>,
-    /// Passphrase or recipients.
-    pub protection: Protection,
-    /// Only sensitive (sealed) components.
+/// Create an export. Exactly one of `password` and `age_recipient`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    /// A passphrase (at least 12 characters): the file is encrypted with it
+    /// (age scrypt, work factor 2^18), and only it opens the file.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// age X25519 public key(s) (`age1…`) instead: for scripts (`age -d -i key.txt`).
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub age_recipient: Option<Recipients>,
+    /// Export only the sensitive components (still sealed to their own
+    /// recipients), as a separate file. Needs the `sensitive` scope.
+    #[serde(default)]
     pub sensitive: bool,
 }
 
-/// Runs an export to its end and records the outcome.
-pub async fn run_export(state: Shared, job: ExportJob, reservation: Reservation) {
-    let _reservation = reservation;
-    let id = job.id.clone();
-    let started = Instant::now();
-    state.catalog.log(
-        &id,
-        &format!(
-            "export {id} of backup {} started: {}",
-            job.backup.id,
-            job.components
-                .iter()
-                .map(|c| c.component.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    );
-    let st = Arc::clone(&state);
-    let result = tokio::task::spawn_blocking(move || write_export(&st, &job))
-        .await
-        .unwrap_or_else(|e| Err(format!("the export task failed: {e}")));
-    let secs = started.elapsed().as_secs_f64();
-    let recorded = match &result {
-        Ok(d) => {
-            let expires_at = now() + state.config.export_ttl.as_secs() as i64;
-            state.catalog.log(
-                &id,
-                &format!(
-                    "export {id} READY after {secs:.1} s: {} bytes, SHA-256 {}",
-                    d.size, d.sha256
-                ),
-            );
-            state.metrics.job_finished("export", READY, secs, d.size);
-            state.catalog.finish_export(&id, Ok((d, expires_at)))
+/// The protection a request asks for, and its name for the catalog.
+fn protection_of(
+    password: Option<String>,
+    recipients: Option<Recipients>,
+) -> ServiceResult<(Protection, ExportProtection)> {
+    match (password, recipients) {
+        (Some(p), None) => {
+            if p.chars().count() < MIN_EXPORT_PASSWORD {
+                return Err(ServiceError::Invalid(format!(
+                    "password: at least {MIN_EXPORT_PASSWORD} characters (it alone protects the file)"
+                )));
+            }
+            Ok((Protection::Passphrase(p.into()), ExportProtection::Password))
         }
-        Err(reason) => {
-            state.catalog.log(
-                &id,
-                &format!("export {id} ERROR after {secs:.1} s: {reason}"),
-            );
-            state.metrics.job_finished("export", ERROR, secs, 0);
-            state.catalog.finish_export(&id, Err(reason))
-        }
-    };
-    if let Err(e) = recorded {
-        tracing::error!(export = %id, "recording the end of the export: {e}");
+        (None, Some(r)) => Protection::recipients(&match r {
+            Recipients::One(k) => vec![k],
+            Recipients::Many(k) => k,
+        })
+        .map(|p| (p, ExportProtection::Age))
+        .map_err(|e| ServiceError::Invalid(format!("age_recipient: {e}"))),
+        _ => Err(ServiceError::Invalid(
+            "give exactly one of \"password\" and \"age_recipient\" to encrypt the export".into(),
+        )),
     }
 }
 
-fn write_export(state: &Shared, job: &ExportJob) -> Result<Digests, String> {
-    let repo = state.repo(&job.backup.target).map_err(|e| e.message)?;
-    let dir = exports_dir(state);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| format!("securing {}: {e}", dir.display()))?;
-    let mut forms: Vec<(&BackupComponentRow, &str, PortableForm)> = Vec::new();
-    for c in &job.components {
-        let snapshot = c
-            .snapshot_id
-            .as_deref()
-            .ok_or_else(|| format!("component {} has no snapshot", c.component))?;
-        let form = repo
-            .portable_form(snapshot)
-            .map_err(|e| format!("component {}: {e}", c.component))?;
-        forms.push((c, snapshot, form));
+/// A new export's catalog row (`EXPORTING`).
+fn new_row(
+    backup_id: &str,
+    sensitive: bool,
+    protection: ExportProtection,
+    components: Vec<String>,
+) -> ExportRow {
+    ExportRow {
+        id: format!("export-{}", uuid::Uuid::new_v4()),
+        backup_id: backup_id.to_owned(),
+        status: ExportStatus::Exporting,
+        error: None,
+        sensitive,
+        protection,
+        file_name: if sensitive {
+            format!("{backup_id}.sensitive.coffer")
+        } else {
+            format!("{backup_id}.coffer")
+        },
+        components,
+        size: None,
+        sha256: None,
+        md5: None,
+        created_at: now(),
+        finished_at: None,
+        expires_at: None,
     }
-    // Compression rarely makes data bigger; the margin covers what it and
-    // age's 16 bytes per 64 KiB add in the worst case.
-    let data: u64 = forms.iter().map(|(_, _, f)| f.len).sum();
-    let need = data + data / 100 + (16 << 20);
-    let free = coffer_targets::free_space_at(&dir)
-        .map_err(|e| format!("free space of {}: {e}", dir.display()))?;
-    if free < need {
-        return Err(format!(
-            "not enough space in {}: {free} bytes free, the export may need {need} bytes",
-            dir.display()
+}
+
+/// Whether `p` may touch every component in export `e`.
+fn require_export_reach(p: &Principal, e: &ExportRow) -> ServiceResult<()> {
+    for c in &e.components {
+        p.require_component(Scope::Export, c, e.sensitive)?;
+    }
+    Ok(())
+}
+
+/// The exports of `backup_id` that `p` may see (none without `export`).
+pub fn visible_of_backup(
+    state: &AppState,
+    p: &Principal,
+    backup_id: &str,
+) -> ServiceResult<Vec<ExportRow>> {
+    if !p.has(Scope::Export) {
+        return Ok(Vec::new());
+    }
+    Ok(state
+        .catalog
+        .exports_of_backup(backup_id)?
+        .into_iter()
+        .filter(|e| require_export_reach(p, e).is_ok())
+        .collect())
+}
+
+/// What the export of a backup requested with a password will be.
+pub struct ExportPlan {
+    protection: Protection,
+    components: Vec<String>,
+}
+
+/// An export recorded with its backup, made once the backup ends.
+pub struct PendingExport {
+    row: ExportRow,
+    protection: Protection,
+}
+
+/// Checks the export a backup request asks for (Terraform Enterprise's
+/// "backup with a password"): the `export` scope on every non-sensitive
+/// component; sensitive components are never in a password export.
+pub fn plan_after_backup(
+    _state: &AppState,
+    p: &Principal,
+    specs: &[ComponentSpec],
+    password: String,
+) -> ServiceResult<ExportPlan> {
+    p.require(Scope::Export)?;
+    let (protection, _) = protection_of(Some(password), None)?;
+    let components: Vec<String> = specs
+        .iter()
+        .filter(|s| !s.sensitive)
+        .map(|s| s.name.to_string())
+        .collect();
+    for c in &components {
+        p.require_component(Scope::Export, c, false)?;
+    }
+    if components.is_empty() {
+        return Err(ServiceError::Invalid(
+            "components: only sensitive components were chosen: they are never in a password \
+             export"
+                .into(),
         ));
     }
-    let part = dir.join(format!("{}.coffer.part", job.id));
-    let file = File::options()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&part)
-        .map_err(|e| format!("creating {}: {e}", part.display()))?;
-    let result = fill(state, &repo, job, file, &forms).and_then(|digests| {
-        let done = export_file(state, &job.id);
-        std::fs::rename(&part, &done)
-            .map_err(|e| format!("moving {} into place: {e}", part.display()))?;
-        sync_dir(&dir)?;
-        Ok(digests)
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&part);
-    }
-    result
+    Ok(ExportPlan {
+        protection,
+        components,
+    })
 }
 
-fn fill(
-    state: &Shared,
-    repo: &coffer_engine::Repo,
-    job: &ExportJob,
-    file: File,
-    forms: &[(&BackupComponentRow, &str, PortableForm)],
-) -> Result<Digests, String> {
-    let out = DigestWriter::new(BufWriter::with_capacity(1 << 20, file));
-    let mut w = ExportWriter::new(out, &job.protection).map_err(|e| e.to_string())?;
-    for (c, snapshot, form) in forms {
-        let header = ComponentHeader {
-            name: c.component.clone(),
-            kind: c.kind.clone(),
-            content: form.content.as_str().to_owned(),
-            file_name: form.file_name.clone(),
-            sealed: form.sealed,
-        };
-        w.add_component(header, form.len, |out| {
-            repo.write_portable(snapshot, out)
-                .map(|_| ())
-                .map_err(io::Error::other)
-        })
-        .map_err(|e| e.to_string())?;
-        state.catalog.log(
-            &job.id,
-            &format!("component {} ({} bytes) written", c.component, form.len),
-        );
-    }
-    let info = BackupInfo {
-        backup_id: job.backup.id.clone(),
-        label: job.backup.label.clone(),
-        created_at: crate::api::time(job.backup.created_at),
-        exported_at: crate::api::time(now()),
-        sensitive: job.sensitive,
+/// Records the planned export of backup `backup_id` (`EXPORTING`, linked
+/// from the backup) before the backup runs.
+pub fn record_pending(
+    state: &AppState,
+    backup_id: &str,
+    plan: ExportPlan,
+) -> ServiceResult<PendingExport> {
+    let row = new_row(
+        backup_id,
+        false,
+        ExportProtection::Password,
+        plan.components,
+    );
+    state.catalog.insert_export(&row)?;
+    state.log(
+        &row.id,
+        &format!("waiting for backup {backup_id} to be READY"),
+    );
+    Ok(PendingExport {
+        row,
+        protection: plan.protection,
+    })
+}
+
+/// Makes a pending export once its backup ended (on the backup's thread);
+/// a backup that is not READY makes the export `ERROR` too.
+pub fn start_after_backup(state: &Shared, pending: PendingExport) {
+    let PendingExport { row, protection } = pending;
+    let fail = |reason: String| {
+        state.log(&row.id, &reason);
+        state.logs.flush();
+        if let Err(e) = state.catalog.finish_export(&row.id, Err(&reason)) {
+            tracing::error!(export = %row.id, "recording the export's end: {e}");
+        }
     };
-    let (out, _manifest) = w.finish(info).map_err(|e| e.to_string())?;
-    let (buffered, digests) = out.finish();
-    let file = buffered
-        .into_inner()
-        .map_err(|e| format!("writing the export: {}", e.error()))?;
-    file.sync_all()
-        .map_err(|e| format!("syncing the export: {e}"))?;
-    Ok(digests)
+    let backup = match state.catalog.backup(&row.backup_id) {
+        Ok(Some(b)) => b,
+        Ok(None) => return fail(format!("backup {} is gone", row.backup_id)),
+        Err(e) => return fail(e.to_string()),
+    };
+    if backup.status != BackupStatus::Ready {
+        return fail(format!(
+            "backup {} ended {}: nothing to export{}",
+            backup.id,
+            backup.status,
+            backup
+                .error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        ));
+    }
+    let comps = match state.catalog.backup_components(&backup.id) {
+        Ok(c) => c
+            .into_iter()
+            .filter(|c| row.components.contains(&c.component))
+            .collect(),
+        Err(e) => return fail(e.to_string()),
+    };
+    match state.jobs.reserve(&row.id, vec![backup_key(&backup.id)]) {
+        Ok(reservation) => {
+            let job = ExportJob {
+                id: row.id.clone(),
+                backup,
+                components: comps,
+                protection,
+                sensitive: row.sensitive,
+            };
+            run(state, job, reservation);
+        }
+        Err(e) => fail(e.message()),
+    }
 }
 
-fn sync_dir(dir: &Path) -> Result<(), String> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| format!("syncing {}: {e}", dir.display()))
+/// What an export of `backup` holds: its unsealed components, or with
+/// `sensitive` its sealed ones, each checked against the caller.
+fn export_components(
+    state: &AppState,
+    p: &Principal,
+    backup: &BackupRow,
+    comps: Vec<BackupComponentRow>,
+    sensitive: bool,
+) -> ServiceResult<Vec<BackupComponentRow>> {
+    let sealed: BTreeSet<String> = backup_snapshots(state, &backup.target, &backup.id)?
+        .into_iter()
+        .filter(|s| s.sealed)
+        .map(|s| s.id)
+        .collect();
+    let chosen: Vec<BackupComponentRow> = comps
+        .into_iter()
+        .filter(|c| c.snapshot_id.as_ref().is_some_and(|id| sealed.contains(id)) == sensitive)
+        .collect();
+    if chosen.is_empty() {
+        return Err(ServiceError::Invalid(if sensitive {
+            format!("backup {} has no sensitive components", backup.id)
+        } else {
+            format!(
+                "backup {} has only sensitive components: export them with \"sensitive\": true",
+                backup.id
+            )
+        }));
+    }
+    for c in &chosen {
+        p.require_component(Scope::Export, &c.component, sensitive)?;
+    }
+    Ok(chosen)
 }
 
-/// Removes what a stopped server left behind (`*.part` files) and then,
-/// every quarter of `server.export_ttl_secs` (at most a minute), the files
-/// of exports whose time is up.
-pub async fn sweep(state: Shared) {
-    let dir = exports_dir(&state);
-    if let Ok(entries) = std::fs::read_dir(&dir) {
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().ends_with(".coffer.part") {
-                let _ = std::fs::remove_file(e.path());
-            }
+/// Exports a READY backup as one encrypted file; returns the export's id.
+/// Blocking (lists the backup's snapshots).
+pub fn create(
+    state: &Shared,
+    p: &Principal,
+    backup_id: &str,
+    req: ExportRequest,
+) -> ServiceResult<String> {
+    p.require(Scope::Export)?;
+    let (protection, kind) = protection_of(req.password, req.age_recipient)?;
+    let backup = find_backup(state, backup_id)?;
+    if backup.status != BackupStatus::Ready {
+        return Err(ServiceError::Conflict(format!(
+            "backup {backup_id} is {}: only READY backups are exported",
+            backup.status
+        )));
+    }
+    let comps = state.catalog.backup_components(backup_id)?;
+    let chosen = export_components(state, p, &backup, comps, req.sensitive)?;
+    let names = chosen.iter().map(|c| c.component.clone()).collect();
+    let row = new_row(backup_id, req.sensitive, kind, names);
+    // Reserve before recording, so a conflict leaves no row behind.
+    let reservation = state.jobs.reserve(&row.id, vec![backup_key(&backup.id)])?;
+    state.catalog.insert_export(&row)?;
+    let job = ExportJob {
+        id: row.id.clone(),
+        backup,
+        components: chosen,
+        protection,
+        sensitive: row.sensitive,
+    };
+    let st = Arc::clone(state);
+    spawn_job(&row.id, move || run(&st, job, reservation))?;
+    Ok(row.id)
+}
+
+/// The exports of a backup that the caller may see.
+pub fn list(state: &AppState, p: &Principal, backup_id: &str) -> ServiceResult<Vec<ExportRow>> {
+    p.require(Scope::Export)?;
+    find_backup(state, backup_id)?;
+    visible_of_backup(state, p, backup_id)
+}
+
+/// One export, if the caller may touch every component in it.
+pub fn show(state: &AppState, p: &Principal, id: &str) -> ServiceResult<ExportRow> {
+    p.require(Scope::Export)?;
+    let e = state
+        .catalog
+        .export(id)?
+        .ok_or_else(|| ServiceError::NotFound(format!("no export with id {id:?}")))?;
+    require_export_reach(p, &e)?;
+    Ok(e)
+}
+
+/// Deletes an export and its file; returns what it was.
+pub fn delete(state: &AppState, p: &Principal, id: &str) -> ServiceResult<ExportRow> {
+    let e = show(state, p, id)?;
+    if e.status == ExportStatus::Exporting {
+        return Err(ServiceError::Conflict(format!(
+            "export {id} is still being written"
+        )));
+    }
+    match std::fs::remove_file(export_file(state, id)) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => {
+            return Err(ServiceError::internal(format!(
+                "removing export {id}: {err}"
+            )));
         }
     }
-    // Often enough that a file outlives its time by at most a quarter of it.
-    let every =
-        std::time::Duration::from_secs((state.config.export_ttl.as_secs() / 4).clamp(1, 60));
-    loop {
-        match state.catalog.expire_exports(now()) {
-            Ok(ids) => {
-                for id in ids {
-                    let _ = std::fs::remove_file(export_file(&state, &id));
-                    state.catalog.log(&id, "export expired: file removed");
-                }
-            }
-            Err(e) => tracing::warn!("expiring exports: {e}"),
-        }
-        tokio::time::sleep(every).await;
+    state.catalog.delete_export(id)?;
+    tracing::info!(export = %id, by = %p.id, "export deleted");
+    Ok(e)
+}
+
+/// A READY export's row and file, for a download: `Gone` once it expired,
+/// `Conflict` while it is written or after it failed.
+pub fn for_download(
+    state: &AppState,
+    p: &Principal,
+    id: &str,
+) -> ServiceResult<(ExportRow, PathBuf)> {
+    let e = show(state, p, id)?;
+    let expired = e.status == ExportStatus::Expired
+        || (e.status == ExportStatus::Ready && e.expires_at.is_some_and(|t| t <= now()));
+    if expired {
+        return Err(ServiceError::Gone(format!(
+            "export {id} expired at {}: its file was removed; create a new export",
+            e.expires_at.map(crate::clock::rfc3339).unwrap_or_default()
+        )));
     }
+    if e.status != ExportStatus::Ready {
+        return Err(ServiceError::Conflict(format!(
+            "export {id} is {}{}",
+            e.status,
+            e.error
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        )));
+    }
+    let path = export_file(state, id);
+    Ok((e, path))
 }

@@ -1,32 +1,42 @@
-//! Coffer's server: the HTTP API, the catalog, backup and restore jobs, tokens.
+//! Coffer's server: the HTTP API, the catalog, backup and restore jobs,
+//! tokens and users.
 //!
 //! ```text
-//! request ─▶ api (auth, validation, 4xx) ─▶ catalog row ─▶ jobs (tokio task)
-//!                                                            │ spawn_blocking
-//!                                                            ▼
-//!                                     coffer-components ─▶ coffer-engine ─▶ target
+//! request ─▶ api/<resource> (guard: credentials + the route's scope)
+//!              │ spawn_blocking
+//!              ▼
+//!            service (backups, restores, exports, targets, jobs::*::start):
+//!              the principal's scopes and components, the override rules,
+//!              validation ─▶ catalog row ─▶ job thread
+//!                                              ▼
+//!                          coffer-components ─▶ coffer-engine ─▶ target
 //! ```
 //!
-//! Nothing below this crate knows about HTTP. [`run`] is what `coffer server`
-//! calls: it prepares the data directory (catalog, server key, default
-//! target, first admin token), marks jobs a previous process left running as
-//! interrupted, and serves until SIGINT/SIGTERM.
+//! Nothing below `api` knows about HTTP: services answer [`ServiceError`],
+//! which `api/error.rs` maps to status codes. [`run`] is what `coffer
+//! server` calls: it prepares the data directory (catalog, server key,
+//! default target, first admin token), marks jobs a previous process left
+//! running as interrupted, and serves until SIGINT/SIGTERM. [`offline`] is
+//! what the CLI's offline commands use.
 
-pub mod api;
-pub mod auth;
-pub mod catalog;
+mod access;
+mod api;
+mod backups;
+mod catalog;
+mod clock;
 pub mod config;
-pub mod error;
-pub mod export_api;
-pub mod exports;
-pub mod jobs;
-pub mod keys;
-pub mod metrics;
-pub mod rebuild;
-pub mod state;
-pub mod tls;
-pub mod upload_api;
-pub mod users;
+mod error;
+mod exports;
+mod jobs;
+mod keys;
+mod lookup;
+mod metrics;
+pub mod offline;
+mod rebuild;
+mod restores;
+mod state;
+mod targets;
+mod tls;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -35,11 +45,16 @@ use std::time::Duration;
 
 use coffer_model::access::Scope;
 
-use crate::auth::{NewToken, create_token};
+pub use crate::catalog::{CatalogError, TokenRow, UserRow};
+pub use crate::error::ServiceError;
+pub use crate::rebuild::RebuildReport;
+
+use crate::access::tokens::{NewToken, create_token};
 use crate::catalog::Catalog;
 use crate::config::ServerConfig;
 use crate::keys::ServerKey;
-use crate::state::{AppState, SAME_DISK_WARNING, Shared, is_same_disk};
+use crate::state::{AppState, Shared};
+use crate::targets::{SAME_DISK_WARNING, is_same_disk};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +98,8 @@ pub struct FirstStart {
     pub repository_password: Option<String>,
 }
 
-/// Creates the data directory (mode 0700) if needed.
+/// Creates the data directory (mode 0700) if needed; refuses one that other
+/// users can read or enter (it holds the server key and the catalog).
 fn ensure_data_dir(dir: &Path) -> Result<(), ServerError> {
     let err = |message: String| ServerError::DataDir {
         path: dir.display().to_string(),
@@ -93,32 +109,46 @@ fn ensure_data_dir(dir: &Path) -> Result<(), ServerError> {
         std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| err(e.to_string()))?;
-    } else if !dir.is_dir() {
+        return Ok(());
+    }
+    let meta = std::fs::metadata(dir).map_err(|e| err(e.to_string()))?;
+    if !meta.is_dir() {
         return Err(err("exists but is not a directory".into()));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(err(format!(
+            "is open to other users (mode {mode:o}): it holds the server key and the catalog; \
+             run `chmod 700 {}`",
+            dir.display()
+        )));
     }
     Ok(())
 }
 
-/// Opens the data directory's catalog and key: what offline commands
-/// (`coffer token create`) need. Creates both if missing.
-pub fn open_data_dir(data_dir: &Path) -> Result<(Catalog, ServerKey), ServerError> {
+/// Opens the data directory's catalog and key. Creates both if missing.
+fn open_data_dir(data_dir: &Path) -> Result<(Catalog, ServerKey), ServerError> {
     ensure_data_dir(data_dir)?;
     let catalog = Catalog::open(&data_dir.join("catalog.sqlite"))?;
     let key = ServerKey::load_or_create(data_dir)?;
     Ok((catalog, key))
 }
 
-/// The state for offline commands (`coffer catalog rebuild`): the data
-/// directory's catalog and key, without serving or first-start setup.
-pub fn open_offline(config: ServerConfig) -> Result<AppState, ServerError> {
-    let (catalog, key) = open_data_dir(&config.data_dir)?;
-    Ok(AppState::new(config, catalog, key))
+fn new_state(
+    config: ServerConfig,
+    catalog: Catalog,
+    key: ServerKey,
+) -> Result<AppState, ServerError> {
+    AppState::new(config, catalog, key).map_err(|source| ServerError::Io {
+        context: "starting the log writer".into(),
+        source,
+    })
 }
 
 /// Builds the server state: data directory, catalog (jobs left running by a
 /// previous process become `ERROR`), server key, and on first start the
 /// default local target and an admin token.
-pub fn prepare(config: ServerConfig) -> Result<(Shared, FirstStart), ServerError> {
+fn prepare(config: ServerConfig) -> Result<(Shared, FirstStart), ServerError> {
     config.check_exposure()?;
     let (catalog, key) = open_data_dir(&config.data_dir)?;
     let interrupted = catalog.interrupt_running_jobs()?;
@@ -128,11 +158,11 @@ pub fn prepare(config: ServerConfig) -> Result<(Shared, FirstStart), ServerError
         );
     }
     let data_dir = config.data_dir.clone();
-    let state = Arc::new(AppState::new(config, catalog, key));
+    let state = Arc::new(new_state(config, catalog, key)?);
     let mut first = FirstStart {
         repository_password: state
             .ensure_default_target(&data_dir)
-            .map_err(|e| ServerError::DefaultTarget(e.message))?,
+            .map_err(|e| ServerError::DefaultTarget(e.message()))?,
         ..FirstStart::default()
     };
     if state.catalog.tokens()?.is_empty() {
@@ -148,7 +178,7 @@ pub fn prepare(config: ServerConfig) -> Result<(Shared, FirstStart), ServerError
 }
 
 /// Prints what a first start created, once, to standard error.
-pub fn announce_first_start(first: &FirstStart, data_dir: &Path, url: &str) {
+fn announce_first_start(first: &FirstStart, data_dir: &Path, url: &str) {
     if let Some(token) = &first.admin_token {
         eprintln!(
             "\n  Admin token (shown once; create more with `coffer token create`):\n\n    {token}\n\n  \
@@ -167,18 +197,24 @@ pub fn announce_first_start(first: &FirstStart, data_dir: &Path, url: &str) {
 
 /// Serves until `shutdown` completes, then stops running backups (they end
 /// `ERROR`, "cancelled") and waits up to `grace` for jobs to record their end.
-pub async fn serve(
+async fn serve(
     state: Shared,
     listener: tokio::net::TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> Result<(), ServerError> {
-    let targets = state.catalog.targets()?;
+    let st = Arc::clone(&state);
+    let targets = tokio::task::spawn_blocking(move || st.catalog.targets())
+        .await
+        .map_err(|e| ServerError::Io {
+            context: "reading the targets".into(),
+            source: std::io::Error::other(e),
+        })??;
     if targets.iter().all(|t| is_same_disk(&t.kind)) {
         tracing::warn!("{SAME_DISK_WARNING}");
     }
-    tokio::spawn(exports::sweep(Arc::clone(&state)));
+    tokio::spawn(jobs::export::sweep(Arc::clone(&state)));
     // Uploads a previous run left behind (a crash mid-upload): no job uses them now.
     let uploads = state.config.staging_dir.join("uploads");
     if let Err(e) = std::fs::remove_dir_all(&uploads)
@@ -187,16 +223,11 @@ pub async fn serve(
         tracing::warn!("removing leftover uploads in {}: {e}", uploads.display());
     }
     let app = api::router(Arc::clone(&state));
-    match tls {
-        Some(tls) => tls::serve(listener, app, tls, shutdown, grace).await,
-        None => axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|source| ServerError::Io {
-                context: "serving HTTP".into(),
-                source,
-            })?,
-    }
+    let limits = api::serve::Limits {
+        max_connections: state.config.max_connections,
+        header_read_timeout: state.config.header_read_timeout,
+    };
+    api::serve::serve(listener, app, tls, limits, shutdown, grace).await;
     let running = state.jobs.cancel_all();
     if running > 0 {
         tracing::info!(

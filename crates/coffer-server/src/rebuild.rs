@@ -15,7 +15,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::catalog::{BackupRow, now};
-use crate::error::ApiError;
+use crate::error::{ServiceError, ServiceResult};
 use crate::state::AppState;
 
 /// What a rebuild found.
@@ -46,11 +46,11 @@ fn seconds(rfc3339: &str) -> i64 {
 
 /// Adds every backup found in `target`'s repository that the catalog lacks.
 /// Blocking (reads the repository).
-pub fn rebuild_target(state: &AppState, target: &str) -> Result<RebuildReport, ApiError> {
+pub fn rebuild_target(state: &AppState, target: &str) -> ServiceResult<RebuildReport> {
     let repo = state.repo(target)?;
     let snaps = repo
         .snapshots(&SnapshotFilter::default())
-        .map_err(|e| ApiError::upstream(format!("target {target}: {e}")))?;
+        .map_err(|e| ServiceError::Upstream(format!("target {target}: {e}")))?;
     let mut report = RebuildReport {
         target: target.to_owned(),
         ..RebuildReport::default()

@@ -1,0 +1,283 @@
+//! The `backups` and `backup_components` tables.
+
+use coffer_model::access::BackupStatus;
+use rusqlite::{OptionalExtension, params};
+
+use super::db::{Catalog, CatalogResult, Ctx, now, status, to_i64, to_u64};
+
+/// A backup.
+#[derive(Debug, Clone)]
+pub struct BackupRow {
+    /// `<label>-<uuid>`.
+    pub id: String,
+    /// Its label.
+    pub label: String,
+    /// The target it was written to.
+    pub target: String,
+    /// Overall state.
+    pub status: BackupStatus,
+    /// Why it is `ERROR`.
+    pub error: Option<String>,
+    /// How many components it has.
+    pub component_count: u32,
+    /// Start.
+    pub created_at: i64,
+    /// End.
+    pub finished_at: Option<i64>,
+}
+
+/// One component of a backup.
+#[derive(Debug, Clone)]
+pub struct BackupComponentRow {
+    /// Component name.
+    pub component: String,
+    /// Its kind (`files`, `postgres`, …).
+    pub kind: String,
+    /// Its state.
+    pub status: BackupStatus,
+    /// Why it is `ERROR`.
+    pub error: Option<String>,
+    /// The snapshot holding it, once `READY`.
+    pub snapshot_id: Option<String>,
+    /// Files in the snapshot.
+    pub files: Option<u64>,
+    /// Bytes of content.
+    pub bytes: Option<u64>,
+    /// Bytes added to the repository.
+    pub bytes_added: Option<u64>,
+    /// Start.
+    pub started_at: Option<i64>,
+    /// End.
+    pub finished_at: Option<i64>,
+    /// Sealed to the `[sensitive]` recipients: touching it needs the
+    /// `sensitive` scope whatever the configuration says now.
+    pub sealed: bool,
+}
+
+/// A component of a new backup.
+#[derive(Debug, Clone)]
+pub struct NewBackupComponent {
+    /// Its name.
+    pub name: String,
+    /// Its kind.
+    pub kind: String,
+    /// Whether it is sealed (a sensitive component).
+    pub sealed: bool,
+}
+
+impl Catalog {
+    /// Records a new backup and its components, all `BACKING_UP`.
+    pub fn insert_backup(
+        &self,
+        b: &BackupRow,
+        components: &[NewBackupComponent],
+    ) -> CatalogResult<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().ctx("recording a backup")?;
+        tx.execute(
+            "INSERT INTO backups (id, label, target, status, error, component_count, created_at, finished_at)
+             VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, NULL)",
+            params![b.id, b.label, b.target, b.status.as_str(), b.component_count, b.created_at],
+        )
+        .ctx("recording a backup")?;
+        for c in components {
+            tx.execute(
+                "INSERT INTO backup_components (backup_id, component, kind, status, sealed)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![b.id, c.name, c.kind, b.status.as_str(), c.sealed],
+            )
+            .ctx("recording a backup component")?;
+        }
+        tx.commit().ctx("recording a backup")
+    }
+
+    /// Records a backup found in a repository (catalog rebuild), with its
+    /// components as found: `(name, kind, snapshot)`.
+    pub fn insert_rebuilt_backup(
+        &self,
+        b: &BackupRow,
+        components: &[(String, String, coffer_engine::SnapshotInfo)],
+    ) -> CatalogResult<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().ctx("recording a rebuilt backup")?;
+        tx.execute(
+            "INSERT INTO backups (id, label, target, status, error, component_count, created_at, finished_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![b.id, b.label, b.target, b.status.as_str(), b.error, b.component_count, b.created_at, b.finished_at],
+        )
+        .ctx("recording a rebuilt backup")?;
+        for (name, kind, s) in components {
+            let t = s
+                .time
+                .parse::<jiff::Timestamp>()
+                .map(|t| t.as_second())
+                .ok();
+            tx.execute(
+                "INSERT INTO backup_components (backup_id, component, kind, status, snapshot_id,
+                   files, bytes, bytes_added, started_at, finished_at, sealed)
+                 VALUES (?1, ?2, ?3, 'READY', ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
+                params![
+                    b.id,
+                    name,
+                    kind,
+                    s.id,
+                    to_i64(s.files),
+                    to_i64(s.bytes),
+                    to_i64(s.bytes_added),
+                    t,
+                    s.sealed
+                ],
+            )
+            .ctx("recording a rebuilt backup component")?;
+        }
+        tx.commit().ctx("recording a rebuilt backup")
+    }
+
+    /// A component started.
+    pub fn backup_component_started(&self, id: &str, component: &str) -> CatalogResult<()> {
+        self.conn()
+            .execute(
+                "UPDATE backup_components SET started_at = ?3 WHERE backup_id = ?1 AND component = ?2",
+                params![id, component, now()],
+            )
+            .ctx("updating a backup component")?;
+        Ok(())
+    }
+
+    /// A component ended: `READY` with its snapshot, or `ERROR` with the reason.
+    pub fn finish_backup_component(
+        &self,
+        id: &str,
+        component: &str,
+        outcome: Result<&coffer_engine::SnapshotInfo, &str>,
+    ) -> CatalogResult<()> {
+        let conn = self.conn();
+        match outcome {
+            Ok(s) => conn.execute(
+                "UPDATE backup_components SET status = 'READY', error = NULL, snapshot_id = ?3,
+                   files = ?4, bytes = ?5, bytes_added = ?6, finished_at = ?7
+                 WHERE backup_id = ?1 AND component = ?2",
+                params![
+                    id,
+                    component,
+                    s.id,
+                    to_i64(s.files),
+                    to_i64(s.bytes),
+                    to_i64(s.bytes_added),
+                    now()
+                ],
+            ),
+            Err(reason) => conn.execute(
+                "UPDATE backup_components SET status = 'ERROR', error = ?3, finished_at = ?4
+                 WHERE backup_id = ?1 AND component = ?2",
+                params![id, component, reason, now()],
+            ),
+        }
+        .ctx("updating a backup component")?;
+        Ok(())
+    }
+
+    /// The backup ended.
+    pub fn finish_backup(
+        &self,
+        id: &str,
+        status: BackupStatus,
+        error: Option<&str>,
+    ) -> CatalogResult<()> {
+        self.conn()
+            .execute(
+                "UPDATE backups SET status = ?2, error = ?3, finished_at = ?4 WHERE id = ?1",
+                params![id, status.as_str(), error, now()],
+            )
+            .ctx("finishing a backup")?;
+        Ok(())
+    }
+
+    fn backup_from(r: &rusqlite::Row) -> rusqlite::Result<BackupRow> {
+        Ok(BackupRow {
+            id: r.get(0)?,
+            label: r.get(1)?,
+            target: r.get(2)?,
+            status: status(r.get(3)?)?,
+            error: r.get(4)?,
+            component_count: r.get(5)?,
+            created_at: r.get(6)?,
+            finished_at: r.get(7)?,
+        })
+    }
+
+    /// Backups, newest first, optionally by label and state.
+    pub fn backups(
+        &self,
+        label: Option<&str>,
+        st: Option<BackupStatus>,
+    ) -> CatalogResult<Vec<BackupRow>> {
+        let conn = self.conn();
+        let mut q = conn
+            .prepare(
+                "SELECT id, label, target, status, error, component_count, created_at, finished_at
+                 FROM backups WHERE (?1 IS NULL OR label = ?1) AND (?2 IS NULL OR status = ?2)
+                 ORDER BY created_at DESC, id",
+            )
+            .ctx("listing backups")?;
+        let rows = q
+            .query_map(params![label, st.map(|s| s.as_str())], Self::backup_from)
+            .ctx("listing backups")?;
+        rows.collect::<Result<_, _>>().ctx("listing backups")
+    }
+
+    /// One backup.
+    pub fn backup(&self, id: &str) -> CatalogResult<Option<BackupRow>> {
+        self.conn()
+            .query_row(
+                "SELECT id, label, target, status, error, component_count, created_at, finished_at
+                 FROM backups WHERE id = ?1",
+                [id],
+                Self::backup_from,
+            )
+            .optional()
+            .ctx("reading a backup")
+    }
+
+    /// A backup's components, by name.
+    pub fn backup_components(&self, id: &str) -> CatalogResult<Vec<BackupComponentRow>> {
+        let conn = self.conn();
+        let mut q = conn
+            .prepare(
+                "SELECT component, kind, status, error, snapshot_id, files, bytes, bytes_added,
+                        started_at, finished_at, sealed
+                 FROM backup_components WHERE backup_id = ?1 ORDER BY component",
+            )
+            .ctx("reading backup components")?;
+        let rows = q
+            .query_map([id], |r| {
+                Ok(BackupComponentRow {
+                    component: r.get(0)?,
+                    kind: r.get(1)?,
+                    status: status(r.get(2)?)?,
+                    error: r.get(3)?,
+                    snapshot_id: r.get(4)?,
+                    files: to_u64(r.get(5)?),
+                    bytes: to_u64(r.get(6)?),
+                    bytes_added: to_u64(r.get(7)?),
+                    started_at: r.get(8)?,
+                    finished_at: r.get(9)?,
+                    sealed: r.get(10)?,
+                })
+            })
+            .ctx("reading backup components")?;
+        rows.collect::<Result<_, _>>()
+            .ctx("reading backup components")
+    }
+
+    /// Forgets a backup (and its components and log).
+    pub fn delete_backup(&self, id: &str) -> CatalogResult<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().ctx("deleting a backup")?;
+        tx.execute("DELETE FROM backups WHERE id = ?1", [id])
+            .ctx("deleting a backup")?;
+        tx.execute("DELETE FROM job_log WHERE job_id = ?1", [id])
+            .ctx("deleting a backup's log")?;
+        tx.commit().ctx("deleting a backup")
+    }
+}

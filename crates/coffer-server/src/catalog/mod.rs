@@ -1,0 +1,32 @@
+//! The catalog: what the server knows about targets, backups, restores,
+//! exports, tokens, users and job logs, in SQLite (`<data_dir>/catalog.sqlite`).
+//!
+//! It is a cache of the repositories plus the server's own records: the
+//! backups themselves live in the targets, and each component snapshot
+//! carries its backup id, label and component count as tags.
+//!
+//! One file per table's queries. Migrations are the numbered SQL files in
+//! `migrations/`, compiled in and applied in order, each inside a
+//! transaction; `PRAGMA user_version` records how many ran. The database
+//! file (and the WAL and shared-memory files SQLite creates beside it with
+//! the same mode) is readable by its owner only: it holds sealed secrets
+//! and token hashes.
+
+pub(super) mod backups;
+mod db;
+mod exports;
+mod logs;
+mod restart;
+mod restores;
+mod targets;
+mod tokens;
+mod users;
+
+pub use backups::{BackupComponentRow, BackupRow, NewBackupComponent};
+pub use db::{Catalog, CatalogError, CatalogResult, now};
+pub use exports::{ExportProtection, ExportRow, ExportStatus};
+pub use logs::LogWriter;
+pub use restores::{RestoreComponentRow, RestoreRow};
+pub use targets::{TargetMode, TargetRow};
+pub use tokens::TokenRow;
+pub use users::UserRow;
