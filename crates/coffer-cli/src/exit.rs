@@ -1,6 +1,5 @@
-//! Documented exit codes. Scripts rely on these: never renumber.
-
-use coffer_engine::EngineError;
+//! Documented exit codes. Scripts rely on these: never renumber. Which
+//! error gets which code is decided in `error.rs`.
 
 /// The process exit codes of `coffer`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,30 +31,5 @@ pub const EXIT_CODES_HELP: &str = "Exit codes: 0 ok, 1 failure, 2 usage error, 3
 impl From<ExitCode> for std::process::ExitCode {
     fn from(c: ExitCode) -> Self {
         std::process::ExitCode::from(c as u8)
-    }
-}
-
-impl ExitCode {
-    /// The code and a short machine-readable name for an engine error.
-    pub fn of(err: &EngineError) -> (Self, &'static str) {
-        match err {
-            EngineError::WrongPassword { .. } => (Self::WrongPassword, "wrong_password"),
-            EngineError::RepositoryNotFound { .. } => {
-                (Self::RepositoryNotFound, "repository_not_found")
-            }
-            EngineError::AlreadyInitialized { .. } => (Self::Failure, "already_initialized"),
-            EngineError::Locked { .. } => (Self::Locked, "locked"),
-            EngineError::Incomplete { .. } => (Self::Partial, "incomplete"),
-            EngineError::Cancelled { .. } => (Self::Failure, "cancelled"),
-            EngineError::DestinationNotEmpty(_) => (Self::Usage, "destination_not_empty"),
-            EngineError::SealedWithoutIdentity { .. } => (Self::Usage, "sealed"),
-            EngineError::Unseal(_) => (Self::Failure, "unseal"),
-            EngineError::NotFound(_) => (Self::Usage, "not_found"),
-            EngineError::InvalidInput(_) => (Self::Usage, "invalid_input"),
-            EngineError::Storage(_) => (Self::Failure, "storage"),
-            EngineError::Io { .. } => (Self::Failure, "io"),
-            EngineError::Engine(_) => (Self::Failure, "engine"),
-            EngineError::Panicked(_) => (Self::Failure, "internal"),
-        }
     }
 }

@@ -3,18 +3,25 @@
 //! `coffer server` runs the HTTP API; `coffer token …` manages its tokens in
 //! the data directory; the offline repository commands (`coffer repo …`)
 //! need no server and double as the disaster-recovery tool.
+//!
+//! This file parses the command line, sets up logging and runs the command
+//! (`commands/`). A command prints its result and returns an
+//! [`error::CliError`] when it fails; that error is printed and turned into
+//! the documented exit code here, and only here.
 
+mod commands;
+mod components;
+mod error;
 mod exit;
 mod output;
 mod password;
-mod repo_cmd;
-mod restore_cmd;
-mod server_cmd;
 mod target;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, ValueEnum};
 
+use crate::commands::Command;
 use crate::exit::ExitCode;
+use crate::output::Output;
 
 /// Coffer: consistent, encrypted, deduplicated backups of self-hosted applications.
 #[derive(Debug, Parser)]
@@ -34,22 +41,6 @@ struct Cli {
 enum LogFormat {
     Text,
     Json,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the server: HTTP API, catalog, backup and restore jobs.
-    Server(server_cmd::ServerArgs),
-    /// Create, list and revoke the server's API tokens (offline, in the data directory).
-    Token(server_cmd::TokenArgs),
-    /// Create, list and disable the server's users (offline, in the data directory).
-    User(server_cmd::UserArgs),
-    /// The server's catalog, offline: `coffer catalog rebuild` lists the targets' backups again.
-    Catalog(server_cmd::CatalogArgs),
-    /// Work on a repository directly, without a server (also the disaster-recovery tool).
-    Repo(repo_cmd::RepoArgs),
-    /// Restore an export (`--from-file backup.coffer`) into the components of a coffer.toml.
-    Restore(restore_cmd::RestoreArgs),
 }
 
 fn init_logging(verbose: u8, format: LogFormat) {
@@ -76,6 +67,8 @@ fn main() -> std::process::ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
+            // clap prints its own usage errors (exit 2), and --help and
+            // --version (exit 0).
             let code = if e.use_stderr() {
                 ExitCode::Usage
             } else {
@@ -86,12 +79,14 @@ fn main() -> std::process::ExitCode {
         }
     };
     init_logging(cli.verbose, cli.log_format);
-    match cli.command {
-        Command::Server(args) => server_cmd::server(args),
-        Command::Token(args) => server_cmd::token(args),
-        Command::Catalog(args) => server_cmd::catalog(args),
-        Command::User(args) => server_cmd::user(args),
-        Command::Repo(args) => repo_cmd::run(args),
-        Command::Restore(args) => restore_cmd::run(args),
+    let out = Output {
+        json: cli.command.json(),
+    };
+    match commands::run(cli.command, out) {
+        Ok(outcome) => ExitCode::from(outcome).into(),
+        Err(err) => {
+            out.error(&err);
+            err.exit_code().into()
+        }
     }
 }

@@ -3,11 +3,11 @@
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-use coffer_engine::{EngineError, ProgressFn, ProgressInfo};
+use coffer_engine::{ProgressFn, ProgressInfo};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::exit::ExitCode;
+use crate::error::CliError;
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy)]
@@ -32,27 +32,21 @@ impl Output {
         }
     }
 
-    /// Reports an error and returns its exit code.
-    pub fn error(&self, code: ExitCode, kind: &str, message: &str) -> std::process::ExitCode {
+    /// Prints why the command failed on stderr: `{"error", "message"}` with
+    /// `--json`, else `coffer: message`. Only `main` calls this.
+    pub fn error(&self, err: &CliError) {
         if self.json {
-            let body = serde_json::json!({ "error": kind, "message": message });
+            let body = serde_json::json!({ "error": err.code(), "message": err.to_string() });
             eprintln!("{body}");
         } else {
-            eprintln!("coffer: {message}");
+            eprintln!("coffer: {err}");
         }
-        code.into()
-    }
-
-    /// Reports an engine error.
-    pub fn engine_error(&self, err: &EngineError) -> std::process::ExitCode {
-        let (code, kind) = ExitCode::of(err);
-        self.error(code, kind, &err.to_string())
     }
 
     /// A progress bar when stdout is a terminal and output is not JSON.
-    pub fn progress(&self, what: &str) -> Option<(ProgressBar, ProgressFn)> {
+    pub fn progress(&self, what: &str) -> Progress {
         if self.json || !std::io::stdout().is_terminal() {
-            return None;
+            return Progress(None);
         }
         let bar = ProgressBar::new(0);
         let style = ProgressStyle::with_template(
@@ -72,11 +66,37 @@ impl Output {
                 None => format!("{} files", p.files_done),
             });
         });
-        Some((bar, callback))
+        Progress(Some((bar, callback)))
+    }
+}
+
+/// A progress bar (or none, off a terminal). It is cleared when dropped, so
+/// a failure returned with `?` leaves no half-drawn bar above the message;
+/// drop it before printing the result.
+pub struct Progress(Option<(ProgressBar, ProgressFn)>);
+
+impl Progress {
+    /// The callback to hand to the engine, if there is a bar.
+    pub fn callback(&self) -> Option<ProgressFn> {
+        self.0.as_ref().map(|(_, cb)| Arc::clone(cb))
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some((bar, _)) = &self.0 {
+            bar.finish_and_clear();
+        }
     }
 }
 
 /// Formats a byte count for people.
 pub fn human_bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()
+}
+
+/// The first 8 characters of an id (snapshot, key, lock), as text output
+/// shows them.
+pub fn short_id(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
 }

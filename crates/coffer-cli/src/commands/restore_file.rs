@@ -5,20 +5,20 @@
 //! the same name and kind, or nothing is restored.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode as ProcessExit;
 use std::sync::Arc;
 
 use clap::Args;
 use coffer_components::{PortableFile, RestoreContext, RestoreOptions, RestoreSource};
 use coffer_engine::{AgeIdentity, ContentKind};
-use coffer_export::{ExportError, Limits, Secret};
+use coffer_export::{Limits, Secret, Unpacked};
 use coffer_model::component::ComponentSpec;
 use serde::Serialize;
 
-use crate::exit::ExitCode;
+use super::Outcome;
+use crate::components::{read_config, restore_mode, staging_dir};
+use crate::error::{CliError, CliResult};
 use crate::output::Output;
 use crate::password;
-use crate::repo_cmd::{read_config, restore_mode, staging_dir};
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -58,7 +58,7 @@ pub struct RestoreArgs {
     staging: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -76,86 +76,67 @@ struct ComponentOutcome {
     error: Option<String>,
 }
 
-fn read_identity(file: &Path) -> Result<String, String> {
-    std::fs::read_to_string(file).map_err(|e| format!("reading {}: {e}", file.display()))
+fn read_identity(file: &Path) -> CliResult<String> {
+    std::fs::read_to_string(file)
+        .map_err(|e| CliError::usage(format!("reading {}: {e}", file.display())))
 }
 
-pub fn run(args: RestoreArgs) -> ProcessExit {
-    let out = Output { json: args.json };
-    let usage = |m: String| out.error(ExitCode::Usage, "usage", &m);
-    let specs = match read_config(&args.config) {
-        Ok(s) => s,
-        Err(e) => return usage(format!("{e:#}")),
-    };
-    let secret = match &args.identity {
-        Some(f) => read_identity(f).and_then(|t| Secret::identity(&t).map_err(|e| e.to_string())),
+/// What opens the export: `--identity`, else its password.
+fn export_secret(args: &RestoreArgs) -> CliResult<Secret> {
+    match &args.identity {
+        Some(f) => Secret::identity(&read_identity(f)?).map_err(|e| CliError::usage(e.to_string())),
         None => password::read_from(
             args.password_file.as_deref(),
             "COFFER_EXPORT_PASSWORD",
             "export password: ",
         )
         .map(|p| Secret::passphrase(&p))
-        .map_err(|e| format!("{e:#}")),
+        .map_err(|e| CliError::usage(format!("{e:#}"))),
+    }
+}
+
+/// `--age-identity`, which opens sealed components.
+fn age_identity(args: &RestoreArgs) -> CliResult<Option<Arc<AgeIdentity>>> {
+    let Some(f) = &args.age_identity else {
+        return Ok(None);
     };
-    let secret = match secret {
-        Ok(s) => s,
-        Err(e) => return usage(e),
-    };
-    let age_identity = match &args.age_identity {
-        None => None,
-        Some(f) => match read_identity(f).and_then(|t| {
-            t.parse::<AgeIdentity>()
-                .map_err(|e| format!("{}: {e}", f.display()))
-        }) {
-            Ok(id) => Some(Arc::new(id)),
-            Err(e) => return usage(e),
-        },
-    };
-    let staging = staging_dir(args.staging.as_deref());
-    let unpack_dir = match std::fs::create_dir_all(&staging).and_then(|()| {
-        tempfile::Builder::new()
-            .prefix("export-")
-            .tempdir_in(&staging)
-    }) {
-        Ok(d) => d,
-        Err(e) => return usage(format!("staging directory {}: {e}", staging.display())),
-    };
-    let input = match std::fs::File::open(&args.from_file) {
-        Ok(f) => std::io::BufReader::with_capacity(256 << 10, f),
-        Err(e) => return usage(format!("opening {}: {e}", args.from_file.display())),
-    };
-    // Verified whole before anything is touched.
-    let unpacked =
-        match coffer_export::unpack(input, &secret, unpack_dir.path(), &Limits::default()) {
-            Ok(u) => u,
-            Err(ExportError::WrongSecret) => {
-                return out.error(
-                    ExitCode::WrongPassword,
-                    "wrong_password",
-                    "wrong password or identity: the export cannot be decrypted with it (nothing \
-                 was restored)",
-                );
-            }
-            Err(e @ ExportError::Io { .. }) => {
-                return out.error(ExitCode::Failure, "io", &e.to_string());
-            }
-            Err(e) => {
-                return out.error(
-                    ExitCode::Failure,
-                    "refused",
-                    &format!("{e} (nothing was restored)"),
-                );
-            }
-        };
+    let id = read_identity(f)?
+        .parse::<AgeIdentity>()
+        .map_err(|e| CliError::usage(format!("{}: {e}", f.display())))?;
+    Ok(Some(Arc::new(id)))
+}
+
+/// Decrypts the export into `dir` and checks it against its manifest — the
+/// whole file, before anything is restored.
+fn unpack(file: &Path, secret: &Secret, dir: &Path) -> CliResult<Unpacked> {
+    let input = std::fs::File::open(file)
+        .map(|f| std::io::BufReader::with_capacity(256 << 10, f))
+        .map_err(|e| CliError::usage(format!("opening {}: {e}", file.display())))?;
+    let unpacked = coffer_export::unpack(input, secret, dir, &Limits::default())?;
+    Ok(unpacked)
+}
+
+/// Pairs each wanted component of the export with the configured component
+/// of the same name and kind. Refuses the lot — nothing restored — if one
+/// has no match, is sealed without `--age-identity`, or its file fails the
+/// hostile-input checks.
+fn plan<'a>(
+    args: &RestoreArgs,
+    specs: &'a [ComponentSpec],
+    unpacked: &Unpacked,
+    age_identity: Option<&Arc<AgeIdentity>>,
+) -> CliResult<Vec<(&'a ComponentSpec, PortableFile)>> {
     let manifest = &unpacked.manifest;
     if let Some(n) = args
         .components
         .iter()
         .find(|n| !manifest.components.iter().any(|c| &c.name == *n))
     {
-        return usage(format!("the export has no component {n:?}"));
+        return Err(CliError::usage(format!(
+            "the export has no component {n:?}"
+        )));
     }
-    let mut plan: Vec<(&ComponentSpec, PortableFile)> = Vec::new();
+    let mut plan = Vec::new();
     let mut unmatched = Vec::new();
     for c in &manifest.components {
         if !args.components.is_empty() && !args.components.contains(&c.name) {
@@ -169,11 +150,11 @@ pub fn run(args: RestoreArgs) -> ProcessExit {
             continue;
         };
         if c.sealed && age_identity.is_none() {
-            return usage(format!(
+            return Err(CliError::usage(format!(
                 "component {} is sealed to an age recipient: pass --age-identity FILE \
                  (nothing was restored)",
                 c.name
-            ));
+            )));
         }
         plan.push((
             spec,
@@ -186,7 +167,7 @@ pub fn run(args: RestoreArgs) -> ProcessExit {
                     ContentKind::Stream
                 },
                 sealed: c.sealed,
-                identity: age_identity.clone(),
+                identity: age_identity.cloned(),
             },
         ));
     }
@@ -194,19 +175,37 @@ pub fn run(args: RestoreArgs) -> ProcessExit {
         .iter()
         .find_map(|(spec, file)| file.verify(spec.name.as_str()).err())
     {
-        return out.error(
-            ExitCode::Failure,
+        return Err(CliError::failure(
             "refused",
-            &format!("{e} (nothing was restored)"),
-        );
+            format!("{e} (nothing was restored)"),
+        ));
     }
     if !unmatched.is_empty() {
-        return usage(format!(
+        return Err(CliError::usage(format!(
             "nothing was restored: {} has no component of the same name and kind for {}",
             args.config.display(),
             unmatched.join(", ")
-        ));
+        )));
     }
+    Ok(plan)
+}
+
+/// Runs `coffer restore --from-file`. A component that fails does not stop
+/// the others; the result lists each, and the exit code is 5.
+pub fn run(args: RestoreArgs, out: Output) -> CliResult<Outcome> {
+    let specs = read_config(&args.config).map_err(|e| CliError::usage(format!("{e:#}")))?;
+    let secret = export_secret(&args)?;
+    let age_identity = age_identity(&args)?;
+    let staging = staging_dir(args.staging.as_deref());
+    let unpack_dir = std::fs::create_dir_all(&staging)
+        .and_then(|()| {
+            tempfile::Builder::new()
+                .prefix("export-")
+                .tempdir_in(&staging)
+        })
+        .map_err(|e| CliError::usage(format!("staging directory {}: {e}", staging.display())))?;
+    let unpacked = unpack(&args.from_file, &secret, unpack_dir.path())?;
+    let plan = plan(&args, &specs, &unpacked, age_identity.as_ref())?;
     let options = RestoreOptions {
         mode: restore_mode(args.mirror, args.overwrite),
         clean: args.clean,
@@ -215,17 +214,15 @@ pub fn run(args: RestoreArgs) -> ProcessExit {
     };
     let mut outcomes = Vec::new();
     for (spec, file) in &plan {
-        let bar = out.progress(&format!("restore {}", spec.name));
+        let progress = out.progress(&format!("restore {}", spec.name));
         let ctx = RestoreContext {
             source: RestoreSource::File(file),
             staging_dir: &staging,
             options: &options,
-            progress: bar.as_ref().map(|(_, cb)| Arc::clone(cb)),
+            progress: progress.callback(),
         };
         let res = coffer_components::restore(spec, &ctx);
-        if let Some((bar, _)) = bar {
-            bar.finish_and_clear();
-        }
+        drop(progress);
         outcomes.push(match res {
             Ok(r) => ComponentOutcome {
                 component: spec.name.to_string(),
@@ -243,8 +240,8 @@ pub fn run(args: RestoreArgs) -> ProcessExit {
     }
     let failed = outcomes.iter().filter(|o| !o.ok).count();
     let result = Restored {
-        backup_id: manifest.backup_id.clone(),
-        label: manifest.label.clone(),
+        backup_id: unpacked.manifest.backup_id.clone(),
+        label: unpacked.manifest.label.clone(),
         components: outcomes,
     };
     out.result(&result, |r| {
@@ -268,9 +265,9 @@ pub fn run(args: RestoreArgs) -> ProcessExit {
         ));
         lines.join("\n")
     });
-    if failed > 0 {
-        ExitCode::Partial.into()
+    Ok(if failed > 0 {
+        Outcome::Partial
     } else {
-        ExitCode::Ok.into()
-    }
+        Outcome::Done
+    })
 }

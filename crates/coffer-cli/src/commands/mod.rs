@@ -1,0 +1,90 @@
+//! One module per `coffer` command, each with its clap arguments and a `run`
+//! that prints the result and returns a [`CliError`] on failure (`main`
+//! reports it). The work itself is in the libraries: `coffer-engine`,
+//! `coffer-components`, `coffer-export` and the server's façade.
+
+mod access;
+mod catalog;
+mod data_dir;
+mod repo;
+mod restore_file;
+mod server;
+mod token;
+mod user;
+
+use clap::Subcommand;
+
+use crate::error::CliResult;
+use crate::exit::ExitCode;
+use crate::output::Output;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: HTTP API, catalog, backup and restore jobs.
+    Server(server::ServerArgs),
+    /// Create, list and revoke the server's API tokens (offline, in the data directory).
+    Token(token::TokenArgs),
+    /// Create, list and disable the server's users (offline, in the data directory).
+    User(user::UserArgs),
+    /// The server's catalog, offline: `coffer catalog rebuild` lists the targets' backups again.
+    Catalog(catalog::CatalogArgs),
+    /// Work on a repository directly, without a server (also the disaster-recovery tool).
+    Repo(repo::RepoArgs),
+    /// Restore an export (`--from-file backup.coffer`) into the components of a coffer.toml.
+    Restore(restore_file::RestoreArgs),
+}
+
+impl Command {
+    /// Whether results and errors are printed as JSON (the command's
+    /// `--json`; `coffer server` has none).
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Server(_) => false,
+            Command::Token(a) => a.json,
+            Command::User(a) => a.json,
+            Command::Catalog(a) => a.json,
+            Command::Repo(a) => a.json,
+            Command::Restore(a) => a.json,
+        }
+    }
+}
+
+/// How a command that ran to its end and printed its result exits. Some
+/// results are verdicts: a backup with a failed component, a check that
+/// found damage, a target probe with a failed step are reported in full on
+/// stdout, and still exit non-zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything asked for was done (exit 0).
+    Done,
+    /// Some components failed; the result says which (exit 5).
+    Partial,
+    /// `repo check` found damage (exit 7).
+    Damaged,
+    /// `repo validate`: the target cannot be used as it is (exit 1).
+    Failed,
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Done => ExitCode::Ok,
+            Outcome::Partial => ExitCode::Partial,
+            Outcome::Damaged => ExitCode::CheckFailed,
+            Outcome::Failed => ExitCode::Failure,
+        }
+    }
+}
+
+/// Runs a command, printing its result through `out`.
+pub fn run(command: Command, out: Output) -> CliResult<Outcome> {
+    let done = |()| Outcome::Done;
+    match command {
+        Command::Server(args) => server::run(args).map(done),
+        Command::Token(args) => token::run(args, out).map(done),
+        Command::User(args) => user::run(args, out).map(done),
+        Command::Catalog(args) => catalog::run(args, out).map(done),
+        Command::Repo(args) => repo::run(args, out),
+        Command::Restore(args) => restore_file::run(args, out),
+    }
+}
