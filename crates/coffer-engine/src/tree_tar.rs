@@ -16,7 +16,7 @@
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
-use coffer_export::tar_guard::{DEFAULT_MAX_HEADER, HeaderGuard, HeaderLimits};
+use coffer_archive::tar_guard::{DEFAULT_MAX_HEADER, HeaderGuard, HeaderLimits};
 use rustic_core::repofile::{Node, NodeType};
 use rustic_core::{
     Excludes, LocalSource, LocalSourceFilterOptions, LocalSourceSaveOptions, ReadSource,
