@@ -4,7 +4,10 @@
 //! described with the program, its exit status and the tail of what it said.
 
 use std::io::Read;
-use std::process::{ChildStderr, ExitStatus};
+use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+
+use crate::cancel::CancelToken;
+use crate::{EngineError, EngineResult};
 use std::thread::JoinHandle;
 
 /// How much of a program's standard error is kept (the end is what matters).
@@ -51,5 +54,126 @@ pub fn describe_failure(program: &str, status: ExitStatus, stderr: &str) -> Stri
         format!("{program} {status}")
     } else {
         format!("{program} {status}: {stderr}")
+    }
+}
+
+/// The standard output of a child process, failing at EOF unless the child
+/// exited with status 0, so a dump command's failure is seen *before* the
+/// snapshot would be recorded.
+pub(crate) struct ChildReader {
+    child: Child,
+    stdout: std::process::ChildStdout,
+    stderr: StderrTail,
+    program: String,
+    finished: bool,
+    /// Checked while the program is silent, so a cancel stops a dump that
+    /// writes nothing for a long time (a `sleep`, a server-side lock wait).
+    cancel: Option<CancelToken>,
+}
+
+impl ChildReader {
+    /// Checks `cancel` while the program is silent.
+    pub(crate) fn with_cancel(mut self, cancel: Option<CancelToken>) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// The program, as shown in errors.
+    pub(crate) fn program(&self) -> &str {
+        &self.program
+    }
+
+    /// Starts `command` with its output piped (standard input closed).
+    pub(crate) fn spawn(command: &mut Command) -> EngineResult<Self> {
+        let program = format!("{:?}", command.get_program());
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| EngineError::io(format!("starting {program}"), e))?;
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            let _ = child.kill();
+            return Err(EngineError::Engine(format!("{program}: no pipes")));
+        };
+        Ok(Self {
+            child,
+            stdout,
+            stderr: StderrTail::collect(stderr),
+            program,
+            finished: false,
+            cancel: None,
+        })
+    }
+
+    /// Waits until the pipe has data (or EOF), checking the cancel token every
+    /// 200 ms; on cancel, kills the program.
+    fn wait_readable(&mut self) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let Some(cancel) = &self.cancel else {
+            return Ok(());
+        };
+        let mut fds = libc::pollfd {
+            fd: self.stdout.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        loop {
+            if cancel.is_cancelled() {
+                self.finished = true;
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return Err(std::io::Error::other(crate::source::CANCELLED));
+            }
+            // SAFETY: one valid pollfd for an fd this struct owns.
+            let rc = unsafe { libc::poll(&mut fds, 1, 200) };
+            if rc > 0 {
+                return Ok(());
+            }
+            if rc < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        self.finished = true;
+        let status = self.child.wait()?;
+        let stderr = self.stderr.finish();
+        if status.success() {
+            return Ok(());
+        }
+        Err(std::io::Error::other(describe_failure(
+            &self.program,
+            status,
+            &stderr,
+        )))
+    }
+}
+
+impl Read for ChildReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.finished {
+            return Ok(0);
+        }
+        self.wait_readable()?;
+        let n = self.stdout.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.finish()?;
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for ChildReader {
+    fn drop(&mut self) {
+        if !self.finished {
+            // The backup was abandoned: do not leave the dump running.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }

@@ -21,14 +21,14 @@
 //! unpacked — is the engine's `tree_tar` module's; [`verify_tree_tar`] and
 //! [`TarOrigin`] are re-exported here, where callers have always found them.
 
-use std::io::{self, BufReader, PipeReader, PipeWriter, Read};
+use std::io::{self, BufReader, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use rustic_core::Excludes;
 
-pub use coffer_export::{AgeIdentity, AgeRecipients};
+pub use coffer_archive::{AgeIdentity, AgeRecipients};
+use coffer_targets::pipe::{PipeReader, spawn_producer};
 
 use crate::cancel::CancelToken;
 pub use crate::tree_tar::{TarOrigin, verify_tree_tar};
@@ -38,58 +38,12 @@ pub const SEALED_SUFFIX: &str = ".age";
 
 // ---------------------------------------------------------------------- writing
 
-/// The read end of a pipe filled by a worker thread. At the end of the data
-/// it reports the worker's error instead of a clean EOF, so a failed
-/// producer can never look like a short, complete stream.
-pub(crate) struct ProducerReader {
-    pipe: PipeReader,
-    worker: Option<JoinHandle<io::Result<()>>>,
-}
-
-impl ProducerReader {
-    fn spawn(
-        name: &str,
-        produce: impl FnOnce(&mut PipeWriter) -> io::Result<()> + Send + 'static,
-    ) -> io::Result<Self> {
-        let (pipe, mut writer) = io::pipe()?;
-        let worker = std::thread::Builder::new()
-            .name(format!("coffer-{name}"))
-            .spawn(move || {
-                let result = produce(&mut writer);
-                // Closing the write end is what ends the reader's stream.
-                drop(writer);
-                result
-            })?;
-        Ok(Self {
-            pipe,
-            worker: Some(worker),
-        })
-    }
-}
-
-impl Read for ProducerReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.pipe.read(buf)?;
-        if n == 0
-            && !buf.is_empty()
-            && let Some(worker) = self.worker.take()
-        {
-            match worker.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Err(io::Error::other("the sealing thread panicked")),
-            }
-        }
-        Ok(n)
-    }
-}
-
 /// `source` encrypted to `recipients`, produced on a worker thread.
 pub(crate) fn seal_stream(
     mut source: Box<dyn Read + Send>,
     recipients: Arc<AgeRecipients>,
-) -> io::Result<ProducerReader> {
-    ProducerReader::spawn("seal", move |out| {
+) -> io::Result<PipeReader> {
+    spawn_producer("seal", move |out| {
         let mut sealed = recipients.encryptor()?.wrap_output(out)?;
         io::copy(&mut source, &mut sealed)?;
         sealed.finish()?;
@@ -104,8 +58,8 @@ pub(crate) fn seal_tree(
     excludes: Excludes,
     recipients: Arc<AgeRecipients>,
     cancel: Option<CancelToken>,
-) -> io::Result<ProducerReader> {
-    ProducerReader::spawn("seal-tree", move |out| {
+) -> io::Result<PipeReader> {
+    spawn_producer("seal-tree", move |out| {
         let sealed = recipients.encryptor()?.wrap_output(out)?;
         let mut tar = tar::Builder::new(sealed);
         crate::tree_tar::write_tree(&mut tar, &root, &excludes, cancel.as_ref())?;

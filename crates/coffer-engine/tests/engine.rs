@@ -1,46 +1,25 @@
 //! The engine against a real local repository, with plain `restic` as the
-//! independent judge of every repository a test leaves behind.
+//! independent judge of every repository a test leaves behind: repository
+//! keys, tree and stream round trips, restore modes, failures that record
+//! nothing, snapshots, maintenance, locks and panics.
 
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
 use coffer_engine::{
-    AgeIdentity, AgeRecipients, ContentKind, EngineError, Repo, RestoreMode, SnapshotFilter,
-    TreeBackupOptions,
+    ContentKind, EngineError, Repo, RestoreMode, SnapshotFilter, TreeBackupOptions,
 };
 use coffer_model::{BackupId, BackupRef, ComponentName, Label};
 use coffer_targets::{LocalStorage, Storage};
 use coffer_testkit::tree::{self, assert_same_tree};
 use coffer_testkit::{restic, restic_bytes, restic_check};
 
-const PW: &str = "correct horse battery staple";
+mod common;
 
-fn storage(dir: &Path) -> Arc<dyn Storage> {
-    Arc::new(LocalStorage::new(dir))
-}
-
-fn new_repo(dir: &Path) -> Repo {
-    Repo::init(storage(dir), PW).expect("init")
-}
-
-fn bref(label: &str, component: &str, count: u32) -> BackupRef {
-    let id = BackupId::generate(&Label::new(label).unwrap());
-    BackupRef::new(id, ComponentName::new(component).unwrap(), count)
-}
-
-fn backup_dir(repo: &Repo, src: &Path, component: &str) -> coffer_engine::SnapshotInfo {
-    repo.backup_tree(
-        src,
-        &bref("test", component, 1),
-        &TreeBackupOptions::default(),
-        None,
-    )
-    .expect("backup")
-}
-
+use common::*;
 #[test]
 fn init_open_and_password_errors() {
     let tmp = tempfile::tempdir().unwrap();
@@ -156,6 +135,11 @@ fn tree_round_trip_keeps_content_and_metadata() {
 #[test]
 fn restore_refuses_non_empty_and_supports_overwrite_and_mirror() {
     restore_modes_behave(false);
+}
+
+#[test]
+fn a_sealed_tree_restores_with_overwrite_and_mirror() {
+    restore_modes_behave(true);
 }
 
 /// Refuse, overwrite and mirror on a destination with a changed and an
@@ -309,27 +293,6 @@ fn stream_round_trip() {
         assert!(dumped == data, "restic dump returns the stream's bytes");
     }
     restic_check(&dir, PW);
-}
-
-/// A reader that fails after `ok` bytes, like a dump whose connection drops.
-struct FailingReader {
-    ok: usize,
-    done: usize,
-}
-
-impl Read for FailingReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.done >= self.ok {
-            return Err(io::Error::new(
-                io::ErrorKind::ConnectionReset,
-                "connection reset by peer",
-            ));
-        }
-        let n = buf.len().min(self.ok - self.done);
-        buf[..n].fill(0x5a);
-        self.done += n;
-        Ok(n)
-    }
 }
 
 #[test]
@@ -627,14 +590,6 @@ fn panicky(dir: &Path, on_read: bool, on_pack_write: bool) -> Repo {
     Repo::open(Arc::new(storage), PW).unwrap()
 }
 
-fn staging_leftovers(parent: &Path) -> Vec<String> {
-    fs::read_dir(parent)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".coffer-restore-"))
-        .collect()
-}
-
 #[test]
 fn a_panic_inside_the_engine_is_a_clean_error() {
     let tmp = tempfile::tempdir().unwrap();
@@ -758,455 +713,4 @@ fn a_file_over_4_gib_round_trips() {
         .unwrap();
     assert_same_tree(&src, &dest);
     assert!(tree::allocated_bytes(&dest.join("big.img")) < 64 << 20);
-}
-
-mod properties {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn name() -> impl Strategy<Value = String> {
-        // unicode, spaces, newlines, dots — but never "." or ".."
-        "[a-zA-Z0-9 ü€\n._-]{1,12}".prop_filter("not . or ..", |s| s != "." && s != "..")
-    }
-
-    /// One generated file: path components, content, mode, mtime seconds and nanoseconds.
-    type GenFile = (Vec<String>, Vec<u8>, u32, i64, u32);
-
-    fn files() -> impl Strategy<Value = Vec<GenFile>> {
-        prop::collection::vec(
-            (
-                prop::collection::vec(name(), 1..4),
-                prop::collection::vec(any::<u8>(), 0..20_000),
-                prop::sample::select(vec![0o600u32, 0o644, 0o755, 0o400, 0o4755]),
-                0i64..2_000_000_000,
-                0u32..1_000_000_000,
-            ),
-            1..12,
-        )
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
-
-        #[test]
-        fn random_trees_round_trip_exactly(files in files()) {
-            let tmp = tempfile::tempdir().unwrap();
-            let src = tmp.path().join("src");
-            fs::create_dir_all(&src).unwrap();
-            let mut made = Vec::new();
-            for (parts, content, mode, secs, nanos) in &files {
-                let rel: std::path::PathBuf = parts.iter().collect();
-                let path = src.join(&rel);
-                // skip paths that collide with an existing file or directory
-                if made.iter().any(|m: &std::path::PathBuf| m.starts_with(&rel) || rel.starts_with(m)) {
-                    continue;
-                }
-                tree::write(&path, content);
-                use std::os::unix::fs::PermissionsExt;
-                fs::set_permissions(&path, fs::Permissions::from_mode(*mode)).unwrap();
-                tree::set_mtime(&path, *secs, *nanos);
-                made.push(rel);
-            }
-            let dir = tmp.path().join("repo");
-            let repo = Repo::init(storage(&dir), PW).unwrap();
-            let snap = backup_dir(&repo, &src, "files");
-            let dest = tmp.path().join("dest");
-            repo.restore_tree(&snap.id, &dest, RestoreMode::RefuseNonEmpty, None).unwrap();
-            let (a, b) = (tree::walk(&src), tree::walk(&dest));
-            for (k, e) in &a {
-                // directory mtimes changed while files were added; compare files exactly
-                if e.kind == "file" {
-                    prop_assert_eq!(Some(e), b.get(k), "{}", k.display());
-                }
-            }
-            prop_assert_eq!(a.len(), b.len());
-        }
-
-        /// Mutated native tars (flipped, overwritten and cut bytes) never
-        /// panic, and whatever they do, nothing lands outside the root.
-        #[test]
-        fn mutated_tree_tars_never_escape(
-            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..24),
-            cut in prop::option::of(any::<prop::sample::Index>()),
-        ) {
-            use std::sync::OnceLock;
-            static TAR: OnceLock<Vec<u8>> = OnceLock::new();
-            let base = TAR.get_or_init(|| {
-                let tmp = tempfile::tempdir().unwrap();
-                let src = tmp.path().join("src");
-                tree::build_rich_tree(&src);
-                // From the staging directory beside `dest`, this is `root/outside`.
-                std::os::unix::fs::symlink("../outside", src.join("escape")).unwrap();
-                let mut out = Vec::new();
-                coffer_engine::write_dir_tar(&src, &[], &mut out, None).unwrap();
-                out
-            });
-            let mut bytes = base.clone();
-            for (at, value) in edits {
-                let i = at.index(bytes.len());
-                bytes[i] = value;
-            }
-            if let Some(c) = cut {
-                bytes.truncate(c.index(bytes.len()));
-            }
-            let tmp = tempfile::tempdir().unwrap();
-            let root = tmp.path().join("root");
-            fs::create_dir(&root).unwrap();
-            let _ = coffer_engine::seal::verify_tree_tar(&mut bytes.as_slice());
-            let _ = coffer_engine::restore_tree_from_tar(
-                &mut bytes.as_slice(),
-                &root.join("dest"),
-                RestoreMode::RefuseNonEmpty,
-                None,
-            );
-            // Only `dest` (when it restored), no staging, nothing through the link.
-            let top: Vec<_> = fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name()).collect();
-            prop_assert!(top.is_empty() || top == ["dest"], "{:?}", top);
-            prop_assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
-        }
-
-        #[test]
-        fn random_streams_round_trip_exactly(data in prop::collection::vec(any::<u8>(), 0..3_000_000)) {
-            let tmp = tempfile::tempdir().unwrap();
-            let repo = Repo::init(storage(&tmp.path().join("repo")), PW).unwrap();
-            let snap = repo
-                .backup_stream(Box::new(io::Cursor::new(data.clone())), "s", &bref("test", "s", 1), None)
-                .unwrap();
-            let mut out = Vec::new();
-            repo.restore_stream(&snap.id, &mut out).unwrap();
-            prop_assert_eq!(out, data);
-        }
-    }
-}
-
-// ------------------------------------------------------------------ sealed components
-
-fn sealing() -> (Arc<AgeIdentity>, Arc<AgeRecipients>) {
-    let id = AgeIdentity::generate();
-    let recipients = AgeRecipients::parse(&[id.recipient()]).unwrap();
-    (Arc::new(id), Arc::new(recipients))
-}
-
-/// Backs `src` up as component `keys`, sealed to a new identity.
-fn sealed_tree_backup(repo: &Repo, src: &Path) -> (Arc<AgeIdentity>, coffer_engine::SnapshotInfo) {
-    let (identity, recipients) = sealing();
-    let snap = repo
-        .sealed_to(recipients)
-        .backup_tree(
-            src,
-            &bref("test", "keys", 1),
-            &TreeBackupOptions::default(),
-            None,
-        )
-        .unwrap();
-    (identity, snap)
-}
-
-#[test]
-fn a_sealed_tree_round_trips_and_needs_its_identity() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    tree::build_rich_tree(&src);
-    // A FIFO too: the tar crate alone would bring it back as a regular file.
-    let fifo = std::ffi::CString::new(src.join("nested/pipe").to_str().unwrap()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o640) }, 0);
-    tree::set_mtime(&src.join("nested/pipe"), 1_500_000_000, 5);
-    tree::set_mtime(&src.join("nested"), 1_600_000_000, 7);
-    let dir = tmp.path().join("repo");
-    let repo = new_repo(&dir);
-    let (identity, snap) = sealed_tree_backup(&repo, &src);
-    assert!(snap.sealed);
-    assert_eq!(snap.kind, Some(ContentKind::Tree));
-    assert_eq!(snap.paths, ["keys.tar.age"]);
-    assert!(snap.tags.iter().any(|t| t == coffer_engine::tags::SEALED));
-
-    let dest = tmp.path().join("restored");
-    let err = repo
-        .restore_tree(&snap.id, &dest, RestoreMode::RefuseNonEmpty, None)
-        .unwrap_err();
-    assert!(
-        matches!(err, EngineError::SealedWithoutIdentity { .. }),
-        "{err}"
-    );
-    let wrong = repo.with_identity(Arc::new(AgeIdentity::generate()));
-    let err = wrong
-        .restore_tree(&snap.id, &dest, RestoreMode::RefuseNonEmpty, None)
-        .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("is not one this component was sealed to"),
-        "{err}"
-    );
-    assert!(wrong.check_identity(&snap.id).is_err());
-    assert!(!dest.exists(), "nothing restored with the wrong identity");
-    assert!(staging_leftovers(tmp.path()).is_empty());
-
-    let opener = repo.with_identity(Arc::clone(&identity));
-    opener.check_identity(&snap.id).unwrap();
-    opener
-        .restore_tree(&snap.id, &dest, RestoreMode::RefuseNonEmpty, None)
-        .unwrap();
-    // Everything but the holes: a tar stores a sparse file densely.
-    assert_same_tree(&src, &dest);
-    restic_check(&dir, PW);
-
-    // Disaster recovery without Coffer: restic dump, age, tar.
-    if let Some(sealed) = restic_bytes(&dir, PW, &["dump", &snap.id, "/keys.tar.age"]) {
-        assert!(sealed.starts_with(b"age-encryption.org/v1"));
-        assert!(!sealed.windows(12).any(|w| w == b"hello coffer"));
-        let mut sealed = sealed.as_slice();
-        let plain = coffer_engine::seal::open_sealed(&mut sealed, &identity).unwrap();
-        let mut names = Vec::new();
-        for e in tar::Archive::new(plain).entries().unwrap() {
-            names.push(e.unwrap().path().unwrap().display().to_string());
-        }
-        assert!(names.iter().any(|n| n == "plain.txt"), "{names:?}");
-    }
-}
-
-#[test]
-fn a_sealed_tree_restores_with_overwrite_and_mirror() {
-    restore_modes_behave(true);
-}
-
-#[test]
-fn a_sealed_stream_round_trips_and_a_failing_source_records_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("repo");
-    let repo = new_repo(&dir);
-    let (identity, recipients) = sealing();
-    let sealer = repo.sealed_to(recipients);
-    let data = tree::random_bytes(9, 3_000_000);
-    let snap = sealer
-        .backup_stream(
-            Box::new(io::Cursor::new(data.clone())),
-            "vault.snap",
-            &bref("test", "vault", 1),
-            None,
-        )
-        .unwrap();
-    assert!(snap.sealed);
-    assert_eq!(snap.kind, Some(ContentKind::Stream));
-    assert_eq!(snap.paths, ["vault.snap.age"]);
-
-    let mut out = Vec::new();
-    assert!(matches!(
-        repo.restore_stream(&snap.id, &mut out),
-        Err(EngineError::SealedWithoutIdentity { .. })
-    ));
-    assert!(out.is_empty());
-    repo.with_identity(identity)
-        .restore_stream(&snap.id, &mut out)
-        .unwrap();
-    assert!(out == data, "the sealed stream restores byte for byte");
-
-    let err = sealer
-        .backup_stream(
-            Box::new(FailingReader {
-                ok: 1 << 20,
-                done: 0,
-            }),
-            "vault.snap",
-            &bref("test", "vault", 1),
-            None,
-        )
-        .unwrap_err();
-    assert!(matches!(err, EngineError::Incomplete { .. }), "{err}");
-    let all = repo.snapshots(&SnapshotFilter::default()).unwrap();
-    assert_eq!(all.len(), 1, "the failed sealed backup recorded nothing");
-    // An unsealed snapshot needs no identity.
-    let plain = repo
-        .backup_stream(
-            Box::new(io::Cursor::new(b"x".to_vec())),
-            "p",
-            &bref("test", "p", 1),
-            None,
-        )
-        .unwrap();
-    repo.check_identity(&plain.id).unwrap();
-    restic_check(&dir, PW);
-}
-
-#[test]
-fn a_snapshot_travels_as_one_file_of_the_announced_length() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    tree::build_rich_tree(&src);
-    let dir = tmp.path().join("repo");
-    let repo = new_repo(&dir);
-
-    // A tree: a tar whose length is known before a byte of it is written.
-    let snap = backup_dir(&repo, &src, "files");
-    let form = repo.portable_form(&snap.id).unwrap();
-    assert_eq!(form.file_name, "files.tar");
-    assert_eq!(form.content, ContentKind::Tree);
-    assert!(!form.sealed);
-    let mut tar_bytes = Vec::new();
-    let written = repo.write_portable(&snap.id, &mut tar_bytes).unwrap();
-    assert_eq!((written, tar_bytes.len() as u64), (form.len, form.len));
-    let out = tmp.path().join("from-tar");
-    fs::create_dir(&out).unwrap();
-    let mut archive = tar::Archive::new(tar_bytes.as_slice());
-    archive.set_preserve_permissions(true);
-    archive.unpack(&out).unwrap();
-    let (a, b) = (tree::walk(&src), tree::walk(&out));
-    assert_eq!(a.len(), b.len());
-    for (k, e) in &a {
-        assert_eq!(e.content_hash, b[k].content_hash, "{}", k.display());
-        assert_eq!(e.mode, b[k].mode, "{}", k.display());
-        assert_eq!(e.link, b[k].link, "{}", k.display());
-    }
-
-    // A stream: its bytes, though its node records no size.
-    let data = tree::random_bytes(3, 1_234_567);
-    let s = repo
-        .backup_stream(
-            Box::new(io::Cursor::new(data.clone())),
-            "db.dump",
-            &bref("test", "db", 1),
-            None,
-        )
-        .unwrap();
-    let form = repo.portable_form(&s.id).unwrap();
-    assert_eq!((form.file_name.as_str(), form.len), ("db.dump", 1_234_567));
-    let mut out = Vec::new();
-    repo.write_portable(&s.id, &mut out).unwrap();
-    assert!(out == data);
-
-    // A sealed snapshot travels still sealed.
-    let (_, sealed) = sealed_tree_backup(&repo, &src);
-    let form = repo.portable_form(&sealed.id).unwrap();
-    assert!(form.sealed);
-    assert_eq!(form.file_name, "keys.tar.age");
-    let mut out = Vec::new();
-    repo.write_portable(&sealed.id, &mut out).unwrap();
-    assert_eq!(out.len() as u64, form.len);
-    assert!(out.starts_with(b"age-encryption.org/v1"));
-}
-
-#[test]
-fn a_tree_tar_from_outside_restores_like_a_snapshot() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    tree::build_rich_tree(&src);
-    // The native form of a directory, as a per-component download gives it.
-    let mut tar_bytes = Vec::new();
-    let written = coffer_engine::write_dir_tar(&src, &[], &mut tar_bytes, None).unwrap();
-    assert_eq!(written, tar_bytes.len() as u64);
-    assert!(coffer_engine::seal::verify_tree_tar(&mut tar_bytes.as_slice()).unwrap() > 10);
-    let dest = tmp.path().join("dest");
-    coffer_engine::restore_tree_from_tar(
-        &mut tar_bytes.as_slice(),
-        &dest,
-        RestoreMode::RefuseNonEmpty,
-        None,
-    )
-    .unwrap();
-    // Everything but the owners: an upload's files belong to the user
-    // Coffer runs as (`TarOrigin::Untrusted`).
-    let mut expected = tree::walk(&src);
-    // SAFETY: geteuid and getegid have no preconditions.
-    let me = unsafe { (libc::geteuid(), libc::getegid()) };
-    for e in expected.values_mut() {
-        e.uid_gid = e.uid_gid.map(|_| me);
-    }
-    assert_eq!(expected, tree::walk(&dest));
-    // A non-empty destination is refused, as for a snapshot.
-    let e = coffer_engine::restore_tree_from_tar(
-        &mut tar_bytes.as_slice(),
-        &dest,
-        RestoreMode::RefuseNonEmpty,
-        None,
-    )
-    .unwrap_err();
-    assert!(matches!(e, EngineError::DestinationNotEmpty(_)), "{e}");
-}
-
-/// A tar with raw entries (names the `tar` crate's builder would refuse).
-fn hostile_tar(entries: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (name, kind, link, data) in entries {
-        let mut h = tar::Header::new_gnu();
-        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
-        h.set_entry_type(*kind);
-        h.set_mode(0o644);
-        h.set_size(data.len() as u64);
-        h.set_cksum();
-        out.extend_from_slice(h.as_bytes());
-        out.extend_from_slice(data);
-        out.resize(out.len().div_ceil(512) * 512, 0);
-    }
-    out.resize(out.len() + 1024, 0);
-    out
-}
-
-#[test]
-fn hostile_tree_tars_are_refused_and_write_nothing_outside() {
-    use tar::EntryType as T;
-    let tmp = tempfile::tempdir().unwrap();
-    let outside = tmp.path().join("outside");
-    fs::create_dir(&outside).unwrap();
-    let escape = outside.to_str().unwrap();
-    let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("dotdot", hostile_tar(&[("../evil", T::Regular, "", b"x")])),
-        (
-            "absolute",
-            hostile_tar(&[("/tmp/evil", T::Regular, "", b"x")]),
-        ),
-        (
-            "symlink escape",
-            hostile_tar(&[
-                ("link", T::Symlink, escape, b""),
-                ("link/evil", T::Regular, "", b"x"),
-            ]),
-        ),
-        (
-            "directory through a symlink",
-            hostile_tar(&[
-                ("link", T::Symlink, escape, b""),
-                ("link/sub", T::Directory, "", b""),
-            ]),
-        ),
-        (
-            "hard link",
-            hostile_tar(&[("hard", T::Link, "/etc/passwd", b"")]),
-        ),
-        ("block device", hostile_tar(&[("sda", T::Block, "", b"")])),
-        ("char device", hostile_tar(&[("mem", T::Char, "", b"")])),
-        ("sparse", hostile_tar(&[("holes", T::GNUSparse, "", b"")])),
-    ];
-    for (what, bytes) in cases {
-        assert!(
-            coffer_engine::seal::verify_tree_tar(&mut bytes.as_slice()).is_err(),
-            "{what}: verified"
-        );
-        let dest = tmp.path().join(format!("dest-{}", what.replace(' ', "-")));
-        let e = coffer_engine::restore_tree_from_tar(
-            &mut bytes.as_slice(),
-            &dest,
-            RestoreMode::RefuseNonEmpty,
-            None,
-        )
-        .expect_err(what);
-        assert!(matches!(e, EngineError::InvalidInput(_)), "{what}: {e}");
-        // Nothing outside, no destination, no staging left behind.
-        assert_eq!(fs::read_dir(&outside).unwrap().count(), 0, "{what}");
-        assert!(!dest.exists(), "{what}");
-        assert!(!tmp.path().join("evil").exists(), "{what}");
-        assert!(staging_leftovers(tmp.path()).is_empty(), "{what}");
-    }
-    // A truncated archive fails too, and leaves the destination alone.
-    let src = tmp.path().join("src");
-    tree::build_rich_tree(&src);
-    let mut whole = Vec::new();
-    coffer_engine::write_dir_tar(&src, &[], &mut whole, None).unwrap();
-    let cut = &whole[..whole.len() / 2];
-    let dest = tmp.path().join("dest-truncated");
-    assert!(
-        coffer_engine::restore_tree_from_tar(&mut &cut[..], &dest, RestoreMode::Overwrite, None)
-            .is_err()
-    );
-    assert!(!dest.exists());
 }

@@ -5,8 +5,7 @@
 //!
 //! One pipe for every crate that streams between threads: the S3
 //! component's tar in both directions, and [`spawn_producer`] for a reader
-//! filled by a worker (what the engine's sealing does with its own
-//! `ProducerReader` today).
+//! filled by a worker (the engine's sealing of streams and trees).
 
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};

@@ -1,0 +1,137 @@
+//! Maintenance: check, forget and prune.
+
+use std::sync::Arc;
+
+use rustic_core::{CheckOptions, PruneOptions, ReadSubsetOption};
+use serde::Serialize;
+
+use super::{Repo, guarded};
+use crate::lock::{LockMode, RepoLock};
+use crate::{EngineError, EngineResult};
+
+/// The outcome of a check.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckReport {
+    /// Problems that make data unreadable or the repository inconsistent.
+    pub errors: Vec<String>,
+    /// Findings that do not endanger data (e.g. unused blobs).
+    pub warnings: Vec<String>,
+}
+
+impl CheckReport {
+    /// True when no error was found.
+    pub fn is_ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// What a prune removed or will remove.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PruneReport {
+    /// Pack files deleted now.
+    pub packs_removed: u64,
+    /// Pack files repacked (their live blobs copied into new packs).
+    pub packs_repacked: u64,
+    /// Pack files marked for deletion by this run, deleted by a later prune
+    /// once the grace period (23 h) has passed — the two-phase prune.
+    pub packs_marked: u64,
+    /// Pack files marked by an earlier prune, still inside the grace period.
+    pub packs_waiting: u64,
+    /// Bytes freed by this run.
+    pub bytes_freed: u64,
+}
+
+impl Repo {
+    /// Checks the repository structure and, with `read_data`, the content of
+    /// all packs or a subset of them (`"10%"`, `"1/5"`, `"500M"`, or `"all"`).
+    pub fn check(&self, read_data: Option<&str>) -> EngineResult<CheckReport> {
+        let subset: Option<ReadSubsetOption> = match read_data {
+            None => None,
+            Some(s) => Some(s.parse().map_err(|e| {
+                EngineError::InvalidInput(format!(
+                    "invalid read-data subset {s:?} ({e}); use all, 10%, 1/5 or a size like 500M"
+                ))
+            })?),
+        };
+        let _lock = RepoLock::acquire(Arc::clone(&self.storage), LockMode::Shared, "check")?;
+        guarded(|| {
+            let repo = self.handle(None, None)?;
+            let mut opts = CheckOptions::default();
+            if let Some(subset) = subset {
+                opts = opts.read_data(true).read_data_subset(subset);
+            }
+            let results = repo.check(opts).map_err(|e| EngineError::rustic(&e))?;
+            let mut report = CheckReport::default();
+            for (level, finding) in results.0 {
+                let text = finding.to_string();
+                if format!("{level:?}") == "Error" {
+                    report.errors.push(text);
+                } else {
+                    report.warnings.push(text);
+                }
+            }
+            Ok(report)
+        })
+    }
+
+    /// Removes snapshots (by full id). Their data stays until [`Repo::prune`].
+    pub fn forget(&self, snapshot_ids: &[String]) -> EngineResult<usize> {
+        if snapshot_ids.is_empty() {
+            return Ok(0);
+        }
+        let _lock = RepoLock::acquire(Arc::clone(&self.storage), LockMode::Exclusive, "forget")?;
+        guarded(|| {
+            let repo = self.handle(None, None)?;
+            let snaps = repo
+                .get_snapshots(snapshot_ids)
+                .map_err(|e| EngineError::NotFound(e.display_log()))?;
+            let ids: Vec<_> = snaps.iter().map(|s| s.id).collect();
+            repo.delete_snapshots(&ids)
+                .map_err(|e| EngineError::rustic(&e))?;
+            Ok(ids.len())
+        })
+    }
+
+    /// Removes data no snapshot references. Takes the exclusive lock. Packs
+    /// are deleted in two phases by default: marked now and removed by a prune
+    /// at least 23 h later, so a backup that started before this prune and
+    /// still refers to them cannot lose data. `instant` deletes at once (only
+    /// safe when no other Coffer process uses the repository).
+    pub fn prune(&self, instant: bool) -> EngineResult<PruneReport> {
+        let _lock = RepoLock::acquire(Arc::clone(&self.storage), LockMode::Exclusive, "prune")?;
+        guarded(|| {
+            let repo = self.handle(None, None)?;
+            let mut opts = PruneOptions::default().instant_delete(instant);
+            if instant {
+                // Also delete packs an earlier prune marked, without waiting
+                // out their grace period.
+                opts = opts.keep_delete(rustic_core::jiff::Span::new());
+            }
+            let plan = repo
+                .prune_plan(&opts)
+                .map_err(|e| EngineError::rustic(&e))?;
+            // rustic_core's statistics: `packs.unused` are packs no snapshot
+            // uses any more (marked now, or deleted now when instant);
+            // `packs_to_delete.remove` are packs marked by an earlier prune
+            // whose grace period is over; `packs_to_delete.keep` are marked
+            // packs still waiting.
+            let stats = &plan.stats;
+            let sizes = stats.size_sum();
+            let (unused_removed, unused_marked, unused_bytes) = if instant {
+                (stats.packs.unused, 0, sizes.remove)
+            } else {
+                (0, stats.packs.unused, 0)
+            };
+            let report = PruneReport {
+                packs_removed: stats.packs_to_delete.remove + unused_removed,
+                packs_repacked: stats.packs.repack,
+                packs_marked: unused_marked,
+                packs_waiting: stats.packs_to_delete.keep,
+                bytes_freed: stats.size_to_delete.remove + sizes.repackrm + unused_bytes,
+            };
+            repo.prune(&opts, plan)
+                .map_err(|e| EngineError::rustic(&e))?;
+            Ok(report)
+        })
+    }
+}
