@@ -26,6 +26,7 @@ use suppaftp::{FtpError, RustlsConnector, RustlsFtpStream};
 use crate::retry::RetryPolicy;
 use crate::{
     ObjectInfo, Storage, StorageError, StorageErrorKind, StorageResult, TMP_DIR, check_key,
+    check_list_prefix,
 };
 
 /// FTPS settings.
@@ -573,6 +574,7 @@ impl Storage for FtpStorage {
     }
 
     fn list(&self, prefix: &str) -> StorageResult<Vec<ObjectInfo>> {
+        check_list_prefix(&self.location, prefix)?;
         let dir = prefix.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
         let mut out = Vec::new();
         self.with_conn("list", prefix, |ftp| {

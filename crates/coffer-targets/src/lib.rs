@@ -138,6 +138,33 @@ pub fn check_key(location: &str, op: &'static str, key: &str) -> StorageResult<(
     Ok(())
 }
 
+/// Refuses a listing prefix that could reach outside the storage root. A
+/// prefix is not a key (`data/` ends in a slash and `data/a` may name part
+/// of a file name), but its directory part must be a valid key and its last
+/// part may not be `.` or `..`. Every implementation of [`Storage::list`]
+/// calls this first.
+pub fn check_list_prefix(location: &str, prefix: &str) -> StorageResult<()> {
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    let (dir, tail) = prefix.rsplit_once('/').unwrap_or(("", prefix));
+    let bad = prefix.starts_with('/')
+        || prefix.contains(['\\', '\0'])
+        || tail == "."
+        || tail == ".."
+        || (prefix.contains('/') && check_key(location, "list", dir).is_err());
+    if bad {
+        return Err(StorageError::new(
+            StorageErrorKind::InvalidKey,
+            location,
+            "list",
+            prefix,
+            "a listing prefix must stay inside the target: no leading '/', no empty, '.' or '..' components",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +176,26 @@ mod tests {
         }
         for good in ["config", "data/ab/abcdef", "coffer/locks/1.json"] {
             assert!(check_key("t", "put", good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn listing_prefixes_that_escape_are_refused() {
+        for bad in [
+            "../", "..", "../../", "a/../../", "./", "/", "..\\", "a//", "a/./b",
+        ] {
+            assert!(check_list_prefix("t", bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            "",
+            "data/",
+            "data/ab",
+            "data/ab/",
+            "keys/",
+            "snap",
+            "coffer/locks/",
+        ] {
+            assert!(check_list_prefix("t", good).is_ok(), "{good:?}");
         }
     }
 }

@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use rand::Rng;
 
-use crate::{ObjectInfo, Storage, StorageError, StorageResult, TMP_DIR, check_key};
+use crate::{
+    ObjectInfo, Storage, StorageError, StorageResult, TMP_DIR, check_key, check_list_prefix,
+};
 
 /// Temporary files older than this are leftovers of crashed writers.
 const TMP_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -168,9 +170,7 @@ impl Storage for LocalStorage {
             Some(i) => &prefix[..i],
             None => "",
         };
-        if !dir_part.is_empty() {
-            check_key(&self.location, "list", dir_part)?;
-        }
+        check_list_prefix(&self.location, prefix)?;
         let mut out = Vec::new();
         let mut stack = vec![(self.root.join(dir_part), dir_part.to_owned())];
         while let Some((dir, rel)) = stack.pop() {

@@ -25,6 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use crate::retry::RetryPolicy;
 use crate::{
     ObjectInfo, Storage, StorageError, StorageErrorKind, StorageResult, TMP_DIR, check_key,
+    check_list_prefix,
 };
 
 /// How an SFTP target authenticates.
@@ -626,6 +627,7 @@ impl Storage for SftpStorage {
     }
 
     fn list(&self, prefix: &str) -> StorageResult<Vec<ObjectInfo>> {
+        check_list_prefix(&self.location, prefix)?;
         let dir = prefix
             .rsplit_once('/')
             .map(|(d, _)| d)

@@ -7,9 +7,12 @@
 //!   must accept every repository the tests create.
 //! * [`require_tool`]: outside CI a test may skip loudly when a tool or
 //!   server is missing; under `CI=true` it fails.
+//! * [`storage::conformance`]: the one contract suite every storage backend
+//!   (local, S3, SFTP, FTP/FTPS) must pass.
 
 pub mod proxy;
 pub mod s3;
+pub mod storage;
 pub mod tree;
 
 use std::path::Path;

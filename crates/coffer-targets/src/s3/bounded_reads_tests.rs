@@ -215,6 +215,14 @@ fn an_honest_answer_is_read() {
         send: 3,
     });
     assert_eq!(fake.storage().get("config").unwrap(), b"xxx");
+    // An empty object declares `Content-Length: 0` (ureq reports no length
+    // for it): read as empty, not refused as of unknown size.
+    let fake = Fake::start(Answer::Declared {
+        status: 200,
+        length: 0,
+        send: 0,
+    });
+    assert_eq!(fake.storage().get("config").unwrap(), b"");
 }
 
 /// Reads an opened object to its end.

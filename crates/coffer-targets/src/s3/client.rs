@@ -427,7 +427,7 @@ impl S3Client {
         let full = self.full("get", key)?;
         self.retry.run(|| {
             let r = self.get_request("get", key, &full, None)?;
-            let len = r.body().content_length().ok_or_else(|| {
+            let len = declared_length(&r).ok_or_else(|| {
                 self.error(
                     StorageErrorKind::Corrupt,
                     "get",
@@ -450,7 +450,7 @@ impl S3Client {
         let range = format!("bytes={offset}-{}", offset + length - 1);
         self.retry.run(|| {
             let r = self.get_request("get-range", key, &full, Some(&range))?;
-            let declared = r.body().content_length();
+            let declared = declared_length(&r);
             // A 200 is the whole object: acceptable only when that is the range.
             let whole_is_range = offset == 0 && declared == Some(length);
             if r.status() != 206 && !whole_is_range {
@@ -502,7 +502,7 @@ impl S3Client {
                 }
             }
         }
-        let len = r.body().content_length().unwrap_or(fallback_len);
+        let len = declared_length(&r).unwrap_or(fallback_len);
         let reader = r.into_body().into_with_config().limit(len).reader();
         let body = ObjectBody::new(
             Box::new(reader),
@@ -739,4 +739,19 @@ fn xml_field(body: &str, tag: &str) -> Option<String> {
         .nth(1)
         .and_then(|rest| rest.split(&format!("</{tag}>")).next())
         .map(str::to_owned)
+}
+
+/// The body length the server declares. ureq reports no length for a body
+/// it knows is empty (`Content-Length: 0`), so the header itself is the
+/// fallback: an empty object is declared, not of unknown size.
+fn declared_length(r: &Response) -> Option<u64> {
+    r.body().content_length().or_else(|| {
+        r.headers()
+            .get("content-length")?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    })
 }

@@ -19,7 +19,7 @@ pub use body::ObjectBody;
 pub use client::{ObjectHead, ObjectMeta, S3Client, S3Object};
 
 use crate::retry::RetryPolicy;
-use crate::{ObjectInfo, Storage, StorageResult, check_key};
+use crate::{ObjectInfo, Storage, StorageResult, check_key, check_list_prefix};
 
 /// Connection settings of an S3 target (or of the S3 component's bucket),
 /// secrets already resolved.
@@ -215,6 +215,7 @@ impl Storage for S3Storage {
     }
 
     fn list(&self, prefix: &str) -> StorageResult<Vec<ObjectInfo>> {
+        check_list_prefix(self.client.location(), prefix)?;
         Ok(self
             .client
             .list(prefix)?
@@ -229,6 +230,12 @@ impl Storage for S3Storage {
     fn delete(&self, key: &str) -> StorageResult<()> {
         check_key(self.client.location(), "delete", key)?;
         self.client.delete(key)
+    }
+
+    /// Nothing to create on an object store; the prefix is still checked
+    /// like every key, so a bad one fails here as on the other backends.
+    fn ensure_prefix(&self, prefix: &str) -> StorageResult<()> {
+        check_key(self.client.location(), "mkdir", prefix)
     }
 }
 
