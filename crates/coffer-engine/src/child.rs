@@ -109,14 +109,13 @@ impl ChildReader {
     /// Waits until the pipe has data (or EOF), checking the cancel token every
     /// 200 ms; on cancel, kills the program.
     fn wait_readable(&mut self) -> std::io::Result<()> {
-        use std::os::fd::AsRawFd;
         let Some(cancel) = &self.cancel else {
             return Ok(());
         };
-        let mut fds = libc::pollfd {
-            fd: self.stdout.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let every = Timespec {
+            tv_sec: 0,
+            tv_nsec: 200_000_000,
         };
         loop {
             if cancel.is_cancelled() {
@@ -125,16 +124,11 @@ impl ChildReader {
                 let _ = self.child.wait();
                 return Err(std::io::Error::other(crate::source::CANCELLED));
             }
-            // SAFETY: one valid pollfd for an fd this struct owns.
-            let rc = unsafe { libc::poll(&mut fds, 1, 200) };
-            if rc > 0 {
-                return Ok(());
-            }
-            if rc < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
+            let mut fds = [PollFd::new(&self.stdout, PollFlags::IN)];
+            match poll(&mut fds, Some(&every)) {
+                Ok(0) | Err(rustix::io::Errno::INTR) => {}
+                Ok(_) => return Ok(()),
+                Err(e) => return Err(e.into()),
             }
         }
     }

@@ -3,32 +3,22 @@
 //! opened descriptor, renames that exchange two entries or refuse to
 //! replace one, and telling whether two paths are on the same mount.
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
-fn c_string(bytes: &[u8], shown: &Path) -> io::Result<CString> {
-    CString::new(bytes).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("NUL byte in path {}", shown.display()),
-        )
-    })
-}
+use rustix::fs::{AtFlags, CWD, Mode, OFlags, RenameFlags, StatxFlags};
+use rustix::io::Errno;
 
-/// `openat(dir, name, flags)` as an owned descriptor.
-fn open_at(dir: libc::c_int, name: &CString, flags: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: `name` is NUL-terminated; `dir` is AT_FDCWD or a descriptor the
-    // caller keeps open for the call; the result is checked before use.
-    let fd = unsafe { libc::openat(dir, name.as_ptr(), flags | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just opened and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+/// `openat(dir, name, flags)` as an owned descriptor, closed on exec.
+fn open_at(dir: impl AsFd, name: &Path, flags: OFlags) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(
+        dir,
+        name,
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 /// Opens the directory `rel` below `root` without following any symbolic
@@ -52,29 +42,27 @@ pub(crate) fn open_dir_beneath(root: &Path, rel: &Path) -> io::Result<File> {
         }
     }
     let root_flags = if names.is_empty() {
-        libc::O_RDONLY
+        OFlags::RDONLY
     } else {
-        libc::O_PATH
+        OFlags::PATH
     };
-    let root_c = c_string(root.as_os_str().as_bytes(), root)?;
-    let mut fd = open_at(libc::AT_FDCWD, &root_c, root_flags | libc::O_DIRECTORY)
+    let mut fd = open_at(CWD, root, root_flags | OFlags::DIRECTORY)
         .map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", root.display())))?;
     let mut at = root.to_path_buf();
     for (i, name) in names.iter().enumerate() {
         at.push(name);
         let access = if i + 1 == names.len() {
-            libc::O_RDONLY
+            OFlags::RDONLY
         } else {
-            libc::O_PATH
+            OFlags::PATH
         };
-        let name_c = c_string(name.as_bytes(), &at)?;
         fd = open_at(
-            fd.as_raw_fd(),
-            &name_c,
-            access | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+            &fd,
+            Path::new(name),
+            access | OFlags::DIRECTORY | OFlags::NOFOLLOW,
         )
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP | libc::ENOTDIR) => io::Error::new(
+        .map_err(|e| match e.raw_os_error().map(Errno::from_raw_os_error) {
+            Some(Errno::LOOP | Errno::NOTDIR) => io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
                     "{} is not a directory (a symbolic link or a file is in its place)",
@@ -135,23 +123,8 @@ pub(crate) fn set_xattrs(file: &File, xattrs: &[(String, Vec<u8>)]) -> io::Resul
     Ok(())
 }
 
-fn rename2(from: &Path, to: &Path, flags: libc::c_uint) -> io::Result<()> {
-    let f = c_string(from.as_os_str().as_bytes(), from)?;
-    let t = c_string(to.as_os_str().as_bytes(), to)?;
-    // SAFETY: both paths are NUL-terminated and outlive the call.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            f.as_ptr(),
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            flags,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+fn rename2(from: &Path, to: &Path, flags: RenameFlags) -> io::Result<()> {
+    Ok(rustix::fs::renameat_with(CWD, from, CWD, to, flags)?)
 }
 
 /// Whether a filesystem refused a `renameat2` flag it does not implement.
@@ -164,13 +137,13 @@ pub(crate) fn unsupported(e: &io::Error) -> bool {
 
 /// Swaps `a` and `b` atomically (`RENAME_EXCHANGE`); both must exist.
 pub(crate) fn exchange(a: &Path, b: &Path) -> io::Result<()> {
-    rename2(a, b, libc::RENAME_EXCHANGE)
+    rename2(a, b, RenameFlags::EXCHANGE)
 }
 
 /// Renames `from` to `to`, failing if `to` exists (`RENAME_NOREPLACE`;
 /// where the filesystem lacks it, checked just before a plain rename).
 pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    match rename2(from, to, libc::RENAME_NOREPLACE) {
+    match rename2(from, to, RenameFlags::NOREPLACE) {
         Err(e) if unsupported(&e) => match std::fs::symlink_metadata(to) {
             Ok(_) => Err(io::Error::from_raw_os_error(libc::EEXIST)),
             Err(m) if m.kind() == io::ErrorKind::NotFound => std::fs::rename(from, to),
@@ -183,23 +156,8 @@ pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
 /// The device and, where the kernel reports one, the mount id of `path`
 /// (symbolic links followed).
 fn mount_of(path: &Path) -> io::Result<(u32, u32, Option<u64>)> {
-    let c = c_string(path.as_os_str().as_bytes(), path)?;
-    // SAFETY: statx is plain data; all zeros is a valid value.
-    let mut buf: libc::statx = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is NUL-terminated and `buf` is a valid statx buffer.
-    let rc = unsafe {
-        libc::statx(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            libc::AT_STATX_SYNC_AS_STAT,
-            libc::STATX_MNT_ID,
-            &mut buf,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mnt = (buf.stx_mask & libc::STATX_MNT_ID != 0).then_some(buf.stx_mnt_id);
+    let buf = rustix::fs::statx(CWD, path, AtFlags::empty(), StatxFlags::MNT_ID)?;
+    let mnt = (buf.stx_mask & StatxFlags::MNT_ID.bits() != 0).then_some(buf.stx_mnt_id);
     Ok((buf.stx_dev_major, buf.stx_dev_minor, mnt))
 }
 

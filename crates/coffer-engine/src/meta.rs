@@ -33,8 +33,7 @@ pub(crate) fn unix_mode_from_go(go: u32) -> u32 {
 }
 
 pub(crate) fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 /// Applies ownership (as root only), permissions, extended attributes and the

@@ -80,17 +80,14 @@ impl SparseWriter {
 /// Flushes everything written to the filesystem holding `dir` to disk, so a
 /// restore is durable before it is moved into place.
 pub(crate) fn sync_filesystem(dir: &Path) -> EngineResult<()> {
-    use std::os::fd::AsRawFd;
     let handle =
         File::open(dir).map_err(|e| EngineError::io(format!("opening {}", dir.display()), e))?;
-    // SAFETY: syncfs takes any open descriptor of the filesystem; `handle` stays open for the call.
-    if unsafe { libc::syncfs(handle.as_raw_fd()) } != 0 {
-        return Err(EngineError::io(
+    rustix::fs::syncfs(&handle).map_err(|e| {
+        EngineError::io(
             format!("syncing the filesystem of {}", dir.display()),
-            io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
+            io::Error::from(e),
+        )
+    })
 }
 
 /// Whether `dest` is absent or an empty directory.
@@ -249,17 +246,26 @@ fn restore_file<S: IndexedFull>(
 
 pub(crate) fn make_special(path: &Path, kind: libc::mode_t, device: u64) -> EngineResult<()> {
     use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| EngineError::InvalidInput(format!("NUL in path {}", path.display())))?;
-    // SAFETY: `c` is a valid NUL-terminated path; mknod has no other preconditions.
-    let rc = unsafe { libc::mknod(c.as_ptr(), kind | 0o600, device as libc::dev_t) };
-    if rc != 0 {
-        return Err(EngineError::io(
-            format!("creating special file {}", path.display()),
-            io::Error::last_os_error(),
-        ));
+    if path.as_os_str().as_bytes().contains(&0) {
+        return Err(EngineError::InvalidInput(format!(
+            "NUL in path {}",
+            path.display()
+        )));
     }
-    Ok(())
+    use rustix::fs::{CWD, FileType, Mode, mknodat};
+    mknodat(
+        CWD,
+        path,
+        FileType::from_raw_mode(kind),
+        Mode::from_raw_mode(0o600),
+        device,
+    )
+    .map_err(|e| {
+        EngineError::io(
+            format!("creating special file {}", path.display()),
+            io::Error::from(e),
+        )
+    })
 }
 
 /// Applies directory metadata deepest first, so setting a child's times does

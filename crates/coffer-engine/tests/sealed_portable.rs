@@ -19,9 +19,14 @@ fn a_sealed_tree_round_trips_and_needs_its_identity() {
     let src = tmp.path().join("src");
     tree::build_rich_tree(&src);
     // A FIFO too: the tar crate alone would bring it back as a regular file.
-    let fifo = std::ffi::CString::new(src.join("nested/pipe").to_str().unwrap()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o640) }, 0);
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        src.join("nested/pipe"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o640),
+        0,
+    )
+    .unwrap();
     tree::set_mtime(&src.join("nested/pipe"), 1_500_000_000, 5);
     tree::set_mtime(&src.join("nested"), 1_600_000_000, 7);
     let dir = tmp.path().join("repo");
@@ -212,8 +217,10 @@ fn a_tree_tar_from_outside_restores_like_a_snapshot() {
     // Everything but the owners: an upload's files belong to the user
     // Coffer runs as (`TarOrigin::Untrusted`).
     let mut expected = tree::walk(&src);
-    // SAFETY: geteuid and getegid have no preconditions.
-    let me = unsafe { (libc::geteuid(), libc::getegid()) };
+    let me = (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    );
     for e in expected.values_mut() {
         e.uid_gid = e.uid_gid.map(|_| me);
     }

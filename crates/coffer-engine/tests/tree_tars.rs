@@ -278,8 +278,7 @@ fn uploads_lose_set_id_bits_owners_and_foreign_xattrs() {
     assert_eq!(mode("shared"), 0o1775, "sticky stays, set-gid goes");
     assert_eq!(mode("shared/tool"), 0o755, "set-uid goes");
     assert_eq!(mode("shared/pipe"), 0o640, "set-gid goes");
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
+    let me = rustix::process::geteuid().as_raw();
     for p in ["shared", "shared/tool", "shared/pipe"] {
         let m = fs::symlink_metadata(dest.join(p)).unwrap();
         assert_eq!((m.uid(), m.gid() == 4242), (me, false), "{p}: owner");
