@@ -58,7 +58,7 @@ stop_pidfile() {
 write_env() { mkdir -p "$BASE/env.d"; cat > "$BASE/env.d/$1.env"; }
 
 # ---------------------------------------------------------------- install
-TOOL_PKGS="restic age zstd mold sqlite3 curl openssl ca-certificates procps bsdutils"
+TOOL_PKGS="restic age zstd mold sqlite3 curl jq openssl ca-certificates procps bsdutils"
 apt_pkgs() {
   case $1 in
     pg) echo postgresql-15 postgresql-client-15 ;;

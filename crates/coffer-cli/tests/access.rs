@@ -61,6 +61,8 @@ fn request(f: &Fixture, method: &str, template: &str, s: &Subject, n: usize) -> 
         .replace("/tokens/{id}", "/tokens/tok-x")
         .replace("/users/{id}", "/users/usr-x")
         .replace("/components/{name}", &format!("/components/{comp}"))
+        .replace("/backup/{name}", &format!("/backup/{comp}"))
+        .replace("/restore/{name}", &format!("/restore/{comp}"))
         .replace(
             "/targets/{name}",
             if method == "delete" {
@@ -91,7 +93,9 @@ fn request(f: &Fixture, method: &str, template: &str, s: &Subject, n: usize) -> 
                 json!({ "password": PASSWORD, "overrides": { comp: { "path": restore_path } } })
             ),
         ]),
-        ("post", "/api/v1/components/{name}/restore") => Body::Json(json!({})),
+        ("post", "/api/v1/components/{name}/restore" | "/api/v1/restore/{name}") => {
+            Body::Json(json!({}))
+        }
         ("post", "/api/v1/targets") => Body::Json(json!({
             "name": format!("t{n}"),
             "spec": { "kind": "local", "path": f.tmp.path().join(format!("t{n}")) },

@@ -13,6 +13,7 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::exports::visible_of_backup;
 use crate::jobs::registry::backup_key;
 use crate::lookup::{backup_snapshots, find_backup, is_sensitive};
+use crate::restores::{self, RestoreDetail};
 use crate::state::AppState;
 
 /// A backup as a caller may see it.
@@ -24,6 +25,9 @@ pub struct BackupDetail {
     pub components: Vec<BackupComponentRow>,
     /// The exports the caller may see.
     pub exports: Vec<ExportRow>,
+    /// Its restores, newest first, as the caller may see them (filled by
+    /// [`show`] only: a list of backups leaves them out).
+    pub restores: Vec<RestoreDetail>,
 }
 
 /// Forbidden unless `p` may act with `scope` on every component of the
@@ -73,6 +77,7 @@ fn detail(
         exports: visible_of_backup(state, p, &backup.id)?,
         backup,
         components,
+        restores: Vec::new(),
     }))
 }
 
@@ -106,7 +111,10 @@ pub fn show(state: &AppState, p: &Principal, id: &str) -> ServiceResult<BackupDe
     let comps = state.catalog.backup_components(id)?;
     let first = comps.first().cloned();
     match detail(state, p, b, comps)? {
-        Some(d) => Ok(d),
+        Some(mut d) => {
+            d.restores = restores::list(state, p, Some(id))?;
+            Ok(d)
+        }
         None => {
             let c = first.ok_or_else(|| ServiceError::internal("a backup without components"))?;
             p.require_reach(&c.component, is_sensitive(state, &c))?;

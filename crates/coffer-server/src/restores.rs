@@ -1,4 +1,4 @@
-//! Restores as a service: show one and its log, checked against the
+//! Restores as a service: list, show one and its log, checked against the
 //! caller the way backups are — a caller limited to some components sees a
 //! restore only through them, and its log only if it may see them all.
 //! Starting restores is [`crate::jobs::restore`]'s and
@@ -38,15 +38,54 @@ fn find(state: &AppState, id: &str) -> ServiceResult<(RestoreRow, Vec<RestoreCom
 /// One restore, through the components `p` may see.
 pub fn show(state: &AppState, p: &Principal, id: &str) -> ServiceResult<RestoreDetail> {
     p.require(Scope::BackupsRead)?;
-    let (mut restore, comps) = find(state, id)?;
-    let total = comps.len();
-    let (components, hidden): (Vec<_>, Vec<_>) = comps
+    let (restore, comps) = find(state, id)?;
+    let first_hidden = comps
+        .iter()
+        .find(|c| !p.sees(&c.component, sensitive(state, c)))
+        .cloned();
+    match visible(state, p, restore, comps) {
+        Some(d) => Ok(d),
+        None => {
+            let c = first_hidden
+                .ok_or_else(|| ServiceError::internal("a restore hidden without components"))?;
+            p.require_reach(&c.component, sensitive(state, &c))?;
+            Err(ServiceError::internal(
+                "a hidden component passed the check",
+            ))
+        }
+    }
+}
+
+/// Restores, newest first, optionally only those of `backup`: each one
+/// through the components `p` may see, those it sees none of left out.
+pub fn list(
+    state: &AppState,
+    p: &Principal,
+    backup: Option<&str>,
+) -> ServiceResult<Vec<RestoreDetail>> {
+    p.require(Scope::BackupsRead)?;
+    Ok(state
+        .catalog
+        .restores(backup)?
         .into_iter()
-        .partition(|c| p.sees(&c.component, sensitive(state, c)));
-    if components.is_empty()
-        && let Some(c) = hidden.first()
-    {
-        p.require_reach(&c.component, sensitive(state, c))?;
+        .filter_map(|(r, comps)| visible(state, p, r, comps))
+        .collect())
+}
+
+/// The restore as `p` sees it; `None` when it sees none of its components.
+fn visible(
+    state: &AppState,
+    p: &Principal,
+    mut restore: RestoreRow,
+    comps: Vec<RestoreComponentRow>,
+) -> Option<RestoreDetail> {
+    let total = comps.len();
+    let components: Vec<RestoreComponentRow> = comps
+        .into_iter()
+        .filter(|c| p.sees(&c.component, sensitive(state, c)))
+        .collect();
+    if components.is_empty() && total > 0 {
+        return None;
     }
     if components.len() < total && restore.error.is_some() {
         let visible: Vec<String> = components
@@ -62,7 +101,7 @@ pub fn show(state: &AppState, p: &Principal, id: &str) -> ServiceResult<RestoreD
             visible.join("; ")
         });
     }
-    Ok(RestoreDetail {
+    Some(RestoreDetail {
         restore,
         components,
     })

@@ -14,9 +14,12 @@ use crate::api::common::{
     Accepted, ApiResult, JobLog, JsonBody, ProgressView, accepted, blocking, job_log,
     progress_view, time,
 };
+use crate::api::dcos::{BackupParts, DcosBackupView};
 use crate::api::error::ErrorBody;
 use crate::api::exports::{ExportView, export_view};
+use crate::api::restores::{RestoreView, restore_view};
 use crate::backups::{self, BackupDetail};
+use crate::error::ServiceError;
 use crate::jobs::backup::{self as backup_job, BackupRequest};
 use crate::state::Shared;
 
@@ -77,9 +80,13 @@ pub struct BackupView {
     /// Its exports (a backup requested with a `password` links the export
     /// made of it here); only with the `export` scope on their components.
     pub exports: Vec<ExportView>,
+    /// Its restores, newest first, each with `component_status`: only when
+    /// one backup is shown (a list leaves them out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restores: Option<Vec<RestoreView>>,
 }
 
-fn backup_view(state: &Shared, d: BackupDetail) -> BackupView {
+pub(crate) fn backup_view(state: &Shared, d: BackupDetail) -> BackupView {
     let b = d.backup;
     let components: Vec<BackupComponentView> = d
         .components
@@ -112,6 +119,7 @@ fn backup_view(state: &Shared, d: BackupDetail) -> BackupView {
         finished_at: b.finished_at.map(time),
         duration_secs: b.finished_at.map(|f| f - b.created_at),
         exports: d.exports.into_iter().map(export_view).collect(),
+        restores: None,
         id: b.id,
         components,
     }
@@ -179,19 +187,74 @@ pub async fn list_backups(
     }))
 }
 
-/// Shows one backup with the components the token may see.
-#[utoipa::path(get, path = "/api/v1/backups/{id}", params(("id" = String, Path, description = "Backup id")),
+/// How one backup is shown.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ShowQuery {
+    /// `coffer` (the default) or `dcos`: DC/OS's shape, as `dcos backup
+    /// show` prints it (`STATUS_`-prefixed states, `component_status`, and
+    /// `restores` as the latest restore).
+    pub view: Option<String>,
+}
+
+/// One backup in the shape asked for.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum BackupShown {
+    /// Coffer's own view.
+    Coffer(BackupView),
+    /// DC/OS's view (`?view=dcos`).
+    Dcos(DcosBackupView),
+}
+
+/// Shows one backup with the components the token may see, and its
+/// restores (newest first, each with `component_status`).
+#[utoipa::path(get, path = "/api/v1/backups/{id}", params(("id" = String, Path, description = "Backup id"), ShowQuery),
     security(("bearer" = ["backups:read"])),
     extensions(("x-coffer-components" = json!("each"))),
-    responses((status = 200, body = BackupView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = BackupShown), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn show_backup(
     State(state): State<Shared>,
     p: Principal,
     Path(id): Path<String>,
-) -> ApiResult<Json<BackupView>> {
+    Query(q): Query<ShowQuery>,
+) -> ApiResult<Json<BackupShown>> {
+    let dcos = match q.view.as_deref() {
+        None | Some("coffer") => false,
+        Some("dcos") => true,
+        Some(other) => {
+            return Err(ServiceError::Invalid(format!(
+                "view: {other:?} is not a view; use coffer (the default) or dcos"
+            ))
+            .into());
+        }
+    };
     let st = Arc::clone(&state);
-    let d = blocking(move || backups::show(&st, &p, &id)).await?;
-    Ok(Json(backup_view(&state, d)))
+    let mut d = blocking(move || backups::show(&st, &p, &id)).await?;
+    let restores: Vec<RestoreView> = std::mem::take(&mut d.restores)
+        .into_iter()
+        .map(|r| restore_view(&state, r))
+        .collect();
+    let mut view = backup_view(&state, d);
+    view.restores = Some(restores);
+    Ok(Json(if dcos {
+        BackupShown::Dcos(DcosBackupView::new(BackupParts {
+            component_status: view
+                .components
+                .iter()
+                .map(|c| (c.name.clone(), c.status.clone()))
+                .collect(),
+            restores: view.restores.unwrap_or_default(),
+            id: view.id,
+            label: view.label,
+            status: view.status,
+            error: view.error,
+            created_at: view.created_at,
+            finished_at: view.finished_at,
+        }))
+    } else {
+        BackupShown::Coffer(view)
+    }))
 }
 
 /// A backup's log: hooks, components, timings, tool errors (only for a

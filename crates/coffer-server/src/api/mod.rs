@@ -6,6 +6,7 @@
 
 pub mod backups;
 pub mod common;
+pub mod dcos;
 pub mod error;
 pub mod exports;
 pub mod restores;
@@ -80,10 +81,13 @@ api_routes! {
     get "/api/v1/exports/{id}/download", Some(Scope::Export) => exports::download_export;
     post "/api/v1/restores", Some(Scope::Restore) => uploads::restore_upload, upload;
     post "/api/v1/restore", Some(Scope::Restore) => uploads::restore_upload_tfe, upload;
+    get "/api/v1/restores", Some(Scope::BackupsRead) => restores::list_restores;
     get "/api/v1/restores/{id}", Some(Scope::BackupsRead) => restores::show_restore;
     get "/api/v1/restores/{id}/log", Some(Scope::BackupsRead) => restores::restore_log;
     get "/api/v1/components/{name}/backup", Some(Scope::Export) => uploads::component_download;
     post "/api/v1/components/{name}/restore", Some(Scope::Restore) => uploads::component_restore, upload;
+    get "/api/v1/backup/{name}", Some(Scope::Export) => uploads::component_download_flowg;
+    post "/api/v1/restore/{name}", Some(Scope::Restore) => uploads::component_restore_flowg, upload;
     get "/api/v1/targets", Some(Scope::TargetsRead) => targets::list_targets;
     post "/api/v1/targets", Some(Scope::TargetsWrite) => targets::create_target;
     get "/api/v1/targets/{name}", Some(Scope::TargetsRead) => targets::show_target;
@@ -131,11 +135,11 @@ impl Modify for BearerAuth {
         system::healthz, system::metrics, system::list_components,
         backups::create_backup, backups::list_backups, backups::show_backup, backups::backup_log,
         backups::cancel_backup, backups::delete_backup,
-        restores::create_restore, restores::show_restore, restores::restore_log,
+        restores::create_restore, restores::list_restores, restores::show_restore, restores::restore_log,
         exports::create_export, exports::list_exports, exports::show_export,
         exports::download_export, exports::delete_export,
         uploads::restore_upload, uploads::restore_upload_tfe, uploads::component_download,
-        uploads::component_restore,
+        uploads::component_restore, uploads::component_download_flowg, uploads::component_restore_flowg,
         targets::list_targets, targets::show_target, targets::create_target, targets::update_target,
         targets::validate_target, targets::rebuild_target, targets::delete_target,
         tokens::create_token, tokens::list_tokens, tokens::revoke_token,

@@ -1,13 +1,14 @@
 //! Restores of stored backups: `POST /api/v1/backups/{id}/restore`, and
 //! `/api/v1/restores/{id}` (show, log). Uploads are in [`super::uploads`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use coffer_model::access::RestoreStatus;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::access::Principal;
@@ -54,8 +55,25 @@ pub struct RestoreView {
     pub created_at: String,
     /// End (RFC 3339).
     pub finished_at: Option<String>,
+    /// Each component's state by name (those the token may see): what
+    /// `restores[].component_status.<name>` reads from a backup.
+    pub component_status: BTreeMap<String, String>,
     /// Its components (those the token may see).
     pub components: Vec<RestoreComponentView>,
+}
+
+/// A list of restores.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RestoreList {
+    /// Newest first.
+    pub restores: Vec<RestoreView>,
+}
+
+/// Filters of the restore list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct RestoreQuery {
+    /// Only the restores of this backup.
+    pub backup: Option<String>,
 }
 
 /// A restore as the API shows it.
@@ -75,8 +93,12 @@ pub fn restore_view(state: &Shared, d: RestoreDetail) -> RestoreView {
             started_at: c.started_at.map(time),
             finished_at: c.finished_at.map(time),
         })
-        .collect();
+        .collect::<Vec<RestoreComponentView>>();
     RestoreView {
+        component_status: components
+            .iter()
+            .map(|c| (c.name.clone(), c.status.clone()))
+            .collect(),
         id: r.id,
         backup_id: r.backup_id,
         status: r.status.to_string(),
@@ -104,6 +126,24 @@ pub async fn create_restore(
     let st = Arc::clone(&state);
     let rid = blocking(move || restore::start_from_backup(&st, &p, &id, req)).await?;
     Ok(accepted(rid, RestoreStatus::Restoring.as_str()))
+}
+
+/// Lists restores, newest first (optionally of one backup): those with at
+/// least one component the token may see, showing only those components.
+#[utoipa::path(get, path = "/api/v1/restores", params(RestoreQuery),
+    security(("bearer" = ["backups:read"])),
+    extensions(("x-coffer-components" = json!("filter"))),
+    responses((status = 200, body = RestoreList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_restores(
+    State(state): State<Shared>,
+    p: Principal,
+    Query(q): Query<RestoreQuery>,
+) -> ApiResult<Json<RestoreList>> {
+    let st = Arc::clone(&state);
+    let list = blocking(move || restores::list(&st, &p, q.backup.as_deref())).await?;
+    Ok(Json(RestoreList {
+        restores: list.into_iter().map(|d| restore_view(&state, d)).collect(),
+    }))
 }
 
 /// Shows a restore with each component's state (those the token may see).

@@ -3,7 +3,8 @@
 //! * restoring an uploaded export into this installation — the Terraform
 //!   Enterprise migration (`POST /api/v1/restores`, multipart);
 //! * one component's consistent backup in its native form, as a download
-//!   and as an upload to restore (FlowG).
+//!   and as an upload to restore (FlowG's `/api/v1/backup/{name}` and
+//!   `/api/v1/restore/{name}` are aliases of the per-component routes).
 //!
 //! Uploads are streamed to a spool directory under the staging directory,
 //! never held in memory; [`crate::jobs::upload`] judges them whole before
@@ -145,6 +146,34 @@ async fn spool_part(state: &Shared, mut field: Field<'_>, path: &FsPath) -> ApiR
     Ok(total)
 }
 
+/// The longest part that can be a file name sent by mistake (`PATH_MAX`).
+const FILE_NAME_MAX: u64 = 4096;
+
+/// Refuses a file part that is only a file name: `curl --form backup=x.db`
+/// (without `@`) sends the text `x.db`, not the file — FlowG's documented
+/// command does exactly that. A part without a file name is still accepted
+/// when its content is not one short line of text (`--form backup=<x.db`
+/// sends a file's content that way).
+async fn refuse_file_name_as_text(path: &FsPath, size: u64, part: &str) -> ApiResult<()> {
+    if size == 0 || size > FILE_NAME_MAX {
+        return Ok(());
+    }
+    let content = tokio::fs::read(path)
+        .await
+        .map_err(|e| ApiError::internal(format!("reading {}: {e}", path.display())))?;
+    let Ok(text) = std::str::from_utf8(&content) else {
+        return Ok(());
+    };
+    let text = text.trim_end_matches(['\r', '\n']);
+    if text.is_empty() || text.chars().any(char::is_control) {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "the {part} part holds the text {text:?}, not a file: with curl, put @ before the \
+         file name (--form {part}=@{text})"
+    )))
+}
+
 /// Reads a small text part (JSON settings), at most `server.max_json_bytes`.
 async fn text_part(state: &Shared, mut field: Field<'_>, name: &str) -> ApiResult<String> {
     let mut buf = Vec::new();
@@ -186,7 +215,11 @@ async fn read_upload(
         let name = field.name().unwrap_or_default().to_owned();
         if name == file_part && upload.file.is_none() {
             let path = upload.spool.path().join("upload");
-            spool_part(state, field, &path).await?;
+            let has_file_name = field.file_name().is_some();
+            let size = spool_part(state, field, &path).await?;
+            if !has_file_name {
+                refuse_file_name_as_text(&path, size, file_part).await?;
+            }
             upload.file = Some(path);
         } else if name == settings_part && upload.settings.is_none() {
             upload.settings = Some(text_part(state, field, &name).await?);
@@ -360,6 +393,19 @@ pub async fn component_restore(
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    restore_native_upload(state, p, name, headers, multipart, "{}").await
+}
+
+/// Restores one component from an upload of its native form, with
+/// `default_options` when the upload has no `options` part.
+async fn restore_native_upload(
+    state: Shared,
+    p: Principal,
+    name: String,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+    default_options: &str,
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
     let (st, pp, n) = (Arc::clone(&state), p.clone(), name.clone());
     blocking(move || upload::component_for_restore(&st, &pp, &n)).await?;
     let upload = read_upload(&state, &headers, multipart, "backup", "options").await?;
@@ -368,10 +414,49 @@ pub async fn component_restore(
             "no backup part: send the component's file as backup=@FILE".into(),
         ));
     };
-    let options: OptionsRequest = serde_json::from_str(upload.settings.as_deref().unwrap_or("{}"))
-        .map_err(|e| invalid(format!("options: {e}")))?;
+    let options: OptionsRequest =
+        serde_json::from_str(upload.settings.as_deref().unwrap_or(default_options))
+            .map_err(|e| invalid(format!("options: {e}")))?;
     let spool = upload.spool;
     let id = blocking(move || upload::restore_component(&state, &p, &name, spool, path, options))
         .await?;
     Ok(accepted(id, RestoreStatus::Restoring.as_str()))
 }
+
+/// FlowG's spelling of `GET /api/v1/components/{name}/backup`: the same
+/// native backup, the same scope.
+#[utoipa::path(get, path = "/api/v1/backup/{name}", params(("name" = String, Path, description = "Component name")),
+    security(("bearer" = ["export"])),
+    extensions(("x-coffer-components" = json!("each"))),
+    responses((status = 200, description = "the component's native backup", content_type = "application/octet-stream"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn component_download_flowg(
+    state: State<Shared>,
+    p: Principal,
+    name: Path<String>,
+) -> ApiResult<Response> {
+    component_download(state, p, name).await
+}
+
+/// FlowG's spelling of `POST /api/v1/components/{name}/restore`:
+/// multipart `backup=@FILE`, the same scope. Without an `options` part the
+/// mode is `overwrite`: FlowG's restore replaces the live database, and its
+/// documented command sends no options.
+#[utoipa::path(post, path = "/api/v1/restore/{name}", params(("name" = String, Path, description = "Component name")),
+    request_body(content_type = "multipart/form-data", description = "`backup`: the native file; `options`: JSON (OptionsRequest)"),
+    security(("bearer" = ["restore"])),
+    extensions(("x-coffer-components" = json!("each"))),
+    responses((status = 202, body = Accepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn component_restore_flowg(
+    State(state): State<Shared>,
+    p: Principal,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    restore_native_upload(state, p, name, headers, multipart, FLOWG_OPTIONS).await
+}
+
+/// What FlowG's restore route does without an `options` part.
+const FLOWG_OPTIONS: &str = r#"{"mode": "overwrite"}"#;

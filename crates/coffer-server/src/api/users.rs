@@ -19,7 +19,8 @@ use crate::state::Shared;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    /// User name.
+    /// User name (FlowG's `username` is accepted too).
+    #[serde(alias = "username")]
     pub name: String,
     /// Password.
     pub password: String,

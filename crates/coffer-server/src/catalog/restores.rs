@@ -174,4 +174,33 @@ impl Catalog {
             .ctx("reading restore components")?;
         Ok(Some((row, comps)))
     }
+
+    /// Restores, newest first, optionally only those of one backup, each
+    /// with its components.
+    pub fn restores(
+        &self,
+        backup_id: Option<&str>,
+    ) -> CatalogResult<Vec<(RestoreRow, Vec<RestoreComponentRow>)>> {
+        let ids: Vec<String> = {
+            let conn = self.conn();
+            let mut q = conn
+                .prepare(
+                    "SELECT id FROM restores WHERE ?1 IS NULL OR backup_id = ?1
+                     ORDER BY created_at DESC, rowid DESC",
+                )
+                .ctx("listing restores")?;
+            q.query_map([backup_id], |r| r.get(0))
+                .ctx("listing restores")?
+                .collect::<Result<_, _>>()
+                .ctx("listing restores")?
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            // A restore removed between the two reads is simply not listed.
+            if let Some(r) = self.restore(&id)? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
 }
