@@ -388,3 +388,131 @@ fn dcos_backup_show_follows_a_restore_by_component() {
     let (code, _) = srv.admin("DELETE", &format!("/api/v1/backups/{id}"), None);
     assert_eq!(code, 200);
 }
+
+// Terraform Enterprise's "Backups and Restores" page (shared/seeds/000_…):
+// the backup call with its output kept (`> backup.blob`), and the restore
+// into a new installation, with the page's own request.json.
+const TFE_REQUEST: &str = r#"{ "password": "foo" }"#;
+const TFE_BACKUP: &str = r#"curl -XPOST -H "Authorization: Bearer <TOKEN>" https://<tfe-hostname>/_backup/api/v1/backup -d @request.json > backup.blob"#;
+const TFE_RESTORE: &str = r#"curl -XPOST -F config=@request.json -F snapshot=@backup.blob -H "Authorization: Bearer <TOKEN>" https://<tfe-hostname>/_backup/api/v1/restore"#;
+
+/// A Terraform-Enterprise-like installation in `dir`: a SQLite database
+/// and a directory, plus `extra` components and `[server]` settings.
+fn tfe_installation(dir: &Path, server: &str, extra: &str) -> Server {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = write_config_with(
+        dir,
+        server,
+        &format!(
+            "[[components]]\nname = \"db\"\nkind = \"sqlite\"\npath = \"{}\"\n\n\
+             [[components]]\nname = \"blobs\"\nkind = \"files\"\npath = \"{}\"\n\n{extra}",
+            dir.join("tfe.sqlite").display(),
+            dir.join("blobs").display()
+        ),
+    );
+    Server::start(&config)
+}
+
+#[test]
+fn terraform_enterprise_backup_and_restore_into_a_new_installation_work_as_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    sqlite_db(&a.join("tfe.sqlite"), 321);
+    coffer_testkit::tree::build_rich_tree(&a.join("blobs"));
+    // The page's password is "foo": installation A lowers the minimum to run
+    // it as written; B keeps the default and has a component that fails.
+    let old = tfe_installation(&a, "min_export_password_len = 3\n", "");
+    let new = tfe_installation(
+        &b,
+        "",
+        "[[components]]\nname = \"broken\"\nkind = \"command\"\nbackup = [\"false\"]\n",
+    );
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::write(work.join("request.json"), TFE_REQUEST).unwrap();
+    let literal = |script: &str, srv: &Server, token: &str| {
+        script
+            .replace("https://<tfe-hostname>", &srv.url)
+            .replace("<TOKEN>", token)
+    };
+
+    // Backup on A: the export comes back as the answer's body.
+    let token_a = old.token(&["export"], None, None);
+    sh(&work, &literal(TFE_BACKUP, &old, &token_a));
+    let blob = std::fs::read(work.join("backup.blob")).unwrap();
+    assert!(blob.starts_with(b"age-encryption.org/v1"), "not an export");
+    // The same file the server keeps, under the usual expiry.
+    let (_, list) = old.admin("GET", "/api/v1/backups?label=api-backup", None);
+    let backup = &list["backups"][0];
+    assert_eq!(backup["status"], "READY", "{list:#}");
+    let export = &backup["exports"][0];
+    assert_eq!(export["status"], "READY", "{export}");
+    let sha = sh(&work, "sha256sum backup.blob");
+    assert_eq!(
+        export["sha256"].as_str().unwrap_or_default(),
+        sha.split_whitespace().next().unwrap_or_default(),
+        "the answer is the stored export"
+    );
+
+    // Restore into the new installation B, with the same request.json.
+    let token_b = new.token(&["restore", "backups:read"], None, None);
+    let out = sh(&work, &literal(TFE_RESTORE, &new, &token_b));
+    let answer: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let done = new.wait_restore(answer["id"].as_str().expect("a restore id"));
+    assert_eq!(done["status"], "READY", "{done:#}");
+    assert_eq!(sqlite_rows(&b.join("tfe.sqlite")).len(), 321);
+    coffer_testkit::tree::assert_same_tree_from_upload(&a.join("blobs"), &b.join("blobs"));
+
+    // B keeps the default minimum: "foo" is refused, naming the setting.
+    let token = new.token(&["export"], None, None);
+    let r = new.curl(
+        "/_backup/api/v1/backup",
+        Some(&token),
+        &[
+            "-d".into(),
+            format!("@{}", work.join("request.json").display()),
+        ],
+    );
+    assert_eq!(r.status, 422, "{}", r.json());
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("server.min_export_password_len"),
+        "{}",
+        r.json()
+    );
+    // A backup that fails (B's `broken` component) cuts the answer: curl
+    // fails, so `set -e` stops the script instead of keeping the blob.
+    std::fs::write(
+        work.join("request.json"),
+        r#"{ "password": "a long export passphrase" }"#,
+    )
+    .unwrap();
+    let out = Command::new("bash")
+        .args(["-eu", "-o", "pipefail", "-c"])
+        .arg(literal(TFE_BACKUP, &new, &token))
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a failed backup must not end like a whole file: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(18),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A token limited to some components cannot take the whole installation.
+    let limited = old.token(&["export"], Some(&["db"]), None);
+    let r = old.curl(
+        "/_backup/api/v1/backup",
+        Some(&limited),
+        &["-d".into(), TFE_REQUEST.into()],
+    );
+    assert_eq!(r.status, 403, "{}", r.json());
+}

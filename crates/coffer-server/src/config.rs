@@ -86,6 +86,9 @@ pub struct ServerConfig {
     pub sensitive_recipients: Option<Arc<AgeRecipients>>,
     /// How long a finished export stays downloadable (`server.export_ttl_secs`).
     pub export_ttl: Duration,
+    /// The shortest password an export may be encrypted with
+    /// (`server.min_export_password_len`, default 12).
+    pub min_export_password_len: usize,
     /// Preflight: the sources' size estimate is multiplied by this.
     pub preflight_factor: f64,
     /// Preflight: and this many bytes are added (a reserve).
@@ -199,6 +202,7 @@ struct ServerSection {
     preflight_factor: Option<f64>,
     preflight_reserve_mib: Option<u64>,
     export_ttl_secs: Option<u64>,
+    min_export_password_len: Option<u64>,
     max_upload_mib: Option<u64>,
     restore_roots: Option<Vec<PathBuf>>,
     target_allow: Option<Vec<String>>,
@@ -298,6 +302,13 @@ impl ServerConfig {
         if export_ttl == 0 {
             return Err(invalid("server.export_ttl_secs must be at least 1".into()));
         }
+        let min_export_password_len =
+            usize::try_from(s.min_export_password_len.unwrap_or(12)).unwrap_or(usize::MAX);
+        if min_export_password_len == 0 {
+            return Err(invalid(
+                "server.min_export_password_len must be at least 1".into(),
+            ));
+        }
         let max_upload_mib = s.max_upload_mib.unwrap_or(1 << 20);
         if max_upload_mib == 0 {
             return Err(invalid("server.max_upload_mib must be at least 1".into()));
@@ -376,6 +387,7 @@ impl ServerConfig {
             hooks: shape.hooks,
             sensitive_recipients,
             export_ttl: Duration::from_secs(export_ttl),
+            min_export_password_len,
             preflight_factor,
             preflight_reserve: s.preflight_reserve_mib.unwrap_or(64) << 20,
             max_upload: max_upload_mib.saturating_mul(1 << 20),

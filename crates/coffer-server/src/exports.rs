@@ -24,10 +24,6 @@ use crate::jobs::runner::spawn_job;
 use crate::lookup::{backup_snapshots, find_backup};
 use crate::state::{AppState, Shared};
 
-/// Shortest export password: it is all that protects the file once it
-/// leaves the server.
-pub const MIN_EXPORT_PASSWORD: usize = 12;
-
 /// One `age1…` key or several.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
@@ -56,16 +52,21 @@ pub struct ExportRequest {
     pub sensitive: bool,
 }
 
-/// The protection a request asks for, and its name for the catalog.
+/// The protection a request asks for, and its name for the catalog. A
+/// password is all that protects the file once it leaves the server: it
+/// needs `server.min_export_password_len` characters.
 fn protection_of(
+    state: &AppState,
     password: Option<String>,
     recipients: Option<Recipients>,
 ) -> ServiceResult<(Protection, ExportProtection)> {
     match (password, recipients) {
         (Some(p), None) => {
-            if p.chars().count() < MIN_EXPORT_PASSWORD {
+            let min = state.config.min_export_password_len;
+            if p.chars().count() < min {
                 return Err(ServiceError::Invalid(format!(
-                    "password: at least {MIN_EXPORT_PASSWORD} characters (it alone protects the file)"
+                    "password: at least {min} characters (it alone protects the file; the \
+                     minimum is the setting server.min_export_password_len)"
                 )));
             }
             Ok((Protection::Passphrase(p.into()), ExportProtection::Password))
@@ -148,17 +149,24 @@ pub struct PendingExport {
     protection: Protection,
 }
 
+impl PendingExport {
+    /// The export's id.
+    pub fn id(&self) -> &str {
+        &self.row.id
+    }
+}
+
 /// Checks the export a backup request asks for (Terraform Enterprise's
 /// "backup with a password"): the `export` scope on every non-sensitive
 /// component; sensitive components are never in a password export.
 pub fn plan_after_backup(
-    _state: &AppState,
+    state: &AppState,
     p: &Principal,
     specs: &[ComponentSpec],
     password: String,
 ) -> ServiceResult<ExportPlan> {
     p.require(Scope::Export)?;
-    let (protection, _) = protection_of(Some(password), None)?;
+    let (protection, _) = protection_of(state, Some(password), None)?;
     let components: Vec<String> = specs
         .iter()
         .filter(|s| !s.sensitive)
@@ -297,7 +305,7 @@ pub fn create(
     req: ExportRequest,
 ) -> ServiceResult<String> {
     p.require(Scope::Export)?;
-    let (protection, kind) = protection_of(req.password, req.age_recipient)?;
+    let (protection, kind) = protection_of(state, req.password, req.age_recipient)?;
     let backup = find_backup(state, backup_id)?;
     if backup.status != BackupStatus::Ready {
         return Err(ServiceError::Conflict(format!(

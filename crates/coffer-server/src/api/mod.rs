@@ -13,6 +13,7 @@ pub mod restores;
 pub mod serve;
 pub mod system;
 pub mod targets;
+pub mod tfe;
 pub mod tokens;
 pub mod uploads;
 pub mod users;
@@ -81,6 +82,8 @@ api_routes! {
     get "/api/v1/exports/{id}/download", Some(Scope::Export) => exports::download_export;
     post "/api/v1/restores", Some(Scope::Restore) => uploads::restore_upload, upload;
     post "/api/v1/restore", Some(Scope::Restore) => uploads::restore_upload_tfe, upload;
+    post "/_backup/api/v1/backup", Some(Scope::Export) => tfe::backup;
+    post "/_backup/api/v1/restore", Some(Scope::Restore) => tfe::restore, upload;
     get "/api/v1/restores", Some(Scope::BackupsRead) => restores::list_restores;
     get "/api/v1/restores/{id}", Some(Scope::BackupsRead) => restores::show_restore;
     get "/api/v1/restores/{id}/log", Some(Scope::BackupsRead) => restores::restore_log;
@@ -127,7 +130,8 @@ impl Modify for BearerAuth {
 /// The OpenAPI document, generated from the handlers. Each operation's
 /// security requirement names its scope; `x-coffer-components` says how the
 /// token's component list applies (`each`: every component the request
-/// touches is checked; `filter`: the answer lists only the token's).
+/// touches is checked; `filter`: the answer lists only the token's; `all`:
+/// the whole installation, so a token limited to components is refused).
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Coffer API", description = "Backups and restores of self-hosted applications. See docs/api.md."),
@@ -139,6 +143,7 @@ impl Modify for BearerAuth {
         exports::create_export, exports::list_exports, exports::show_export,
         exports::download_export, exports::delete_export,
         uploads::restore_upload, uploads::restore_upload_tfe, uploads::component_download,
+        tfe::backup, tfe::restore,
         uploads::component_restore, uploads::component_download_flowg, uploads::component_restore_flowg,
         targets::list_targets, targets::show_target, targets::create_target, targets::update_target,
         targets::validate_target, targets::rebuild_target, targets::delete_target,

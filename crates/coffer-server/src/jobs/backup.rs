@@ -39,7 +39,8 @@ pub struct BackupRequest {
     #[serde(default)]
     pub label: Option<String>,
     /// Terraform Enterprise style: once the backup is READY, export it
-    /// encrypted with this password (at least 12 characters); the export
+    /// encrypted with this password (at least
+    /// `server.min_export_password_len` characters, default 12); the export
     /// is linked from the backup. Needs the `export` scope.
     #[serde(default)]
     pub password: Option<String>,
@@ -79,7 +80,54 @@ pub fn start(state: &Shared, p: &Principal, req: BackupRequest) -> ServiceResult
         None => None,
         Some(pw) => Some(exports::plan_after_backup(state, p, &specs, pw)?),
     };
-    let target = match req.target {
+    let (id, _) = launch(state, label, specs, export, req.target)?;
+    Ok(id)
+}
+
+/// Terraform Enterprise's backup call (`POST /_backup/api/v1/backup`): a
+/// backup of every non-sensitive component, exported with `password` once
+/// it is READY; returns the backup's and the export's ids. Like a
+/// component's native download it takes the application's data out now, so
+/// it needs `export` — on every non-sensitive component, since it is the
+/// whole installation — rather than `backups:write`.
+pub fn start_for_export(
+    state: &Shared,
+    p: &Principal,
+    password: String,
+) -> ServiceResult<(String, String)> {
+    p.require(Scope::Export)?;
+    let specs: Vec<ComponentSpec> = state
+        .config
+        .components
+        .iter()
+        .filter(|c| !c.sensitive)
+        .cloned()
+        .collect();
+    for s in &specs {
+        p.require_component(Scope::Export, s.name.as_str(), false)?;
+    }
+    let plan = exports::plan_after_backup(state, p, &specs, password)?;
+    let label = Label::new(TFE_DEFAULT_LABEL)
+        .map_err(|e| ServiceError::internal(format!("the default label: {e}")))?;
+    match launch(state, label, specs, Some(plan), None)? {
+        (id, Some(export)) => Ok((id, export)),
+        (id, None) => Err(ServiceError::internal(format!(
+            "backup {id} started without its export"
+        ))),
+    }
+}
+
+/// Records a backup of `specs` on `target` (the default one if `None`),
+/// with the export planned after it, and starts it; returns the backup's
+/// id and the export's.
+fn launch(
+    state: &Shared,
+    label: Label,
+    specs: Vec<ComponentSpec>,
+    export: Option<exports::ExportPlan>,
+    target: Option<String>,
+) -> ServiceResult<(String, Option<String>)> {
+    let target = match target {
         Some(t) => state
             .catalog
             .target(&t)?
@@ -127,6 +175,7 @@ pub fn start(state: &Shared, p: &Principal, req: BackupRequest) -> ServiceResult
     let export = export
         .map(|plan| exports::record_pending(state, id.as_str(), plan))
         .transpose()?;
+    let export_id = export.as_ref().map(|e| e.id().to_owned());
     let job = BackupJob {
         id: id.clone(),
         target: target.name,
@@ -139,7 +188,7 @@ pub fn start(state: &Shared, p: &Principal, req: BackupRequest) -> ServiceResult
             exports::start_after_backup(&st, pending);
         }
     })?;
-    Ok(id.to_string())
+    Ok((id.to_string(), export_id))
 }
 
 /// The components a request names (all the caller may touch by default),
