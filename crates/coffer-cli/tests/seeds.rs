@@ -516,3 +516,114 @@ fn terraform_enterprise_backup_and_restore_into_a_new_installation_work_as_writt
     );
     assert_eq!(r.status, 403, "{}", r.json());
 }
+
+/// Runs `coffer server` with `config` expecting it to refuse to start;
+/// returns what it printed.
+fn refused_start(config: &Path) -> String {
+    let out = Command::new(coffer_bin())
+        .args(["server", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .env_remove("COFFER_SERVER_KEY")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run coffer server");
+    assert!(!out.status.success(), "the server started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+// Palette's backup location form: an FTP server given as one URL, with a
+// user and password, validated before it is saved; backups then go there.
+#[test]
+fn palette_targets_declared_in_the_configuration_are_validated_and_used() {
+    let Some(host) = coffer_testkit::service_setting("COFFER_TEST_FTP_HOST") else {
+        return;
+    };
+    let port = coffer_testkit::service_setting("COFFER_TEST_FTP_PORT").unwrap_or_default();
+    let user = coffer_testkit::service_setting("COFFER_TEST_FTP_USER").unwrap_or_default();
+    let password = coffer_testkit::service_setting("COFFER_TEST_FTP_PASSWORD").unwrap_or_default();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let secret = dir.join("ftp-password");
+    std::fs::write(&secret, &password).unwrap();
+    let wrong = dir.join("wrong-password");
+    std::fs::write(&wrong, "not the password").unwrap();
+    let files = small_dir(dir);
+    let remote = format!("palette-{}", std::process::id());
+    let _cleanup = RemoveOnDrop(std::path::PathBuf::from(format!("/home/{user}/{remote}")));
+    let target = |secret: &Path| {
+        format!(
+            "[[targets]]\nname = \"palette\"\nkind = \"ftp\"\nurl = \"ftp://{host}:{port}/{remote}\"\n\
+             user = \"{user}\"\npassword = {{ file = \"{}\" }}\ndefault = true\n\n\
+             [[components]]\nname = \"files\"\nkind = \"files\"\npath = \"{}\"\n",
+            secret.display(),
+            files.display()
+        )
+    };
+
+    // A location that fails Validate is never saved: the server does not
+    // start, and says which target and which step.
+    let config = write_config(dir, &target(&wrong));
+    let said = refused_start(&config);
+    assert!(said.contains("[[targets]] palette"), "{said}");
+    assert!(said.contains("validation failed"), "{said}");
+    // A misspelt section is refused by name, not ignored.
+    let misspelt = write_config(dir, "[[target]]\nname = \"palette\"\n");
+    let said = refused_start(&misspelt);
+    assert!(said.contains("unknown field `target`"), "{said}");
+
+    let config = write_config(dir, &target(&secret));
+    let srv = Server::start(&config);
+    let (code, list) = srv.admin("GET", "/api/v1/targets", None);
+    assert_eq!(code, 200);
+    let targets = list.as_array().expect("a list");
+    assert_eq!(
+        targets.len(),
+        1,
+        "no local default beside a declared target: {list:#}"
+    );
+    assert_eq!(targets[0]["name"], "palette");
+    assert_eq!(targets[0]["declared"], true);
+    assert_eq!(targets[0]["default"], true);
+    assert_eq!(targets[0]["spec"]["directory"], format!("/{remote}"));
+    let b = srv.backup(&json!({ "label": "palette" }));
+    assert_eq!(b["status"], "READY", "{b:#}");
+    assert_eq!(b["target"], "palette");
+
+    // Read-only over the API, and its name is taken.
+    for (method, body) in [("PUT", Some(json!({ "mode": "attach" }))), ("DELETE", None)] {
+        let (code, e) = srv.admin(method, "/api/v1/targets/palette", body.as_ref());
+        assert_eq!(code, 409, "{method}: {e}");
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("coffer.toml"),
+            "{e}"
+        );
+    }
+    let (code, e) = srv.admin(
+        "POST",
+        "/api/v1/targets",
+        Some(&json!({ "name": "palette", "spec": { "kind": "local", "path": dir.join("x") } })),
+    );
+    assert_eq!(code, 409, "{e}");
+
+    // A restart finds the same repository (nothing asked, nothing lost).
+    let admin = srv.admin.clone();
+    drop(srv);
+    let mut srv = Server::start(&config);
+    srv.admin = admin; // printed at the first start only
+    let (_, list) = srv.admin("GET", "/api/v1/backups?label=palette", None);
+    assert_eq!(list["backups"][0]["id"], b["id"], "{list:#}");
+    let b2 = srv.backup(&json!({ "label": "palette" }));
+    assert_eq!(b2["status"], "READY", "{b2:#}");
+}
+
+/// Removes a directory when dropped.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

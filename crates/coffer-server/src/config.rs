@@ -35,6 +35,7 @@ use std::time::Duration;
 
 use coffer_engine::AgeRecipients;
 use coffer_model::component::{ComponentSpec, parse_components};
+use coffer_model::target::{DeclaredTarget, parse_declared_targets};
 use serde::Deserialize;
 
 /// Why a configuration cannot be used.
@@ -118,6 +119,9 @@ pub struct ServerConfig {
     pub login_rate_per_minute: u32,
     /// What a backup covers.
     pub components: Vec<ComponentSpec>,
+    /// Targets declared under `[[targets]]`: added (after Validate) or
+    /// checked at start, read-only over the API.
+    pub targets: Vec<DeclaredTarget>,
     /// Where the configuration came from, for messages.
     pub source: PathBuf,
 }
@@ -221,7 +225,10 @@ struct SensitiveSection {
     recipients: Vec<String>,
 }
 
+/// The file's top level: an unknown section is refused with its name
+/// (a misspelt `[[target]]` must not be silently ignored).
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FileShape {
     #[serde(default)]
     server: ServerSection,
@@ -233,6 +240,10 @@ struct FileShape {
     #[serde(default)]
     #[allow(dead_code)]
     components: Option<toml::Value>,
+    // Parsed separately, with per-target messages.
+    #[serde(default)]
+    #[allow(dead_code)]
+    targets: Option<toml::Value>,
 }
 
 impl ServerConfig {
@@ -264,6 +275,7 @@ impl ServerConfig {
         };
         let shape: FileShape = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
         let components = parse_components(text).map_err(|e| invalid(e.to_string()))?;
+        let targets = parse_declared_targets(text).map_err(|e| invalid(e.to_string()))?;
         let s = shape.server;
         let listen = match s.listen.as_deref() {
             None => SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
@@ -399,6 +411,7 @@ impl ServerConfig {
             login_concurrency,
             login_rate_per_minute,
             components,
+            targets,
             source: source.to_path_buf(),
         })
     }
@@ -497,6 +510,28 @@ path = "/srv/files"
         .unwrap_err()
         .to_string();
         assert!(e.contains("parallel_components"), "{e}");
+    }
+
+    #[test]
+    fn targets_are_read_and_unknown_sections_refused() {
+        let c = ServerConfig::parse(
+            "[[targets]]\nname = \"palette\"\nkind = \"ftp\"\nurl = \"ftps://ftp.lan:21/b\"\n\
+             user = \"u\"\npassword = { env = \"FTP_PW\" }\ndefault = true\n",
+            Path::new("."),
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.targets.len(), 1);
+        assert!(c.targets[0].default);
+        for (text, name) in [
+            ("[[target]]\nname = \"x\"\n", "target"),
+            ("[schedule]\nevery = \"1h\"\n", "schedule"),
+        ] {
+            let e = ServerConfig::parse(text, Path::new("."), Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("unknown field `{name}`")), "{e}");
+        }
     }
 
     #[test]

@@ -79,6 +79,9 @@ pub enum ServerError {
     /// Setting up the default target failed.
     #[error("creating the default target: {0}")]
     DefaultTarget(String),
+    /// A target declared in coffer.toml could not be added or checked.
+    #[error("{0}")]
+    DeclaredTargets(String),
     /// Listening or serving failed.
     #[error("{context}: {source}")]
     Io {
@@ -96,6 +99,8 @@ pub struct FirstStart {
     pub admin_token: Option<String>,
     /// The default repository's generated password.
     pub repository_password: Option<String>,
+    /// Generated passwords of new repositories on declared targets.
+    pub declared_passwords: Vec<(String, String)>,
 }
 
 /// Creates the data directory (mode 0700) if needed; refuses one that other
@@ -159,7 +164,15 @@ fn prepare(config: ServerConfig) -> Result<(Shared, FirstStart), ServerError> {
     }
     let data_dir = config.data_dir.clone();
     let state = Arc::new(new_state(config, catalog, key)?);
+    // Declared targets first: a configuration that declares its own makes
+    // the embedded local default unnecessary.
+    let declared =
+        targets::declared::apply(&state).map_err(|e| ServerError::DeclaredTargets(e.message()))?;
     let mut first = FirstStart {
+        declared_passwords: declared
+            .into_iter()
+            .map(|n| (n.target, n.password))
+            .collect(),
         repository_password: state
             .ensure_default_target(&data_dir)
             .map_err(|e| ServerError::DefaultTarget(e.message()))?,
@@ -183,6 +196,12 @@ fn announce_first_start(first: &FirstStart, data_dir: &Path, url: &str) {
         eprintln!(
             "\n  Admin token (shown once; create more with `coffer token create`):\n\n    {token}\n\n  \
              Use it as: curl -H 'Authorization: Bearer {token}' {url}/api/v1/backups\n"
+        );
+    }
+    for (target, pw) in &first.declared_passwords {
+        eprintln!(
+            "  Repository password of target {target} (declared in the configuration), shown \
+             once:\n\n    {pw}\n\n  Store it offline, or set repository_password for it.\n"
         );
     }
     if let Some(pw) = &first.repository_password {

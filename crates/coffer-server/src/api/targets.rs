@@ -36,6 +36,8 @@ pub struct TargetView {
     pub backups: u64,
     /// Why this target alone does not protect against a disaster.
     pub warning: Option<String>,
+    /// Declared under `[[targets]]` in coffer.toml: read-only over the API.
+    pub declared: bool,
 }
 
 fn target_view(t: TargetInfo) -> Result<TargetView, ServiceError> {
@@ -46,6 +48,7 @@ fn target_view(t: TargetInfo) -> Result<TargetView, ServiceError> {
         kind: t.row.kind,
         mode: t.row.mode.to_string(),
         default: t.row.is_default,
+        declared: t.row.declared,
         backups: t.backups,
     })
 }

@@ -33,6 +33,8 @@ pub struct TargetRow {
     pub is_default: bool,
     /// Creation time.
     pub created_at: i64,
+    /// Declared under `[[targets]]` in coffer.toml: read-only over the API.
+    pub declared: bool,
 }
 
 impl Catalog {
@@ -40,9 +42,9 @@ impl Catalog {
     pub fn insert_target(&self, t: &TargetRow) -> CatalogResult<()> {
         self.conn()
             .execute(
-                "INSERT INTO targets (name, kind, spec_sealed, password_sealed, mode, is_default, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![t.name, t.kind, t.spec_sealed, t.password_sealed, t.mode.as_str(), t.is_default, t.created_at],
+                "INSERT INTO targets (name, kind, spec_sealed, password_sealed, mode, is_default, created_at, declared)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![t.name, t.kind, t.spec_sealed, t.password_sealed, t.mode.as_str(), t.is_default, t.created_at, t.declared],
             )
             .ctx("adding a target")?;
         Ok(())
@@ -53,14 +55,15 @@ impl Catalog {
         let n = self
             .conn()
             .execute(
-                "UPDATE targets SET kind = ?2, spec_sealed = ?3, password_sealed = ?4, mode = ?5
-                 WHERE name = ?1",
+                "UPDATE targets SET kind = ?2, spec_sealed = ?3, password_sealed = ?4, mode = ?5,
+                 declared = ?6 WHERE name = ?1",
                 params![
                     t.name,
                     t.kind,
                     t.spec_sealed,
                     t.password_sealed,
-                    t.mode.as_str()
+                    t.mode.as_str(),
+                    t.declared
                 ],
             )
             .ctx("updating a target")?;
@@ -85,6 +88,7 @@ impl Catalog {
             mode: status(r.get(4)?)?,
             is_default: r.get(5)?,
             created_at: r.get(6)?,
+            declared: r.get(7)?,
         })
     }
 
@@ -93,8 +97,8 @@ impl Catalog {
         let conn = self.conn();
         let mut st = conn
             .prepare(
-                "SELECT name, kind, spec_sealed, password_sealed, mode, is_default, created_at
-                 FROM targets ORDER BY name",
+                "SELECT name, kind, spec_sealed, password_sealed, mode, is_default, created_at,
+                 declared FROM targets ORDER BY name",
             )
             .ctx("listing targets")?;
         let rows = st.query_map([], Self::target_from).ctx("listing targets")?;
@@ -105,8 +109,8 @@ impl Catalog {
     pub fn target(&self, name: &str) -> CatalogResult<Option<TargetRow>> {
         self.conn()
             .query_row(
-                "SELECT name, kind, spec_sealed, password_sealed, mode, is_default, created_at
-                 FROM targets WHERE name = ?1",
+                "SELECT name, kind, spec_sealed, password_sealed, mode, is_default, created_at,
+                 declared FROM targets WHERE name = ?1",
                 [name],
                 Self::target_from,
             )

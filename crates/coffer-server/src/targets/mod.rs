@@ -4,6 +4,7 @@
 //! repository derives its key): call from a blocking thread.
 
 pub mod cache;
+pub mod declared;
 pub mod policy;
 mod store;
 
@@ -120,7 +121,7 @@ fn require_confirmation(confirmed: bool) -> ServiceResult<()> {
 
 /// Opens `spec` and runs its Validate probe; `ValidationFailed` with the
 /// report when a step failed.
-fn open_validated(spec: &TargetSpec) -> ServiceResult<(OpenTarget, ValidationReport)> {
+pub(crate) fn open_validated(spec: &TargetSpec) -> ServiceResult<(OpenTarget, ValidationReport)> {
     let target = OpenTarget::open(spec).map_err(|e| ServiceError::Invalid(e.to_string()))?;
     let report = target.validate(ValidateOptions::default());
     if !report.ok {
@@ -223,6 +224,9 @@ pub fn change(
 ) -> ServiceResult<TargetInfo> {
     p.require(Scope::TargetsWrite)?;
     let current = state.target_row(name)?;
+    if current.declared {
+        return Err(declared_read_only(state, name));
+    }
     let mode = req.mode.as_deref().map(parse_mode).transpose()?;
     match req.default {
         Some(true) => require_confirmation(req.confirm_default)?,
@@ -286,10 +290,21 @@ pub fn rebuild(state: &AppState, p: &Principal, name: &str) -> ServiceResult<Reb
     rebuild_target(state, name)
 }
 
+/// The refusal of an API change to a target declared in coffer.toml.
+fn declared_read_only(state: &AppState, name: &str) -> ServiceError {
+    ServiceError::Conflict(format!(
+        "target {name} is declared in {}: change or remove it there, then restart the server",
+        state.config.source.display()
+    ))
+}
+
 /// Removes a target from the catalog (its repository and backups stay where they are).
 pub fn remove(state: &AppState, p: &Principal, name: &str) -> ServiceResult<()> {
     p.require(Scope::TargetsWrite)?;
     let row = state.target_row(name)?;
+    if row.declared {
+        return Err(declared_read_only(state, name));
+    }
     let n = state.catalog.backups_on_target(name)?;
     if n > 0 {
         return Err(ServiceError::Conflict(format!(

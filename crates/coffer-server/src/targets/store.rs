@@ -49,6 +49,7 @@ impl AppState {
             mode,
             is_default,
             created_at: now(),
+            declared: false,
         })
     }
 
