@@ -30,6 +30,9 @@ GARAGE_PORT=${COFFER_TEST_S3_PORT:-3900}         # S3 API; rpc +1, web +2, admin
 S3_KEY_ID=GK0c0ffee0c0ffee0c0ffee0c0
 S3_SECRET=0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0
 S3_BUCKET=coffer-test
+# A second key that may only read the bucket: Validate's permission messages are tested with it.
+S3_RO_KEY_ID=GK0dead0dead0dead0dead0dead
+S3_RO_SECRET=0dead0dead0dead0dead0dead0dead0dead0dead0dead0dead0dead0dead0dea
 GARAGE_VERSION=2.5.0
 PGBIN=/usr/lib/postgresql/15/bin
 ALL="pg mariadb redis sftp ftp garage"
@@ -295,9 +298,19 @@ down_ftp() { stop_pidfile "$BASE/ftp/vsftpd.pid"; rm -rf "$BASE/ftp" "$BASE/env.
 
 # ---------------------------------------------------------------- Garage (the real S3 server, one node)
 garage_c() { garage -c "$BASE/garage/garage.toml" "$@"; }
+# The read-only key, also on a Garage started by an older version of this script.
+garage_ro_key() {
+  garage_c key info coffer-test-ro >/dev/null 2>&1 ||
+    garage_c key import --yes -n coffer-test-ro "$S3_RO_KEY_ID" "$S3_RO_SECRET" >/dev/null
+  garage_c bucket allow --read "$S3_BUCKET" --key coffer-test-ro >/dev/null
+  grep -q COFFER_TEST_S3_RO_ACCESS_KEY "$BASE/env.d/garage.env" 2>/dev/null || cat >> "$BASE/env.d/garage.env" <<EOF
+COFFER_TEST_S3_RO_ACCESS_KEY=$S3_RO_KEY_ID
+COFFER_TEST_S3_RO_SECRET_KEY=$S3_RO_SECRET
+EOF
+}
 up_garage() {
   local d=$BASE/garage node
-  if pid_alive "$d/garage.pid"; then return; fi
+  if pid_alive "$d/garage.pid"; then garage_ro_key; return; fi
   rm -rf "$d"; mkdir -p "$d/meta" "$d/data"
   cat > "$d/garage.toml" <<EOF
 metadata_dir = "$d/meta"
@@ -342,6 +355,7 @@ COFFER_TEST_S3_ACCESS_KEY=$S3_KEY_ID
 COFFER_TEST_S3_SECRET_KEY=$S3_SECRET
 COFFER_TEST_S3_BUCKET=$S3_BUCKET
 EOF
+  garage_ro_key
 }
 down_garage() { stop_pidfile "$BASE/garage/garage.pid"; rm -rf "$BASE/garage" "$BASE/env.d/garage.env"; }
 

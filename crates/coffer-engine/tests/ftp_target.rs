@@ -192,6 +192,10 @@ fn validation_passes_and_names_each_failure() {
                 .iter()
                 .any(|s| s.name == "write" && s.message.contains("MiB/s"))
         );
+        // vsftpd has no AVBL: Validate says plainly that it cannot tell.
+        let space = r.steps.iter().find(|s| s.name == "free space").unwrap();
+        assert_eq!(space.status, StepStatus::Ok, "{space:?}");
+        assert!(space.message.contains("cannot tell"), "{space:?}");
         let left: Vec<_> = walkdir(&env.local(&dir))
             .into_iter()
             .filter(|p| p.contains("validate/"))

@@ -206,6 +206,7 @@ fn validation_reports_every_step_and_names_what_is_wrong() {
         names,
         [
             "reachable, authenticated, bucket exists",
+            "may write",
             "write",
             "read",
             "ranged read",
@@ -217,8 +218,8 @@ fn validation_reports_every_step_and_names_what_is_wrong() {
             "clock skew"
         ]
     );
-    assert!(good.steps[1].message.contains("MiB/s") && good.steps[2].message.contains("MiB/s"));
-    assert_eq!(good.steps[8].status, StepStatus::Skipped);
+    assert!(good.steps[2].message.contains("MiB/s") && good.steps[3].message.contains("MiB/s"));
+    assert_eq!(good.steps[9].status, StepStatus::Skipped);
     // It cleaned up after itself.
     let s = S3Storage::new(env.settings("")).unwrap();
     assert!(s.list("coffer/validate/").unwrap().is_empty());
@@ -237,6 +238,34 @@ fn validation_reports_every_step_and_names_what_is_wrong() {
         r.steps[0].message
     );
     assert!(r.steps[1..].iter().all(|s| s.status == StepStatus::Skipped));
+    assert!(
+        r.steps[0]
+            .message
+            .contains("needs valid credentials and s3:ListBucket on arn:aws:s3:::"),
+        "{}",
+        r.steps[0].message
+    );
+
+    // A key that may only read: the write step is refused, and the report
+    // names the permission it lacks and on what.
+    let mut read_only = env.settings("validate-ro");
+    read_only.access_key = service_setting("COFFER_TEST_S3_RO_ACCESS_KEY").unwrap_or_default();
+    read_only.secret_key = service_setting("COFFER_TEST_S3_RO_SECRET_KEY").unwrap_or_default();
+    let r = validate_s3(
+        Arc::new(S3Storage::new(read_only).unwrap()),
+        ValidateOptions::default(),
+    );
+    assert!(!r.ok);
+    let write = r.steps.iter().find(|s| s.name == "may write").unwrap();
+    assert_eq!(write.status, StepStatus::Failed, "{r:#?}");
+    assert!(
+        write.message.contains(&format!(
+            "needs s3:PutObject on arn:aws:s3:::{}/validate-ro/*",
+            env.bucket
+        )),
+        "{}",
+        write.message
+    );
 
     let mut wrong_bucket = env.settings("");
     wrong_bucket.bucket = "coffer-no-such-bucket".into();

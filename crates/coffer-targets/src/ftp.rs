@@ -21,7 +21,7 @@ use rand::Rng;
 use rustls::pki_types::pem::PemObject;
 use suppaftp::list::ListParser;
 use suppaftp::types::FileType;
-use suppaftp::{FtpError, RustlsConnector, RustlsFtpStream};
+use suppaftp::{FtpError, RustlsConnector, RustlsFtpStream, Status};
 
 use crate::retry::RetryPolicy;
 use crate::{
@@ -382,6 +382,39 @@ impl FtpStorage {
             }
         }
         Ok(())
+    }
+
+    /// Free bytes in the target directory, from the `AVBL` command
+    /// (draft-peterson-streamlined-ftp-command-extensions); `None` when the
+    /// server does not implement it (vsftpd, for one), so it cannot tell.
+    pub fn free_space(&self) -> StorageResult<Option<u64>> {
+        let dir = if self.root.is_empty() {
+            "/"
+        } else {
+            &self.root
+        };
+        self.with_conn("avbl", "", |ftp| {
+            match ftp.custom_command(format!("AVBL {dir}"), &[Status::File]) {
+                Ok(r) => String::from_utf8_lossy(&r.body)
+                    .split_whitespace()
+                    .last()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .map(Some)
+                    .ok_or(FtpError::BadResponse),
+                Err(FtpError::UnexpectedResponse(r))
+                    if matches!(
+                        r.status,
+                        Status::BadCommand
+                            | Status::BadArguments
+                            | Status::NotImplemented
+                            | Status::NotImplementedParameter
+                    ) =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            }
+        })
     }
 
     /// Creates the target directory if missing and checks it can be entered.

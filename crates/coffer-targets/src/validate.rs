@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::{
-    FtpStage, FtpStorage, LocalStorage, S3Storage, SftpStage, SftpStorage, Storage, StorageResult,
+    FtpStage, FtpStorage, LocalStorage, S3Client, S3Storage, SftpStage, SftpStorage, Storage,
+    StorageResult,
 };
 
 /// Test objects live here, outside the repository layout.
@@ -342,6 +343,19 @@ pub fn validate_s3(storage: Arc<S3Storage>, opts: ValidateOptions) -> Validation
             }),
         );
     }
+    {
+        // A small write first: a server that refuses a large upload may
+        // close the connection before the client has sent it, and the
+        // refusal then reads as a broken pipe instead of naming itself.
+        let (s, nonce) = (Arc::clone(&storage), nonce.clone());
+        r.step(
+            "may write",
+            Box::new(move || {
+                s.put(&format!("{PROBE_PREFIX}/{nonce}/small"), b"coffer")?;
+                Ok("a small object was written".into())
+            }),
+        );
+    }
     common_steps(&mut r, Arc::clone(&storage) as Arc<dyn Storage>, &nonce);
     {
         let (s, nonce) = (Arc::clone(&storage), nonce.clone());
@@ -383,7 +397,51 @@ pub fn validate_s3(storage: Arc<S3Storage>, opts: ValidateOptions) -> Validation
             Ok(format!("server clock within {} s of ours", skew.abs().max(0)))
         }));
     }
-    r.finish(storage.as_ref(), &nonce)
+    let mut report = r.finish(storage.as_ref(), &nonce);
+    name_s3_permissions(&mut report, storage.client());
+    report
+}
+
+/// The S3 permission each Validate step exercises, and on what.
+fn s3_permission(step: &str) -> Option<(&'static str, bool)> {
+    // (actions, on the bucket itself rather than its objects)
+    Some(match step {
+        "reachable, authenticated, bucket exists" | "list" => ("s3:ListBucket", true),
+        "may write" | "write" | "overwrite" => ("s3:PutObject", false),
+        "read" | "ranged read" => ("s3:GetObject", false),
+        "delete" => ("s3:DeleteObject", false),
+        "multipart upload" => ("s3:PutObject and s3:AbortMultipartUpload", false),
+        _ => return None,
+    })
+}
+
+/// Adds to a step refused with 401/403 the permission it needs, on which
+/// resource (docs/targets.md lists them all), so an operator can fix the
+/// key's policy without guessing.
+fn name_s3_permissions(report: &mut ValidationReport, client: &S3Client) {
+    let bucket = client.bucket_name();
+    for step in &mut report.steps {
+        let denied = step.status == StepStatus::Failed
+            && (step.message.contains("HTTP 403") || step.message.contains("HTTP 401"));
+        let Some((actions, on_bucket)) = s3_permission(step.name).filter(|_| denied) else {
+            continue;
+        };
+        let resource = if on_bucket {
+            format!("arn:aws:s3:::{bucket}")
+        } else {
+            format!("arn:aws:s3:::{bucket}/{}*", client.prefix())
+        };
+        let credentials = if on_bucket && !step.name.starts_with("list") {
+            "valid credentials and "
+        } else {
+            ""
+        };
+        step.message = format!(
+            "{} — this step needs {credentials}{actions} on {resource} (docs/targets.md lists \
+             every permission Coffer uses)",
+            step.message
+        );
+    }
 }
 
 /// Validates a local-disk target.
@@ -489,7 +547,20 @@ pub fn validate_ftp(storage: Arc<FtpStorage>, opts: ValidateOptions) -> Validati
         );
     }
     common_steps(&mut r, Arc::clone(&storage) as Arc<dyn Storage>, &nonce);
-    r.skip("free space", "FTP does not report free space");
+    {
+        let s = Arc::clone(&storage);
+        r.step(
+            "free space",
+            Box::new(move || {
+                Ok(match s.free_space()? {
+                    Some(free) => format!("{} MiB free (AVBL)", free >> 20),
+                    None => "the server cannot tell: it does not implement AVBL (vsftpd does \
+                             not); check the space on the server itself"
+                        .into(),
+                })
+            }),
+        );
+    }
     r.finish(storage.as_ref(), &nonce)
 }
 

@@ -179,6 +179,16 @@ impl S3Client {
         })
     }
 
+    /// The bucket.
+    pub fn bucket_name(&self) -> &str {
+        self.bucket.name()
+    }
+
+    /// The key prefix (`prefix/`, or empty).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// `s3:<endpoint>/<bucket>[/<prefix>]`, as errors name it.
     pub fn location(&self) -> &str {
         &self.location
