@@ -26,6 +26,7 @@ const ALL: &[&str] = &[
     "export",
     "targets:read",
     "targets:write",
+    "maintenance",
     "tokens:admin",
     "sensitive",
     "admin",
@@ -59,6 +60,7 @@ fn request(f: &Fixture, method: &str, template: &str, s: &Subject, n: usize) -> 
         .replace("/exports/{id}", &format!("/exports/{}", s.export))
         .replace("/restores/{id}", &format!("/restores/{}", s.restore))
         .replace("/tokens/{id}", "/tokens/tok-x")
+        .replace("/prunes/{id}", "/prunes/prune-x")
         .replace("/users/{id}", "/users/usr-x")
         .replace("/components/{name}", &format!("/components/{comp}"))
         .replace("/backup/{name}", &format!("/backup/{comp}"))
@@ -104,6 +106,7 @@ fn request(f: &Fixture, method: &str, template: &str, s: &Subject, n: usize) -> 
             "spec": { "kind": "local", "path": f.tmp.path().join(format!("t{n}")) },
         })),
         ("put", "/api/v1/targets/{name}") => Body::Json(json!({ "default": true })),
+        ("post", "/api/v1/targets/{name}/prune") => Body::Json(json!({ "grace_secs": 86400 })),
         // What the exact-scope caller (`tokens:admin` alone) may give.
         ("post", "/api/v1/tokens") => {
             Body::Json(json!({ "name": "x", "scopes": ["tokens:admin"] }))

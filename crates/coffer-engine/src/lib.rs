@@ -37,6 +37,7 @@ mod meta;
 mod paths;
 mod progress;
 mod repo;
+mod restic_locks;
 mod restore;
 pub mod seal;
 mod source;
@@ -46,9 +47,10 @@ pub use cancel::CancelToken;
 pub use error::{EngineError, EngineResult};
 pub use progress::{ProgressFn, ProgressInfo};
 pub use repo::{
-    CheckReport, ContentKind, KeyInfo, PortableForm, PruneReport, Repo, SnapshotFilter,
-    SnapshotInfo, TreeBackupOptions, restore_tree_from_tar, tags, write_command_output,
-    write_dir_tar,
+    CheckReport, ContentKind, KeyInfo, PortableForm, PruneReport, PruneSettings, Repo,
+    SnapshotFilter, SnapshotInfo, TreeBackupOptions, restore_tree_from_tar, tags,
+    write_command_output, write_dir_tar,
 };
+pub use restic_locks::ResticLock;
 pub use restore::RestoreMode;
 pub use seal::{AgeIdentity, AgeRecipients, TarOrigin};

@@ -28,7 +28,7 @@ mod sealed;
 
 pub use backup::TreeBackupOptions;
 pub use keys::KeyInfo;
-pub use maintenance::{CheckReport, PruneReport};
+pub use maintenance::{CheckReport, PruneReport, PruneSettings};
 pub use portable::{PortableForm, write_command_output, write_dir_tar};
 pub use restore::restore_tree_from_tar;
 

@@ -29,6 +29,8 @@ pub enum Scope {
     TargetsRead,
     /// Create, change, validate and delete targets.
     TargetsWrite,
+    /// Prune targets' repositories (space comes back; exclusive lock).
+    Maintenance,
     /// Create, list and revoke tokens and users.
     TokensAdmin,
     /// Touch sensitive components at all (with the scope the operation needs).
@@ -40,7 +42,7 @@ pub enum Scope {
 
 impl Scope {
     /// Every scope, in documentation order.
-    pub const ALL: [Scope; 11] = [
+    pub const ALL: [Scope; 12] = [
         Scope::BackupsRead,
         Scope::BackupsWrite,
         Scope::BackupsDelete,
@@ -49,6 +51,7 @@ impl Scope {
         Scope::Export,
         Scope::TargetsRead,
         Scope::TargetsWrite,
+        Scope::Maintenance,
         Scope::TokensAdmin,
         Scope::Sensitive,
         Scope::Admin,
@@ -65,6 +68,7 @@ impl Scope {
             Scope::Export => "export",
             Scope::TargetsRead => "targets:read",
             Scope::TargetsWrite => "targets:write",
+            Scope::Maintenance => "maintenance",
             Scope::TokensAdmin => "tokens:admin",
             Scope::Sensitive => "sensitive",
             Scope::Admin => "admin",

@@ -3,10 +3,12 @@
 use std::sync::Arc;
 
 use rustic_core::{CheckOptions, PruneOptions, ReadSubsetOption};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Repo, guarded};
 use crate::lock::{LockMode, RepoLock};
+use crate::progress::{Counters, ProgressFn};
+use crate::restic_locks::{self, ResticLock};
 use crate::{EngineError, EngineResult};
 
 /// The outcome of a check.
@@ -26,7 +28,7 @@ impl CheckReport {
 }
 
 /// What a prune removed or will remove.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PruneReport {
     /// Pack files deleted now.
     pub packs_removed: u64,
@@ -39,6 +41,21 @@ pub struct PruneReport {
     pub packs_waiting: u64,
     /// Bytes freed by this run.
     pub bytes_freed: u64,
+    /// Bytes that the packs marked now and earlier free when their grace
+    /// period ends (a later prune deletes them).
+    pub bytes_pending: u64,
+}
+
+/// How to prune.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PruneSettings {
+    /// Delete unused packs at once instead of marking them (only safe when
+    /// no other process uses the repository).
+    pub instant: bool,
+    /// How long marked packs are kept before a prune deletes them (default
+    /// 23 h): a backup that started before the mark and still refers to
+    /// them has that long to finish.
+    pub grace_secs: Option<u64>,
 }
 
 impl Repo {
@@ -98,14 +115,62 @@ impl Repo {
     /// still refers to them cannot lose data. `instant` deletes at once (only
     /// safe when no other Coffer process uses the repository).
     pub fn prune(&self, instant: bool) -> EngineResult<PruneReport> {
+        self.prune_with(
+            PruneSettings {
+                instant,
+                grace_secs: None,
+            },
+            None,
+        )
+    }
+
+    /// Plain restic's locks on this repository (`locks/`), which Coffer's
+    /// own locks do not cover.
+    pub fn restic_locks(&self) -> EngineResult<Vec<ResticLock>> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        restic_locks::list(&*self.storage, &self.key, now)
+    }
+
+    /// [`Repo::prune`] with a grace period and progress. Refuses (as
+    /// `Locked`) while plain restic holds a lock that is not stale: restic
+    /// does not see Coffer's locks, so a `restic backup` running now could
+    /// lose the packs this prune removes.
+    pub fn prune_with(
+        &self,
+        settings: PruneSettings,
+        progress: Option<ProgressFn>,
+    ) -> EngineResult<PruneReport> {
         let _lock = RepoLock::acquire(Arc::clone(&self.storage), LockMode::Exclusive, "prune")?;
+        if let Some(l) = self.restic_locks()?.into_iter().find(|l| !l.stale) {
+            return Err(EngineError::Locked {
+                location: self.storage.location(),
+                holder: format!(
+                    "plain restic holds {} lock {} ({}, {} s old): wait until it ends, or run \
+                     `restic unlock` if that process is gone",
+                    if l.exclusive { "an exclusive" } else { "a" },
+                    l.key,
+                    l.holder,
+                    l.age_secs
+                ),
+            });
+        }
+        let counters = progress.map(|p| Counters::new(Some(p)));
         guarded(|| {
-            let repo = self.handle(None, None)?;
+            let repo = self.handle(None, counters)?;
+            let instant = settings.instant;
             let mut opts = PruneOptions::default().instant_delete(instant);
             if instant {
                 // Also delete packs an earlier prune marked, without waiting
                 // out their grace period.
                 opts = opts.keep_delete(rustic_core::jiff::Span::new());
+            } else if let Some(secs) = settings.grace_secs {
+                let secs = i64::try_from(secs).map_err(|_| {
+                    EngineError::InvalidInput(format!("grace of {secs} s is too long"))
+                })?;
+                opts = opts.keep_delete(rustic_core::jiff::Span::new().seconds(secs));
             }
             let plan = repo
                 .prune_plan(&opts)
@@ -128,6 +193,7 @@ impl Repo {
                 packs_marked: unused_marked,
                 packs_waiting: stats.packs_to_delete.keep,
                 bytes_freed: stats.size_to_delete.remove + sizes.repackrm + unused_bytes,
+                bytes_pending: stats.size_to_delete.keep + if instant { 0 } else { sizes.remove },
             };
             repo.prune(&opts, plan)
                 .map_err(|e| EngineError::rustic(&e))?;

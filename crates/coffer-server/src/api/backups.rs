@@ -307,8 +307,9 @@ pub async fn delete_backup(
         id,
         snapshots_removed: removed,
         space: "the backup's snapshots are gone; the data only they used is freed by the next \
-                prune, which is two-phase (unused packs are marked, then deleted after a grace \
-                period) and takes the repository's exclusive lock"
+                prune (POST /api/v1/targets/{name}/prune), which is two-phase (unused packs are \
+                marked, then deleted after a grace period) and takes the repository's exclusive \
+                lock"
             .into(),
     }))
 }

@@ -9,6 +9,7 @@ pub mod common;
 pub mod dcos;
 pub mod error;
 pub mod exports;
+pub mod prunes;
 pub mod restores;
 pub mod serve;
 pub mod system;
@@ -98,6 +99,8 @@ api_routes! {
     delete "/api/v1/targets/{name}", Some(Scope::TargetsWrite) => targets::delete_target;
     post "/api/v1/targets/{name}/validate", Some(Scope::TargetsWrite) => targets::validate_target;
     post "/api/v1/targets/{name}/rebuild", Some(Scope::TargetsWrite) => targets::rebuild_target;
+    post "/api/v1/targets/{name}/prune", Some(Scope::Maintenance) => prunes::prune_target;
+    get "/api/v1/prunes/{id}", Some(Scope::Maintenance) => prunes::show_prune;
     get "/api/v1/tokens", Some(Scope::TokensAdmin) => tokens::list_tokens;
     post "/api/v1/tokens", Some(Scope::TokensAdmin) => tokens::create_token;
     delete "/api/v1/tokens/{id}", Some(Scope::TokensAdmin) => tokens::revoke_token;
@@ -147,6 +150,7 @@ impl Modify for BearerAuth {
         uploads::component_restore, uploads::component_download_flowg, uploads::component_restore_flowg,
         targets::list_targets, targets::show_target, targets::create_target, targets::update_target,
         targets::validate_target, targets::rebuild_target, targets::delete_target,
+        prunes::prune_target, prunes::show_prune,
         tokens::create_token, tokens::list_tokens, tokens::revoke_token,
         users::login, users::create_user, users::list_users, users::disable_user,
         openapi,

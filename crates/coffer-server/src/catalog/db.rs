@@ -39,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_exports.sql"),
     include_str!("migrations/0004_sensitivity.sql"),
     include_str!("migrations/0005_declared_targets.sql"),
+    include_str!("migrations/0006_prunes.sql"),
 ];
 
 /// Seconds since the Unix epoch.

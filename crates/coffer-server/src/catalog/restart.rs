@@ -40,6 +40,12 @@ impl Catalog {
                 params![reason, t],
             )
             .ctx("marking interrupted exports")?;
+        n += tx
+            .execute(
+                "UPDATE prunes SET status = 'ERROR', error = ?1, finished_at = ?2 WHERE status = 'PRUNING'",
+                params![reason, t],
+            )
+            .ctx("marking interrupted prunes")?;
         tx.commit().ctx("marking interrupted jobs")?;
         Ok(n)
     }

@@ -10,6 +10,7 @@ pub mod backup;
 pub mod export;
 pub mod hooks;
 pub mod overrides;
+pub mod prune;
 pub mod registry;
 pub mod restore;
 pub mod runner;
