@@ -627,3 +627,127 @@ impl Drop for RemoveOnDrop {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+// The Auth0 Appliance's sensitive backup (shared/seeds/001_…): requested
+// with a password alone, its status checked (with an MD5), retrieved,
+// deleted — and restored into a new installation.
+#[test]
+fn auth0_sensitive_backup_with_a_password_alone_is_an_export_that_restores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for d in [&a, &b] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    coffer_testkit::tree::build_rich_tree(&a.join("keys"));
+    let config_dir = small_dir(&a);
+    let installation = |dir: &Path, server: &str| {
+        Server::start(&write_config_with(
+            dir,
+            server,
+            &format!(
+                "[[components]]\nname = \"config\"\nkind = \"files\"\npath = \"{}\"\n\n\
+                 [[components]]\nname = \"keys\"\nkind = \"files\"\npath = \"{}\"\nsensitive = true\n",
+                dir.join("files").display(),
+                dir.join("keys").display()
+            ),
+        ))
+    };
+    // No [sensitive] recipients: no age key pair anywhere.
+    let node = installation(&a, "");
+    assert!(config_dir.exists());
+
+    // Repository backups leave the sensitive component out, and refuse it
+    // by name: it never reaches a repository unsealed.
+    let b1 = node.backup(&json!({ "label": "nightly" }));
+    assert_eq!(b1["status"], "READY", "{b1:#}");
+    let names: Vec<&str> = b1["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["config"], "{b1:#}");
+    let (code, e) = node.admin(
+        "POST",
+        "/api/v1/backups",
+        Some(&json!({ "label": "nightly", "components": ["keys"] })),
+    );
+    assert_eq!(code, 422, "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"sensitive\": true"),
+        "{e}"
+    );
+
+    // backup-sensitive --password …: one call.
+    let ops = node.token(&["backups:write", "export", "sensitive"], None, None);
+    let without = node.token(&["backups:write", "export"], None, None);
+    let request = json!({ "sensitive": true, "password": "0therPassw0rd!", "keep": true });
+    let (code, e) = node.call("POST", "/api/v1/backups", Some(&without), Some(&request));
+    assert_eq!(code, 403, "{e}");
+    let (code, v) = node.call("POST", "/api/v1/backups", Some(&ops), Some(&request));
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(v["status"], "EXPORTING");
+    let export = v["export_id"]
+        .as_str()
+        .expect("the export to follow")
+        .to_owned();
+
+    // backup-sensitive-status: READY with its MD5; kept until deleted.
+    let e = node.wait_until_done(&format!("/api/v1/exports/{export}"), "EXPORTING", 120);
+    assert_eq!(e["status"], "READY", "{e:#}");
+    assert_eq!(e["sensitive"], true);
+    assert_eq!(e["expires_at"], Value::Null, "{e}");
+    // backup-sensitive-retrieve, checked against the MD5 as Auth0 advises.
+    let r = node.curl(
+        &format!("/api/v1/exports/{export}/download"),
+        Some(&ops),
+        &[],
+    );
+    assert_eq!(r.status, 200);
+    let file = tmp.path().join("backup-sensitive.coffer");
+    std::fs::write(&file, &r.body).unwrap();
+    let md5 = sh(tmp.path(), "md5sum backup-sensitive.coffer");
+    assert_eq!(
+        e["md5"].as_str().unwrap(),
+        md5.split_whitespace().next().unwrap()
+    );
+    // No staging copy of the keys was left behind.
+    let staging = a.join("data/staging");
+    let left: Vec<_> = std::fs::read_dir(&staging)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.iter()
+            .all(|n| !n.to_string_lossy().starts_with("sensitive-")),
+        "{left:?}"
+    );
+    // backup-sensitive-delete.
+    let (code, _) = node.call(
+        "DELETE",
+        &format!("/api/v1/exports/{export}"),
+        Some(&ops),
+        None,
+    );
+    assert_eq!(code, 200);
+
+    // Restored into a new installation with the password alone.
+    let new = installation(&b, "");
+    let restorer = new.token(&["restore", "sensitive", "backups:read"], None, None);
+    let r = new.curl(
+        "/api/v1/restores",
+        Some(&restorer),
+        &[
+            "-F".into(),
+            format!("snapshot=@{}", file.display()),
+            "--form-string".into(),
+            r#"config={"password": "0therPassw0rd!"}"#.into(),
+        ],
+    );
+    assert_eq!(r.status, 202, "{}", r.json());
+    let done = new.wait_restore(r.json()["id"].as_str().unwrap());
+    assert_eq!(done["status"], "READY", "{done:#}");
+    coffer_testkit::tree::assert_same_tree_from_upload(&a.join("keys"), &b.join("keys"));
+}

@@ -85,8 +85,9 @@ pub struct ServerConfig {
     /// What `sensitive = true` components are sealed to before they reach
     /// the repository (`[sensitive] recipients`); required when any is.
     pub sensitive_recipients: Option<Arc<AgeRecipients>>,
-    /// How long a finished export stays downloadable (`server.export_ttl_secs`).
-    pub export_ttl: Duration,
+    /// How long a finished export stays downloadable
+    /// (`server.export_ttl_secs`); `None`: until it is deleted (`"never"`).
+    pub export_ttl: Option<Duration>,
     /// The shortest password an export may be encrypted with
     /// (`server.min_export_password_len`, default 12).
     pub min_export_password_len: usize,
@@ -205,7 +206,7 @@ struct ServerSection {
     login_lifetime_secs: Option<u64>,
     preflight_factor: Option<f64>,
     preflight_reserve_mib: Option<u64>,
-    export_ttl_secs: Option<u64>,
+    export_ttl_secs: Option<Ttl>,
     min_export_password_len: Option<u64>,
     max_upload_mib: Option<u64>,
     restore_roots: Option<Vec<PathBuf>>,
@@ -215,6 +216,14 @@ struct ServerSection {
     max_connections: Option<usize>,
     login_concurrency: Option<usize>,
     login_rate_per_minute: Option<u32>,
+}
+
+/// A lifetime in seconds, or a word (`"never"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Ttl {
+    Secs(u64),
+    Word(String),
 }
 
 /// `[sensitive]`.
@@ -310,10 +319,20 @@ impl ServerConfig {
         if shape.hooks.timeout_secs == 0 {
             return Err(invalid("hooks.timeout_secs must be at least 1".into()));
         }
-        let export_ttl = s.export_ttl_secs.unwrap_or(24 * 3600);
-        if export_ttl == 0 {
-            return Err(invalid("server.export_ttl_secs must be at least 1".into()));
-        }
+        let export_ttl = match s.export_ttl_secs.unwrap_or(Ttl::Secs(24 * 3600)) {
+            Ttl::Secs(0) => {
+                return Err(invalid(
+                    "server.export_ttl_secs must be at least 1, or \"never\"".into(),
+                ));
+            }
+            Ttl::Secs(n) => Some(Duration::from_secs(n)),
+            Ttl::Word(w) if w == "never" => None,
+            Ttl::Word(w) => {
+                return Err(invalid(format!(
+                    "server.export_ttl_secs: {w:?} is neither a number of seconds nor \"never\""
+                )));
+            }
+        };
         let min_export_password_len =
             usize::try_from(s.min_export_password_len.unwrap_or(12)).unwrap_or(usize::MAX);
         if min_export_password_len == 0 {
@@ -376,16 +395,10 @@ impl ServerConfig {
                 .map_err(|e| invalid(format!("sensitive.recipients: {e}")))?;
             Some(Arc::new(r))
         };
-        if sensitive_recipients.is_none()
-            && let Some(c) = components.iter().find(|c| c.sensitive)
-        {
-            return Err(invalid(format!(
-                "component {:?} is sensitive = true, so it is sealed to an age public key the \
-                 server holds: add [sensitive] recipients = [\"age1…\"] (create a key pair with \
-                 `age-keygen -o coffer-sensitive.key` and keep that file offline)",
-                c.name.as_str()
-            )));
-        }
+        // Sensitive components without recipients are allowed: only
+        // password-only sensitive exports can read them then (repository
+        // backups leave them out, and refuse them by name; see
+        // `sealing_for`).
         Ok(Self {
             listen,
             data_dir,
@@ -398,7 +411,7 @@ impl ServerConfig {
             login_lifetime: Duration::from_secs(s.login_lifetime_secs.unwrap_or(3600)),
             hooks: shape.hooks,
             sensitive_recipients,
-            export_ttl: Duration::from_secs(export_ttl),
+            export_ttl,
             min_export_password_len,
             preflight_factor,
             preflight_reserve: s.preflight_reserve_mib.unwrap_or(64) << 20,
@@ -413,6 +426,21 @@ impl ServerConfig {
             components,
             targets,
             source: source.to_path_buf(),
+        })
+    }
+
+    /// Why `spec` cannot go into a repository, if it cannot: a sensitive
+    /// component is sealed to `[sensitive] recipients` first, and without
+    /// them only a sensitive backup with a password alone may read it.
+    pub fn unsealable(&self, spec: &ComponentSpec) -> Option<String> {
+        (spec.sensitive && self.sensitive_recipients.is_none()).then(|| {
+            format!(
+                "component {} is sensitive = true and [sensitive] recipients is empty: it can \
+                 only be backed up with {{\"sensitive\": true, \"password\": …}} (an export, \
+                 never a repository), or add [sensitive] recipients = [\"age1…\"] to seal it \
+                 into repositories (age-keygen -o coffer-sensitive.key; keep that file offline)",
+                spec.name
+            )
         })
     }
 
@@ -513,6 +541,19 @@ path = "/srv/files"
     }
 
     #[test]
+    fn exports_may_be_kept_until_deleted() {
+        let parse = |t: &str| ServerConfig::parse(t, Path::new("."), Path::new("c.toml"));
+        let ttl = |t: &str| parse(t).unwrap().export_ttl;
+        assert_eq!(ttl(""), Some(Duration::from_secs(86400)));
+        assert_eq!(ttl("[server]\nexport_ttl_secs = 60"), Some(Duration::from_secs(60)));
+        assert_eq!(ttl("[server]\nexport_ttl_secs = \"never\""), None);
+        for bad in ["export_ttl_secs = 0", "export_ttl_secs = \"forever\""] {
+            let e = parse(&format!("[server]\n{bad}")).unwrap_err().to_string();
+            assert!(e.contains("server.export_ttl_secs"), "{e}");
+        }
+    }
+
+    #[test]
     fn targets_are_read_and_unknown_sections_refused() {
         let c = ServerConfig::parse(
             "[[targets]]\nname = \"palette\"\nkind = \"ftp\"\nurl = \"ftps://ftp.lan:21/b\"\n\
@@ -535,14 +576,13 @@ path = "/srv/files"
     }
 
     #[test]
-    fn sensitive_components_need_recipients() {
+    fn sensitive_components_without_recipients_stay_out_of_repositories() {
         let comp =
             "[[components]]\nname = \"keys\"\nkind = \"files\"\npath = \"/k\"\nsensitive = true\n";
-        let e = ServerConfig::parse(comp, Path::new("."), Path::new("c.toml"))
-            .unwrap_err()
-            .to_string();
+        let c = ServerConfig::parse(comp, Path::new("."), Path::new("c.toml")).unwrap();
+        let e = c.unsealable(&c.components[0]).expect("refused");
         assert!(
-            e.contains("[sensitive] recipients") && e.contains("\"keys\""),
+            e.contains("[sensitive] recipients") && e.contains("keys") && e.contains("password"),
             "{e}"
         );
         let e = ServerConfig::parse(

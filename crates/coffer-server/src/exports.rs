@@ -50,6 +50,10 @@ pub struct ExportRequest {
     /// recipients), as a separate file. Needs the `sensitive` scope.
     #[serde(default)]
     pub sensitive: bool,
+    /// Keep the file until it is deleted, whatever `server.export_ttl_secs`
+    /// says.
+    #[serde(default)]
+    pub keep: bool,
 }
 
 /// The protection a request asks for, and its name for the catalog. A
@@ -141,12 +145,14 @@ pub fn visible_of_backup(
 pub struct ExportPlan {
     protection: Protection,
     components: Vec<String>,
+    keep: bool,
 }
 
 /// An export recorded with its backup, made once the backup ends.
 pub struct PendingExport {
     row: ExportRow,
     protection: Protection,
+    keep: bool,
 }
 
 impl PendingExport {
@@ -164,6 +170,7 @@ pub fn plan_after_backup(
     p: &Principal,
     specs: &[ComponentSpec],
     password: String,
+    keep: bool,
 ) -> ServiceResult<ExportPlan> {
     p.require(Scope::Export)?;
     let (protection, _) = protection_of(state, Some(password), None)?;
@@ -185,6 +192,50 @@ pub fn plan_after_backup(
     Ok(ExportPlan {
         protection,
         components,
+        keep,
+    })
+}
+
+/// The export a sensitive backup with a password alone writes
+/// ([`crate::jobs::sensitive_export`]): its recorded row and protection.
+pub struct SensitivePlan {
+    /// The export, `EXPORTING`.
+    pub row: ExportRow,
+    /// The password's protection.
+    pub protection: Protection,
+    /// Kept until deleted.
+    pub keep: bool,
+}
+
+/// Checks the password of a sensitive backup with a password alone; the
+/// scopes and components are the job's to check.
+pub fn plan_sensitive(
+    state: &AppState,
+    specs: &[ComponentSpec],
+    password: String,
+    keep: bool,
+) -> ServiceResult<ExportPlan> {
+    let (protection, _) = protection_of(state, Some(password), None)?;
+    Ok(ExportPlan {
+        protection,
+        components: specs.iter().map(|s| s.name.to_string()).collect(),
+        keep,
+    })
+}
+
+/// Records the export of a sensitive backup with a password alone
+/// (`EXPORTING`, sensitive, named after `backup_id`).
+pub fn record_sensitive(
+    state: &AppState,
+    backup_id: &str,
+    plan: ExportPlan,
+) -> ServiceResult<SensitivePlan> {
+    let row = new_row(backup_id, true, ExportProtection::Password, plan.components);
+    state.catalog.insert_export(&row)?;
+    Ok(SensitivePlan {
+        row,
+        protection: plan.protection,
+        keep: plan.keep,
     })
 }
 
@@ -209,13 +260,18 @@ pub fn record_pending(
     Ok(PendingExport {
         row,
         protection: plan.protection,
+        keep: plan.keep,
     })
 }
 
 /// Makes a pending export once its backup ended (on the backup's thread);
 /// a backup that is not READY makes the export `ERROR` too.
 pub fn start_after_backup(state: &Shared, pending: PendingExport) {
-    let PendingExport { row, protection } = pending;
+    let PendingExport {
+        row,
+        protection,
+        keep,
+    } = pending;
     let fail = |reason: String| {
         state.log(&row.id, &reason);
         state.logs.flush();
@@ -255,6 +311,7 @@ pub fn start_after_backup(state: &Shared, pending: PendingExport) {
                 components: comps,
                 protection,
                 sensitive: row.sensitive,
+                keep,
             };
             run(state, job, reservation);
         }
@@ -326,6 +383,7 @@ pub fn create(
         components: chosen,
         protection,
         sensitive: row.sensitive,
+        keep: req.keep,
     };
     let st = Arc::clone(state);
     spawn_job(&row.id, move || run(&st, job, reservation))?;

@@ -162,6 +162,11 @@ fn prepare(config: ServerConfig) -> Result<(Shared, FirstStart), ServerError> {
             "{interrupted} job(s) were running when the server last stopped: marked ERROR (interrupted by restart)"
         );
     }
+    for c in &config.components {
+        if let Some(why) = config.unsealable(c) {
+            tracing::warn!("{why}");
+        }
+    }
     let data_dir = config.data_dir.clone();
     let state = Arc::new(new_state(config, catalog, key)?);
     // Declared targets first: a configuration that declares its own makes

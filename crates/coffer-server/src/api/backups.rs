@@ -155,8 +155,10 @@ pub async fn create_backup(
     JsonBody(req): JsonBody<BackupRequest>,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
     let st = Arc::clone(&state);
-    let id = blocking(move || backup_job::start(&st, &p, req)).await?;
-    Ok(accepted(id, BackupStatus::BackingUp.as_str()))
+    let started = blocking(move || backup_job::start(&st, &p, req)).await?;
+    let (code, Json(mut body)) = accepted(started.id, started.status);
+    body.export_id = started.export_id;
+    Ok((code, Json(body)))
 }
 
 /// Filters of the backup list.

@@ -122,6 +122,10 @@ pub struct Accepted {
     pub id: String,
     /// Its first state.
     pub status: String,
+    /// The export a backup with a `password` makes (follow it at
+    /// `GET /api/v1/exports/{export_id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export_id: Option<String>,
 }
 
 /// `202 Accepted` with the job's id and first state.
@@ -131,6 +135,7 @@ pub fn accepted(id: String, status: &str) -> (StatusCode, Json<Accepted>) {
         Json(Accepted {
             id,
             status: status.to_owned(),
+            export_id: None,
         }),
     )
 }

@@ -89,7 +89,7 @@ impl Catalog {
     pub fn finish_export(
         &self,
         id: &str,
-        outcome: Result<(&coffer_export::Digests, i64), &str>,
+        outcome: Result<(&coffer_export::Digests, Option<i64>), &str>,
     ) -> CatalogResult<()> {
         let conn = self.conn();
         match outcome {

@@ -25,6 +25,7 @@ use crate::jobs::registry::{Reservation, component_key};
 use crate::jobs::runner::{
     Outcome, Timed, record_outcomes, run_components, spawn_job, with_timeout,
 };
+use crate::jobs::sensitive_export;
 use crate::state::{AppState, Shared};
 
 /// The label of a backup requested Terraform Enterprise style (a password, no label).
@@ -50,6 +51,27 @@ pub struct BackupRequest {
     /// Target name (default: the default target).
     #[serde(default)]
     pub target: Option<String>,
+    /// With `password`: keep the export until it is deleted, whatever
+    /// `server.export_ttl_secs` says.
+    #[serde(default)]
+    pub keep: bool,
+    /// With `password`: back up the sensitive components (all, or those
+    /// in `components`) straight into a password-encrypted sensitive export,
+    /// never into a repository (Auth0's `backup-sensitive`). Needs `export`
+    /// and `sensitive`; no age key pair involved.
+    #[serde(default)]
+    pub sensitive: bool,
+}
+
+/// What starting a backup gave.
+#[derive(Debug)]
+pub struct Started {
+    /// The backup's id.
+    pub id: String,
+    /// Its first state.
+    pub status: &'static str,
+    /// The export made of it, when a `password` was given.
+    pub export_id: Option<String>,
 }
 
 /// A backup to run.
@@ -62,8 +84,40 @@ struct BackupJob {
 
 /// Checks `req` against `p` and the configuration, records the backup and
 /// starts it; returns its id. Blocking (the preflight walks sources).
-pub fn start(state: &Shared, p: &Principal, req: BackupRequest) -> ServiceResult<String> {
+pub fn start(state: &Shared, p: &Principal, req: BackupRequest) -> ServiceResult<Started> {
     p.require(Scope::BackupsWrite)?;
+    if req.keep && req.password.is_none() {
+        return Err(ServiceError::Invalid(
+            "keep: only with \"password\" (it keeps the export made of the backup)".into(),
+        ));
+    }
+    if req.sensitive {
+        let Some(password) = req.password else {
+            return Err(ServiceError::Invalid(
+                "sensitive: needs \"password\": a sensitive backup is written straight into an \
+                 export encrypted with it"
+                    .into(),
+            ));
+        };
+        if req.target.is_some() {
+            return Err(ServiceError::Invalid(
+                "target: a sensitive backup is never written to a target".into(),
+            ));
+        }
+        let s = sensitive_export::start(
+            state,
+            p,
+            req.label.as_deref(),
+            req.components.as_deref(),
+            password,
+            req.keep,
+        )?;
+        return Ok(Started {
+            id: s.backup_id,
+            status: "EXPORTING",
+            export_id: Some(s.export_id),
+        });
+    }
     let label = match (&req.label, &req.password) {
         (Some(l), _) => l.clone(),
         (None, Some(_)) => TFE_DEFAULT_LABEL.to_owned(),
@@ -78,10 +132,14 @@ pub fn start(state: &Shared, p: &Principal, req: BackupRequest) -> ServiceResult
     // The export that follows: checked now, so a refusal comes before any work.
     let export = match req.password {
         None => None,
-        Some(pw) => Some(exports::plan_after_backup(state, p, &specs, pw)?),
+        Some(pw) => Some(exports::plan_after_backup(state, p, &specs, pw, req.keep)?),
     };
-    let (id, _) = launch(state, label, specs, export, req.target)?;
-    Ok(id)
+    let (id, export_id) = launch(state, label, specs, export, req.target)?;
+    Ok(Started {
+        id,
+        status: BackupStatus::BackingUp.as_str(),
+        export_id,
+    })
 }
 
 /// Terraform Enterprise's backup call (`POST /_backup/api/v1/backup`): a
@@ -106,7 +164,7 @@ pub fn start_for_export(
     for s in &specs {
         p.require_component(Scope::Export, s.name.as_str(), false)?;
     }
-    let plan = exports::plan_after_backup(state, p, &specs, password)?;
+    let plan = exports::plan_after_backup(state, p, &specs, password, false)?;
     let label = Label::new(TFE_DEFAULT_LABEL)
         .map_err(|e| ServiceError::internal(format!("the default label: {e}")))?;
     match launch(state, label, specs, Some(plan), None)? {
@@ -200,9 +258,12 @@ fn pick_components(
 ) -> ServiceResult<Vec<ComponentSpec>> {
     let all = &state.config.components;
     let specs: Vec<ComponentSpec> = match names {
+        // By default, what a repository may hold: sensitive components
+        // without recipients are left for the password-only sensitive backup.
         None => all
             .iter()
             .filter(|c| p.sees(c.name.as_str(), c.sensitive))
+            .filter(|c| state.config.unsealable(c).is_none())
             .cloned()
             .collect(),
         Some(names) => {
@@ -237,6 +298,9 @@ fn pick_components(
     }
     for s in &specs {
         p.require_component(Scope::BackupsWrite, s.name.as_str(), s.sensitive)?;
+    }
+    if let Some(why) = specs.iter().find_map(|s| state.config.unsealable(s)) {
+        return Err(ServiceError::Invalid(format!("components: {why}")));
     }
     Ok(specs)
 }
@@ -342,6 +406,10 @@ fn run(state: &Shared, job: BackupJob, reservation: Reservation) {
                     // recipients (the configuration refuses them without).
                     let repo = match &state.config.sensitive_recipients {
                         Some(r) if spec.sensitive => repo.sealed_to(Arc::clone(r)),
+                        // Checked at start; never written unsealed.
+                        None if spec.sensitive => {
+                            return Err(state.config.unsealable(&spec).unwrap_or_default());
+                        }
                         _ => repo,
                     };
                     let bref = BackupRef::new(job.id.clone(), spec.name.clone(), count);

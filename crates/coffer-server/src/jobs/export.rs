@@ -44,6 +44,8 @@ pub struct ExportJob {
     pub protection: Protection,
     /// Only sensitive (sealed) components.
     pub sensitive: bool,
+    /// Kept until deleted, whatever `server.export_ttl_secs` says.
+    pub keep: bool,
 }
 
 /// Runs an export to its end and records the outcome. Blocking.
@@ -64,12 +66,30 @@ pub fn run(state: &Shared, job: ExportJob, reservation: Reservation) {
         ),
     );
     let result = write_export(state, &job);
+    record_end(state, &id, started, &result, job.keep);
+}
+
+/// Records how export `id` ended: `READY` with its digests and expiry
+/// (none when `keep`, or with `export_ttl_secs = "never"`), or `ERROR`.
+pub(crate) fn record_end(
+    state: &AppState,
+    id: &str,
+    started: Instant,
+    result: &Result<Digests, String>,
+    keep: bool,
+) {
     let secs = started.elapsed().as_secs_f64();
-    let recorded = match &result {
+    let recorded = match result {
         Ok(d) => {
-            let expires_at = now() + state.config.export_ttl.as_secs() as i64;
+            // Kept until deleted: asked for, or `export_ttl_secs = "never"`.
+            let expires_at = match state.config.export_ttl {
+                Some(ttl) if !keep => {
+                    Some(now() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2))
+                }
+                _ => None,
+            };
             state.log(
-                &id,
+                id,
                 &format!(
                     "export {id} READY after {secs:.1} s: {} bytes, SHA-256 {}",
                     d.size, d.sha256
@@ -79,18 +99,18 @@ pub fn run(state: &Shared, job: ExportJob, reservation: Reservation) {
             state
                 .metrics
                 .job_finished("export", ExportStatus::Ready.as_str(), secs, d.size);
-            state.catalog.finish_export(&id, Ok((d, expires_at)))
+            state.catalog.finish_export(id, Ok((d, expires_at)))
         }
         Err(reason) => {
             state.log(
-                &id,
+                id,
                 &format!("export {id} ERROR after {secs:.1} s: {reason}"),
             );
             state.logs.flush();
             state
                 .metrics
                 .job_finished("export", ExportStatus::Error.as_str(), secs, 0);
-            state.catalog.finish_export(&id, Err(reason))
+            state.catalog.finish_export(id, Err(reason))
         }
     };
     if let Err(e) = recorded {
@@ -100,10 +120,6 @@ pub fn run(state: &Shared, job: ExportJob, reservation: Reservation) {
 
 fn write_export(state: &AppState, job: &ExportJob) -> Result<Digests, String> {
     let repo = state.repo(&job.backup.target).map_err(|e| e.message())?;
-    let dir = exports_dir(state);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| format!("securing {}: {e}", dir.display()))?;
     let mut forms: Vec<(&BackupComponentRow, &str, PortableForm)> = Vec::new();
     for c in &job.components {
         let snapshot = c
@@ -115,9 +131,27 @@ fn write_export(state: &AppState, job: &ExportJob) -> Result<Digests, String> {
             .map_err(|e| format!("component {}: {e}", c.component))?;
         forms.push((c, snapshot, form));
     }
+    let data: u64 = forms.iter().map(|(_, _, f)| f.len).sum();
+    write_file(state, &job.id, data, |file| {
+        fill(state, &repo, job, file, &forms)
+    })
+}
+
+/// Writes export `id`'s file through `fill`, after checking there is room
+/// for `data` bytes: as `<id>.coffer.part`, synced, renamed into place; a
+/// failure removes the partial file.
+pub(crate) fn write_file(
+    state: &AppState,
+    id: &str,
+    data: u64,
+    fill: impl FnOnce(File) -> Result<Digests, String>,
+) -> Result<Digests, String> {
+    let dir = exports_dir(state);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("securing {}: {e}", dir.display()))?;
     // Compression rarely makes data bigger; the margin covers what it and
     // age's 16 bytes per 64 KiB add in the worst case.
-    let data: u64 = forms.iter().map(|(_, _, f)| f.len).sum();
     let need = data + data / 100 + (16 << 20);
     let free = coffer_targets::free_space_at(&dir)
         .map_err(|e| format!("free space of {}: {e}", dir.display()))?;
@@ -127,15 +161,15 @@ fn write_export(state: &AppState, job: &ExportJob) -> Result<Digests, String> {
             dir.display()
         ));
     }
-    let part = dir.join(format!("{}.coffer.part", job.id));
+    let part = dir.join(format!("{id}.coffer.part"));
     let file = File::options()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&part)
         .map_err(|e| format!("creating {}: {e}", part.display()))?;
-    let result = fill(state, &repo, job, file, &forms).and_then(|digests| {
-        let done = export_file(state, &job.id);
+    let result = fill(file).and_then(|digests| {
+        let done = export_file(state, id);
         std::fs::rename(&part, &done)
             .map_err(|e| format!("moving {} into place: {e}", part.display()))?;
         sync_dir(&dir)?;
@@ -154,8 +188,7 @@ fn fill(
     file: File,
     forms: &[(&BackupComponentRow, &str, PortableForm)],
 ) -> Result<Digests, String> {
-    let out = DigestWriter::new(BufWriter::with_capacity(1 << 20, file));
-    let mut w = ExportWriter::new(out, &job.protection).map_err(|e| e.to_string())?;
+    let mut w = file_writer(file, &job.protection)?;
     for (c, snapshot, form) in forms {
         let header = ComponentHeader {
             name: c.component.clone(),
@@ -182,6 +215,20 @@ fn fill(
         exported_at: rfc3339(now()),
         sensitive: job.sensitive,
     };
+    finish_file(w, info)
+}
+
+/// The writer an export file is made with.
+pub(crate) type FileWriter = ExportWriter<DigestWriter<BufWriter<File>>>;
+
+/// Starts writing an export into `file` with `protection`.
+pub(crate) fn file_writer(file: File, protection: &Protection) -> Result<FileWriter, String> {
+    let out = DigestWriter::new(BufWriter::with_capacity(1 << 20, file));
+    ExportWriter::new(out, protection).map_err(|e| e.to_string())
+}
+
+/// Writes the manifest, flushes and syncs the file; its digests.
+pub(crate) fn finish_file(w: FileWriter, info: BackupInfo) -> Result<Digests, String> {
     let (out, _manifest) = w.finish(info).map_err(|e| e.to_string())?;
     let (buffered, digests) = out.finish();
     let file = buffered
@@ -211,8 +258,9 @@ pub async fn sweep(state: Shared) {
         }
     }
     // Often enough that a file outlives its time by at most a quarter of it.
-    let every =
-        std::time::Duration::from_secs((state.config.export_ttl.as_secs() / 4).clamp(1, 60));
+    let every = std::time::Duration::from_secs(
+        (state.config.export_ttl.map_or(240, |t| t.as_secs()) / 4).clamp(1, 60),
+    );
     loop {
         let st = Arc::clone(&state);
         let swept = tokio::task::spawn_blocking(move || expire(&st)).await;

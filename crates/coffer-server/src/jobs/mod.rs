@@ -14,4 +14,5 @@ pub mod prune;
 pub mod registry;
 pub mod restore;
 pub mod runner;
+pub mod sensitive_export;
 pub mod upload;

@@ -1,0 +1,253 @@
+//! The sensitive backup with a password alone (Auth0's `backup-sensitive`):
+//! `POST /api/v1/backups {"sensitive": true, "password": …}` reads the
+//! sensitive components and writes them straight into a password-encrypted
+//! export — never into a repository, so no age key pair is needed and the
+//! server may run without `[sensitive] recipients` as long as no repository
+//! backup includes a sensitive component.
+//!
+//! An export's tar needs each component's size before its bytes, and a
+//! component's native form (a dump) has no size until it is done, so each
+//! is spooled first — encrypted to an age key made for this job and held
+//! only in memory, so nothing sensitive touches the disk in the clear —
+//! then decrypted into the export.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use coffer_export::{AgeIdentity, AgeRecipients, BackupInfo, ComponentHeader, Digests};
+use coffer_model::access::Scope;
+use coffer_model::component::ComponentSpec;
+use coffer_model::{BackupId, Label};
+
+use crate::access::Principal;
+use crate::catalog::now;
+use crate::clock::rfc3339;
+use crate::error::{ServiceError, ServiceResult};
+use crate::exports::{self, SensitivePlan};
+use crate::jobs::export::{file_writer, finish_file, record_end, write_file};
+use crate::jobs::registry::{Reservation, component_key};
+use crate::jobs::runner::spawn_job;
+use crate::state::{AppState, Shared};
+
+/// The label of a sensitive backup that names none.
+pub const DEFAULT_LABEL: &str = "sensitive";
+
+/// What was started: the backup's id (it has no catalog record: only its
+/// export does) and the export's.
+#[derive(Debug)]
+pub struct Started {
+    /// `<label>-<uuid>`, as the export's manifest names it.
+    pub backup_id: String,
+    /// `export-<uuid>`.
+    pub export_id: String,
+}
+
+/// Checks and starts a sensitive export-only backup of `names` (default:
+/// every sensitive component). Needs `export` and `sensitive` on each.
+pub fn start(
+    state: &Shared,
+    p: &Principal,
+    label: Option<&str>,
+    names: Option<&[String]>,
+    password: String,
+    keep: bool,
+) -> ServiceResult<Started> {
+    p.require(Scope::Export)?;
+    p.require(Scope::Sensitive)?;
+    let specs: Vec<ComponentSpec> = match names {
+        None => state
+            .config
+            .components
+            .iter()
+            .filter(|c| c.sensitive)
+            .cloned()
+            .collect(),
+        Some(names) => {
+            let mut out = Vec::new();
+            for n in names {
+                let spec = state.config.component(n).ok_or_else(|| {
+                    ServiceError::Invalid(format!("components: unknown component {n:?}"))
+                })?;
+                if !spec.sensitive {
+                    return Err(ServiceError::Invalid(format!(
+                        "components: {n} is not sensitive: a sensitive backup holds only \
+                         sensitive components (back the others up without \"sensitive\")"
+                    )));
+                }
+                if out.iter().any(|s: &ComponentSpec| s.name == spec.name) {
+                    return Err(ServiceError::Invalid(format!(
+                        "components: {n:?} is named twice"
+                    )));
+                }
+                out.push(spec.clone());
+            }
+            out
+        }
+    };
+    if specs.is_empty() {
+        return Err(ServiceError::Invalid(
+            "sensitive: no component is configured sensitive = true".into(),
+        ));
+    }
+    for s in &specs {
+        p.require_component(Scope::Export, s.name.as_str(), true)?;
+    }
+    let label = Label::new(label.unwrap_or(DEFAULT_LABEL))
+        .map_err(|e| ServiceError::Invalid(format!("label: {e}")))?;
+    let plan = exports::plan_sensitive(state, &specs, password, keep)?;
+    let backup_id = BackupId::generate(&label);
+    let job_keys = specs
+        .iter()
+        .map(|s| component_key(s.name.as_str()))
+        .collect();
+    let reservation = state.jobs.reserve(backup_id.as_str(), job_keys)?;
+    let pending = exports::record_sensitive(state, backup_id.as_str(), plan)?;
+    let export_id = pending.row.id.clone();
+    tracing::info!(export = %export_id, by = %p.id, "sensitive backup with a password started");
+    let st = Arc::clone(state);
+    let (bid, lbl) = (backup_id.to_string(), label.to_string());
+    spawn_job(&export_id, move || {
+        run(&st, &bid, &lbl, &specs, pending, reservation)
+    })?;
+    Ok(Started {
+        backup_id: backup_id.to_string(),
+        export_id,
+    })
+}
+
+/// Runs the job to its end and records it.
+fn run(
+    state: &AppState,
+    backup_id: &str,
+    label: &str,
+    specs: &[ComponentSpec],
+    plan: SensitivePlan,
+    reservation: Reservation,
+) {
+    let _reservation = reservation;
+    let started = Instant::now();
+    let id = plan.row.id.clone();
+    state.log(
+        &id,
+        &format!(
+            "sensitive backup {backup_id} straight into export {id}: {}",
+            specs
+                .iter()
+                .map(|s| s.name.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+    let spool = state.config.staging_dir.join(format!("sensitive-{id}"));
+    let result = write(state, backup_id, label, specs, &plan, &spool);
+    if let Err(e) = std::fs::remove_dir_all(&spool)
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        tracing::warn!(export = %id, "removing {}: {e}", spool.display());
+    }
+    record_end(state, &id, started, &result, plan.keep);
+}
+
+/// A component's native form, spooled encrypted.
+struct Spooled {
+    spec: ComponentSpec,
+    path: PathBuf,
+    len: u64,
+}
+
+fn write(
+    state: &AppState,
+    backup_id: &str,
+    label: &str,
+    specs: &[ComponentSpec],
+    plan: &SensitivePlan,
+    spool: &Path,
+) -> Result<Digests, String> {
+    let created_at = now();
+    std::fs::create_dir_all(spool).map_err(|e| format!("creating {}: {e}", spool.display()))?;
+    let key = AgeIdentity::generate();
+    let to = AgeRecipients::parse(&[key.recipient()])?;
+    let mut spooled = Vec::new();
+    for spec in specs {
+        let path = spool.join(format!("{}.age", spec.name));
+        let len = spool_one(state, spec, &path, &to)
+            .map_err(|e| format!("component {}: {e}", spec.name))?;
+        state.log(
+            &plan.row.id,
+            &format!("component {} read: {len} bytes", spec.name),
+        );
+        spooled.push(Spooled {
+            spec: spec.clone(),
+            path,
+            len,
+        });
+    }
+    let data = spooled.iter().map(|s| s.len).sum();
+    write_file(state, &plan.row.id, data, |file| {
+        let mut w = file_writer(file, &plan.protection)?;
+        for s in &spooled {
+            let header = ComponentHeader {
+                name: s.spec.name.to_string(),
+                kind: s.spec.kind.name().to_owned(),
+                content: coffer_components::native_content(&s.spec)
+                    .as_str()
+                    .to_owned(),
+                file_name: coffer_components::native_file_name(&s.spec),
+                sealed: false,
+            };
+            w.add_component(header, s.len, |out| unspool(&s.path, &key, out))
+                .map_err(|e| e.to_string())?;
+        }
+        finish_file(
+            w,
+            BackupInfo {
+                backup_id: backup_id.to_owned(),
+                label: label.to_owned(),
+                created_at: rfc3339(created_at),
+                exported_at: rfc3339(now()),
+                sensitive: true,
+            },
+        )
+    })
+}
+
+/// Writes `spec`'s native form to `path`, encrypted to `to`; its plaintext
+/// length.
+fn spool_one(
+    state: &AppState,
+    spec: &ComponentSpec,
+    path: &Path,
+    to: &AgeRecipients,
+) -> Result<u64, String> {
+    let file = File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("creating {}: {e}", path.display()))?;
+    let mut sealed = to
+        .encryptor()
+        .and_then(|e| e.wrap_output(BufWriter::new(file)))
+        .map_err(|e| format!("encrypting the spool: {e}"))?;
+    let n = coffer_components::download(spec, &state.config.staging_dir, &mut sealed)
+        .map_err(|e| e.to_string())?;
+    sealed
+        .finish()
+        .and_then(|mut w| w.flush())
+        .map_err(|e| format!("writing the spool: {e}"))?;
+    Ok(n)
+}
+
+/// Decrypts a spooled component into `out`.
+fn unspool(path: &Path, key: &AgeIdentity, out: &mut dyn Write) -> io::Result<()> {
+    let file = File::open(path)?;
+    let decryptor = age::Decryptor::new_buffered(BufReader::new(file)).map_err(io::Error::other)?;
+    let mut plain = decryptor
+        .decrypt(std::iter::once(key.as_age() as &dyn age::Identity))
+        .map_err(io::Error::other)?;
+    io::copy(&mut plain, out).map(|_| ())
+}
