@@ -545,7 +545,10 @@ path = "/srv/files"
         let parse = |t: &str| ServerConfig::parse(t, Path::new("."), Path::new("c.toml"));
         let ttl = |t: &str| parse(t).unwrap().export_ttl;
         assert_eq!(ttl(""), Some(Duration::from_secs(86400)));
-        assert_eq!(ttl("[server]\nexport_ttl_secs = 60"), Some(Duration::from_secs(60)));
+        assert_eq!(
+            ttl("[server]\nexport_ttl_secs = 60"),
+            Some(Duration::from_secs(60))
+        );
         assert_eq!(ttl("[server]\nexport_ttl_secs = \"never\""), None);
         for bad in ["export_ttl_secs = 0", "export_ttl_secs = \"forever\""] {
             let e = parse(&format!("[server]\n{bad}")).unwrap_err().to_string();
