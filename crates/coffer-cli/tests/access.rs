@@ -27,6 +27,8 @@ const ALL: &[&str] = &[
     "targets:read",
     "targets:write",
     "maintenance",
+    "schedules:read",
+    "schedules:write",
     "tokens:admin",
     "sensitive",
     "admin",
@@ -40,6 +42,8 @@ struct Subject {
     export: String,
     export_file: PathBuf,
     restore: String,
+    /// A (paused) schedule of the component.
+    schedule: String,
 }
 
 /// How a request carries its body.
@@ -61,6 +65,7 @@ fn request(f: &Fixture, method: &str, template: &str, s: &Subject, n: usize) -> 
         .replace("/restores/{id}", &format!("/restores/{}", s.restore))
         .replace("/tokens/{id}", "/tokens/tok-x")
         .replace("/prunes/{id}", "/prunes/prune-x")
+        .replace("/schedules/{name}", &format!("/schedules/{}", s.schedule))
         .replace("/users/{id}", "/users/usr-x")
         .replace("/components/{name}", &format!("/components/{comp}"))
         .replace("/backup/{name}", &format!("/backup/{comp}"))
@@ -107,6 +112,13 @@ fn request(f: &Fixture, method: &str, template: &str, s: &Subject, n: usize) -> 
         })),
         ("put", "/api/v1/targets/{name}") => Body::Json(json!({ "default": true })),
         ("post", "/api/v1/targets/{name}/prune") => Body::Json(json!({ "grace_secs": 86400 })),
+        ("put", "/api/v1/backups/{id}") => Body::Json(json!({ "pinned": false })),
+        ("post", "/api/v1/schedules") => Body::Json(json!({
+            "name": format!("m{n}"), "components": [comp], "every_secs": 3600, "enabled": false,
+        })),
+        ("put", "/api/v1/schedules/{name}") => Body::Json(json!({
+            "components": [comp], "every_secs": 7200, "enabled": false,
+        })),
         // What the exact-scope caller (`tokens:admin` alone) may give.
         ("post", "/api/v1/tokens") => {
             Body::Json(json!({ "name": "x", "scopes": ["tokens:admin"] }))
@@ -118,6 +130,7 @@ fn request(f: &Fixture, method: &str, template: &str, s: &Subject, n: usize) -> 
         (
             "post",
             "/api/v1/backups/{id}/cancel"
+            | "/api/v1/schedules/{name}/run"
             | "/api/v1/targets/{name}/validate"
             | "/api/v1/targets/{name}/rebuild",
         )
@@ -211,12 +224,23 @@ fn the_authorization_matrix_covers_every_route_in_the_openapi_document() {
         assert_eq!(code, 202, "{v}");
         let r = srv.wait_restore(v["id"].as_str().unwrap());
         assert_eq!(r["status"], "READY", "{r:#}");
+        let schedule = format!("s-{component}");
+        let (code, v) = srv.admin(
+            "POST",
+            "/api/v1/schedules",
+            Some(&json!({
+                "name": schedule, "components": [component], "every_days": 1,
+                "hours_utc": [3], "enabled": false,
+            })),
+        );
+        assert_eq!(code, 201, "{v}");
         Subject {
             component,
             backup: backup.to_owned(),
             export,
             export_file,
             restore: r["id"].as_str().unwrap().to_owned(),
+            schedule,
         }
     };
     let files = subject("files", &files_backup, false);
@@ -372,6 +396,13 @@ fn the_authorization_matrix_covers_every_route_in_the_openapi_document() {
                     format!("/api/v1/backups/{}", f.backup_of(&["files"])),
                     Body::None,
                 ),
+                ("delete", "/api/v1/schedules/{name}") => {
+                    let name = format!("throw{n}");
+                    let body = json!({ "name": name, "components": ["files"], "every_secs": 3600 });
+                    let (code, v) = srv.admin("POST", "/api/v1/schedules", Some(&body));
+                    assert_eq!(code, 201, "{v}");
+                    (format!("/api/v1/schedules/{name}"), Body::None)
+                }
                 ("delete", "/api/v1/exports/{id}") => {
                     let body = json!({ "password": PASSWORD });
                     let path = format!("/api/v1/backups/{}/exports", files.backup);

@@ -31,6 +31,11 @@ pub enum Scope {
     TargetsWrite,
     /// Prune targets' repositories (space comes back; exclusive lock).
     Maintenance,
+    /// List schedules and what each of their due times became.
+    SchedulesRead,
+    /// Create, change, delete and run schedules (runs act with no more
+    /// than their creator's components and `sensitive`).
+    SchedulesWrite,
     /// Create, list and revoke tokens and users.
     TokensAdmin,
     /// Touch sensitive components at all (with the scope the operation needs).
@@ -42,7 +47,7 @@ pub enum Scope {
 
 impl Scope {
     /// Every scope, in documentation order.
-    pub const ALL: [Scope; 12] = [
+    pub const ALL: [Scope; 14] = [
         Scope::BackupsRead,
         Scope::BackupsWrite,
         Scope::BackupsDelete,
@@ -52,6 +57,8 @@ impl Scope {
         Scope::TargetsRead,
         Scope::TargetsWrite,
         Scope::Maintenance,
+        Scope::SchedulesRead,
+        Scope::SchedulesWrite,
         Scope::TokensAdmin,
         Scope::Sensitive,
         Scope::Admin,
@@ -69,6 +76,8 @@ impl Scope {
             Scope::TargetsRead => "targets:read",
             Scope::TargetsWrite => "targets:write",
             Scope::Maintenance => "maintenance",
+            Scope::SchedulesRead => "schedules:read",
+            Scope::SchedulesWrite => "schedules:write",
             Scope::TokensAdmin => "tokens:admin",
             Scope::Sensitive => "sensitive",
             Scope::Admin => "admin",

@@ -6,9 +6,11 @@
 //!   every-N-days-at-hours, cron in an IANA zone, an interval), validated
 //!   with the field named, and their due times;
 //! * [`due`]: which due times run, are skipped (the previous run is still
-//!   going) or were missed (downtime longer than the catch-up window).
+//!   going) or were missed (downtime longer than the catch-up window);
+//! * [`retention`]: which backups a policy keeps, and why.
 
 pub mod due;
+pub mod retention;
 pub mod when;
 
 pub use due::{Outcome, State, decide};

@@ -160,8 +160,34 @@ pub fn cancel(state: &AppState, p: &Principal, id: &str) -> ServiceResult<()> {
     Ok(())
 }
 
+/// Pins or unpins a backup (retention never deletes a pinned one): `p`
+/// needs `backups:delete` on every component, as pinning decides what
+/// retention may delete. Returns the backup as `p` sees it.
+pub fn set_pinned(
+    state: &AppState,
+    p: &Principal,
+    id: &str,
+    pinned: bool,
+) -> ServiceResult<BackupDetail> {
+    p.require(Scope::BackupsDelete)?;
+    find_backup(state, id)?;
+    require_every(
+        state,
+        p,
+        Scope::BackupsDelete,
+        &state.catalog.backup_components(id)?,
+    )?;
+    if !state.catalog.set_pinned(id, pinned)? {
+        return Err(ServiceError::NotFound(format!("no backup {id}")));
+    }
+    tracing::info!(backup = %id, by = %p.id, pinned, "backup pin changed");
+    let mut reader = p.clone();
+    reader.scopes.insert(Scope::BackupsRead);
+    show(state, &reader, id)
+}
+
 /// Deletes a backup from its repository and the catalog; returns how many
-/// snapshots were removed.
+/// snapshots were removed. `p` needs `backups:delete` on every component.
 pub fn delete(state: &AppState, p: &Principal, id: &str) -> ServiceResult<usize> {
     p.require(Scope::BackupsDelete)?;
     let b = find_backup(state, id)?;

@@ -28,6 +28,7 @@
 //!
 //! Relative paths in `[server]` are relative to the config file's directory.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,7 +37,10 @@ use std::time::Duration;
 use coffer_engine::AgeRecipients;
 use coffer_model::component::{ComponentSpec, parse_components};
 use coffer_model::target::{DeclaredTarget, parse_declared_targets};
+use coffer_schedule::retention::Policy;
 use serde::Deserialize;
+
+use crate::schedules::spec::{ScheduleSpec, parse_schedules};
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +127,11 @@ pub struct ServerConfig {
     /// Targets declared under `[[targets]]`: added (after Validate) or
     /// checked at start, read-only over the API.
     pub targets: Vec<DeclaredTarget>,
+    /// Schedules declared under `[[schedules]]` (read-only over the API).
+    pub schedules: Vec<ScheduleSpec>,
+    /// `[retention.labels]`: the policy of each label's backups (those a
+    /// schedule with its own policy took excepted).
+    pub label_retention: BTreeMap<String, Policy>,
     /// Where the configuration came from, for messages.
     pub source: PathBuf,
 }
@@ -234,6 +243,14 @@ struct SensitiveSection {
     recipients: Vec<String>,
 }
 
+/// `[retention]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionSection {
+    #[serde(default)]
+    labels: BTreeMap<String, Policy>,
+}
+
 /// The file's top level: an unknown section is refused with its name
 /// (a misspelt `[[target]]` must not be silently ignored).
 #[derive(Debug, Deserialize)]
@@ -245,6 +262,11 @@ struct FileShape {
     hooks: Hooks,
     #[serde(default)]
     sensitive: SensitiveSection,
+    #[serde(default)]
+    retention: RetentionSection,
+    // Parsed separately, with per-schedule messages.
+    #[serde(default)]
+    schedules: Option<toml::Value>,
     // Parsed separately, with per-component messages.
     #[serde(default)]
     #[allow(dead_code)]
@@ -285,6 +307,14 @@ impl ServerConfig {
         let shape: FileShape = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
         let components = parse_components(text).map_err(|e| invalid(e.to_string()))?;
         let targets = parse_declared_targets(text).map_err(|e| invalid(e.to_string()))?;
+        let schedules = parse_schedules(shape.schedules.as_ref()).map_err(invalid)?;
+        for (label, policy) in &shape.retention.labels {
+            coffer_model::Label::new(label)
+                .map_err(|e| invalid(format!("retention.labels.{label}: {e}")))?;
+            policy
+                .validate()
+                .map_err(|e| invalid(format!("retention.labels.{label}: {e}")))?;
+        }
         let s = shape.server;
         let listen = match s.listen.as_deref() {
             None => SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
@@ -425,6 +455,8 @@ impl ServerConfig {
             login_rate_per_minute,
             components,
             targets,
+            schedules,
+            label_retention: shape.retention.labels,
             source: source.to_path_buf(),
         })
     }
@@ -570,6 +602,7 @@ path = "/srv/files"
         for (text, name) in [
             ("[[target]]\nname = \"x\"\n", "target"),
             ("[schedule]\nevery = \"1h\"\n", "schedule"),
+            ("[retention.label]\nx = 1\n", "label"),
         ] {
             let e = ServerConfig::parse(text, Path::new("."), Path::new("c.toml"))
                 .unwrap_err()

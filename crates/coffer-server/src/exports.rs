@@ -141,9 +141,11 @@ pub fn visible_of_backup(
         .collect())
 }
 
-/// What the export of a backup requested with a password will be.
+/// What the export of a backup requested with a password (or age
+/// recipients, for a schedule) will be.
 pub struct ExportPlan {
     protection: Protection,
+    kind: ExportProtection,
     components: Vec<String>,
     keep: bool,
 }
@@ -169,11 +171,12 @@ pub fn plan_after_backup(
     state: &AppState,
     p: &Principal,
     specs: &[ComponentSpec],
-    password: String,
+    password: Option<String>,
+    recipients: Option<Recipients>,
     keep: bool,
 ) -> ServiceResult<ExportPlan> {
     p.require(Scope::Export)?;
-    let (protection, _) = protection_of(state, Some(password), None)?;
+    let (protection, kind) = protection_of(state, password, recipients)?;
     let components: Vec<String> = specs
         .iter()
         .filter(|s| !s.sensitive)
@@ -191,6 +194,7 @@ pub fn plan_after_backup(
     }
     Ok(ExportPlan {
         protection,
+        kind,
         components,
         keep,
     })
@@ -215,9 +219,10 @@ pub fn plan_sensitive(
     password: String,
     keep: bool,
 ) -> ServiceResult<ExportPlan> {
-    let (protection, _) = protection_of(state, Some(password), None)?;
+    let (protection, kind) = protection_of(state, Some(password), None)?;
     Ok(ExportPlan {
         protection,
+        kind,
         components: specs.iter().map(|s| s.name.to_string()).collect(),
         keep,
     })
@@ -246,12 +251,7 @@ pub fn record_pending(
     backup_id: &str,
     plan: ExportPlan,
 ) -> ServiceResult<PendingExport> {
-    let row = new_row(
-        backup_id,
-        false,
-        ExportProtection::Password,
-        plan.components,
-    );
+    let row = new_row(backup_id, false, plan.kind, plan.components);
     state.catalog.insert_export(&row)?;
     state.log(
         &row.id,

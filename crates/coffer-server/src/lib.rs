@@ -34,6 +34,8 @@ mod metrics;
 pub mod offline;
 mod rebuild;
 mod restores;
+mod retention;
+mod schedules;
 mod state;
 mod targets;
 mod tls;
@@ -82,6 +84,9 @@ pub enum ServerError {
     /// A target declared in coffer.toml could not be added or checked.
     #[error("{0}")]
     DeclaredTargets(String),
+    /// A schedule declared in coffer.toml could not be recorded.
+    #[error("{0}")]
+    DeclaredSchedules(String),
     /// Listening or serving failed.
     #[error("{context}: {source}")]
     Io {
@@ -169,10 +174,14 @@ fn prepare(config: ServerConfig) -> Result<(Shared, FirstStart), ServerError> {
     }
     let data_dir = config.data_dir.clone();
     let state = Arc::new(new_state(config, catalog, key)?);
+    // Cannot fail: the cell is new.
+    let _ = state.after_backup.set(after_backup);
     // Declared targets first: a configuration that declares its own makes
     // the embedded local default unnecessary.
     let declared =
         targets::declared::apply(&state).map_err(|e| ServerError::DeclaredTargets(e.message()))?;
+    schedules::service::apply_declared(&state)
+        .map_err(|e| ServerError::DeclaredSchedules(format!("schedules: {}", e.message())))?;
     let mut first = FirstStart {
         declared_passwords: declared
             .into_iter()
@@ -193,6 +202,14 @@ fn prepare(config: ServerConfig) -> Result<(Shared, FirstStart), ServerError> {
         first.admin_token = Some(create_token(&state.catalog, &t)?.1);
     }
     Ok((state, first))
+}
+
+/// What follows every backup on its thread: the retention policy that
+/// governs it, then the scheduler looks again (a run that was going may
+/// have held back the next).
+fn after_backup(state: &Shared, id: &str) {
+    retention::after_backup(state, id);
+    state.scheduler.wake();
 }
 
 /// Prints what a first start created, once, to standard error.
@@ -239,6 +256,10 @@ async fn serve(
         tracing::warn!("{SAME_DISK_WARNING}");
     }
     tokio::spawn(jobs::export::sweep(Arc::clone(&state)));
+    schedules::scheduler::spawn(Arc::clone(&state)).map_err(|source| ServerError::Io {
+        context: "starting the scheduler".into(),
+        source,
+    })?;
     // Uploads a previous run left behind (a crash mid-upload): no job uses them now.
     let uploads = state.config.staging_dir.join("uploads");
     if let Err(e) = std::fs::remove_dir_all(&uploads)
@@ -252,6 +273,7 @@ async fn serve(
         header_read_timeout: state.config.header_read_timeout,
     };
     api::serve::serve(listener, app, tls, limits, shutdown, grace).await;
+    state.scheduler.stop();
     let running = state.jobs.cancel_all();
     if running > 0 {
         tracing::info!(

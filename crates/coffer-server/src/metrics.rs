@@ -25,6 +25,17 @@ struct ComponentLabel {
     component: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScheduleLabel {
+    schedule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    schedule: String,
+    outcome: String,
+}
+
 fn duration_histogram() -> Histogram {
     // 1 s … ≈ 18 h.
     Histogram::new(exponential_buckets(1.0, 3.0, 11))
@@ -37,6 +48,9 @@ pub struct Metrics {
     durations: Family<KindLabel, Histogram, fn() -> Histogram>,
     bytes_written: Counter,
     last_success: Family<ComponentLabel, Gauge<f64, AtomicU64>>,
+    next_run: Family<ScheduleLabel, Gauge<f64, AtomicU64>>,
+    runs: Family<RunLabels, Counter>,
+    retention_deleted: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -81,12 +95,33 @@ impl Metrics {
             "When each component was last part of a READY backup (Unix time)",
             last_success.clone(),
         );
+        let next_run = Family::<ScheduleLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "schedule_next_run_timestamp_seconds",
+            "When each enabled schedule is next due (Unix time, on the scheduler's clock)",
+            next_run.clone(),
+        );
+        let runs = Family::<RunLabels, Counter>::default();
+        registry.register(
+            "schedule_runs",
+            "What schedules' due times became: started, skipped, missed, failed (to start)",
+            runs.clone(),
+        );
+        let retention_deleted = Counter::default();
+        registry.register(
+            "retention_deleted",
+            "Backups deleted by retention policies",
+            retention_deleted.clone(),
+        );
         Self {
             registry,
             jobs,
             durations,
             bytes_written,
             last_success,
+            next_run,
+            runs,
+            retention_deleted,
         }
     }
 
@@ -114,6 +149,36 @@ impl Metrics {
                 component: component.to_owned(),
             })
             .set(now);
+    }
+
+    /// Records when `schedule` is next due (`None`: never, or disabled).
+    pub fn schedule_next_run(&self, schedule: &str, at: Option<i64>) {
+        let label = ScheduleLabel {
+            schedule: schedule.to_owned(),
+        };
+        match at {
+            Some(t) => {
+                self.next_run.get_or_create(&label).set(t as f64);
+            }
+            None => {
+                self.next_run.remove(&label);
+            }
+        }
+    }
+
+    /// Counts what a due time of `schedule` became.
+    pub fn schedule_run(&self, schedule: &str, outcome: &str) {
+        self.runs
+            .get_or_create(&RunLabels {
+                schedule: schedule.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts backups retention deleted.
+    pub fn retention_deleted(&self, n: u64) {
+        self.retention_deleted.inc_by(n);
     }
 
     /// The text exposition format.

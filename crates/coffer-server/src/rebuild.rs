@@ -101,6 +101,12 @@ pub fn rebuild_target(state: &AppState, target: &str) -> ServiceResult<RebuildRe
             component_count: count,
             created_at: times.iter().copied().min().unwrap_or_else(now),
             finished_at: times.iter().copied().max(),
+            // The repository does not say which schedule took it.
+            schedule: None,
+            due_at: None,
+            pinned: false,
+            verified_at: None,
+            seq: 0,
         };
         let rows: Vec<(String, String, SnapshotInfo)> = comps
             .into_iter()

@@ -1,14 +1,16 @@
 //! The server's shared state: what every service and job needs.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::access::jwt::LoginKeys;
 use crate::access::limits::{LoginRate, LoginThrottle, Slots};
 use crate::catalog::{Catalog, LogWriter};
+use crate::clock::Clock;
 use crate::config::ServerConfig;
 use crate::jobs::registry::Jobs;
 use crate::keys::ServerKey;
 use crate::metrics::Metrics;
+use crate::schedules::handle::Scheduler;
 use crate::targets::cache::RepoCache;
 
 /// Uploads decrypted and unpacked at once: a passphrase costs an scrypt
@@ -41,6 +43,15 @@ pub struct AppState {
     pub unpack_slots: Slots,
     /// Opened repositories, by target name.
     pub repos: RepoCache,
+    /// The clock schedules and retention decide by.
+    pub clock: Clock,
+    /// The scheduler's handle.
+    pub scheduler: Scheduler,
+    /// What runs on a backup's thread once it ended (and its export is
+    /// made): retention, then a word to the scheduler. Set once at start —
+    /// a function rather than a call, so backup jobs do not depend on the
+    /// services built on top of them.
+    pub after_backup: OnceLock<fn(&Shared, &str)>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -63,6 +74,9 @@ impl AppState {
             login_slots: Slots::new(config.login_concurrency),
             unpack_slots: Slots::new(UNPACKS_AT_ONCE),
             repos: RepoCache::default(),
+            clock: Clock::from_env(),
+            scheduler: Scheduler::default(),
+            after_backup: OnceLock::new(),
             config,
             catalog,
             key,

@@ -16,8 +16,8 @@ pub struct AccessArgs {
     #[arg(long)]
     pub name: String,
     /// A scope (repeat): backups:read, backups:write, backups:delete, restore,
-    /// restore:redirect, export, targets:read, targets:write, maintenance, tokens:admin,
-    /// sensitive, admin.
+    /// restore:redirect, export, targets:read, targets:write, maintenance, schedules:read,
+    /// schedules:write, tokens:admin, sensitive, admin.
     #[arg(long = "scope", required = true)]
     pub scopes: Vec<String>,
     /// Limit it to this component (repeat).

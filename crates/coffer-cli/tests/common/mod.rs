@@ -42,6 +42,15 @@ impl Server {
 
     /// Starts the server through `wrapper` (e.g. `prlimit … --`).
     pub fn start_wrapped(config: &Path, wrapper: &[&str]) -> Self {
+        Self::start_with(config, wrapper, &[])
+    }
+
+    /// Starts the server with more environment variables (e.g. a fake clock).
+    pub fn start_env(config: &Path, env: &[(&str, &Path)]) -> Self {
+        Self::start_with(config, &[], env)
+    }
+
+    fn start_with(config: &Path, wrapper: &[&str], env: &[(&str, &Path)]) -> Self {
         let mut command = match wrapper.split_first() {
             None => Command::new(coffer_bin()),
             Some((program, args)) => {
@@ -54,6 +63,7 @@ impl Server {
             .args(["server", "--listen", "127.0.0.1:0", "--config"])
             .arg(config)
             .env_remove("COFFER_SERVER_KEY")
+            .envs(env.iter().map(|(k, v)| (k, v.as_os_str())))
             .env("RUST_LOG", "warn,coffer_server=info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

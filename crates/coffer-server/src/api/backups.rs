@@ -84,6 +84,22 @@ pub struct BackupView {
     /// one backup is shown (a list leaves them out).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restores: Option<Vec<RestoreView>>,
+    /// The schedule that took it.
+    pub schedule: Option<String>,
+    /// The due time it was taken for (RFC 3339), for a scheduled backup.
+    pub due_at: Option<String>,
+    /// Kept whatever retention says (`PUT /api/v1/backups/{id}`).
+    pub pinned: bool,
+    /// When a verification or restore drill last passed on it (RFC 3339).
+    pub verified_at: Option<String>,
+}
+
+/// Change a backup: pin it (retention never deletes it) or unpin it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupChange {
+    /// Kept whatever retention says.
+    pub pinned: bool,
 }
 
 pub(crate) fn backup_view(state: &Shared, d: BackupDetail) -> BackupView {
@@ -120,6 +136,10 @@ pub(crate) fn backup_view(state: &Shared, d: BackupDetail) -> BackupView {
         duration_secs: b.finished_at.map(|f| f - b.created_at),
         exports: d.exports.into_iter().map(export_view).collect(),
         restores: None,
+        schedule: b.schedule,
+        due_at: b.due_at.map(time),
+        pinned: b.pinned,
+        verified_at: b.verified_at.map(time),
         id: b.id,
         components,
     }
@@ -289,6 +309,25 @@ pub async fn cancel_backup(
     let bid = id.clone();
     blocking(move || backups::cancel(&state, &p, &bid)).await?;
     Ok(accepted(id, BackupStatus::BackingUp.as_str()))
+}
+
+/// Pins or unpins a backup (the token needs `backups:delete` on every
+/// component of it: pinning decides what retention may delete).
+#[utoipa::path(put, path = "/api/v1/backups/{id}", params(("id" = String, Path, description = "Backup id")),
+    request_body = BackupChange,
+    security(("bearer" = ["backups:delete"])),
+    extensions(("x-coffer-components" = json!("each"))),
+    responses((status = 200, body = BackupView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn change_backup(
+    State(state): State<Shared>,
+    p: Principal,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<BackupChange>,
+) -> ApiResult<Json<BackupView>> {
+    let st = Arc::clone(&state);
+    let d = blocking(move || backups::set_pinned(&st, &p, &id, req.pinned)).await?;
+    Ok(Json(backup_view(&state, d)))
 }
 
 /// Deletes a backup from its repository and the catalog (the token needs

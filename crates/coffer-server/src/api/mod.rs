@@ -11,6 +11,8 @@ pub mod error;
 pub mod exports;
 pub mod prunes;
 pub mod restores;
+pub mod retention;
+pub mod schedules;
 pub mod serve;
 pub mod system;
 pub mod targets;
@@ -72,6 +74,7 @@ api_routes! {
     post "/api/v1/backups", Some(Scope::BackupsWrite) => backups::create_backup;
     get "/api/v1/backups", Some(Scope::BackupsRead) => backups::list_backups;
     get "/api/v1/backups/{id}", Some(Scope::BackupsRead) => backups::show_backup;
+    put "/api/v1/backups/{id}", Some(Scope::BackupsDelete) => backups::change_backup;
     delete "/api/v1/backups/{id}", Some(Scope::BackupsDelete) => backups::delete_backup;
     get "/api/v1/backups/{id}/log", Some(Scope::BackupsRead) => backups::backup_log;
     post "/api/v1/backups/{id}/cancel", Some(Scope::BackupsWrite) => backups::cancel_backup;
@@ -101,6 +104,13 @@ api_routes! {
     post "/api/v1/targets/{name}/rebuild", Some(Scope::TargetsWrite) => targets::rebuild_target;
     post "/api/v1/targets/{name}/prune", Some(Scope::Maintenance) => prunes::prune_target;
     get "/api/v1/prunes/{id}", Some(Scope::Maintenance) => prunes::show_prune;
+    get "/api/v1/schedules", Some(Scope::SchedulesRead) => schedules::list_schedules;
+    post "/api/v1/schedules", Some(Scope::SchedulesWrite) => schedules::create_schedule;
+    get "/api/v1/schedules/{name}", Some(Scope::SchedulesRead) => schedules::show_schedule;
+    put "/api/v1/schedules/{name}", Some(Scope::SchedulesWrite) => schedules::update_schedule;
+    delete "/api/v1/schedules/{name}", Some(Scope::SchedulesWrite) => schedules::delete_schedule;
+    post "/api/v1/schedules/{name}/run", Some(Scope::BackupsWrite) => schedules::run_schedule;
+    get "/api/v1/retention/preview", Some(Scope::BackupsRead) => retention::preview_retention;
     get "/api/v1/tokens", Some(Scope::TokensAdmin) => tokens::list_tokens;
     post "/api/v1/tokens", Some(Scope::TokensAdmin) => tokens::create_token;
     delete "/api/v1/tokens/{id}", Some(Scope::TokensAdmin) => tokens::revoke_token;
@@ -141,7 +151,7 @@ impl Modify for BearerAuth {
     paths(
         system::healthz, system::metrics, system::list_components,
         backups::create_backup, backups::list_backups, backups::show_backup, backups::backup_log,
-        backups::cancel_backup, backups::delete_backup,
+        backups::cancel_backup, backups::change_backup, backups::delete_backup,
         restores::create_restore, restores::list_restores, restores::show_restore, restores::restore_log,
         exports::create_export, exports::list_exports, exports::show_export,
         exports::download_export, exports::delete_export,
@@ -151,6 +161,9 @@ impl Modify for BearerAuth {
         targets::list_targets, targets::show_target, targets::create_target, targets::update_target,
         targets::validate_target, targets::rebuild_target, targets::delete_target,
         prunes::prune_target, prunes::show_prune,
+        schedules::list_schedules, schedules::show_schedule, schedules::create_schedule,
+        schedules::update_schedule, schedules::delete_schedule, schedules::run_schedule,
+        retention::preview_retention,
         tokens::create_token, tokens::list_tokens, tokens::revoke_token,
         users::login, users::create_user, users::list_users, users::disable_user,
         openapi,

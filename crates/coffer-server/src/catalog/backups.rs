@@ -5,6 +5,10 @@ use rusqlite::{OptionalExtension, params};
 
 use super::db::{Catalog, CatalogResult, Ctx, now, status, to_i64, to_u64};
 
+/// The `backups` columns [`Catalog::backup_from`] reads, in its order.
+const COLUMNS: &str = "id, label, target, status, error, component_count, created_at, \
+    finished_at, schedule, due_at, pinned, verified_at, rowid";
+
 /// A backup.
 #[derive(Debug, Clone)]
 pub struct BackupRow {
@@ -24,6 +28,26 @@ pub struct BackupRow {
     pub created_at: i64,
     /// End.
     pub finished_at: Option<i64>,
+    /// The schedule that took it, if one did.
+    pub schedule: Option<String>,
+    /// The due time it was taken for (a scheduled backup), on the
+    /// scheduler's clock: what retention counts by.
+    pub due_at: Option<i64>,
+    /// Kept whatever retention says.
+    pub pinned: bool,
+    /// When a verification or drill last passed on it.
+    pub verified_at: Option<i64>,
+    /// The order backups were recorded in (SQLite's rowid): breaks ties of
+    /// the whole-second times.
+    pub seq: i64,
+}
+
+impl BackupRow {
+    /// The time retention counts by: the due time of a scheduled backup,
+    /// else its start.
+    pub fn taken_at(&self) -> i64 {
+        self.due_at.unwrap_or(self.created_at)
+    }
 }
 
 /// One component of a backup.
@@ -75,9 +99,19 @@ impl Catalog {
         let mut conn = self.conn();
         let tx = conn.transaction().ctx("recording a backup")?;
         tx.execute(
-            "INSERT INTO backups (id, label, target, status, error, component_count, created_at, finished_at)
-             VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, NULL)",
-            params![b.id, b.label, b.target, b.status.as_str(), b.component_count, b.created_at],
+            "INSERT INTO backups (id, label, target, status, error, component_count, created_at,
+               finished_at, schedule, due_at)
+             VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, NULL, ?7, ?8)",
+            params![
+                b.id,
+                b.label,
+                b.target,
+                b.status.as_str(),
+                b.component_count,
+                b.created_at,
+                b.schedule,
+                b.due_at
+            ],
         )
         .ctx("recording a backup")?;
         for c in components {
@@ -203,7 +237,52 @@ impl Catalog {
             component_count: r.get(5)?,
             created_at: r.get(6)?,
             finished_at: r.get(7)?,
+            schedule: r.get(8)?,
+            due_at: r.get(9)?,
+            pinned: r.get(10)?,
+            verified_at: r.get(11)?,
+            seq: r.get(12)?,
         })
+    }
+
+    /// Pins or unpins a backup; false when there is no such backup.
+    pub fn set_pinned(&self, id: &str, pinned: bool) -> CatalogResult<bool> {
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE backups SET pinned = ?2 WHERE id = ?1",
+                params![id, pinned],
+            )
+            .ctx("pinning a backup")?;
+        Ok(n == 1)
+    }
+
+    /// Backups a schedule took, newest first.
+    pub fn backups_of_schedule(&self, schedule: &str) -> CatalogResult<Vec<BackupRow>> {
+        let conn = self.conn();
+        let mut q = conn
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM backups WHERE schedule = ?1 ORDER BY created_at DESC, id"
+            ))
+            .ctx("listing a schedule's backups")?;
+        let rows = q
+            .query_map([schedule], Self::backup_from)
+            .ctx("listing a schedule's backups")?;
+        rows.collect::<Result<_, _>>()
+            .ctx("listing a schedule's backups")
+    }
+
+    /// Whether a backup of `schedule` is still being taken.
+    pub fn schedule_running(&self, schedule: &str) -> CatalogResult<Option<String>> {
+        self.conn()
+            .query_row(
+                "SELECT id FROM backups WHERE schedule = ?1 AND status = 'BACKING_UP'
+                 ORDER BY created_at DESC LIMIT 1",
+                [schedule],
+                |r| r.get(0),
+            )
+            .optional()
+            .ctx("reading a schedule's running backup")
     }
 
     /// Backups, newest first, optionally by label and state.
@@ -214,11 +293,11 @@ impl Catalog {
     ) -> CatalogResult<Vec<BackupRow>> {
         let conn = self.conn();
         let mut q = conn
-            .prepare(
-                "SELECT id, label, target, status, error, component_count, created_at, finished_at
+            .prepare(&format!(
+                "SELECT {COLUMNS}
                  FROM backups WHERE (?1 IS NULL OR label = ?1) AND (?2 IS NULL OR status = ?2)
-                 ORDER BY created_at DESC, id",
-            )
+                 ORDER BY created_at DESC, id"
+            ))
             .ctx("listing backups")?;
         let rows = q
             .query_map(params![label, st.map(|s| s.as_str())], Self::backup_from)
@@ -230,8 +309,7 @@ impl Catalog {
     pub fn backup(&self, id: &str) -> CatalogResult<Option<BackupRow>> {
         self.conn()
             .query_row(
-                "SELECT id, label, target, status, error, component_count, created_at, finished_at
-                 FROM backups WHERE id = ?1",
+                &format!("SELECT {COLUMNS} FROM backups WHERE id = ?1"),
                 [id],
                 Self::backup_from,
             )

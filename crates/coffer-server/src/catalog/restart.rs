@@ -68,6 +68,11 @@ mod tests {
             component_count: 2,
             created_at: now(),
             finished_at: None,
+            schedule: None,
+            due_at: None,
+            pinned: false,
+            verified_at: None,
+            seq: 0,
         }
     }
 

@@ -132,9 +132,16 @@ pub fn start(state: &Shared, p: &Principal, req: BackupRequest) -> ServiceResult
     // The export that follows: checked now, so a refusal comes before any work.
     let export = match req.password {
         None => None,
-        Some(pw) => Some(exports::plan_after_backup(state, p, &specs, pw, req.keep)?),
+        Some(pw) => Some(exports::plan_after_backup(
+            state,
+            p,
+            &specs,
+            Some(pw),
+            None,
+            req.keep,
+        )?),
     };
-    let (id, export_id) = launch(state, label, specs, export, req.target)?;
+    let (id, export_id) = launch(state, label, specs, export, req.target, None)?;
     Ok(Started {
         id,
         status: BackupStatus::BackingUp.as_str(),
@@ -164,15 +171,66 @@ pub fn start_for_export(
     for s in &specs {
         p.require_component(Scope::Export, s.name.as_str(), false)?;
     }
-    let plan = exports::plan_after_backup(state, p, &specs, password, false)?;
+    let plan = exports::plan_after_backup(state, p, &specs, Some(password), None, false)?;
     let label = Label::new(TFE_DEFAULT_LABEL)
         .map_err(|e| ServiceError::internal(format!("the default label: {e}")))?;
-    match launch(state, label, specs, Some(plan), None)? {
+    match launch(state, label, specs, Some(plan), None, None)? {
         (id, Some(export)) => Ok((id, export)),
         (id, None) => Err(ServiceError::internal(format!(
             "backup {id} started without its export"
         ))),
     }
+}
+
+/// A backup a schedule takes.
+pub struct ScheduledBackup {
+    /// The schedule's name, recorded on the backup.
+    pub schedule: String,
+    /// The due time it is for (Unix seconds on the scheduler's clock).
+    pub due_at: i64,
+    /// Its label.
+    pub label: Label,
+    /// Its components (`None`: every one the schedule's principal may touch).
+    pub components: Option<Vec<String>>,
+    /// Its target (`None`: the default one).
+    pub target: Option<String>,
+    /// The export made after it: a password or age recipients, and whether
+    /// it is kept until deleted.
+    pub export: Option<(Option<String>, Option<exports::Recipients>, bool)>,
+}
+
+/// Starts a backup for a schedule, acting as `p` (the schedule's own
+/// principal: no more than its creator held). `Conflict` when a component
+/// is busy with another job.
+pub fn start_scheduled(
+    state: &Shared,
+    p: &Principal,
+    run: ScheduledBackup,
+) -> ServiceResult<Started> {
+    p.require(Scope::BackupsWrite)?;
+    let specs = pick_components(state, p, run.components.as_deref())?;
+    let export = match run.export {
+        None => None,
+        Some((password, recipients, keep)) => Some(exports::plan_after_backup(
+            state, p, &specs, password, recipients, keep,
+        )?),
+    };
+    let origin = Origin {
+        schedule: run.schedule,
+        due_at: run.due_at,
+    };
+    let (id, export_id) = launch(state, run.label, specs, export, run.target, Some(origin))?;
+    Ok(Started {
+        id,
+        status: BackupStatus::BackingUp.as_str(),
+        export_id,
+    })
+}
+
+/// The schedule a backup is taken for.
+struct Origin {
+    schedule: String,
+    due_at: i64,
 }
 
 /// Records a backup of `specs` on `target` (the default one if `None`),
@@ -184,6 +242,7 @@ fn launch(
     specs: Vec<ComponentSpec>,
     export: Option<exports::ExportPlan>,
     target: Option<String>,
+    origin: Option<Origin>,
 ) -> ServiceResult<(String, Option<String>)> {
     let target = match target {
         Some(t) => state
@@ -220,6 +279,11 @@ fn launch(
         component_count: u32::try_from(specs.len()).unwrap_or(u32::MAX),
         created_at: now(),
         finished_at: None,
+        schedule: origin.as_ref().map(|o| o.schedule.clone()),
+        due_at: origin.as_ref().map(|o| o.due_at),
+        pinned: false,
+        verified_at: None,
+        seq: 0,
     };
     let comps: Vec<NewBackupComponent> = specs
         .iter()
@@ -241,9 +305,14 @@ fn launch(
     };
     let st = Arc::clone(state);
     spawn_job(id.as_str(), move || {
+        let id = job.id.to_string();
         run(&st, job, reservation);
         if let Some(pending) = export {
             exports::start_after_backup(&st, pending);
+        }
+        // Retention and the scheduler (set at start; see `AppState::after_backup`).
+        if let Some(after) = st.after_backup.get() {
+            after(&st, &id);
         }
     })?;
     Ok((id.to_string(), export_id))

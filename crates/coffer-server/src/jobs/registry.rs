@@ -71,6 +71,15 @@ impl Jobs {
         })
     }
 
+    /// The job holding `key`, if one does.
+    pub fn holder(&self, key: &str) -> Option<String> {
+        self.busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+
     /// Fires every cancel token of `job`; false if it is not running.
     pub fn cancel(&self, job: &str) -> bool {
         let cancels = self.cancels.lock().unwrap_or_else(|e| e.into_inner());

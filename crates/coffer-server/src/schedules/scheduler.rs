@@ -1,0 +1,205 @@
+//! The scheduler: one thread that looks at every schedule when the next
+//! one is due (or when a schedule changes or a scheduled backup ends),
+//! decides what each due time becomes — started, skipped, missed, failed —
+//! and records it with the schedule's new position in one transaction.
+//!
+//! It reads the server's [`crate::clock::Clock`]: the system clock, or a
+//! test's fake one, which it reads again every few milliseconds. A
+//! schedule's run is an ordinary backup (labels, states, logs) linked to
+//! it; never two runs of one schedule at once.
+
+use std::time::Duration;
+
+use coffer_schedule::{Outcome, SignedDuration, State, Timestamp, decide};
+
+use crate::catalog::{RunOutcome, ScheduleRow, ScheduleRunRow};
+use crate::error::ServiceError;
+use crate::schedules::service::{checked, jitter, next_due, open_spec, start_run};
+use crate::schedules::spec::ScheduleSpec;
+use crate::state::Shared;
+
+/// The longest the scheduler sleeps without looking (a changed clock, a
+/// schedule added behind its back).
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// Starts the scheduler's thread.
+pub fn spawn(state: Shared) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("coffer-scheduler".into())
+        .spawn(move || {
+            while !state.scheduler.stopped() {
+                let now = state.clock.now();
+                let next = tick(&state, now);
+                state.scheduler.decided_until(now);
+                let until = next.map_or(now + MAX_SLEEP, |n| n.min(now + MAX_SLEEP));
+                state.scheduler.sleep(state.clock.wait_for(now, until));
+            }
+        })
+        .map(|_| ())
+}
+
+/// Decides every schedule's due times up to `now`; returns when the next
+/// one is due.
+pub fn tick(state: &Shared, now: Timestamp) -> Option<Timestamp> {
+    let rows = match state.catalog.schedules() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("scheduler: {e}");
+            return None;
+        }
+    };
+    let mut earliest: Option<Timestamp> = None;
+    for row in rows {
+        let spec = match open_spec(state, &row) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(schedule = %row.name, "scheduler: {e}");
+                continue;
+            }
+        };
+        if let Some(next) = tick_one(state, &row, &spec, now) {
+            earliest = Some(earliest.map_or(next, |e| e.min(next)));
+        }
+    }
+    earliest
+}
+
+fn at(secs: i64) -> Timestamp {
+    Timestamp::from_second(secs).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// One schedule's due times up to `now`; returns its next one.
+fn tick_one(
+    state: &Shared,
+    row: &ScheduleRow,
+    spec: &ScheduleSpec,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    let name = row.name.as_str();
+    let checked = match checked(row, spec) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(schedule = %name, "cannot run: {e}");
+            state.metrics.schedule_next_run(name, None);
+            return None;
+        }
+    };
+    let handled = at(row.handled_at);
+    if !checked.enabled {
+        // Paused: due times pass unrecorded, so enabling it later does not
+        // report them missed.
+        if handled < now
+            && let Err(e) = state
+                .catalog
+                .record_schedule_runs(name, now.as_second(), &[])
+        {
+            tracing::error!(schedule = %name, "{e}");
+        }
+        state.metrics.schedule_next_run(name, None);
+        return None;
+    }
+    let running = match state.catalog.schedule_running(name) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(schedule = %name, "{e}");
+            return None;
+        }
+    };
+    // The next due time is decided once its own jitter has passed.
+    let shift = checked
+        .when
+        .next_after(handled)
+        .map_or(SignedDuration::ZERO, |n| {
+            jitter(name, n, checked.jitter_secs)
+        });
+    let (outcomes, new_handled) = decide(
+        &checked.when,
+        State {
+            handled,
+            running: running.is_some(),
+        },
+        now - shift,
+        checked.catch_up,
+    );
+    let mut runs = Vec::new();
+    for o in outcomes {
+        let run = |due: Timestamp, outcome, backup_id, reason| ScheduleRunRow {
+            schedule: name.to_owned(),
+            due_at: due.as_second(),
+            last_due_at: None,
+            missed_count: None,
+            decided_at: now.as_second(),
+            outcome,
+            backup_id,
+            reason: Some(reason),
+            by_hand: false,
+        };
+        let r = match o {
+            Outcome::Missed { first, last, count } => ScheduleRunRow {
+                last_due_at: Some(last.as_second()),
+                missed_count: Some(count),
+                ..run(
+                    first,
+                    RunOutcome::Missed,
+                    None,
+                    format!(
+                        "{count} due time(s) from {first} to {last} passed while the server was \
+                         not running, more than catch_up_window_secs ({} s) ago: not run",
+                        checked.catch_up.as_secs()
+                    ),
+                )
+            },
+            Outcome::Skipped { due } => run(
+                due,
+                RunOutcome::Skipped,
+                None,
+                format!(
+                    "the previous run (backup {}) was still going",
+                    running.as_deref().unwrap_or("?")
+                ),
+            ),
+            Outcome::Run { due } => match start_run(state, row, spec, due) {
+                Ok(s) => {
+                    let late = now.duration_since(due);
+                    let why = if late > SignedDuration::from_mins(1) {
+                        format!("started {} s after its due time", late.as_secs())
+                    } else {
+                        "started on time".to_owned()
+                    };
+                    run(due, RunOutcome::Started, Some(s.id), why)
+                }
+                Err(ServiceError::Conflict(m)) => run(
+                    due,
+                    RunOutcome::Skipped,
+                    None,
+                    format!("{m}; retried at the next due time"),
+                ),
+                Err(e) => run(due, RunOutcome::Failed, None, e.message()),
+            },
+        };
+        match r.outcome {
+            RunOutcome::Started => {
+                tracing::info!(schedule = %name, backup = ?r.backup_id, "scheduled backup started")
+            }
+            _ => {
+                tracing::warn!(schedule = %name, outcome = %r.outcome, "{}", r.reason.as_deref().unwrap_or(""))
+            }
+        }
+        runs.push(r);
+    }
+    if (new_handled != handled || !runs.is_empty())
+        && let Err(e) = state
+            .catalog
+            .record_schedule_runs(name, new_handled.as_second(), &runs)
+    {
+        tracing::error!(schedule = %name, "recording runs: {e}");
+    }
+    for r in &runs {
+        state.metrics.schedule_run(name, r.outcome.as_str());
+    }
+    let next = next_due(name, &checked, new_handled);
+    state
+        .metrics
+        .schedule_next_run(name, next.map(|t| t.as_second()));
+    next
+}
