@@ -44,6 +44,8 @@ struct Subject {
     restore: String,
     /// A (paused) schedule of the component.
     schedule: String,
+    /// A restore drill of the backup.
+    drill: String,
 }
 
 /// How a request carries its body.
@@ -65,6 +67,7 @@ fn request(f: &Fixture, method: &str, template: &str, s: &Subject, n: usize) -> 
         .replace("/restores/{id}", &format!("/restores/{}", s.restore))
         .replace("/tokens/{id}", "/tokens/tok-x")
         .replace("/prunes/{id}", "/prunes/prune-x")
+        .replace("/drills/{id}", &format!("/drills/{}", s.drill))
         .replace("/schedules/{name}", &format!("/schedules/{}", s.schedule))
         .replace("/users/{id}", "/users/usr-x")
         .replace("/components/{name}", &format!("/components/{comp}"))
@@ -130,6 +133,7 @@ fn request(f: &Fixture, method: &str, template: &str, s: &Subject, n: usize) -> 
         (
             "post",
             "/api/v1/backups/{id}/cancel"
+            | "/api/v1/backups/{id}/drills"
             | "/api/v1/schedules/{name}/run"
             | "/api/v1/targets/{name}/validate"
             | "/api/v1/targets/{name}/rebuild",
@@ -234,6 +238,10 @@ fn the_authorization_matrix_covers_every_route_in_the_openapi_document() {
             })),
         );
         assert_eq!(code, 201, "{v}");
+        let (code, v) = srv.admin("POST", &format!("/api/v1/backups/{backup}/drills"), None);
+        assert_eq!(code, 202, "{v}");
+        let drill = v["id"].as_str().unwrap().to_owned();
+        srv.wait_until_done(&format!("/api/v1/drills/{drill}"), "DRILLING", 60);
         Subject {
             component,
             backup: backup.to_owned(),
@@ -241,6 +249,7 @@ fn the_authorization_matrix_covers_every_route_in_the_openapi_document() {
             export_file,
             restore: r["id"].as_str().unwrap().to_owned(),
             schedule,
+            drill,
         }
     };
     let files = subject("files", &files_backup, false);

@@ -21,6 +21,7 @@
 //! Everything here blocks; async callers use `spawn_blocking`.
 
 mod command;
+pub mod drill;
 mod error;
 mod files;
 mod mysql;

@@ -208,3 +208,21 @@ pub(crate) fn restore(
     notes.push(format!("restored {db:?} on {}", my.server()));
     Ok(RestoreReport { notes })
 }
+
+/// Runs `sql` in database `db` of the spec's server; the batch answer (a
+/// restore drill's verification query).
+pub(crate) fn query(
+    c: &Ctx,
+    spec: &MysqlSpec,
+    db: &str,
+    sql: &str,
+) -> Result<String, ComponentError> {
+    My::new(c, spec)?.sql(&format!("USE {};\n{sql};\n", ident(db)))
+}
+
+/// Drops database `db` if it exists (a restore drill's scratch database).
+pub(crate) fn drop_database(c: &Ctx, spec: &MysqlSpec, db: &str) -> Result<(), ComponentError> {
+    My::new(c, spec)?
+        .sql(&format!("DROP DATABASE IF EXISTS {};\n", ident(db)))
+        .map(|_| ())
+}

@@ -240,3 +240,27 @@ pub(crate) fn restore(
     ));
     Ok(RestoreReport { notes })
 }
+
+/// Runs `sql` in database `db` of the spec's server; the unaligned,
+/// tuples-only answer (a restore drill's verification query).
+pub(crate) fn query(
+    c: &Ctx,
+    spec: &PostgresSpec,
+    db: &str,
+    sql: &str,
+) -> Result<String, ComponentError> {
+    Pg::new(c, spec)?.psql(db, &[], &format!("{sql};\n"))
+}
+
+/// Drops database `db` if it exists, ending its sessions first (a restore
+/// drill's scratch database).
+pub(crate) fn drop_database(c: &Ctx, spec: &PostgresSpec, db: &str) -> Result<(), ComponentError> {
+    let pg = Pg::new(c, spec)?;
+    pg.psql(
+        MAINTENANCE_DB,
+        &[("db", db)],
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :'db';\n\
+         DROP DATABASE IF EXISTS :\"db\";\n",
+    )
+    .map(|_| ())
+}

@@ -177,6 +177,11 @@ pub struct PostgresSpec {
     /// libpq `sslmode` (`disable`, `require`, `verify-full`, …).
     #[serde(default)]
     pub sslmode: Option<String>,
+    /// What a restore drill runs in the restored copy to prove it (its
+    /// answer is recorded; an error fails the drill). Read from coffer.toml
+    /// only, never from a request. Default: counts the user tables.
+    #[serde(default)]
+    pub verify_query: Option<String>,
 }
 
 /// `kind = "mysql"` (MariaDB or MySQL).
@@ -200,6 +205,11 @@ pub struct MysqlSpec {
     /// `mariadb`/`mysql`) when the ones on `PATH` are not wanted.
     #[serde(default)]
     pub bin_dir: Option<PathBuf>,
+    /// What a restore drill runs in the restored copy to prove it (its
+    /// answer is recorded; an error fails the drill). Read from coffer.toml
+    /// only, never from a request. Default: counts the tables.
+    #[serde(default)]
+    pub verify_query: Option<String>,
 }
 
 /// `kind = "redis"`.

@@ -8,7 +8,7 @@ use coffer_engine::EngineError;
 use coffer_model::access::{BackupStatus, Scope};
 
 use crate::access::Principal;
-use crate::catalog::{BackupComponentRow, BackupRow, ExportRow, TargetMode};
+use crate::catalog::{BackupComponentRow, BackupRow, DrillRow, ExportRow, TargetMode};
 use crate::error::{ServiceError, ServiceResult};
 use crate::exports::visible_of_backup;
 use crate::jobs::registry::backup_key;
@@ -28,6 +28,8 @@ pub struct BackupDetail {
     /// Its restores, newest first, as the caller may see them (filled by
     /// [`show`] only: a list of backups leaves them out).
     pub restores: Vec<RestoreDetail>,
+    /// Its newest restore drill.
+    pub last_drill: Option<DrillRow>,
 }
 
 /// Forbidden unless `p` may act with `scope` on every component of the
@@ -75,6 +77,7 @@ fn detail(
     }
     Ok(Some(BackupDetail {
         exports: visible_of_backup(state, p, &backup.id)?,
+        last_drill: state.catalog.last_drill(&backup.id)?,
         backup,
         components,
         restores: Vec::new(),

@@ -176,6 +176,14 @@ fn prepare(config: ServerConfig) -> Result<(Shared, FirstStart), ServerError> {
     let state = Arc::new(new_state(config, catalog, key)?);
     // Cannot fail: the cell is new.
     let _ = state.after_backup.set(after_backup);
+    match jobs::drill::clean_interrupted(&state) {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            "{n} restore drill(s) were running when the server last stopped: scratch copies \
+             removed, marked ERROR"
+        ),
+        Err(e) => tracing::error!("cleaning up interrupted drills: {e}"),
+    }
     // Declared targets first: a configuration that declares its own makes
     // the embedded local default unnecessary.
     let declared =

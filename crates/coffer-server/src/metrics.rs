@@ -51,6 +51,8 @@ pub struct Metrics {
     next_run: Family<ScheduleLabel, Gauge<f64, AtomicU64>>,
     runs: Family<RunLabels, Counter>,
     retention_deleted: Counter,
+    drill_seconds: Family<ComponentLabel, Gauge<f64, AtomicU64>>,
+    last_verified: Family<ComponentLabel, Gauge<f64, AtomicU64>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -113,9 +115,23 @@ impl Metrics {
             "Backups deleted by retention policies",
             retention_deleted.clone(),
         );
+        let drill_seconds = Family::<ComponentLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "restore_drill_duration_seconds",
+            "How long the last passing restore drill of each component took: its measured recovery time",
+            drill_seconds.clone(),
+        );
+        let last_verified = Family::<ComponentLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "last_verified_timestamp_seconds",
+            "When a restore drill last proved a backup of each component (Unix time)",
+            last_verified.clone(),
+        );
         Self {
             registry,
             jobs,
+            drill_seconds,
+            last_verified,
             durations,
             bytes_written,
             last_success,
@@ -174,6 +190,18 @@ impl Metrics {
                 outcome: outcome.to_owned(),
             })
             .inc();
+    }
+
+    /// Records a component a drill proved in `seconds`, at `at` (the drill
+    /// as a whole passed) or not.
+    pub fn drilled(&self, component: &str, seconds: f64, at: Option<i64>) {
+        let label = ComponentLabel {
+            component: component.to_owned(),
+        };
+        self.drill_seconds.get_or_create(&label).set(seconds);
+        if let Some(t) = at {
+            self.last_verified.get_or_create(&label).set(t as f64);
+        }
     }
 
     /// Counts backups retention deleted.

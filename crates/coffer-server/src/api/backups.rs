@@ -92,6 +92,23 @@ pub struct BackupView {
     pub pinned: bool,
     /// When a verification or restore drill last passed on it (RFC 3339).
     pub verified_at: Option<String>,
+    /// Its newest restore drill (`GET /api/v1/drills/{id}` for the details).
+    pub last_drill: Option<LastDrillView>,
+}
+
+/// A backup's newest restore drill, in brief.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LastDrillView {
+    /// The drill.
+    pub id: String,
+    /// `DRILLING`, `READY` or `ERROR`.
+    pub status: String,
+    /// Why it is `ERROR`.
+    pub error: Option<String>,
+    /// The whole drill, in seconds (the measured recovery time).
+    pub seconds: Option<f64>,
+    /// End (RFC 3339).
+    pub finished_at: Option<String>,
 }
 
 /// Change a backup: pin it (retention never deletes it) or unpin it.
@@ -140,6 +157,13 @@ pub(crate) fn backup_view(state: &Shared, d: BackupDetail) -> BackupView {
         due_at: b.due_at.map(time),
         pinned: b.pinned,
         verified_at: b.verified_at.map(time),
+        last_drill: d.last_drill.map(|l| LastDrillView {
+            id: l.id,
+            status: l.status.to_string(),
+            error: l.error,
+            seconds: l.seconds,
+            finished_at: l.finished_at.map(time),
+        }),
         id: b.id,
         components,
     }

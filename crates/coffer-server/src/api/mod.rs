@@ -7,6 +7,7 @@
 pub mod backups;
 pub mod common;
 pub mod dcos;
+pub mod drills;
 pub mod error;
 pub mod exports;
 pub mod prunes;
@@ -79,6 +80,8 @@ api_routes! {
     get "/api/v1/backups/{id}/log", Some(Scope::BackupsRead) => backups::backup_log;
     post "/api/v1/backups/{id}/cancel", Some(Scope::BackupsWrite) => backups::cancel_backup;
     post "/api/v1/backups/{id}/restore", Some(Scope::Restore) => restores::create_restore;
+    post "/api/v1/backups/{id}/drills", Some(Scope::Restore) => drills::create_drill;
+    get "/api/v1/drills/{id}", Some(Scope::BackupsRead) => drills::show_drill;
     post "/api/v1/backups/{id}/exports", Some(Scope::Export) => exports::create_export;
     get "/api/v1/backups/{id}/exports", Some(Scope::Export) => exports::list_exports;
     get "/api/v1/exports/{id}", Some(Scope::Export) => exports::show_export;
@@ -152,6 +155,7 @@ impl Modify for BearerAuth {
         system::healthz, system::metrics, system::list_components,
         backups::create_backup, backups::list_backups, backups::show_backup, backups::backup_log,
         backups::cancel_backup, backups::change_backup, backups::delete_backup,
+        drills::create_drill, drills::show_drill,
         restores::create_restore, restores::list_restores, restores::show_restore, restores::restore_log,
         exports::create_export, exports::list_exports, exports::show_export,
         exports::download_export, exports::delete_export,

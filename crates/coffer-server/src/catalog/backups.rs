@@ -272,12 +272,15 @@ impl Catalog {
             .ctx("listing a schedule's backups")
     }
 
-    /// Whether a backup of `schedule` is still being taken.
+    /// The run of `schedule` still going, if one is: a backup being taken,
+    /// or a drill.
     pub fn schedule_running(&self, schedule: &str) -> CatalogResult<Option<String>> {
         self.conn()
             .query_row(
                 "SELECT id FROM backups WHERE schedule = ?1 AND status = 'BACKING_UP'
-                 ORDER BY created_at DESC LIMIT 1",
+                 UNION ALL
+                 SELECT id FROM drills WHERE schedule = ?1 AND status = 'DRILLING'
+                 LIMIT 1",
                 [schedule],
                 |r| r.get(0),
             )

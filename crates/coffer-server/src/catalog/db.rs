@@ -41,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_declared_targets.sql"),
     include_str!("migrations/0006_prunes.sql"),
     include_str!("migrations/0007_schedules.sql"),
+    include_str!("migrations/0008_drills.sql"),
 ];
 
 /// Seconds since the Unix epoch.

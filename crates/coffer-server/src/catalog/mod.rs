@@ -14,6 +14,7 @@
 
 pub(super) mod backups;
 mod db;
+mod drills;
 mod exports;
 mod logs;
 mod prunes;
@@ -26,6 +27,7 @@ mod users;
 
 pub use backups::{BackupComponentRow, BackupRow, NewBackupComponent};
 pub use db::{Catalog, CatalogError, CatalogResult, now};
+pub use drills::{DrillRow, DrillStatus};
 pub use exports::{ExportProtection, ExportRow, ExportStatus};
 pub use logs::LogWriter;
 pub use prunes::{PruneRow, PruneStatus};

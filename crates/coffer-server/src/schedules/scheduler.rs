@@ -154,7 +154,7 @@ fn tick_one(
                 RunOutcome::Skipped,
                 None,
                 format!(
-                    "the previous run (backup {}) was still going",
+                    "the previous run ({}) was still going",
                     running.as_deref().unwrap_or("?")
                 ),
             ),

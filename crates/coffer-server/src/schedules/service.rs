@@ -8,15 +8,16 @@
 
 use std::collections::BTreeSet;
 
-use coffer_model::access::Scope;
+use coffer_model::access::{BackupStatus, Scope};
 use coffer_model::secret::{Secret, reveal_secrets};
 use coffer_schedule::Timestamp;
 
 use crate::access::Principal;
-use crate::catalog::{RunOutcome, ScheduleRow, ScheduleRunRow, TargetMode};
+use crate::catalog::{DrillStatus, RunOutcome, ScheduleRow, ScheduleRunRow, TargetMode};
 use crate::error::{ServiceError, ServiceResult};
 use crate::jobs::backup::{self, ScheduledBackup, Started};
-use crate::schedules::spec::{Checked, ScheduleSpec, check_name};
+use crate::jobs::drill;
+use crate::schedules::spec::{Checked, ScheduleSpec, Task, check_name};
 use crate::state::{AppState, Shared};
 
 /// The sealing context of schedule specs.
@@ -98,10 +99,11 @@ fn require_sees(state: &AppState, p: &Principal, spec: &ScheduleSpec) -> Service
 /// retention its spec names, which its creator had to hold) of no more
 /// components than its creator was limited to, sensitive ones only if its
 /// creator held `sensitive`.
-pub fn acting(row: &ScheduleRow) -> Principal {
-    let mut scopes: BTreeSet<Scope> = [Scope::BackupsWrite, Scope::Export, Scope::BackupsDelete]
-        .into_iter()
-        .collect();
+pub fn acting(row: &ScheduleRow, task: Task) -> Principal {
+    let mut scopes: BTreeSet<Scope> = match task {
+        Task::Backup => [Scope::BackupsWrite, Scope::Export, Scope::BackupsDelete].into(),
+        Task::Drill => [Scope::Restore].into(),
+    };
     if row.owner_sensitive {
         scopes.insert(Scope::Sensitive);
     }
@@ -153,7 +155,11 @@ fn detail(state: &AppState, row: ScheduleRow, spec: ScheduleSpec) -> ServiceResu
     let last_run = match state.catalog.schedule_runs(&row.name, 1)?.pop() {
         None => None,
         Some(run) => {
+            // The run's job: a backup, or a drill (`drill-…`) for a drill schedule.
             let status = match &run.backup_id {
+                Some(id) if id.starts_with("drill-") => {
+                    state.catalog.drill(id)?.map(|d| d.status.to_string())
+                }
                 Some(id) => state.catalog.backup(id)?.map(|b| b.status.to_string()),
                 None => None,
             };
@@ -212,7 +218,13 @@ fn authorize(state: &AppState, p: &Principal, spec: &ScheduleSpec) -> ServiceRes
     p.require(Scope::SchedulesWrite)?;
     // Who may do what first: a caller learns nothing of the configuration
     // from a refusal it could not get past anyway.
+    if spec.task == Some(Task::Drill) {
+        // Its runs restore (into scratch places) whatever the label's
+        // backups hold, checked against the creator's limits at each run.
+        p.require(Scope::Restore)?;
+    }
     match &spec.components {
+        None if spec.task == Some(Task::Drill) => {}
         None => {
             if let Some(mine) = &p.components {
                 return Err(ServiceError::Forbidden(format!(
@@ -367,7 +379,7 @@ pub fn run_now(state: &Shared, p: &Principal, name: &str) -> ServiceResult<Start
     }
     if let Some(b) = state.catalog.schedule_running(name)? {
         return Err(ServiceError::Conflict(format!(
-            "schedule {name}'s backup {b} is still running: one run at a time"
+            "schedule {name}'s run {b} is still going: one run at a time"
         )));
     }
     let now = state.clock.now();
@@ -402,6 +414,28 @@ pub fn start_run(
     let checked = spec
         .check(Timestamp::from_second(row.created_at).unwrap_or(Timestamp::UNIX_EPOCH))
         .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    if checked.task == Task::Drill {
+        let label = checked.label.as_str();
+        let newest = state
+            .catalog
+            .backups(Some(label), Some(BackupStatus::Ready))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                ServiceError::Invalid(format!("no READY backup with label {label:?} to drill"))
+            })?;
+        let id = drill::start(
+            state,
+            &acting(row, Task::Drill),
+            &newest.id,
+            Some(row.name.clone()),
+        )?;
+        return Ok(Started {
+            id,
+            status: DrillStatus::Drilling.as_str(),
+            export_id: None,
+        });
+    }
     let export = match &spec.export {
         None => None,
         Some(e) => {
@@ -420,7 +454,7 @@ pub fn start_run(
     };
     backup::start_scheduled(
         state,
-        &acting(row),
+        &acting(row, Task::Backup),
         ScheduledBackup {
             schedule: row.name.clone(),
             due_at: due.as_second(),

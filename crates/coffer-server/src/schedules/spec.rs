@@ -36,6 +36,10 @@ const MAX_CATCH_UP_SECS: u64 = 30 * 24 * 3600;
 pub struct ScheduleSpec {
     /// 1–64 characters of `[A-Za-z0-9_.-]`, not starting with `.`.
     pub name: String,
+    /// What each run does: `backup` (default), or `drill` — a restore
+    /// drill of the newest READY backup with `label`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task>,
     /// The label of its backups (default: the schedule's name, when that is
     /// a valid label).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +88,29 @@ pub struct ScheduleSpec {
     /// `false` pauses it: due times pass unrecorded until it is enabled again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+}
+
+/// What a schedule's runs do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum Task {
+    /// Take a backup.
+    Backup,
+    /// Drill the newest READY backup with the schedule's label.
+    Drill,
+}
+
+impl TryFrom<String> for Task {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "backup" => Ok(Self::Backup),
+            "drill" => Ok(Self::Drill),
+            other => Err(format!(
+                "task: {other:?} is neither \"backup\" nor \"drill\""
+            )),
+        }
+    }
 }
 
 /// The export a schedule makes after each backup (Terraform Enterprise's
@@ -135,6 +162,8 @@ pub struct Checked {
     pub catch_up: SignedDuration,
     /// Enabled.
     pub enabled: bool,
+    /// What runs do.
+    pub task: Task,
 }
 
 /// Whether `name` may name a schedule.
@@ -228,12 +257,36 @@ impl ScheduleSpec {
             p.validate()
                 .map_err(|e| fail(format!("retention: {}", e.field), e.message))?;
         }
+        let task = self.task.unwrap_or(Task::Backup);
+        if task == Task::Drill {
+            if self.label.is_none() {
+                return Err(fail(
+                    "label",
+                    "a drill schedule drills the newest READY backup with this label: give it",
+                ));
+            }
+            for (field, given) in [
+                ("components", self.components.is_some()),
+                ("target", self.target.is_some()),
+                ("export", self.export.is_some()),
+                ("retention", self.retention.is_some()),
+            ] {
+                if given {
+                    return Err(fail(
+                        field,
+                        "not with task = \"drill\" (a drill restores a backup's components \
+                         into scratch places; it writes no backup)",
+                    ));
+                }
+            }
+        }
         Ok(Checked {
             when,
             label,
             jitter_secs,
             catch_up: SignedDuration::from_secs(i64::try_from(catch_up).unwrap_or(i64::MAX)),
             enabled: self.enabled.unwrap_or(true),
+            task,
         })
     }
 }
@@ -330,6 +383,18 @@ mod tests {
             ),
             ("name = \"../x\"\nevery_secs = 3600", "name"),
             ("name = \"xyz\"\nevery_secs = 3600\nlabel = \"a\"", "label"),
+            (
+                "name = \"xyz\"\nevery_secs = 3600\ntask = \"drill\"",
+                "label",
+            ),
+            (
+                "name = \"xyz\"\nevery_secs = 3600\ntask = \"drill\"\nlabel = \"abc\"\ntarget = \"t\"",
+                "target",
+            ),
+            (
+                "name = \"xyz\"\nevery_secs = 3600\ntask = \"restore\"",
+                "task",
+            ),
         ] {
             let e = parse(&format!("[[schedules]]\n{text}\n")).unwrap_err();
             assert!(e.contains(field), "{text}: {e}");
