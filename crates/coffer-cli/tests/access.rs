@@ -29,6 +29,8 @@ const ALL: &[&str] = &[
     "maintenance",
     "schedules:read",
     "schedules:write",
+    "notifications:read",
+    "notifications:write",
     "tokens:admin",
     "sensitive",
     "admin",
@@ -68,6 +70,7 @@ fn request(f: &Fixture, method: &str, template: &str, s: &Subject, n: usize) -> 
         .replace("/tokens/{id}", "/tokens/tok-x")
         .replace("/prunes/{id}", "/prunes/prune-x")
         .replace("/drills/{id}", &format!("/drills/{}", s.drill))
+        .replace("/notifications/{name}", "/notifications/matrix")
         .replace("/schedules/{name}", &format!("/schedules/{}", s.schedule))
         .replace("/users/{id}", "/users/usr-x")
         .replace("/components/{name}", &format!("/components/{comp}"))
@@ -116,6 +119,12 @@ fn request(f: &Fixture, method: &str, template: &str, s: &Subject, n: usize) -> 
         ("put", "/api/v1/targets/{name}") => Body::Json(json!({ "default": true })),
         ("post", "/api/v1/targets/{name}/prune") => Body::Json(json!({ "grace_secs": 86400 })),
         ("put", "/api/v1/backups/{id}") => Body::Json(json!({ "pinned": false })),
+        ("post", "/api/v1/notifications") => Body::Json(json!({
+            "name": format!("n{n}"), "kind": "webhook", "url": "http://127.0.0.1:9/hook",
+        })),
+        ("put", "/api/v1/notifications/{name}") => Body::Json(json!({
+            "kind": "webhook", "url": "http://127.0.0.1:9/hook", "enabled": false,
+        })),
         ("post", "/api/v1/schedules") => Body::Json(json!({
             "name": format!("m{n}"), "components": [comp], "every_secs": 3600, "enabled": false,
         })),
@@ -135,6 +144,7 @@ fn request(f: &Fixture, method: &str, template: &str, s: &Subject, n: usize) -> 
             "/api/v1/backups/{id}/cancel"
             | "/api/v1/backups/{id}/drills"
             | "/api/v1/schedules/{name}/run"
+            | "/api/v1/notifications/{name}/test"
             | "/api/v1/targets/{name}/validate"
             | "/api/v1/targets/{name}/rebuild",
         )
@@ -254,6 +264,12 @@ fn the_authorization_matrix_covers_every_route_in_the_openapi_document() {
     };
     let files = subject("files", &files_backup, false);
     let keys = subject("keys", &keys_backup, true);
+    let (code, v) = srv.admin(
+        "POST",
+        "/api/v1/notifications",
+        Some(&json!({ "name": "matrix", "kind": "webhook", "url": "http://127.0.0.1:9/hook" })),
+    );
+    assert_eq!(code, 201, "{v}");
 
     let expired = srv.token(ALL, None, Some(0));
     let (code, v) = srv.admin(
@@ -405,6 +421,14 @@ fn the_authorization_matrix_covers_every_route_in_the_openapi_document() {
                     format!("/api/v1/backups/{}", f.backup_of(&["files"])),
                     Body::None,
                 ),
+                ("delete", "/api/v1/notifications/{name}") => {
+                    let name = format!("throw{n}");
+                    let body =
+                        json!({ "name": name, "kind": "webhook", "url": "http://127.0.0.1:9/x" });
+                    let (code, v) = srv.admin("POST", "/api/v1/notifications", Some(&body));
+                    assert_eq!(code, 201, "{v}");
+                    (format!("/api/v1/notifications/{name}"), Body::None)
+                }
                 ("delete", "/api/v1/schedules/{name}") => {
                     let name = format!("throw{n}");
                     let body = json!({ "name": name, "components": ["files"], "every_secs": 3600 });

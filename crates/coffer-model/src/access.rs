@@ -36,6 +36,10 @@ pub enum Scope {
     /// Create, change, delete and run schedules (runs act with no more
     /// than their creator's components and `sensitive`).
     SchedulesWrite,
+    /// List and show notification destinations.
+    NotificationsRead,
+    /// Create, change, delete and test notification destinations.
+    NotificationsWrite,
     /// Create, list and revoke tokens and users.
     TokensAdmin,
     /// Touch sensitive components at all (with the scope the operation needs).
@@ -47,7 +51,7 @@ pub enum Scope {
 
 impl Scope {
     /// Every scope, in documentation order.
-    pub const ALL: [Scope; 14] = [
+    pub const ALL: [Scope; 16] = [
         Scope::BackupsRead,
         Scope::BackupsWrite,
         Scope::BackupsDelete,
@@ -59,6 +63,8 @@ impl Scope {
         Scope::Maintenance,
         Scope::SchedulesRead,
         Scope::SchedulesWrite,
+        Scope::NotificationsRead,
+        Scope::NotificationsWrite,
         Scope::TokensAdmin,
         Scope::Sensitive,
         Scope::Admin,
@@ -78,6 +84,8 @@ impl Scope {
             Scope::Maintenance => "maintenance",
             Scope::SchedulesRead => "schedules:read",
             Scope::SchedulesWrite => "schedules:write",
+            Scope::NotificationsRead => "notifications:read",
+            Scope::NotificationsWrite => "notifications:write",
             Scope::TokensAdmin => "tokens:admin",
             Scope::Sensitive => "sensitive",
             Scope::Admin => "admin",

@@ -40,6 +40,7 @@ use coffer_model::target::{DeclaredTarget, parse_declared_targets};
 use coffer_schedule::retention::Policy;
 use serde::Deserialize;
 
+use crate::notify::spec::{NotificationSpec, parse_notifications};
 use crate::schedules::spec::{ScheduleSpec, parse_schedules};
 
 /// Why a configuration cannot be used.
@@ -132,6 +133,11 @@ pub struct ServerConfig {
     /// `[retention.labels]`: the policy of each label's backups (those a
     /// schedule with its own policy took excepted).
     pub label_retention: BTreeMap<String, Policy>,
+    /// Notification destinations declared under `[[notifications]]`.
+    pub notifications: Vec<NotificationSpec>,
+    /// `alerts.backup_max_age_secs`: a component whose newest READY backup
+    /// is older is told as `backup_stale` (a dead-man switch).
+    pub backup_max_age: Option<Duration>,
     /// Where the configuration came from, for messages.
     pub source: PathBuf,
 }
@@ -243,6 +249,13 @@ struct SensitiveSection {
     recipients: Vec<String>,
 }
 
+/// `[alerts]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertsSection {
+    backup_max_age_secs: Option<u64>,
+}
+
 /// `[retention]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -264,6 +277,11 @@ struct FileShape {
     sensitive: SensitiveSection,
     #[serde(default)]
     retention: RetentionSection,
+    #[serde(default)]
+    alerts: AlertsSection,
+    // Parsed separately, with per-destination messages.
+    #[serde(default)]
+    notifications: Option<toml::Value>,
     // Parsed separately, with per-schedule messages.
     #[serde(default)]
     schedules: Option<toml::Value>,
@@ -308,6 +326,12 @@ impl ServerConfig {
         let components = parse_components(text).map_err(|e| invalid(e.to_string()))?;
         let targets = parse_declared_targets(text).map_err(|e| invalid(e.to_string()))?;
         let schedules = parse_schedules(shape.schedules.as_ref()).map_err(invalid)?;
+        let notifications = parse_notifications(shape.notifications.as_ref()).map_err(invalid)?;
+        if shape.alerts.backup_max_age_secs == Some(0) {
+            return Err(invalid(
+                "alerts.backup_max_age_secs must be at least 1".into(),
+            ));
+        }
         for (label, policy) in &shape.retention.labels {
             coffer_model::Label::new(label)
                 .map_err(|e| invalid(format!("retention.labels.{label}: {e}")))?;
@@ -457,6 +481,8 @@ impl ServerConfig {
             targets,
             schedules,
             label_retention: shape.retention.labels,
+            notifications,
+            backup_max_age: shape.alerts.backup_max_age_secs.map(Duration::from_secs),
             source: source.to_path_buf(),
         })
     }

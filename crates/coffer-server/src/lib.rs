@@ -31,6 +31,7 @@ mod jobs;
 mod keys;
 mod lookup;
 mod metrics;
+mod notify;
 pub mod offline;
 mod rebuild;
 mod restores;
@@ -84,7 +85,7 @@ pub enum ServerError {
     /// A target declared in coffer.toml could not be added or checked.
     #[error("{0}")]
     DeclaredTargets(String),
-    /// A schedule declared in coffer.toml could not be recorded.
+    /// A schedule or notification declared in coffer.toml could not be recorded.
     #[error("{0}")]
     DeclaredSchedules(String),
     /// Listening or serving failed.
@@ -190,6 +191,8 @@ fn prepare(config: ServerConfig) -> Result<(Shared, FirstStart), ServerError> {
         targets::declared::apply(&state).map_err(|e| ServerError::DeclaredTargets(e.message()))?;
     schedules::service::apply_declared(&state)
         .map_err(|e| ServerError::DeclaredSchedules(format!("schedules: {}", e.message())))?;
+    notify::service::apply_declared(&state)
+        .map_err(|e| ServerError::DeclaredSchedules(format!("notifications: {}", e.message())))?;
     let mut first = FirstStart {
         declared_passwords: declared
             .into_iter()
@@ -216,6 +219,7 @@ fn prepare(config: ServerConfig) -> Result<(Shared, FirstStart), ServerError> {
 /// governs it, then the scheduler looks again (a run that was going may
 /// have held back the next).
 fn after_backup(state: &Shared, id: &str) {
+    notify::watch::backup_ended(state, id);
     retention::after_backup(state, id);
     state.scheduler.wake();
 }
@@ -264,6 +268,10 @@ async fn serve(
         tracing::warn!("{SAME_DISK_WARNING}");
     }
     tokio::spawn(jobs::export::sweep(Arc::clone(&state)));
+    notify::dispatch::spawn(Arc::clone(&state)).map_err(|source| ServerError::Io {
+        context: "starting the notifier".into(),
+        source,
+    })?;
     schedules::scheduler::spawn(Arc::clone(&state)).map_err(|source| ServerError::Io {
         context: "starting the scheduler".into(),
         source,

@@ -31,6 +31,12 @@ struct ScheduleLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SendLabels {
+    notification: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RunLabels {
     schedule: String,
     outcome: String,
@@ -53,6 +59,7 @@ pub struct Metrics {
     retention_deleted: Counter,
     drill_seconds: Family<ComponentLabel, Gauge<f64, AtomicU64>>,
     last_verified: Family<ComponentLabel, Gauge<f64, AtomicU64>>,
+    notifications: Family<SendLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -127,9 +134,16 @@ impl Metrics {
             "When a restore drill last proved a backup of each component (Unix time)",
             last_verified.clone(),
         );
+        let notifications = Family::<SendLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Messages to each notification destination, by outcome (delivered, failed after retries)",
+            notifications.clone(),
+        );
         Self {
             registry,
             jobs,
+            notifications,
             drill_seconds,
             last_verified,
             durations,
@@ -202,6 +216,16 @@ impl Metrics {
         if let Some(t) = at {
             self.last_verified.get_or_create(&label).set(t as f64);
         }
+    }
+
+    /// Counts a message to `notification`.
+    pub fn notification_sent(&self, notification: &str, delivered: bool) {
+        self.notifications
+            .get_or_create(&SendLabels {
+                notification: notification.to_owned(),
+                outcome: if delivered { "delivered" } else { "failed" }.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts backups retention deleted.

@@ -10,6 +10,7 @@ use crate::config::ServerConfig;
 use crate::jobs::registry::Jobs;
 use crate::keys::ServerKey;
 use crate::metrics::Metrics;
+use crate::notify::handle::Notifier;
 use crate::schedules::handle::Scheduler;
 use crate::targets::cache::RepoCache;
 
@@ -52,6 +53,8 @@ pub struct AppState {
     /// a function rather than a call, so backup jobs do not depend on the
     /// services built on top of them.
     pub after_backup: OnceLock<fn(&Shared, &str)>,
+    /// The notifier's inbox.
+    pub notifier: Notifier,
 }
 
 impl std::fmt::Debug for AppState {
@@ -77,6 +80,7 @@ impl AppState {
             clock: Clock::from_env(),
             scheduler: Scheduler::default(),
             after_backup: OnceLock::new(),
+            notifier: Notifier::default(),
             config,
             catalog,
             key,

@@ -17,7 +17,8 @@ pub struct AccessArgs {
     pub name: String,
     /// A scope (repeat): backups:read, backups:write, backups:delete, restore,
     /// restore:redirect, export, targets:read, targets:write, maintenance, schedules:read,
-    /// schedules:write, tokens:admin, sensitive, admin.
+    /// schedules:write, notifications:read, notifications:write, tokens:admin, sensitive,
+    /// admin.
     #[arg(long = "scope", required = true)]
     pub scopes: Vec<String>,
     /// Limit it to this component (repeat).

@@ -10,6 +10,7 @@ pub mod dcos;
 pub mod drills;
 pub mod error;
 pub mod exports;
+pub mod notifications;
 pub mod prunes;
 pub mod restores;
 pub mod retention;
@@ -114,6 +115,12 @@ api_routes! {
     delete "/api/v1/schedules/{name}", Some(Scope::SchedulesWrite) => schedules::delete_schedule;
     post "/api/v1/schedules/{name}/run", Some(Scope::BackupsWrite) => schedules::run_schedule;
     get "/api/v1/retention/preview", Some(Scope::BackupsRead) => retention::preview_retention;
+    get "/api/v1/notifications", Some(Scope::NotificationsRead) => notifications::list_notifications;
+    post "/api/v1/notifications", Some(Scope::NotificationsWrite) => notifications::create_notification;
+    get "/api/v1/notifications/{name}", Some(Scope::NotificationsRead) => notifications::show_notification;
+    put "/api/v1/notifications/{name}", Some(Scope::NotificationsWrite) => notifications::update_notification;
+    delete "/api/v1/notifications/{name}", Some(Scope::NotificationsWrite) => notifications::delete_notification;
+    post "/api/v1/notifications/{name}/test", Some(Scope::NotificationsWrite) => notifications::test_notification;
     get "/api/v1/tokens", Some(Scope::TokensAdmin) => tokens::list_tokens;
     post "/api/v1/tokens", Some(Scope::TokensAdmin) => tokens::create_token;
     delete "/api/v1/tokens/{id}", Some(Scope::TokensAdmin) => tokens::revoke_token;
@@ -168,6 +175,9 @@ impl Modify for BearerAuth {
         schedules::list_schedules, schedules::show_schedule, schedules::create_schedule,
         schedules::update_schedule, schedules::delete_schedule, schedules::run_schedule,
         retention::preview_retention,
+        notifications::list_notifications, notifications::show_notification,
+        notifications::create_notification, notifications::update_notification,
+        notifications::delete_notification, notifications::test_notification,
         tokens::create_token, tokens::list_tokens, tokens::revoke_token,
         users::login, users::create_user, users::list_users, users::disable_user,
         openapi,

@@ -272,6 +272,24 @@ impl Catalog {
             .ctx("listing a schedule's backups")
     }
 
+    /// Each component's newest READY backup time (its due time when
+    /// scheduled, else its start).
+    pub fn newest_ready_by_component(&self) -> CatalogResult<Vec<(String, i64)>> {
+        let conn = self.conn();
+        let mut q = conn
+            .prepare(
+                "SELECT bc.component, MAX(COALESCE(b.due_at, b.created_at))
+                 FROM backups b JOIN backup_components bc ON bc.backup_id = b.id
+                 WHERE b.status = 'READY' GROUP BY bc.component",
+            )
+            .ctx("reading the newest backups")?;
+        let rows = q
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .ctx("reading the newest backups")?;
+        rows.collect::<Result<_, _>>()
+            .ctx("reading the newest backups")
+    }
+
     /// The run of `schedule` still going, if one is: a backup being taken,
     /// or a drill.
     pub fn schedule_running(&self, schedule: &str) -> CatalogResult<Option<String>> {

@@ -42,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_prunes.sql"),
     include_str!("migrations/0007_schedules.sql"),
     include_str!("migrations/0008_drills.sql"),
+    include_str!("migrations/0009_notifications.sql"),
 ];
 
 /// Seconds since the Unix epoch.

@@ -172,6 +172,7 @@ fn run(state: &Shared, row: DrillRow, target: String, reservation: Reservation) 
     for r in results.iter().filter(|r| r.status == "READY") {
         state.metrics.drilled(&r.component, r.seconds, verified_at);
     }
+    crate::notify::watch::drill_ended(state, &row.id, &row.backup_id, error.as_deref());
     // A drill schedule's next run may have waited for this one.
     state.scheduler.wake();
     tracing::info!(drill = %row.id, backup = %row.backup_id, ok = error.is_none(), "drill finished in {seconds:.1} s");

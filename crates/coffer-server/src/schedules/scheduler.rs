@@ -27,9 +27,16 @@ pub fn spawn(state: Shared) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("coffer-scheduler".into())
         .spawn(move || {
+            let since = state.clock.now();
+            let mut watched: Option<Timestamp> = None;
             while !state.scheduler.stopped() {
                 let now = state.clock.now();
                 let next = tick(&state, now);
+                // Conditions on the clock, at most once a (clock) minute.
+                if watched.is_none_or(|w| now.duration_since(w) >= SignedDuration::from_mins(1)) {
+                    crate::notify::watch::stale(&state, now, since);
+                    watched = Some(now);
+                }
                 state.scheduler.decided_until(now);
                 let until = next.map_or(now + MAX_SLEEP, |n| n.min(now + MAX_SLEEP));
                 state.scheduler.sleep(state.clock.wait_for(now, until));
@@ -197,6 +204,7 @@ fn tick_one(
     for r in &runs {
         state.metrics.schedule_run(name, r.outcome.as_str());
     }
+    crate::notify::watch::runs_recorded(state, &runs);
     let next = next_due(name, &checked, new_handled);
     state
         .metrics

@@ -1,0 +1,315 @@
+//! Notifications end to end on a fake clock, to a local webhook receiver:
+//! a schedule's backups failing is told once (delivered after the
+//! receiver's first answer, a 500, by a retry), failing again is not told
+//! again, and working again is told once; a component whose newest READY
+//! backup is older than `alerts.backup_max_age_secs` (4 h) is told once, and once
+//! more when a new backup arrives; every message carries a valid
+//! HMAC-SHA256 signature and no secret; the test call returns the
+//! transport's answer; the API's rules for destinations.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+const SECRET: &str = "webhook signing secret";
+
+/// One request the receiver got: its headers (lower-case names) and body.
+#[derive(Debug, Clone)]
+struct Received {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// A webhook receiver on 127.0.0.1: answers 500 to its first request, 200
+/// to the others.
+struct Receiver {
+    url: String,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&got);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut headers = Vec::new();
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap_or_default();
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = line.trim().split_once(':') {
+                        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+                    }
+                }
+                let len: usize = headers
+                    .iter()
+                    .find(|(k, _)| k == "content-length")
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0; len];
+                reader.read_exact(&mut body).unwrap_or_default();
+                let n = {
+                    let mut g = seen.lock().unwrap();
+                    g.push(Received { headers, body });
+                    g.len()
+                };
+                let status = if n == 1 {
+                    "500 Internal Server Error"
+                } else {
+                    "200 OK"
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                );
+            }
+        });
+        Self { url, got }
+    }
+
+    fn all(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` requests arrived; then makes sure no more come.
+    fn exactly(&self, n: usize) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.all().len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "{n} requests expected: {:#?}",
+                self.all()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let all = self.all();
+        assert_eq!(
+            all.len(),
+            n,
+            "{:#?}",
+            all.iter().map(Received::json).collect::<Vec<_>>()
+        );
+        all
+    }
+}
+
+fn set_clock(srv: &Server, file: &Path, at: &str) {
+    std::fs::write(file.with_extension("tmp"), at).unwrap();
+    std::fs::rename(file.with_extension("tmp"), file).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, v) = srv.admin("GET", "/api/v1/schedules", None);
+        let caught_up = v["scheduler_clock"] == at;
+        let running = v["schedules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["last_run"]["backup_status"] == "BACKING_UP");
+        if caught_up && !running {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{v:#}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn failures_and_stale_backups_are_told_once_and_their_end_once() {
+    let rx = Receiver::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let fail = dir.join("FAIL");
+    let clock = dir.join("clock");
+    std::fs::write(&clock, "2027-01-01T00:00:00Z").unwrap();
+    let config = write_config(
+        dir,
+        &format!(
+            "[[components]]\nname = \"job\"\nkind = \"command\"\n\
+             backup = [\"sh\", \"-c\", \"test ! -e {f} && echo data\"]\n\
+             restore = [\"sh\", \"-c\", \"cat > /dev/null\"]\n\n\
+             [alerts]\nbackup_max_age_secs = 14400\n\n\
+             [[notifications]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"{url}\"\nsecret = \"{SECRET}\"\n",
+            f = fail.display(),
+            url = rx.url
+        ),
+    );
+    let srv = Server::start_env(&config, &[("COFFER_FAKE_CLOCK_FILE", clock.as_path())]);
+    let (code, v) = srv.admin(
+        "POST",
+        "/api/v1/schedules",
+        Some(&json!({ "name": "hourly", "label": "hourly", "every_secs": 3600, "start": "2027-01-01" })),
+    );
+    assert_eq!(code, 201, "{v}");
+    set_clock(&srv, &clock, "2027-01-01T01:00:00Z");
+    std::fs::write(&fail, b"").unwrap();
+    set_clock(&srv, &clock, "2027-01-01T02:00:00Z");
+    // Told once, delivered by the retry after the receiver's 500.
+    let got = rx.exactly(2);
+    assert_eq!(
+        got[0].header("x-coffer-delivery"),
+        got[1].header("x-coffer-delivery")
+    );
+    let m = got[1].json();
+    assert_eq!(m["event"], "backup_failed", "{m:#}");
+    assert_eq!(m["state"], "firing");
+    assert!(
+        m["summary"].as_str().unwrap().contains("schedule hourly"),
+        "{m:#}"
+    );
+    assert_eq!(m["at"], "2027-01-01T02:00:00Z");
+    set_clock(&srv, &clock, "2027-01-01T03:00:00Z");
+    rx.exactly(2);
+    std::fs::remove_file(&fail).unwrap();
+    set_clock(&srv, &clock, "2027-01-01T04:00:00Z");
+    let got = rx.exactly(3);
+    let m = got[2].json();
+    assert_eq!(
+        (m["event"].as_str(), m["state"].as_str()),
+        (Some("backup_failed"), Some("resolved")),
+        "{m:#}"
+    );
+
+    // Paused: 4 h without a READY backup of `job` is told once.
+    let (code, v) = srv.admin(
+        "PUT",
+        "/api/v1/schedules/hourly",
+        Some(&json!({ "label": "hourly", "every_secs": 3600, "start": "2027-01-01", "enabled": false })),
+    );
+    assert_eq!(code, 200, "{v}");
+    set_clock(&srv, &clock, "2027-01-01T08:01:00Z");
+    let got = rx.exactly(4);
+    let m = got[3].json();
+    assert_eq!(
+        (m["event"].as_str(), m["state"].as_str()),
+        (Some("backup_stale"), Some("firing")),
+        "{m:#}"
+    );
+    assert_eq!(m["details"]["component"], "job");
+    set_clock(&srv, &clock, "2027-01-01T09:00:00Z");
+    rx.exactly(4);
+    let (code, v) = srv.admin("POST", "/api/v1/schedules/hourly/run", None);
+    assert_eq!(code, 202, "{v}");
+    srv.wait_until_done(
+        &format!("/api/v1/backups/{}", v["id"].as_str().unwrap()),
+        "BACKING_UP",
+        60,
+    );
+    set_clock(&srv, &clock, "2027-01-01T09:02:00Z");
+    let got = rx.exactly(5);
+    let m = got[4].json();
+    assert_eq!(
+        (m["event"].as_str(), m["state"].as_str()),
+        (Some("backup_stale"), Some("resolved")),
+        "{m:#}"
+    );
+
+    // Every message is signed with the secret, which no message contains.
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SECRET.as_bytes());
+    for r in &got {
+        let sig = r.header("x-coffer-signature-256").expect("signed");
+        let mac = hex::decode(sig.strip_prefix("sha256=").unwrap()).unwrap();
+        ring::hmac::verify(&key, &r.body, &mac).expect("a valid signature");
+        assert!(!String::from_utf8_lossy(&r.body).contains(SECRET));
+        assert_eq!(r.header("content-type"), Some("application/json"));
+    }
+
+    // The test call answers with the transport's answer.
+    let (code, v) = srv.admin("POST", "/api/v1/notifications/ops/test", None);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["delivered"], true, "{v:#}");
+    assert_eq!(v["status"], 200);
+    assert_eq!(rx.exactly(6)[5].json()["event"], "test");
+    let (code, v) = srv.admin(
+        "POST",
+        "/api/v1/notifications",
+        Some(&json!({ "name": "nobody", "kind": "webhook", "url": "http://127.0.0.1:1/x" })),
+    );
+    assert_eq!(code, 201, "{v}");
+    let (_, v) = srv.admin("POST", "/api/v1/notifications/nobody/test", None);
+    assert_eq!(v["delivered"], false, "{v:#}");
+    assert_eq!(v["attempts"], 4, "{v:#}");
+    assert!(
+        v["error"].as_str().unwrap().contains("127.0.0.1:1"),
+        "{v:#}"
+    );
+    let metrics = String::from_utf8_lossy(&srv.curl("/metrics", None, &[]).body).into_owned();
+    assert!(
+        metrics
+            .contains("coffer_notifications_total{notification=\"ops\",outcome=\"delivered\"} 4"),
+        "{metrics}"
+    );
+
+    // The rules: secrets as themselves, hosts allowed, declared read-only,
+    // unlimited tokens only.
+    for (body, code_wanted, field) in [
+        (
+            json!({ "name": "e", "kind": "webhook", "url": "http://127.0.0.1:1/x", "secret": { "env": "HOME" } }),
+            403,
+            "secret",
+        ),
+        (
+            json!({ "name": "u", "kind": "webhook", "url": "ftp://127.0.0.1/x" }),
+            422,
+            "url",
+        ),
+        (
+            json!({ "name": "m", "kind": "webhook", "url": "http://169.254.169.254/x" }),
+            403,
+            "url",
+        ),
+        (
+            json!({ "name": "k", "kind": "pager", "url": "http://127.0.0.1:1/x" }),
+            422,
+            "pager",
+        ),
+    ] {
+        let (code, v) = srv.admin("POST", "/api/v1/notifications", Some(&body));
+        assert_eq!(code, code_wanted, "{body}: {v}");
+        assert!(
+            v["message"].as_str().unwrap().contains(field),
+            "{body}: {v}"
+        );
+    }
+    let (code, v) = srv.admin("DELETE", "/api/v1/notifications/ops", None);
+    assert_eq!(code, 409, "{v}");
+    let limited = srv.token(&["notifications:read"], Some(&["job"]), None);
+    let (code, v) = srv.call("GET", "/api/v1/notifications", Some(&limited), None);
+    assert_eq!(code, 403, "{v}");
+    let (_, v) = srv.admin("GET", "/api/v1/notifications", None);
+    let ops = v["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "ops")
+        .unwrap();
+    assert_eq!(ops["spec"]["secret"], json!({ "literal": "***" }), "{v:#}");
+    assert_eq!(ops["declared"], true);
+}
