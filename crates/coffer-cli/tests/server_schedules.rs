@@ -550,3 +550,148 @@ fn schedules_over_the_api_keep_to_the_rules() {
     let (code, _) = srv.admin("GET", "/api/v1/retention/preview?label=nope", None);
     assert_eq!(code, 404);
 }
+
+#[test]
+fn scheduled_backups_are_copied_to_extra_targets_and_a_failed_copy_keeps_its_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let files = small_dir(dir);
+    std::fs::write(
+        files.join("more"),
+        coffer_testkit::tree::random_bytes(3, 1 << 20),
+    )
+    .unwrap();
+    let config = write_config(
+        dir,
+        &format!(
+            "[[components]]\nname = \"files\"\nkind = \"files\"\npath = \"{}\"\n",
+            files.display()
+        ),
+    );
+    let srv = Server::start(&config);
+    let mut passwords = Vec::new();
+    for name in ["second", "third"] {
+        let body = json!({ "name": name, "spec": { "kind": "local", "path": dir.join(name) } });
+        let (code, v) = srv.admin("POST", "/api/v1/targets", Some(&body));
+        assert_eq!(code, 201, "{v}");
+        passwords.push(v["repository_password"].as_str().unwrap().to_owned());
+    }
+    let (code, v) = srv.admin(
+        "POST",
+        "/api/v1/schedules",
+        Some(
+            &json!({ "name": "offsite", "every_days": 1, "hours_utc": [3], "enabled": false,
+                      "copy_to": ["second", "third"], "retention": { "keep_last": 1 } }),
+        ),
+    );
+    assert_eq!(code, 201, "{v}");
+    for (body, field) in [
+        (
+            json!({ "name": "bad-copy", "every_secs": 3600, "copy_to": ["nowhere"] }),
+            "copy_to",
+        ),
+        (
+            json!({ "name": "bad-copy", "every_secs": 3600, "target": "second", "copy_to": ["second"] }),
+            "copy_to",
+        ),
+    ] {
+        let (code, v) = srv.admin("POST", "/api/v1/schedules", Some(&body));
+        assert_eq!(code, 422, "{body}: {v}");
+        assert!(v["message"].as_str().unwrap().contains(field), "{v}");
+    }
+    let run = |srv: &Server| {
+        let (code, v) = srv.admin("POST", "/api/v1/schedules/offsite/run", None);
+        assert_eq!(code, 202, "{v}");
+        let id = v["id"].as_str().unwrap().to_owned();
+        srv.wait_until_done(&format!("/api/v1/backups/{id}"), "BACKING_UP", 60);
+        // Copies and retention follow on the backup's thread.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, b) = srv.admin("GET", &format!("/api/v1/backups/{id}"), None);
+            let copies = b["copies"].as_array().unwrap();
+            if copies.len() == 2 && copies.iter().all(|c| c["status"] != "COPYING") {
+                return b;
+            }
+            assert!(Instant::now() < deadline, "{b:#}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let first = run(&srv);
+    assert!(
+        first["copies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] == "READY"),
+        "{first:#}"
+    );
+    let restic = |repo: &Path, pw: &str, args: &[&str]| {
+        let out = std::process::Command::new("restic")
+            .arg("-r")
+            .arg(repo)
+            .args(args)
+            .args(["--no-lock"])
+            .env("RESTIC_PASSWORD", pw)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let id = first["id"].as_str().unwrap().to_owned();
+    let has_restic = coffer_testkit::require_tool("restic");
+    if has_restic {
+        let listed = restic(&dir.join("second"), &passwords[0], &["snapshots", "--json"]);
+        assert!(listed.contains(&id), "{listed}");
+        restic(
+            &dir.join("second"),
+            &passwords[0],
+            &["check", "--read-data"],
+        );
+    }
+
+    // `third` disappears: its copy fails, and the backup is kept although
+    // keep_last = 1 would delete it.
+    std::fs::remove_dir_all(dir.join("third")).unwrap();
+    let second = run(&srv);
+    let third_copy = second["copies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["target"] == "third")
+        .unwrap()
+        .clone();
+    assert_eq!(third_copy["status"], "ERROR", "{second:#}");
+    // The first backup goes (keep_last = 1) and its copy with it.
+    let (code, _) = srv.admin("GET", &format!("/api/v1/backups/{id}"), None);
+    assert_eq!(code, 404);
+    if has_restic {
+        let listed = restic(&dir.join("second"), &passwords[0], &["snapshots", "--json"]);
+        assert!(!listed.contains(&id), "{listed}");
+    }
+    let third = run(&srv);
+    assert_eq!(third["status"], "READY");
+    let (_, v) = srv.admin("GET", "/api/v1/backups?label=offsite", None);
+    let kept: Vec<&str> = v["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        kept.contains(&second["id"].as_str().unwrap()),
+        "the only copy stays: {v:#}"
+    );
+    let (_, p) = srv.admin("GET", "/api/v1/retention/preview?schedule=offsite", None);
+    let sole = p["policies"][0]["keep"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["id"] == second["id"])
+        .unwrap()
+        .clone();
+    assert_eq!(sole["reasons"], json!(["sole_copy"]), "{p:#}");
+}

@@ -20,6 +20,7 @@ use crate::seal::{AgeIdentity, AgeRecipients};
 use crate::{EngineError, EngineResult};
 
 mod backup;
+mod copy;
 mod keys;
 mod maintenance;
 mod portable;

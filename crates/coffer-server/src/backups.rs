@@ -8,7 +8,7 @@ use coffer_engine::EngineError;
 use coffer_model::access::{BackupStatus, Scope};
 
 use crate::access::Principal;
-use crate::catalog::{BackupComponentRow, BackupRow, DrillRow, ExportRow, TargetMode};
+use crate::catalog::{BackupComponentRow, BackupRow, CopyRow, DrillRow, ExportRow, TargetMode};
 use crate::error::{ServiceError, ServiceResult};
 use crate::exports::visible_of_backup;
 use crate::jobs::registry::backup_key;
@@ -30,6 +30,8 @@ pub struct BackupDetail {
     pub restores: Vec<RestoreDetail>,
     /// Its newest restore drill.
     pub last_drill: Option<DrillRow>,
+    /// Its copies on extra targets.
+    pub copies: Vec<CopyRow>,
 }
 
 /// Forbidden unless `p` may act with `scope` on every component of the
@@ -78,6 +80,7 @@ fn detail(
     Ok(Some(BackupDetail {
         exports: visible_of_backup(state, p, &backup.id)?,
         last_drill: state.catalog.last_drill(&backup.id)?,
+        copies: state.catalog.copies(&backup.id)?,
         backup,
         components,
         restores: Vec::new(),
@@ -228,6 +231,7 @@ pub fn delete(state: &AppState, p: &Principal, id: &str) -> ServiceResult<usize>
             e => ServiceError::Upstream(e.to_string()),
         })?
     };
+    crate::copies::delete_copies(state, id);
     state.catalog.delete_backup(id)?;
     tracing::info!(backup = %id, by = %p.id, snapshots = removed, "backup deleted");
     Ok(removed)

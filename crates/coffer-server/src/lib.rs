@@ -25,6 +25,7 @@ mod backups;
 mod catalog;
 mod clock;
 pub mod config;
+mod copies;
 mod error;
 mod exports;
 mod jobs;
@@ -215,11 +216,13 @@ fn prepare(config: ServerConfig) -> Result<(Shared, FirstStart), ServerError> {
     Ok((state, first))
 }
 
-/// What follows every backup on its thread: the retention policy that
-/// governs it, then the scheduler looks again (a run that was going may
+/// What follows every backup on its thread: notifications, copies to its
+/// schedule's extra targets, the retention policy that governs it, then the
+/// scheduler looks again (a run that was going may
 /// have held back the next).
 fn after_backup(state: &Shared, id: &str) {
     notify::watch::backup_ended(state, id);
+    copies::after_backup(state, id);
     retention::after_backup(state, id);
     state.scheduler.wake();
 }

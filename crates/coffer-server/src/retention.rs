@@ -102,7 +102,12 @@ fn candidate(state: &AppState, b: &BackupRow) -> ServiceResult<Candidate> {
             .jobs
             .holder(&backup_key(&b.id))
             .map(|job| format!("in use by {job}")),
-        sole_copy: false,
+        // Its copy to an extra target failed: it is the only copy.
+        sole_copy: state
+            .catalog
+            .copies(&b.id)?
+            .iter()
+            .any(|c| c.status == "ERROR"),
     })
 }
 

@@ -94,6 +94,21 @@ pub struct BackupView {
     pub verified_at: Option<String>,
     /// Its newest restore drill (`GET /api/v1/drills/{id}` for the details).
     pub last_drill: Option<LastDrillView>,
+    /// Its copies on a schedule's extra targets (`copy_to`).
+    pub copies: Vec<CopyView>,
+}
+
+/// A backup's copy on another target.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CopyView {
+    /// The target holding it.
+    pub target: String,
+    /// `COPYING`, `READY` (verified in that repository) or `ERROR`.
+    pub status: String,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// End (RFC 3339).
+    pub finished_at: Option<String>,
 }
 
 /// A backup's newest restore drill, in brief.
@@ -157,6 +172,16 @@ pub(crate) fn backup_view(state: &Shared, d: BackupDetail) -> BackupView {
         due_at: b.due_at.map(time),
         pinned: b.pinned,
         verified_at: b.verified_at.map(time),
+        copies: d
+            .copies
+            .into_iter()
+            .map(|c| CopyView {
+                target: c.target,
+                status: c.status,
+                error: c.error,
+                finished_at: c.finished_at.map(time),
+            })
+            .collect(),
         last_drill: d.last_drill.map(|l| LastDrillView {
             id: l.id,
             status: l.status.to_string(),

@@ -43,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_schedules.sql"),
     include_str!("migrations/0008_drills.sql"),
     include_str!("migrations/0009_notifications.sql"),
+    include_str!("migrations/0010_copies.sql"),
 ];
 
 /// Seconds since the Unix epoch.

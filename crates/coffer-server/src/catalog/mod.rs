@@ -13,6 +13,7 @@
 //! and token hashes.
 
 pub(super) mod backups;
+mod copies;
 mod db;
 mod drills;
 mod exports;
@@ -27,6 +28,7 @@ mod tokens;
 mod users;
 
 pub use backups::{BackupComponentRow, BackupRow, NewBackupComponent};
+pub use copies::CopyRow;
 pub use db::{Catalog, CatalogError, CatalogResult, now};
 pub use drills::{DrillRow, DrillStatus};
 pub use exports::{ExportProtection, ExportRow, ExportStatus};

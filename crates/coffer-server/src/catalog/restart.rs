@@ -46,6 +46,12 @@ impl Catalog {
                 params![reason, t],
             )
             .ctx("marking interrupted prunes")?;
+        n += tx
+            .execute(
+                "UPDATE backup_copies SET status = 'ERROR', error = ?1, finished_at = ?2 WHERE status = 'COPYING'",
+                params![reason, t],
+            )
+            .ctx("marking interrupted copies")?;
         tx.commit().ctx("marking interrupted jobs")?;
         Ok(n)
     }

@@ -26,6 +26,9 @@ pub enum EventKind {
     ScheduleFailed,
     /// Restore drills of a label's backups fail; resolved by a passing one.
     DrillFailed,
+    /// A backup's copy to an extra target failed (the backup is then kept
+    /// as the only copy).
+    CopyFailed,
     /// A component's newest READY backup is older than
     /// `alerts.backup_max_age_secs` (a dead-man switch); resolved by a new one.
     BackupStale,
@@ -36,12 +39,13 @@ pub enum EventKind {
 impl EventKind {
     /// Every kind a destination gets when it names none: all but
     /// `backup_succeeded` and `test`.
-    pub const DEFAULT: [EventKind; 6] = [
+    pub const DEFAULT: [EventKind; 7] = [
         EventKind::BackupFailed,
         EventKind::ScheduleMissed,
         EventKind::ScheduleSkipped,
         EventKind::ScheduleFailed,
         EventKind::DrillFailed,
+        EventKind::CopyFailed,
         EventKind::BackupStale,
     ];
 
@@ -54,6 +58,7 @@ impl EventKind {
             Self::ScheduleSkipped => "schedule_skipped",
             Self::ScheduleFailed => "schedule_failed",
             Self::DrillFailed => "drill_failed",
+            Self::CopyFailed => "copy_failed",
             Self::BackupStale => "backup_stale",
             Self::Test => "test",
         }

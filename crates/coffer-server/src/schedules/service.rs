@@ -276,14 +276,15 @@ fn authorize(state: &AppState, p: &Principal, spec: &ScheduleSpec) -> ServiceRes
                 .join(", ")
         )));
     }
-    if let Some(t) = &spec.target {
+    let copies = spec.copy_to.iter().flatten().map(|t| ("copy_to", t));
+    for (field, t) in spec.target.iter().map(|t| ("target", t)).chain(copies) {
         let row = state
             .catalog
             .target(t)?
-            .ok_or_else(|| ServiceError::Invalid(format!("target: no target named {t:?}")))?;
+            .ok_or_else(|| ServiceError::Invalid(format!("{field}: no target named {t:?}")))?;
         if row.mode != TargetMode::Own {
             return Err(ServiceError::Invalid(format!(
-                "target: {t} is attached read-only (mode attach): backups cannot be written to it"
+                "{field}: {t} is attached read-only (mode attach): backups cannot be written to it"
             )));
         }
     }

@@ -78,6 +78,10 @@ pub struct ScheduleSpec {
     /// once (default 21600: 6 h); older ones are recorded `MISSED`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catch_up_window_secs: Option<u64>,
+    /// Targets each READY backup is copied to (the same snapshots in a
+    /// second repository, verified): the 3-2-1 rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_to: Option<Vec<String>>,
     /// An export made after every READY backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<ScheduledExport>,
@@ -227,6 +231,23 @@ impl ScheduleSpec {
                 return Err(fail("components", format!("{dup:?} is named twice")));
             }
         }
+        if let Some(c) = &self.copy_to {
+            let mut seen = std::collections::BTreeSet::new();
+            if let Some(dup) = c.iter().find(|n| !seen.insert(n.as_str())) {
+                return Err(fail("copy_to", format!("{dup:?} is named twice")));
+            }
+            if c.is_empty() {
+                return Err(fail("copy_to", "empty: leave it out for no copies"));
+            }
+            if let Some(t) = &self.target
+                && c.contains(t)
+            {
+                return Err(fail(
+                    "copy_to",
+                    format!("{t:?} is the schedule's own target: a copy goes to another one"),
+                ));
+            }
+        }
         let jitter_secs = self.jitter_secs.unwrap_or(0);
         if jitter_secs > MAX_JITTER_SECS {
             return Err(fail(
@@ -266,6 +287,7 @@ impl ScheduleSpec {
                 ));
             }
             for (field, given) in [
+                ("copy_to", self.copy_to.is_some()),
                 ("components", self.components.is_some()),
                 ("target", self.target.is_some()),
                 ("export", self.export.is_some()),
