@@ -69,6 +69,7 @@ fn request(f: &Fixture, method: &str, template: &str, s: &Subject, n: usize) -> 
         .replace("/restores/{id}", &format!("/restores/{}", s.restore))
         .replace("/tokens/{id}", "/tokens/tok-x")
         .replace("/prunes/{id}", "/prunes/prune-x")
+        .replace("/checks/{id}", "/checks/check-x")
         .replace("/drills/{id}", &format!("/drills/{}", s.drill))
         .replace("/notifications/{name}", "/notifications/matrix")
         .replace("/schedules/{name}", &format!("/schedules/{}", s.schedule))
@@ -145,6 +146,7 @@ fn request(f: &Fixture, method: &str, template: &str, s: &Subject, n: usize) -> 
             | "/api/v1/backups/{id}/drills"
             | "/api/v1/schedules/{name}/run"
             | "/api/v1/notifications/{name}/test"
+            | "/api/v1/targets/{name}/check"
             | "/api/v1/targets/{name}/validate"
             | "/api/v1/targets/{name}/rebuild",
         )

@@ -224,3 +224,203 @@ fn a_drill_of_a_damaged_repository_fails_naming_the_backup() {
     assert_eq!(v["last_drill"]["status"], "ERROR");
     no_scratch_left(&dir.join("data"));
 }
+
+/// Every pack file of the local repository under `data`.
+fn packs(data: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for sub in std::fs::read_dir(data.join("repository/data"))
+        .unwrap()
+        .filter_map(Result::ok)
+    {
+        out.extend(
+            std::fs::read_dir(sub.path())
+                .unwrap()
+                .filter_map(Result::ok)
+                .map(|e| e.path()),
+        );
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn scheduled_checks_rotate_through_the_packs_and_a_check_names_the_damaged_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let files = dir.join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(
+        files.join("a"),
+        coffer_testkit::tree::random_bytes(11, 2 << 20),
+    )
+    .unwrap();
+    let clock = dir.join("clock");
+    std::fs::write(&clock, "2027-01-01T00:00:00Z").unwrap();
+    let config = write_config(
+        dir,
+        &format!(
+            "[[components]]\nname = \"files\"\nkind = \"files\"\npath = \"{}\"\n\n\
+             [[schedules]]\nname = \"verify\"\ntask = \"check\"\nevery_days = 1\nhours_utc = [2]\n\
+             start = \"2027-01-01\"\nread_all_every_days = 3\n",
+            files.display()
+        ),
+    );
+    let srv = Server::start_env(&config, &[("COFFER_FAKE_CLOCK_FILE", clock.as_path())]);
+    let first = srv.backup(&json!({ "label": "first" }));
+    let before: Vec<_> = packs(&dir.join("data"));
+    std::fs::write(
+        files.join("b"),
+        coffer_testkit::tree::random_bytes(12, 2 << 20),
+    )
+    .unwrap();
+    let second = srv.backup(&json!({ "label": "second" }));
+
+    // Three days, three parts of three: every pack read once.
+    let mut parts = Vec::new();
+    for day in 1..=4 {
+        let at = format!("2027-01-0{day}T02:00:00Z");
+        std::fs::write(clock.with_extension("tmp"), &at).unwrap();
+        std::fs::rename(clock.with_extension("tmp"), &clock).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let run = loop {
+            let (_, s) = srv.admin("GET", "/api/v1/schedules/verify", None);
+            let runs = s["runs"].as_array().unwrap().clone();
+            if runs.len() == day {
+                break runs[0].clone();
+            }
+            assert!(Instant::now() < deadline, "{s:#}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let id = run["backup_id"].as_str().unwrap();
+        assert!(id.starts_with("check-"), "{run:#}");
+        let c = srv.wait_until_done(&format!("/api/v1/checks/{id}"), "CHECKING", 60);
+        assert_eq!(c["status"], "READY", "{c:#}");
+        assert_eq!(c["schedule"], "verify");
+        parts.push(c["read_data"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(parts, ["1/3", "2/3", "3/3", "1/3"]);
+
+    // Damage the second backup's packs only: a full check names them and it.
+    let new: Vec<_> = packs(&dir.join("data"))
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert!(!new.is_empty());
+    for p in &new {
+        let mut bytes = std::fs::read(p).unwrap();
+        let mid = bytes.len() / 2;
+        let end = (mid + 4096).min(bytes.len());
+        bytes[mid..end].fill(0x55);
+        std::fs::write(p, bytes).unwrap();
+    }
+    let (code, v) = srv.admin(
+        "POST",
+        "/api/v1/targets/local/check",
+        Some(&json!({ "read_data": "all" })),
+    );
+    assert_eq!(code, 202, "{v}");
+    let c = srv.wait_until_done(
+        &format!("/api/v1/checks/{}", v["id"].as_str().unwrap()),
+        "CHECKING",
+        60,
+    );
+    assert_eq!(c["status"], "ERROR", "{c:#}");
+    let f = &c["findings"];
+    let damaged: Vec<&str> = f["damaged_packs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    // The packs named are damaged ones (a check may stop at the first
+    // damaged tree, so not every damaged pack need be named at once).
+    let new_names: Vec<&str> = new
+        .iter()
+        .map(|p| p.file_name().unwrap().to_str().unwrap())
+        .collect();
+    assert!(!damaged.is_empty(), "{c:#}");
+    assert!(damaged.iter().all(|d| new_names.contains(d)), "{c:#}");
+    let affected: Vec<&str> = f["affected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["backup_id"].as_str().unwrap())
+        .collect();
+    assert!(affected.contains(&second["id"].as_str().unwrap()), "{c:#}");
+    assert!(!affected.contains(&first["id"].as_str().unwrap()), "{c:#}");
+    assert!(
+        c["error"]
+            .as_str()
+            .unwrap()
+            .contains(second["id"].as_str().unwrap())
+    );
+    let (code, v) = srv.admin(
+        "POST",
+        "/api/v1/targets/local/check",
+        Some(&json!({ "read_data": "all of it" })),
+    );
+    assert_eq!(code, 422, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("read_data"), "{v}");
+}
+
+#[test]
+fn prune_schedules_prune_their_target_on_their_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let files = small_dir(dir);
+    let clock = dir.join("clock");
+    std::fs::write(&clock, "2027-01-01T00:00:00Z").unwrap();
+    let config = write_config(
+        dir,
+        &format!(
+            "[[components]]\nname = \"files\"\nkind = \"files\"\npath = \"{}\"\n\n\
+             [[schedules]]\nname = \"weekly-prune\"\ntask = \"prune\"\ncron = \"0 4 * * 0\"\n\
+             grace_secs = 0\n",
+            files.display()
+        ),
+    );
+    let srv = Server::start_env(&config, &[("COFFER_FAKE_CLOCK_FILE", clock.as_path())]);
+    let b = srv.backup(&json!({ "label": "gone" }));
+    let (code, _) = srv.admin(
+        "DELETE",
+        &format!("/api/v1/backups/{}", b["id"].as_str().unwrap()),
+        None,
+    );
+    assert_eq!(code, 200);
+    // Sunday 3 January 2027, 04:00 UTC.
+    std::fs::write(clock.with_extension("tmp"), "2027-01-03T04:00:00Z").unwrap();
+    std::fs::rename(clock.with_extension("tmp"), &clock).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run = loop {
+        let (_, s) = srv.admin("GET", "/api/v1/schedules/weekly-prune", None);
+        if let Some(r) = s["runs"].as_array().and_then(|r| r.first()).cloned() {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "{s:#}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(run["due_at"], "2027-01-03T04:00:00Z", "{run:#}");
+    let id = run["backup_id"].as_str().unwrap();
+    assert!(id.starts_with("prune-"), "{run:#}");
+    let p = srv.wait_until_done(&format!("/api/v1/prunes/{id}"), "PRUNING", 60);
+    assert_eq!(p["status"], "READY", "{p:#}");
+    assert!(p["report"]["packs_marked"].as_u64().unwrap() > 0, "{p:#}");
+    std::fs::create_dir_all(dir.join("bad")).unwrap();
+    for (extra, field) in [
+        ("components = [\"files\"]", "components"),
+        ("read_all_every_days = 3", "read_all_every_days"),
+    ] {
+        let bad = write_config(
+            &dir.join("bad"),
+            &format!("[[schedules]]\nname = \"p\"\ntask = \"prune\"\nevery_secs = 3600\n{extra}\n"),
+        );
+        let out = std::process::Command::new(coffer_bin())
+            .args(["server", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&bad)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(field), "{err}");
+    }
+}

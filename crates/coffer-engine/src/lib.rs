@@ -47,8 +47,8 @@ pub use cancel::CancelToken;
 pub use error::{EngineError, EngineResult};
 pub use progress::{ProgressFn, ProgressInfo};
 pub use repo::{
-    CheckReport, ContentKind, KeyInfo, PortableForm, PruneReport, PruneSettings, Repo,
-    SnapshotFilter, SnapshotInfo, TreeBackupOptions, restore_tree_from_tar, tags,
+    Affected, CheckReport, ContentKind, Damage, KeyInfo, PortableForm, PruneReport, PruneSettings,
+    Repo, SnapshotFilter, SnapshotInfo, TreeBackupOptions, restore_tree_from_tar, tags,
     write_command_output, write_dir_tar,
 };
 pub use restic_locks::ResticLock;

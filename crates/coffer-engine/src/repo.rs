@@ -21,6 +21,7 @@ use crate::{EngineError, EngineResult};
 
 mod backup;
 mod copy;
+mod damage;
 mod keys;
 mod maintenance;
 mod portable;
@@ -28,6 +29,7 @@ mod restore;
 mod sealed;
 
 pub use backup::TreeBackupOptions;
+pub use damage::{Affected, Damage};
 pub use keys::KeyInfo;
 pub use maintenance::{CheckReport, PruneReport, PruneSettings};
 pub use portable::{PortableForm, write_command_output, write_dir_tar};

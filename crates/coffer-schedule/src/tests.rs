@@ -378,3 +378,50 @@ fn mistakes_name_their_field() {
         assert!(e.to_string().contains(says), "{text:?}: {e}");
     }
 }
+
+#[test]
+fn five_field_cron_weekdays_are_unix_ones() {
+    let created: Timestamp = "2027-01-01T00:00:00Z".parse().unwrap();
+    let when = |expr: &str| {
+        When::parse(
+            &WhenFields {
+                cron: Some(expr.into()),
+                ..WhenFields::default()
+            },
+            created,
+        )
+        .unwrap()
+    };
+    let weekdays = |w: &When| {
+        let mut at = created;
+        let mut out = Vec::new();
+        for _ in 0..7 {
+            at = w.next_after(at).unwrap();
+            out.push(
+                at.to_zoned(jiff_cron::jiff::tz::TimeZone::UTC)
+                    .weekday()
+                    .to_monday_zero_offset(),
+            );
+        }
+        out
+    };
+    // 1 January 2027 is a Friday. Monday to Friday, from that Friday:
+    assert_eq!(weekdays(&when("0 3 * * 1-5")), [4, 0, 1, 2, 3, 4, 0]);
+    // Sunday as 0 and as 7, and by name:
+    for e in ["0 4 * * 0", "0 4 * * 7", "0 4 * * SUN"] {
+        assert_eq!(weekdays(&when(e)), [6; 7], "{e}");
+    }
+    // Every other day from Sunday: Sunday, Tuesday, Thursday, Saturday.
+    assert_eq!(weekdays(&when("0 4 * * */2"))[..4], [5, 6, 1, 3]);
+    for bad in ["0 4 * * 8", "0 4 * * 5-1", "0 4 * * MON-5"] {
+        let e = When::parse(
+            &WhenFields {
+                cron: Some(bad.into()),
+                ..WhenFields::default()
+            },
+            created,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "cron", "{bad}");
+    }
+}

@@ -64,6 +64,56 @@ pub struct WhenFields {
     pub start: Option<String>,
 }
 
+/// A Unix cron weekday field (0–7, Sunday is 0 and 7; names as they are)
+/// in the cron library's numbering (1–7, Sunday is 1), as an explicit
+/// list where numbers are involved.
+fn unix_weekdays(field: &str) -> Result<String, String> {
+    if field == "*" || field == "?" {
+        return Ok(field.to_owned());
+    }
+    let mut out: Vec<String> = Vec::new();
+    let mut numbers = std::collections::BTreeSet::new();
+    for part in field.split(',') {
+        if part.chars().any(|c| c.is_ascii_alphabetic()) {
+            if part.chars().any(|c| c.is_ascii_digit()) && !part.contains('/') {
+                return Err(format!("{part:?} mixes names and numbers"));
+            }
+            out.push(part.to_owned());
+            continue;
+        }
+        let (base, step) = match part.split_once('/') {
+            Some((b, s)) => {
+                let step: u8 = s.parse().map_err(|_| format!("{part:?}: bad step"))?;
+                if step == 0 {
+                    return Err(format!("{part:?}: a step of 0"));
+                }
+                (b, step)
+            }
+            None => (part, 1),
+        };
+        let num = |t: &str| {
+            t.parse::<u8>()
+                .ok()
+                .filter(|n| *n <= 7)
+                .ok_or_else(|| format!("{t:?} is not a weekday from 0 to 7"))
+        };
+        let (from, to) = match base.split_once('-') {
+            _ if base == "*" => (0, 6),
+            Some((a, b)) => (num(a)?, num(b)?),
+            None if step > 1 => (num(base)?, 6),
+            None => (num(base)?, num(base)?),
+        };
+        if from > to {
+            return Err(format!("{part:?}: the range runs backwards"));
+        }
+        for d in (from..=to).step_by(usize::from(step)) {
+            numbers.insert(d % 7 + 1);
+        }
+    }
+    out.extend(numbers.iter().map(u8::to_string));
+    Ok(out.join(","))
+}
+
 /// When a schedule is due, validated.
 #[derive(Debug, Clone)]
 pub enum When {
@@ -136,7 +186,15 @@ impl When {
             })?;
             let fields = expr.split_whitespace().count();
             let full = match fields {
-                5 => format!("0 {expr}"),
+                5 => {
+                    // Unix cron numbers weekdays 0–7 from Sunday (0 and 7);
+                    // the cron library 1–7 from Sunday: translate.
+                    let mut parts: Vec<&str> = expr.split_whitespace().collect();
+                    let weekdays = unix_weekdays(parts[4])
+                        .map_err(|m| err("cron", format!("{expr:?}: weekday field: {m}")))?;
+                    parts[4] = &weekdays;
+                    format!("0 {}", parts.join(" "))
+                }
                 6 | 7 => expr.clone(),
                 n => {
                     return Err(err(

@@ -5,6 +5,7 @@
 //! docs/api.md's table to the same answer.
 
 pub mod backups;
+pub mod checks;
 pub mod common;
 pub mod dcos;
 pub mod drills;
@@ -108,6 +109,8 @@ api_routes! {
     post "/api/v1/targets/{name}/rebuild", Some(Scope::TargetsWrite) => targets::rebuild_target;
     post "/api/v1/targets/{name}/prune", Some(Scope::Maintenance) => prunes::prune_target;
     get "/api/v1/prunes/{id}", Some(Scope::Maintenance) => prunes::show_prune;
+    post "/api/v1/targets/{name}/check", Some(Scope::Maintenance) => checks::check_target;
+    get "/api/v1/checks/{id}", Some(Scope::Maintenance) => checks::show_check;
     get "/api/v1/schedules", Some(Scope::SchedulesRead) => schedules::list_schedules;
     post "/api/v1/schedules", Some(Scope::SchedulesWrite) => schedules::create_schedule;
     get "/api/v1/schedules/{name}", Some(Scope::SchedulesRead) => schedules::show_schedule;
@@ -171,7 +174,7 @@ impl Modify for BearerAuth {
         uploads::component_restore, uploads::component_download_flowg, uploads::component_restore_flowg,
         targets::list_targets, targets::show_target, targets::create_target, targets::update_target,
         targets::validate_target, targets::rebuild_target, targets::delete_target,
-        prunes::prune_target, prunes::show_prune,
+        prunes::prune_target, prunes::show_prune, checks::check_target, checks::show_check,
         schedules::list_schedules, schedules::show_schedule, schedules::create_schedule,
         schedules::update_schedule, schedules::delete_schedule, schedules::run_schedule,
         retention::preview_retention,

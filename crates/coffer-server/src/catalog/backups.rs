@@ -291,13 +291,18 @@ impl Catalog {
     }
 
     /// The run of `schedule` still going, if one is: a backup being taken,
-    /// or a drill.
+    /// a drill, a check or a prune.
     pub fn schedule_running(&self, schedule: &str) -> CatalogResult<Option<String>> {
         self.conn()
             .query_row(
                 "SELECT id FROM backups WHERE schedule = ?1 AND status = 'BACKING_UP'
                  UNION ALL
                  SELECT id FROM drills WHERE schedule = ?1 AND status = 'DRILLING'
+                 UNION ALL
+                 SELECT id FROM checks WHERE schedule = ?1 AND status = 'CHECKING'
+                 UNION ALL
+                 SELECT id FROM prunes WHERE status = 'PRUNING'
+                   AND id IN (SELECT backup_id FROM schedule_runs WHERE schedule = ?1)
                  LIMIT 1",
                 [schedule],
                 |r| r.get(0),

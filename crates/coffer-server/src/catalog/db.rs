@@ -44,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0008_drills.sql"),
     include_str!("migrations/0009_notifications.sql"),
     include_str!("migrations/0010_copies.sql"),
+    include_str!("migrations/0011_checks.sql"),
 ];
 
 /// Seconds since the Unix epoch.

@@ -13,6 +13,7 @@
 //! and token hashes.
 
 pub(super) mod backups;
+mod checks;
 mod copies;
 mod db;
 mod drills;
@@ -28,6 +29,7 @@ mod tokens;
 mod users;
 
 pub use backups::{BackupComponentRow, BackupRow, NewBackupComponent};
+pub use checks::CheckRow;
 pub use copies::CopyRow;
 pub use db::{Catalog, CatalogError, CatalogResult, now};
 pub use drills::{DrillRow, DrillStatus};

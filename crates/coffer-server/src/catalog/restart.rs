@@ -52,6 +52,12 @@ impl Catalog {
                 params![reason, t],
             )
             .ctx("marking interrupted copies")?;
+        n += tx
+            .execute(
+                "UPDATE checks SET status = 'ERROR', error = ?1, finished_at = ?2 WHERE status = 'CHECKING'",
+                params![reason, t],
+            )
+            .ctx("marking interrupted checks")?;
         tx.commit().ctx("marking interrupted jobs")?;
         Ok(n)
     }

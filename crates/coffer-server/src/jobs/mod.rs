@@ -7,6 +7,7 @@
 //! start turns into `ERROR` ("interrupted by restart").
 
 pub mod backup;
+pub mod check;
 pub mod drill;
 pub mod export;
 pub mod hooks;

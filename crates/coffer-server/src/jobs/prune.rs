@@ -19,7 +19,8 @@ use crate::state::{AppState, Shared};
 pub const PROGRESS_KEY: &str = "prune";
 
 /// Reservation key of a target being pruned.
-fn target_key(name: &str) -> String {
+/// The reservation a running prune of target `name` holds.
+pub fn target_key(name: &str) -> String {
     format!("target:{name}")
 }
 
@@ -111,6 +112,9 @@ pub fn start(
         if let Err(e) = st.catalog.finish_prune(&job, outcome) {
             tracing::error!(prune = %job, "recording the prune's end: {e}");
         }
+        drop(_reservation);
+        // Backups held back while it ran are due now.
+        st.scheduler.wake();
     })?;
     Ok(id)
 }

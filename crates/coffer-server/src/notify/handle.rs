@@ -26,6 +26,8 @@ pub enum EventKind {
     ScheduleFailed,
     /// Restore drills of a label's backups fail; resolved by a passing one.
     DrillFailed,
+    /// Checks of a target's repository find damage; resolved by a clean one.
+    CheckFailed,
     /// A backup's copy to an extra target failed (the backup is then kept
     /// as the only copy).
     CopyFailed,
@@ -39,8 +41,9 @@ pub enum EventKind {
 impl EventKind {
     /// Every kind a destination gets when it names none: all but
     /// `backup_succeeded` and `test`.
-    pub const DEFAULT: [EventKind; 7] = [
+    pub const DEFAULT: [EventKind; 8] = [
         EventKind::BackupFailed,
+        EventKind::CheckFailed,
         EventKind::ScheduleMissed,
         EventKind::ScheduleSkipped,
         EventKind::ScheduleFailed,
@@ -59,6 +62,7 @@ impl EventKind {
             Self::ScheduleFailed => "schedule_failed",
             Self::DrillFailed => "drill_failed",
             Self::CopyFailed => "copy_failed",
+            Self::CheckFailed => "check_failed",
             Self::BackupStale => "backup_stale",
             Self::Test => "test",
         }

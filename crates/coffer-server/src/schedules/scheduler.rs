@@ -14,8 +14,9 @@ use coffer_schedule::{Outcome, SignedDuration, State, Timestamp, decide};
 
 use crate::catalog::{RunOutcome, ScheduleRow, ScheduleRunRow};
 use crate::error::ServiceError;
+use crate::jobs::prune;
 use crate::schedules::service::{checked, jitter, next_due, open_spec, start_run};
-use crate::schedules::spec::ScheduleSpec;
+use crate::schedules::spec::{ScheduleSpec, Task};
 use crate::state::Shared;
 
 /// The longest the scheduler sleeps without looking (a changed clock, a
@@ -75,6 +76,15 @@ fn at(secs: i64) -> Timestamp {
     Timestamp::from_second(secs).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
+/// The prune running on the target a backup schedule writes to, if any.
+fn pruning(state: &Shared, spec: &ScheduleSpec) -> Option<String> {
+    let target = match &spec.target {
+        Some(t) => t.clone(),
+        None => state.catalog.default_target().ok().flatten()?,
+    };
+    state.jobs.holder(&prune::target_key(&target))
+}
+
 /// One schedule's due times up to `now`; returns its next one.
 fn tick_one(
     state: &Shared,
@@ -104,6 +114,16 @@ fn tick_one(
         }
         state.metrics.schedule_next_run(name, None);
         return None;
+    }
+    // A backup due while its target is being pruned (the prune holds the
+    // repository's exclusive lock) waits for the prune, then runs late —
+    // within the catch-up window — instead of failing to lock.
+    if checked.task == Task::Backup
+        && let Some(prune) = pruning(state, spec)
+        && checked.when.next_after(handled).is_some_and(|n| n <= now)
+    {
+        tracing::info!(schedule = %name, "due, waiting for {prune} on its target");
+        return Some(now + SignedDuration::from_secs(5));
     }
     let running = match state.catalog.schedule_running(name) {
         Ok(r) => r,

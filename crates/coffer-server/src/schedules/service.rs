@@ -16,7 +16,9 @@ use crate::access::Principal;
 use crate::catalog::{DrillStatus, RunOutcome, ScheduleRow, ScheduleRunRow, TargetMode};
 use crate::error::{ServiceError, ServiceResult};
 use crate::jobs::backup::{self, ScheduledBackup, Started};
+use crate::jobs::check::{self, CheckRequest};
 use crate::jobs::drill;
+use crate::jobs::prune::{self, PruneRequest};
 use crate::schedules::spec::{Checked, ScheduleSpec, Task, check_name};
 use crate::state::{AppState, Shared};
 
@@ -103,6 +105,7 @@ pub fn acting(row: &ScheduleRow, task: Task) -> Principal {
     let mut scopes: BTreeSet<Scope> = match task {
         Task::Backup => [Scope::BackupsWrite, Scope::Export, Scope::BackupsDelete].into(),
         Task::Drill => [Scope::Restore].into(),
+        Task::Check | Task::Prune => [Scope::Maintenance].into(),
     };
     if row.owner_sensitive {
         scopes.insert(Scope::Sensitive);
@@ -155,10 +158,15 @@ fn detail(state: &AppState, row: ScheduleRow, spec: ScheduleSpec) -> ServiceResu
     let last_run = match state.catalog.schedule_runs(&row.name, 1)?.pop() {
         None => None,
         Some(run) => {
-            // The run's job: a backup, or a drill (`drill-…`) for a drill schedule.
+            // The run's job: a backup, or a drill, check or prune (by its
+            // id's prefix) for the other tasks.
             let status = match &run.backup_id {
                 Some(id) if id.starts_with("drill-") => {
                     state.catalog.drill(id)?.map(|d| d.status.to_string())
+                }
+                Some(id) if id.starts_with("check-") => state.catalog.check(id)?.map(|c| c.status),
+                Some(id) if id.starts_with("prune-") => {
+                    state.catalog.prune(id)?.map(|p| p.status.to_string())
                 }
                 Some(id) => state.catalog.backup(id)?.map(|b| b.status.to_string()),
                 None => None,
@@ -218,13 +226,25 @@ fn authorize(state: &AppState, p: &Principal, spec: &ScheduleSpec) -> ServiceRes
     p.require(Scope::SchedulesWrite)?;
     // Who may do what first: a caller learns nothing of the configuration
     // from a refusal it could not get past anyway.
-    if spec.task == Some(Task::Drill) {
+    match spec.task {
         // Its runs restore (into scratch places) whatever the label's
         // backups hold, checked against the creator's limits at each run.
-        p.require(Scope::Restore)?;
+        Some(Task::Drill) => p.require(Scope::Restore)?,
+        // A whole repository: unlimited callers with `maintenance` only.
+        Some(Task::Check | Task::Prune) => {
+            p.require(Scope::Maintenance)?;
+            if let Some(mine) = &p.components {
+                return Err(ServiceError::Forbidden(format!(
+                    "this token is limited to components {}: checks and prunes work on whole \
+                     repositories",
+                    mine.iter().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        _ => {}
     }
     match &spec.components {
-        None if spec.task == Some(Task::Drill) => {}
+        None if matches!(spec.task, Some(Task::Drill | Task::Check | Task::Prune)) => {}
         None => {
             if let Some(mine) = &p.components {
                 return Err(ServiceError::Forbidden(format!(
@@ -415,8 +435,54 @@ pub fn start_run(
     let checked = spec
         .check(Timestamp::from_second(row.created_at).unwrap_or(Timestamp::UNIX_EPOCH))
         .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    let target = || -> ServiceResult<String> {
+        match &spec.target {
+            Some(t) => Ok(t.clone()),
+            None => state.catalog.default_target()?.ok_or_else(|| {
+                ServiceError::Invalid("target: there is no default target: name one".into())
+            }),
+        }
+    };
+    if checked.task == Task::Check {
+        let days = u64::from(spec.read_all_every_days.unwrap_or(30));
+        let read_data = rotation(state, row, &checked, due, days)?;
+        let id = check::start(
+            state,
+            &acting(row, Task::Check),
+            &target()?,
+            CheckRequest {
+                read_data: Some(read_data),
+            },
+            Some(row.name.clone()),
+        )?;
+        return Ok(Started {
+            id,
+            status: "CHECKING",
+            export_id: None,
+        });
+    }
+    if checked.task == Task::Prune {
+        let id = prune::start(
+            state,
+            &acting(row, Task::Prune),
+            &target()?,
+            PruneRequest {
+                grace_secs: spec.grace_secs,
+            },
+        )?;
+        return Ok(Started {
+            id,
+            status: "PRUNING",
+            export_id: None,
+        });
+    }
     if checked.task == Task::Drill {
-        let label = checked.label.as_str();
+        let label = checked
+            .label
+            .as_ref()
+            .map(|l| l.as_str().to_owned())
+            .unwrap_or_default();
+        let label = label.as_str();
         let newest = state
             .catalog
             .backups(Some(label), Some(BackupStatus::Ready))?
@@ -459,12 +525,37 @@ pub fn start_run(
         ScheduledBackup {
             schedule: row.name.clone(),
             due_at: due.as_second(),
-            label: checked.label,
+            label: checked
+                .label
+                .ok_or_else(|| ServiceError::internal("a backup schedule without a label"))?,
             components: spec.components.clone(),
             target: spec.target.clone(),
             export,
         },
     )
+}
+
+/// The part of the packs a check schedule's run reads: with `m` runs in
+/// `days` (from the gap between this due time and the next), run `k` reads
+/// part `k % m + 1` of `m`, so every pack is read at least once per period.
+fn rotation(
+    state: &AppState,
+    row: &ScheduleRow,
+    checked: &Checked,
+    due: Timestamp,
+    days: u64,
+) -> ServiceResult<String> {
+    let gap = checked
+        .when
+        .next_after(due)
+        .map_or(86_400, |n| n.duration_since(due).as_secs().max(1))
+        .unsigned_abs();
+    let parts = (days * 86_400).div_ceil(gap).clamp(1, 10_000);
+    if parts == 1 {
+        return Ok("all".into());
+    }
+    let k = state.catalog.schedule_started_count(&row.name)? % parts + 1;
+    Ok(format!("{k}/{parts}"))
 }
 
 /// Makes the catalog's declared schedules what coffer.toml says: added,

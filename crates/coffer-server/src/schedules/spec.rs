@@ -36,8 +36,10 @@ const MAX_CATCH_UP_SECS: u64 = 30 * 24 * 3600;
 pub struct ScheduleSpec {
     /// 1–64 characters of `[A-Za-z0-9_.-]`, not starting with `.`.
     pub name: String,
-    /// What each run does: `backup` (default), or `drill` — a restore
-    /// drill of the newest READY backup with `label`.
+    /// What each run does: `backup` (default); `drill` — a restore drill of
+    /// the newest READY backup with `label`; `check` — a check of `target`'s
+    /// repository reading a rotating part of its packs; `prune` — a prune of
+    /// `target`'s repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<Task>,
     /// The label of its backups (default: the schedule's name, when that is
@@ -82,6 +84,13 @@ pub struct ScheduleSpec {
     /// second repository, verified): the 3-2-1 rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copy_to: Option<Vec<String>>,
+    /// `task = "check"`: every pack's content is read at least once in this
+    /// many days (default 30): each run reads the next part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_all_every_days: Option<u32>,
+    /// `task = "prune"`: the grace period of the packs it marks (default 23 h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_secs: Option<u64>,
     /// An export made after every READY backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<ScheduledExport>,
@@ -102,6 +111,10 @@ pub enum Task {
     Backup,
     /// Drill the newest READY backup with the schedule's label.
     Drill,
+    /// Check the target's repository.
+    Check,
+    /// Prune the target's repository.
+    Prune,
 }
 
 impl TryFrom<String> for Task {
@@ -110,8 +123,10 @@ impl TryFrom<String> for Task {
         match s.as_str() {
             "backup" => Ok(Self::Backup),
             "drill" => Ok(Self::Drill),
+            "check" => Ok(Self::Check),
+            "prune" => Ok(Self::Prune),
             other => Err(format!(
-                "task: {other:?} is neither \"backup\" nor \"drill\""
+                "task: {other:?} is not one of \"backup\", \"drill\", \"check\", \"prune\""
             )),
         }
     }
@@ -158,8 +173,8 @@ fn fail(field: impl Into<String>, message: impl Into<String>) -> SpecError {
 pub struct Checked {
     /// When it is due.
     pub when: When,
-    /// Its backups' label.
-    pub label: Label,
+    /// Its backups' label (a backup or drill schedule).
+    pub label: Option<Label>,
     /// The largest random delay, in seconds.
     pub jitter_secs: u64,
     /// How late a due time may still run.
@@ -208,17 +223,25 @@ impl ScheduleSpec {
         check_name(&self.name)?;
         let when =
             When::parse(&self.when_fields(), created).map_err(|e| fail(e.field, e.message))?;
-        let label_text = self.label.as_deref().unwrap_or(&self.name);
-        let label = Label::new(label_text).map_err(|e| {
-            fail(
-                "label",
-                if self.label.is_none() {
-                    format!("the name {label_text:?} is not a valid label ({e}): give a label")
-                } else {
-                    e.to_string()
-                },
-            )
-        })?;
+        let task = self.task.unwrap_or(Task::Backup);
+        let label = match task {
+            Task::Backup | Task::Drill => {
+                let label_text = self.label.as_deref().unwrap_or(&self.name);
+                Some(Label::new(label_text).map_err(|e| {
+                    fail(
+                        "label",
+                        if self.label.is_none() {
+                            format!(
+                                "the name {label_text:?} is not a valid label ({e}): give a label"
+                            )
+                        } else {
+                            e.to_string()
+                        },
+                    )
+                })?)
+            }
+            Task::Check | Task::Prune => None,
+        };
         if let Some(c) = &self.components {
             if c.is_empty() {
                 return Err(fail(
@@ -278,7 +301,45 @@ impl ScheduleSpec {
             p.validate()
                 .map_err(|e| fail(format!("retention: {}", e.field), e.message))?;
         }
-        let task = self.task.unwrap_or(Task::Backup);
+        let only = |field: &'static str, given: bool, task_name: &str, wanted: bool| {
+            if given && !wanted {
+                Err(fail(field, format!("only with task = \"{task_name}\"")))
+            } else {
+                Ok(())
+            }
+        };
+        only(
+            "read_all_every_days",
+            self.read_all_every_days.is_some(),
+            "check",
+            task == Task::Check,
+        )?;
+        only(
+            "grace_secs",
+            self.grace_secs.is_some(),
+            "prune",
+            task == Task::Prune,
+        )?;
+        if self.read_all_every_days == Some(0) {
+            return Err(fail("read_all_every_days", "at least 1"));
+        }
+        if matches!(task, Task::Check | Task::Prune) {
+            for (field, given) in [
+                ("label", self.label.is_some()),
+                ("copy_to", self.copy_to.is_some()),
+                ("components", self.components.is_some()),
+                ("export", self.export.is_some()),
+                ("retention", self.retention.is_some()),
+            ] {
+                if given {
+                    return Err(fail(
+                        field,
+                        "not with task = \"check\" or \"prune\" (they work on a whole \
+                         repository: give `target`, or none for the default one)",
+                    ));
+                }
+            }
+        }
         if task == Task::Drill {
             if self.label.is_none() {
                 return Err(fail(
