@@ -8,7 +8,8 @@
 #   scripts/services.sh status            one line per service: running or not
 #
 #   services: pg mariadb redis sftp ftp garage   (default: all); `tools` = only the tools below
-#   tools installed by `install`/`up` whatever the services: restic, age, zstd, mold, sqlite3, curl, script (bsdutils)
+#   tools installed by `install`/`up` whatever the services: restic, age, zstd, mold, sqlite3, curl, script (bsdutils),
+#   promtool (unpacked from Debian's prometheus package)
 #
 # State lives under $COFFER_TEST_DIR (default /tmp/coffer-test-services). Garage (the S3 server) is built
 # with `cargo install garage@2.5.0` into $COFFER_TOOLS_DIR (default ~/.cache/coffer/tools) once, ~14 min on
@@ -85,6 +86,18 @@ do_install() {
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     [ $made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
+  fi
+  if ! [ -x "$TOOLS/bin/promtool" ]; then
+    # promtool checks docs/alerts/coffer.rules.yml: taken from Debian's prometheus package,
+    # unpacked rather than installed (no daemon, no maintainer scripts).
+    log "fetching promtool (Debian's prometheus package, unpacked into $TOOLS/bin)"
+    local tmp; tmp=$(mktemp -d)
+    if (cd "$tmp" && apt-get download -qq prometheus >/dev/null 2>&1 && dpkg-deb -x prometheus_*.deb x); then
+      mkdir -p "$TOOLS/bin" && cp "$tmp/x/usr/bin/promtool" "$TOOLS/bin/promtool"
+    else
+      log "could not fetch promtool: the alert rules test will say so"
+    fi
+    rm -rf "$tmp"
   fi
   for s in "$@"; do
     if [ "$s" = garage ] && ! [ -x "$TOOLS/bin/garage" ]; then
