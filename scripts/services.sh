@@ -7,7 +7,7 @@
 #   scripts/services.sh env               print KEY=VALUE connection settings of the running services
 #   scripts/services.sh status            one line per service: running or not
 #
-#   services: pg mariadb redis sftp ftp garage   (default: all); `tools` = only the tools below
+#   services: pg mariadb redis sftp ftp garage smtp   (default: all); `tools` = only the tools below
 #   tools installed by `install`/`up` whatever the services: restic, age, zstd, mold, sqlite3, curl, script (bsdutils),
 #   promtool (unpacked from Debian's prometheus package)
 #
@@ -25,6 +25,7 @@ MARIADB_PORT=${COFFER_TEST_MARIADB_PORT:-13306}
 REDIS_PORT=${COFFER_TEST_REDIS_PORT:-16379}
 SFTP_PORT=${COFFER_TEST_SFTP_PORT:-2222}
 FTP_PORT=${COFFER_TEST_FTP_PORT:-2121}
+SMTP_PORT=${COFFER_TEST_SMTP_PORT:-2525}
 FTP_PASV_MIN=${COFFER_TEST_FTP_PASV_MIN:-30000}; FTP_PASV_MAX=${COFFER_TEST_FTP_PASV_MAX:-30009}
 GARAGE_PORT=${COFFER_TEST_S3_PORT:-3900}         # S3 API; rpc +1, web +2, admin +3
 # Garage wants key id = "GK" + 24 hex digits and a 64-hex-digit secret.
@@ -36,7 +37,7 @@ S3_RO_KEY_ID=GK0dead0dead0dead0dead0dead
 S3_RO_SECRET=0dead0dead0dead0dead0dead0dead0dead0dead0dead0dead0dead0dead0dea
 GARAGE_VERSION=2.5.0
 PGBIN=/usr/lib/postgresql/15/bin
-ALL="pg mariadb redis sftp ftp garage"
+ALL="pg mariadb redis sftp ftp garage smtp"
 export DEBIAN_FRONTEND=noninteractive
 export PATH=$TOOLS/bin:$PATH:/usr/sbin:/sbin:$HOME/.cargo/bin
 
@@ -70,6 +71,7 @@ apt_pkgs() {
     redis) echo redis-server redis-tools ;;
     sftp) echo openssh-server openssh-client ;;
     ftp) echo vsftpd ;;
+    smtp) echo python3-aiosmtpd ;;
     garage|tools) ;;
   esac
 }
@@ -204,6 +206,26 @@ COFFER_TEST_REDIS_PASSWORD=$PW
 EOF
 }
 down_redis() { stop_pidfile "$BASE/redis/redis.pid"; rm -rf "$BASE/redis" "$BASE/env.d/redis.env"; }
+
+# ---------------------------------------------------------------- SMTP sink (aiosmtpd, for notifications)
+up_smtp() {
+  local d=$BASE/smtp
+  if pid_alive "$d/sink.pid"; then return; fi
+  rm -rf "$d"; mkdir -p "$d/mail"
+  # Debian's python3 (its aiosmtpd), whatever python3 comes first on PATH.
+  nohup /usr/bin/python3 "$(dirname "$0")/smtp-sink.py" 127.0.0.1 "$SMTP_PORT" coffer "$PW" "$d/mail" \
+    >"$d/sink.log" 2>&1 &
+  echo $! > "$d/sink.pid"
+  wait_for 30 bash -c "exec 3<>/dev/tcp/127.0.0.1/$SMTP_PORT" || { cat "$d/sink.log"; return 1; }
+  write_env smtp <<EOF
+COFFER_TEST_SMTP_HOST=127.0.0.1
+COFFER_TEST_SMTP_PORT=$SMTP_PORT
+COFFER_TEST_SMTP_USER=coffer
+COFFER_TEST_SMTP_PASSWORD=$PW
+COFFER_TEST_SMTP_DIR=$d/mail
+EOF
+}
+down_smtp() { stop_pidfile "$BASE/smtp/sink.pid"; rm -rf "$BASE/smtp" "$BASE/env.d/smtp.env"; }
 
 # ---------------------------------------------------------------- SFTP (a separate OpenSSH sshd)
 up_sftp() {
@@ -381,6 +403,7 @@ status_of() {
     sftp) pid_alive "$BASE/sftp/sshd.pid" ;;
     ftp) pid_alive "$BASE/ftp/vsftpd.pid" ;;
     garage) pid_alive "$BASE/garage/garage.pid" ;;
+    smtp) pid_alive "$BASE/smtp/sink.pid" ;;
     tools) true ;;
   esac
 }

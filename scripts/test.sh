@@ -12,7 +12,7 @@ step() { echo "==> $* (at $((SECONDS - t_start)) s)"; }
 
 # The servers the current tests talk to. Each issue that adds tests against a server adds it here;
 # `tools` alone installs restic (the independent checker), age, zstd, mold and sqlite3.
-SERVICES=${COFFER_TEST_SERVICES:-pg mariadb redis garage ftp sftp}
+SERVICES=${COFFER_TEST_SERVICES:-pg mariadb redis garage ftp sftp smtp}
 step "services: $SERVICES"
 # shellcheck disable=SC2086
 scripts/services.sh up $SERVICES

@@ -313,3 +313,114 @@ fn failures_and_stale_backups_are_told_once_and_their_end_once() {
     assert_eq!(ops["spec"]["secret"], json!({ "literal": "***" }), "{v:#}");
     assert_eq!(ops["declared"], true);
 }
+
+/// The local SMTP sink of scripts/services.sh.
+struct Sink {
+    host: String,
+    port: String,
+    user: String,
+    password: String,
+    dir: std::path::PathBuf,
+}
+
+impl Sink {
+    fn from_env() -> Option<Self> {
+        use coffer_testkit::service_setting as var;
+        Some(Self {
+            host: var("COFFER_TEST_SMTP_HOST")?,
+            port: var("COFFER_TEST_SMTP_PORT")?,
+            user: var("COFFER_TEST_SMTP_USER")?,
+            password: var("COFFER_TEST_SMTP_PASSWORD")?,
+            dir: var("COFFER_TEST_SMTP_DIR")?.into(),
+        })
+    }
+
+    /// The messages to `to` so far: (envelope, raw message).
+    fn mails_to(&self, to: &str) -> Vec<(Value, String)> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&self.dir).unwrap().filter_map(Result::ok) {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "json") {
+                let env: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+                if env["to"].as_array().unwrap().iter().any(|t| t == to) {
+                    let raw = std::fs::read_to_string(p.with_extension("eml")).unwrap_or_default();
+                    out.push((env, raw));
+                }
+            }
+        }
+        out
+    }
+}
+
+#[test]
+fn email_is_delivered_through_smtp_and_a_wrong_password_answers_with_the_servers_words() {
+    let Some(sink) = Sink::from_env() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let to = format!("ops-{}@example.net", std::process::id());
+    let config = write_config(
+        dir,
+        &format!(
+            "[[components]]\nname = \"job\"\nkind = \"command\"\nbackup = [\"false\"]\n\
+             restore = [\"sh\", \"-c\", \"cat > /dev/null\"]\n\n\
+             [[notifications]]\nname = \"mail\"\nkind = \"email\"\nsmtp_host = \"{h}\"\n\
+             smtp_port = {p}\ntls = \"none\"\nuser = \"{u}\"\npassword = {{ env = \"COFFER_TEST_SMTP_PASSWORD\" }}\n\
+             from = \"Coffer <coffer@example.net>\"\nto = [\"{to}\"]\n",
+            h = sink.host,
+            p = sink.port,
+            u = sink.user,
+        ),
+    );
+    let srv = Server::start(&config);
+    // A failing backup by hand: its label's backups failing is told by email.
+    let b = srv.backup(&json!({ "label": "nightly" }));
+    assert_eq!(b["status"], "ERROR");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sink.mails_to(&to).is_empty() {
+        assert!(Instant::now() < deadline, "no mail to {to}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mails = sink.mails_to(&to);
+    assert_eq!(mails.len(), 1);
+    let (envelope, raw) = &mails[0];
+    assert_eq!(envelope["from"], "coffer@example.net");
+    assert!(
+        raw.contains("Subject: [coffer] backup_failed firing"),
+        "{raw}"
+    );
+    assert!(raw.contains(b["id"].as_str().unwrap()), "{raw}");
+    assert!(!raw.contains(&sink.password), "a secret in the mail: {raw}");
+    let (code, v) = srv.admin("POST", "/api/v1/notifications/mail/test", None);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["delivered"], true, "{v:#}");
+    assert_eq!(v["status"], 250, "{v:#}");
+    // The same server with a wrong password: the server's own answer, no retry.
+    let (code, v) = srv.admin(
+        "POST",
+        "/api/v1/notifications",
+        Some(
+            &json!({ "name": "wrong", "kind": "email", "smtp_host": sink.host,
+                      "smtp_port": sink.port.parse::<u16>().unwrap(), "tls": "none",
+                      "user": sink.user, "password": "not the password",
+                      "from": "coffer@example.net", "to": [to] }),
+        ),
+    );
+    assert_eq!(code, 201, "{v}");
+    let (_, v) = srv.admin("POST", "/api/v1/notifications/wrong/test", None);
+    assert_eq!(v["delivered"], false, "{v:#}");
+    assert_eq!(v["status"], 535, "{v:#}");
+    assert_eq!(v["attempts"], 1, "{v:#}");
+    assert!(v["error"].as_str().unwrap().contains("535"), "{v:#}");
+    assert_eq!(sink.mails_to(&to).len(), 2);
+    // Plain SMTP only to this machine.
+    let (code, v) = srv.admin(
+        "POST",
+        "/api/v1/notifications",
+        Some(
+            &json!({ "name": "plain", "kind": "email", "smtp_host": "mail.example.net",
+                      "tls": "none", "from": "coffer@example.net", "to": [to] }),
+        ),
+    );
+    assert_eq!(code, 422, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("tls"), "{v}");
+}

@@ -7,10 +7,12 @@
 //! * [`dispatch`]: the thread that tells each condition once and delivers;
 //! * [`outbox`]: a message's body and its delivery by destination kind;
 //! * [`webhook`]: one signed, retried HTTP delivery;
+//! * [`email`]: one SMTP delivery (STARTTLS or TLS), retried when transient;
 //! * [`watch`]: the conditions the scheduler evaluates on its clock (a
 //!   component's backups too old).
 
 pub mod dispatch;
+pub mod email;
 pub mod handle;
 pub mod outbox;
 pub mod service;

@@ -4,6 +4,9 @@
 use serde_json::json;
 
 use crate::notify::handle::{Alert, EventKind};
+use coffer_model::secret::Secret;
+
+use crate::notify::email;
 use crate::notify::spec::{DestinationKind, NotificationSpec};
 use crate::notify::webhook::{Delivery, deliver};
 use crate::state::AppState;
@@ -30,30 +33,38 @@ pub fn send(
     id: &str,
     body: &[u8],
 ) -> Delivery {
-    let secret = match spec
-        .secret
-        .as_ref()
-        .map(coffer_model::secret::Secret::resolve)
-    {
-        None => None,
-        Some(Ok(s)) => Some(s),
-        Some(Err(e)) => {
-            return Delivery {
-                attempts: 0,
-                status: None,
-                answer: None,
-                error: Some(format!("secret: {e}")),
-            };
-        }
+    let failed = |error: String| Delivery {
+        attempts: 0,
+        status: None,
+        answer: None,
+        error: Some(error),
+    };
+    let resolve = |field: &str, s: Option<&Secret>| match s.map(Secret::resolve) {
+        None => Ok(None),
+        Some(Ok(v)) => Ok(Some(v)),
+        Some(Err(e)) => Err(format!("{field}: {e}")),
     };
     match spec.kind {
-        DestinationKind::Webhook => deliver(
-            &spec.url,
-            secret.as_deref(),
-            kind.as_str(),
-            id,
-            body,
-            &state.config.target_allow,
-        ),
+        DestinationKind::Webhook => {
+            let secret = match resolve("secret", spec.secret.as_ref()) {
+                Ok(s) => s,
+                Err(e) => return failed(e),
+            };
+            deliver(
+                spec.url.as_deref().unwrap_or_default(),
+                secret.as_deref(),
+                kind.as_str(),
+                id,
+                body,
+                &state.config.target_allow,
+            )
+        }
+        DestinationKind::Email => {
+            let password = match resolve("password", spec.password.as_ref()) {
+                Ok(s) => s,
+                Err(e) => return failed(e),
+            };
+            email::deliver(spec, password.as_deref(), body, &state.config.target_allow)
+        }
     }
 }

@@ -83,9 +83,16 @@ pub fn show(state: &AppState, p: &Principal, name: &str) -> ServiceResult<Destin
 fn check_api(state: &AppState, spec: &NotificationSpec) -> ServiceResult<()> {
     spec.check().map_err(ServiceError::Invalid)?;
     require_literal("secret", spec.secret.as_ref())?;
-    let host = url_host(&spec.url)
-        .ok_or_else(|| ServiceError::Invalid(format!("url: no host in {:?}", spec.url)))?;
-    check_host("url", host, &state.config.target_allow)
+    require_literal("password", spec.password.as_ref())?;
+    if let Some(url) = &spec.url {
+        let host = url_host(url)
+            .ok_or_else(|| ServiceError::Invalid(format!("url: no host in {url:?}")))?;
+        check_host("url", host, &state.config.target_allow)?;
+    }
+    if let Some(host) = &spec.smtp_host {
+        check_host("smtp_host", host, &state.config.target_allow)?;
+    }
+    Ok(())
 }
 
 /// Adds a destination.

@@ -24,16 +24,43 @@ use crate::schedules::spec::check_name;
 pub struct NotificationSpec {
     /// 1–64 characters of `[A-Za-z0-9_.-]`, not starting with `.`.
     pub name: String,
-    /// `webhook`: a JSON POST signed with HMAC-SHA256.
+    /// `webhook`: a JSON POST signed with HMAC-SHA256; `email`: a message
+    /// through an SMTP server.
     pub kind: DestinationKind,
-    /// `http://` or `https://` URL the JSON is posted to; its host must
-    /// pass `server.target_allow`.
-    pub url: String,
-    /// The key of the `X-Coffer-Signature-256` header (`sha256=<hex HMAC of
-    /// the body>`). In coffer.toml also `{ env = … }` or `{ file = … }`.
+    /// Webhook: the `http://` or `https://` URL the JSON is posted to; its
+    /// host must pass `server.target_allow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Webhook: the key of the `X-Coffer-Signature-256` header
+    /// (`sha256=<hex HMAC of the body>`). In coffer.toml also `{ env = … }`
+    /// or `{ file = … }`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub secret: Option<Secret>,
+    /// Email: the SMTP server (its host must pass `server.target_allow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_host: Option<String>,
+    /// Email: its port (default 587 with `starttls`, 465 with `tls`, 25 with `none`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_port: Option<u16>,
+    /// Email: `starttls` (default), `tls` (implicit TLS), or `none` — only
+    /// for a server on this machine (loopback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<SmtpTls>,
+    /// Email: the SMTP user, when the server wants a login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Email: that user's password (in coffer.toml also `{ env = … }` or
+    /// `{ file = … }`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub password: Option<Secret>,
+    /// Email: the sender address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Email: the recipients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Vec<String>>,
     /// The events sent (default: every failure kind; `backup_succeeded` only
     /// when listed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,6 +76,29 @@ pub struct NotificationSpec {
 pub enum DestinationKind {
     /// An HTTP(S) endpoint.
     Webhook,
+    /// Email through an SMTP server.
+    Email,
+}
+
+/// How Coffer talks to an SMTP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (required).
+    Starttls,
+    /// TLS from the first byte (SMTPS).
+    Tls,
+    /// No encryption: only to a server on this machine.
+    None,
+}
+
+/// Whether `host` is this machine.
+pub fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl NotificationSpec {
@@ -56,12 +106,68 @@ impl NotificationSpec {
     /// the field.
     pub fn check(&self) -> Result<(), String> {
         check_name(&self.name).map_err(|e| e.to_string())?;
-        let scheme_ok = self.url.starts_with("https://") || self.url.starts_with("http://");
-        if !scheme_ok || crate::targets::policy::url_host(&self.url).is_none() {
-            return Err(format!(
-                "url: {:?} is not an http:// or https:// URL with a host",
-                self.url
-            ));
+        let refuse = |fields: &[(&str, bool)], kind: &str| -> Result<(), String> {
+            match fields.iter().find(|(_, given)| *given) {
+                Some((f, _)) => Err(format!("{f}: not for kind = \"{kind}\"")),
+                None => Ok(()),
+            }
+        };
+        match self.kind {
+            DestinationKind::Webhook => {
+                refuse(
+                    &[
+                        ("smtp_host", self.smtp_host.is_some()),
+                        ("smtp_port", self.smtp_port.is_some()),
+                        ("tls", self.tls.is_some()),
+                        ("user", self.user.is_some()),
+                        ("password", self.password.is_some()),
+                        ("from", self.from.is_some()),
+                        ("to", self.to.is_some()),
+                    ],
+                    "webhook",
+                )?;
+                let url = self.url.as_deref().ok_or("url: required for a webhook")?;
+                let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+                if !scheme_ok || crate::targets::policy::url_host(url).is_none() {
+                    return Err(format!(
+                        "url: {url:?} is not an http:// or https:// URL with a host"
+                    ));
+                }
+            }
+            DestinationKind::Email => {
+                refuse(
+                    &[
+                        ("url", self.url.is_some()),
+                        ("secret", self.secret.is_some()),
+                    ],
+                    "email",
+                )?;
+                let host = self
+                    .smtp_host
+                    .as_deref()
+                    .filter(|h| !h.trim().is_empty())
+                    .ok_or("smtp_host: required for email")?;
+                if self.tls == Some(SmtpTls::None) && !is_loopback(host) {
+                    return Err(format!(
+                        "tls: \"none\" only for an SMTP server on this machine, not {host:?}: \
+                         use starttls or tls"
+                    ));
+                }
+                if self.password.is_some() && self.user.is_none() {
+                    return Err("user: required with password".into());
+                }
+                let from = self.from.as_deref().ok_or("from: required for email")?;
+                from.parse::<lettre::message::Mailbox>()
+                    .map_err(|e| format!("from: {from:?}: {e}"))?;
+                let to = self.to.as_deref().unwrap_or_default();
+                if to.is_empty() {
+                    return Err("to: at least one recipient".into());
+                }
+                for t in to {
+                    t.parse::<lettre::message::Mailbox>()
+                        .map_err(|e| format!("to: {t:?}: {e}"))?;
+                }
+            }
         }
         if let Some(e) = &self.events {
             if e.is_empty() {
