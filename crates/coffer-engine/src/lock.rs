@@ -137,12 +137,38 @@ pub struct RepoLock {
     refresher: Option<JoinHandle<()>>,
 }
 
+/// How long checks, forgets, prunes and copies wait for another operation
+/// of this process to release a conflicting lock (a forget by retention
+/// takes a moment; a backup or a prune can take hours, and then the wait
+/// ends with [`EngineError::Locked`]).
+pub const IN_PROCESS_PATIENCE: Duration = Duration::from_secs(30);
+
 impl RepoLock {
     /// Takes the lock for `owner`, or fails at once with
     /// [`EngineError::Locked`] naming the holder.
     pub fn acquire(storage: Arc<dyn Storage>, mode: LockMode, owner: &str) -> EngineResult<Self> {
+        Self::acquire_patiently(storage, mode, owner, Duration::ZERO)
+    }
+
+    /// Like [`Self::acquire`], but waits up to `patience` while another
+    /// operation of this process holds a conflicting lock — for short
+    /// operations that may meet one (a check starting while retention
+    /// forgets a backup). A lock held by another process fails at once.
+    pub fn acquire_patiently(
+        storage: Arc<dyn Storage>,
+        mode: LockMode,
+        owner: &str,
+        patience: Duration,
+    ) -> EngineResult<Self> {
         let location = storage.location();
-        Self::acquire_local(&location, mode)?;
+        let started = std::time::Instant::now();
+        loop {
+            match Self::acquire_local(&location, mode) {
+                Ok(()) => break,
+                Err(e) if started.elapsed() >= patience => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
         match Self::acquire_remote(&storage, mode, owner) {
             Ok((key, stop, refresher)) => Ok(Self {
                 location,

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::{Repo, SnapshotInfo, guarded};
-use crate::lock::{LockMode, RepoLock};
+use crate::lock::{IN_PROCESS_PATIENCE, LockMode, RepoLock};
 use crate::{EngineError, EngineResult};
 
 impl Repo {
@@ -20,8 +20,18 @@ impl Repo {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let _src_lock = RepoLock::acquire(Arc::clone(&self.storage), LockMode::Shared, "copy")?;
-        let _dest_lock = RepoLock::acquire(Arc::clone(&dest.storage), LockMode::Shared, "copy")?;
+        let _src_lock = RepoLock::acquire_patiently(
+            Arc::clone(&self.storage),
+            LockMode::Shared,
+            "copy",
+            IN_PROCESS_PATIENCE,
+        )?;
+        let _dest_lock = RepoLock::acquire_patiently(
+            Arc::clone(&dest.storage),
+            LockMode::Shared,
+            "copy",
+            IN_PROCESS_PATIENCE,
+        )?;
         guarded(|| {
             let src = self.handle(None, None)?;
             let snaps = src

@@ -6,7 +6,7 @@ use rustic_core::{CheckOptions, PruneOptions, ReadSubsetOption};
 use serde::{Deserialize, Serialize};
 
 use super::{Repo, guarded};
-use crate::lock::{LockMode, RepoLock};
+use crate::lock::{IN_PROCESS_PATIENCE, LockMode, RepoLock};
 use crate::progress::{Counters, ProgressFn};
 use crate::restic_locks::{self, ResticLock};
 use crate::{EngineError, EngineResult};
@@ -70,7 +70,12 @@ impl Repo {
                 ))
             })?),
         };
-        let _lock = RepoLock::acquire(Arc::clone(&self.storage), LockMode::Shared, "check")?;
+        let _lock = RepoLock::acquire_patiently(
+            Arc::clone(&self.storage),
+            LockMode::Shared,
+            "check",
+            IN_PROCESS_PATIENCE,
+        )?;
         guarded(|| {
             let repo = self.handle(None, None)?;
             let mut opts = CheckOptions::default();
@@ -96,7 +101,12 @@ impl Repo {
         if snapshot_ids.is_empty() {
             return Ok(0);
         }
-        let _lock = RepoLock::acquire(Arc::clone(&self.storage), LockMode::Exclusive, "forget")?;
+        let _lock = RepoLock::acquire_patiently(
+            Arc::clone(&self.storage),
+            LockMode::Exclusive,
+            "forget",
+            IN_PROCESS_PATIENCE,
+        )?;
         guarded(|| {
             let repo = self.handle(None, None)?;
             let snaps = repo
@@ -143,7 +153,12 @@ impl Repo {
         settings: PruneSettings,
         progress: Option<ProgressFn>,
     ) -> EngineResult<PruneReport> {
-        let _lock = RepoLock::acquire(Arc::clone(&self.storage), LockMode::Exclusive, "prune")?;
+        let _lock = RepoLock::acquire_patiently(
+            Arc::clone(&self.storage),
+            LockMode::Exclusive,
+            "prune",
+            IN_PROCESS_PATIENCE,
+        )?;
         if let Some(l) = self.restic_locks()?.into_iter().find(|l| !l.stale) {
             return Err(EngineError::Locked {
                 location: self.storage.location(),

@@ -487,7 +487,8 @@ pub fn start_run(
             .catalog
             .backups(Some(label), Some(BackupStatus::Ready))?
             .into_iter()
-            .next()
+            // Newest by the time it was taken for, then recording order.
+            .max_by_key(|b| (b.taken_at(), b.seq))
             .ok_or_else(|| {
                 ServiceError::Invalid(format!("no READY backup with label {label:?} to drill"))
             })?;
