@@ -8,7 +8,7 @@
 //! through the same path as `DELETE /api/v1/backups/{id}`, so a backup
 //! being restored or exported is never removed from under its job.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use coffer_model::access::{BackupStatus, Scope};
 use coffer_schedule::Timestamp;
@@ -19,7 +19,6 @@ use crate::backups;
 use crate::catalog::BackupRow;
 use crate::error::{ServiceError, ServiceResult};
 use crate::jobs::registry::backup_key;
-use crate::lookup::is_sensitive;
 use crate::schedules::service::open_spec;
 use crate::state::AppState;
 
@@ -78,15 +77,36 @@ fn governed(
     })
 }
 
+/// What retention needs of every backup, loaded once per decision.
+struct Known {
+    /// Components (name, stored sealed) by backup.
+    components: HashMap<String, Vec<(String, bool)>>,
+    /// Backups whose copy to an extra target failed.
+    sole_copies: BTreeSet<String>,
+}
+
+impl Known {
+    fn load(state: &AppState) -> ServiceResult<Self> {
+        Ok(Self {
+            components: state.catalog.component_names_by_backup()?,
+            sole_copies: state.catalog.backups_with_failed_copies()?,
+        })
+    }
+}
+
 /// What retention needs to know about a backup.
-fn candidate(state: &AppState, b: &BackupRow) -> ServiceResult<Candidate> {
-    let comps = state.catalog.backup_components(&b.id)?;
-    let set = comps
-        .iter()
-        .map(|c| c.component.as_str())
-        .collect::<Vec<_>>()
-        .join(",");
-    Ok(Candidate {
+fn candidate(state: &AppState, known: &Known, b: &BackupRow) -> Candidate {
+    let set = known
+        .components
+        .get(&b.id)
+        .map(|c| {
+            c.iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    Candidate {
         id: b.id.clone(),
         set,
         at: Timestamp::from_second(b.taken_at()).unwrap_or(Timestamp::UNIX_EPOCH),
@@ -103,16 +123,13 @@ fn candidate(state: &AppState, b: &BackupRow) -> ServiceResult<Candidate> {
             .holder(&backup_key(&b.id))
             .map(|job| format!("in use by {job}")),
         // Its copy to an extra target failed: it is the only copy.
-        sole_copy: state
-            .catalog
-            .copies(&b.id)?
-            .iter()
-            .any(|c| c.status == "ERROR"),
-    })
+        sole_copy: known.sole_copies.contains(&b.id),
+    }
 }
 
 fn decide_group(
     state: &AppState,
+    known: &Known,
     governor: Governor,
     policy: Policy,
     scheduled_with_policy: &BTreeSet<String>,
@@ -120,10 +137,7 @@ fn decide_group(
     let mut rows = governed(state, &governor, scheduled_with_policy)?;
     // Newest first by the time retention counts by.
     rows.sort_by_key(|b| std::cmp::Reverse((b.taken_at(), b.seq)));
-    let candidates = rows
-        .iter()
-        .map(|b| candidate(state, b))
-        .collect::<ServiceResult<Vec<_>>>()?;
+    let candidates: Vec<Candidate> = rows.iter().map(|b| candidate(state, known, b)).collect();
     let verdicts = retention::decide(&policy, &candidates, state.clock.now());
     Ok(GroupPreview {
         governor,
@@ -154,6 +168,7 @@ pub fn preview(
     p.require(Scope::BackupsRead)?;
     let all = policies(state)?;
     let scheduled = with_policy(&all);
+    let known = Known::load(state)?;
     let mut out = Vec::new();
     for (g, policy) in all {
         let wanted = match (&g, schedule, label) {
@@ -165,18 +180,19 @@ pub fn preview(
         if !wanted {
             continue;
         }
-        let mut group = decide_group(state, g, policy, &scheduled)?;
-        let mut visible = Vec::new();
-        for (b, v) in group.backups {
-            let comps = state.catalog.backup_components(&b.id)?;
-            if comps
-                .iter()
-                .all(|c| p.sees(&c.component, is_sensitive(state, c)))
-            {
-                visible.push((b, v));
-            }
-        }
-        group.backups = visible;
+        let mut group = decide_group(state, &known, g, policy, &scheduled)?;
+        group.backups.retain(|(b, _)| {
+            known
+                .components
+                .get(&b.id)
+                .into_iter()
+                .flatten()
+                .all(|(c, sealed)| {
+                    let sensitive =
+                        *sealed || state.config.component(c).is_some_and(|s| s.sensitive);
+                    p.sees(c, sensitive)
+                })
+        });
         out.push(group);
     }
     if out.is_empty() && (schedule.is_some() || label.is_some()) {
@@ -228,7 +244,8 @@ fn apply_for(state: &AppState, id: &str) -> ServiceResult<()> {
     let Some((g, policy)) = all.into_iter().find(|(g, _)| *g == governor) else {
         return Ok(());
     };
-    let group = decide_group(state, g, policy, &scheduled)?;
+    let known = Known::load(state)?;
+    let group = decide_group(state, &known, g, policy, &scheduled)?;
     let who = retention_principal();
     let mut deleted = 0u64;
     for (row, verdict) in group.backups.iter().filter(|(_, v)| !v.keep()) {

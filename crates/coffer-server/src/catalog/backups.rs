@@ -1,6 +1,8 @@
 //! The `backups` and `backup_components` tables.
 
 use coffer_model::access::BackupStatus;
+use std::collections::BTreeSet;
+
 use rusqlite::{OptionalExtension, params};
 
 use super::db::{Catalog, CatalogResult, Ctx, now, status, to_i64, to_u64};
@@ -372,6 +374,41 @@ impl Catalog {
             .ctx("reading backup components")?;
         rows.collect::<Result<_, _>>()
             .ctx("reading backup components")
+    }
+
+    /// Every backup's components as (name, stored sealed), by backup id:
+    /// what retention and its preview need of thousands of backups in one
+    /// query.
+    pub fn component_names_by_backup(
+        &self,
+    ) -> CatalogResult<std::collections::HashMap<String, Vec<(String, bool)>>> {
+        let conn = self.conn();
+        let mut q = conn
+            .prepare(
+                "SELECT backup_id, component, sealed FROM backup_components
+                 ORDER BY backup_id, component",
+            )
+            .ctx("reading backup components")?;
+        let mut out: std::collections::HashMap<String, Vec<(String, bool)>> =
+            std::collections::HashMap::new();
+        let rows = q
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)))
+            .ctx("reading backup components")?;
+        for row in rows {
+            let (id, name, sealed) = row.ctx("reading backup components")?;
+            out.entry(id).or_default().push((name, sealed));
+        }
+        Ok(out)
+    }
+
+    /// The backups with a failed copy (they are the only copy).
+    pub fn backups_with_failed_copies(&self) -> CatalogResult<BTreeSet<String>> {
+        let conn = self.conn();
+        let mut q = conn
+            .prepare("SELECT DISTINCT backup_id FROM backup_copies WHERE status = 'ERROR'")
+            .ctx("reading failed copies")?;
+        let rows = q.query_map([], |r| r.get(0)).ctx("reading failed copies")?;
+        rows.collect::<Result<_, _>>().ctx("reading failed copies")
     }
 
     /// Forgets a backup (and its components and log).

@@ -8,6 +8,7 @@
 //! schedule's run is an ordinary backup (labels, states, logs) linked to
 //! it; never two runs of one schedule at once.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use coffer_schedule::{Outcome, SignedDuration, State, Timestamp, decide};
@@ -16,7 +17,7 @@ use crate::catalog::{RunOutcome, ScheduleRow, ScheduleRunRow};
 use crate::error::ServiceError;
 use crate::jobs::prune;
 use crate::schedules::service::{checked, jitter, next_due, open_spec, start_run};
-use crate::schedules::spec::{ScheduleSpec, Task};
+use crate::schedules::spec::{Checked, ScheduleSpec, Task};
 use crate::state::Shared;
 
 /// The longest the scheduler sleeps without looking (a changed clock, a
@@ -30,9 +31,10 @@ pub fn spawn(state: Shared) -> std::io::Result<()> {
         .spawn(move || {
             let since = state.clock.now();
             let mut watched: Option<Timestamp> = None;
+            let mut parsed = Parsed::default();
             while !state.scheduler.stopped() {
                 let now = state.clock.now();
-                let next = tick(&state, now);
+                let next = tick(&state, now, &mut parsed);
                 // Conditions on the clock, at most once a (clock) minute.
                 if watched.is_none_or(|w| now.duration_since(w) >= SignedDuration::from_mins(1)) {
                     crate::notify::watch::stale(&state, now, since);
@@ -46,9 +48,17 @@ pub fn spawn(state: Shared) -> std::io::Result<()> {
         .map(|_| ())
 }
 
+/// Schedules as parsed at the last look: one is unsealed and parsed again
+/// only when its stored spec changes, so an idle scheduler with a thousand
+/// schedules costs a catalog read and a comparison per schedule.
+#[derive(Default)]
+pub struct Parsed {
+    by_name: HashMap<String, (Vec<u8>, ScheduleSpec, Result<Checked, String>)>,
+}
+
 /// Decides every schedule's due times up to `now`; returns when the next
 /// one is due.
-pub fn tick(state: &Shared, now: Timestamp) -> Option<Timestamp> {
+pub fn tick(state: &Shared, now: Timestamp, parsed: &mut Parsed) -> Option<Timestamp> {
     let rows = match state.catalog.schedules() {
         Ok(r) => r,
         Err(e) => {
@@ -56,16 +66,35 @@ pub fn tick(state: &Shared, now: Timestamp) -> Option<Timestamp> {
             return None;
         }
     };
+    parsed
+        .by_name
+        .retain(|name, _| rows.iter().any(|r| &r.name == name));
     let mut earliest: Option<Timestamp> = None;
     for row in rows {
-        let spec = match open_spec(state, &row) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(schedule = %row.name, "scheduler: {e}");
-                continue;
+        let fresh = parsed
+            .by_name
+            .get(&row.name)
+            .is_some_and(|(sealed, _, _)| *sealed == row.spec_sealed);
+        if !fresh {
+            let spec = match open_spec(state, &row) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(schedule = %row.name, "scheduler: {e}");
+                    continue;
+                }
+            };
+            let c = checked(&row, &spec);
+            if let Err(e) = &c {
+                tracing::error!(schedule = %row.name, "cannot run: {e}");
             }
+            parsed
+                .by_name
+                .insert(row.name.clone(), (row.spec_sealed.clone(), spec, c));
+        }
+        let Some((_, spec, c)) = parsed.by_name.get(&row.name) else {
+            continue;
         };
-        if let Some(next) = tick_one(state, &row, &spec, now) {
+        if let Some(next) = tick_one(state, &row, spec, c.as_ref(), now) {
             earliest = Some(earliest.map_or(next, |e| e.min(next)));
         }
     }
@@ -90,30 +119,29 @@ fn tick_one(
     state: &Shared,
     row: &ScheduleRow,
     spec: &ScheduleSpec,
+    checked: Result<&Checked, &String>,
     now: Timestamp,
 ) -> Option<Timestamp> {
     let name = row.name.as_str();
-    let checked = match checked(row, spec) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(schedule = %name, "cannot run: {e}");
-            state.metrics.schedule_next_run(name, None);
-            return None;
-        }
+    let Ok(checked) = checked else {
+        state.metrics.schedule_next_run(name, None);
+        return None;
     };
     let handled = at(row.handled_at);
     if !checked.enabled {
-        // Paused: due times pass unrecorded, so enabling it later does not
-        // report them missed.
-        if handled < now
-            && let Err(e) = state
-                .catalog
-                .record_schedule_runs(name, now.as_second(), &[])
-        {
-            tracing::error!(schedule = %name, "{e}");
-        }
+        // Paused: due times pass unrecorded (enabling it again moves it to
+        // that moment, see `service::update`).
         state.metrics.schedule_next_run(name, None);
         return None;
+    }
+    // Nothing due yet: no more work than this.
+    if let Some(next) = next_due(name, checked, handled)
+        && next > now
+    {
+        state
+            .metrics
+            .schedule_next_run(name, Some(next.as_second()));
+        return Some(next);
     }
     // A backup due while its target is being pruned (the prune holds the
     // repository's exclusive lock) waits for the prune, then runs late —

@@ -367,6 +367,7 @@ pub fn update(
         )));
     }
     authorize(state, p, &spec)?;
+    let was_enabled = open_spec(state, &row)?.enabled.unwrap_or(true);
     let row = ScheduleRow {
         spec_sealed: seal_spec(state, &spec)?,
         owner_components: p.components.as_ref().map(|c| c.iter().cloned().collect()),
@@ -374,6 +375,7 @@ pub fn update(
         ..row
     };
     state.catalog.update_schedule(&row)?;
+    resume_if_enabled(state, &row.name, was_enabled, &spec)?;
     tracing::info!(schedule = %name, by = %p.id, "schedule changed");
     state.scheduler.wake();
     detail(state, row, spec)
@@ -603,6 +605,7 @@ pub fn apply_declared(state: &AppState) -> ServiceResult<()> {
                 state.catalog.insert_schedule(&row)?;
             }
             Some(old) => {
+                let was_enabled = open_spec(state, &old)?.enabled.unwrap_or(true);
                 if !old.declared {
                     tracing::warn!(
                         schedule = %spec.name,
@@ -610,8 +613,25 @@ pub fn apply_declared(state: &AppState) -> ServiceResult<()> {
                     );
                 }
                 state.catalog.update_schedule(&row)?;
+                resume_if_enabled(state, &row.name, was_enabled, spec)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// A paused schedule enabled again starts from now: the due times it slept
+/// through are neither run nor reported missed.
+fn resume_if_enabled(
+    state: &AppState,
+    name: &str,
+    was_enabled: bool,
+    spec: &ScheduleSpec,
+) -> ServiceResult<()> {
+    if !was_enabled && spec.enabled.unwrap_or(true) {
+        state
+            .catalog
+            .record_schedule_runs(name, state.clock.now().as_second(), &[])?;
     }
     Ok(())
 }
