@@ -53,8 +53,12 @@ pub fn spawn(state: Shared) -> std::io::Result<()> {
 /// schedules costs a catalog read and a comparison per schedule.
 #[derive(Default)]
 pub struct Parsed {
-    by_name: HashMap<String, (Vec<u8>, ScheduleSpec, Result<Checked, String>)>,
+    by_name: HashMap<String, ParsedSchedule>,
 }
+
+/// One schedule as parsed: its sealed spec (to notice a change), the spec,
+/// and the checked form or why it cannot run.
+type ParsedSchedule = (Vec<u8>, ScheduleSpec, Result<Checked, String>);
 
 /// Decides every schedule's due times up to `now`; returns when the next
 /// one is due.
@@ -253,7 +257,7 @@ fn tick_one(
         state.metrics.schedule_run(name, r.outcome.as_str());
     }
     crate::notify::watch::runs_recorded(state, &runs);
-    let next = next_due(name, &checked, new_handled);
+    let next = next_due(name, checked, new_handled);
     state
         .metrics
         .schedule_next_run(name, next.map(|t| t.as_second()));
