@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fixture;
+pub mod schedule;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
