@@ -94,7 +94,10 @@ do_install() {
     # unpacked rather than installed (no daemon, no maintainer scripts).
     log "fetching promtool (Debian's prometheus package, unpacked into $TOOLS/bin)"
     local tmp; tmp=$(mktemp -d)
-    if (cd "$tmp" && apt-get download -qq prometheus >/dev/null 2>&1 && dpkg-deb -x prometheus_*.deb x); then
+    # A machine whose packages were all preinstalled may have no package lists yet.
+    (cd "$tmp" && apt-get download -qq prometheus >/dev/null 2>&1) ||
+      (apt-get update -qq && cd "$tmp" && apt-get download -qq prometheus >/dev/null 2>&1) || true
+    if (cd "$tmp" && dpkg-deb -x prometheus_*.deb x); then
       mkdir -p "$TOOLS/bin" && cp "$tmp/x/usr/bin/promtool" "$TOOLS/bin/promtool"
     else
       log "could not fetch promtool: the alert rules test will say so"
