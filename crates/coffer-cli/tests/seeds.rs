@@ -607,6 +607,21 @@ fn palette_targets_declared_in_the_configuration_are_validated_and_used() {
         Some(&json!({ "name": "palette", "spec": { "kind": "local", "path": dir.join("x") } })),
     );
     assert_eq!(code, 409, "{e}");
+    // Nor does the API move the default coffer.toml decides.
+    let (code, e) = srv.admin(
+        "POST",
+        "/api/v1/targets",
+        Some(
+            &json!({ "name": "other", "spec": { "kind": "local", "path": dir.join("other") },
+                      "default": true, "confirm_default": true }),
+        ),
+    );
+    assert_eq!(code, 409, "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("the default"),
+        "{e}"
+    );
+    assert!(!dir.join("other").exists());
 
     // A restart finds the same repository (nothing asked, nothing lost).
     let admin = srv.admin.clone();
@@ -617,6 +632,25 @@ fn palette_targets_declared_in_the_configuration_are_validated_and_used() {
     assert_eq!(list["backups"][0]["id"], b["id"], "{list:#}");
     let b2 = srv.backup(&json!({ "label": "palette" }));
     assert_eq!(b2["status"], "READY", "{b2:#}");
+
+    // Moved in coffer.toml to an empty place: refused, not a new repository
+    // that would replace the stored password of the one holding the backups.
+    let admin = srv.admin.clone();
+    drop(srv);
+    let moved = format!("{remote}-moved");
+    let _cleanup_moved = RemoveOnDrop(std::path::PathBuf::from(format!("/home/{user}/{moved}")));
+    let elsewhere = target(&secret).replace(&format!("/{remote}\""), &format!("/{moved}\""));
+    assert_ne!(elsewhere, target(&secret));
+    let said = refused_start(&write_config(dir, &elsewhere));
+    assert!(said.contains("holds no repository"), "{said}");
+    let mut srv = Server::start(&write_config(dir, &target(&secret)));
+    srv.admin = admin;
+    let (_, list) = srv.admin("GET", "/api/v1/backups?label=palette", None);
+    assert_eq!(
+        list["backups"].as_array().map(Vec::len),
+        Some(2),
+        "{list:#}"
+    );
 }
 
 /// Removes a directory when dropped.
@@ -733,8 +767,49 @@ fn auth0_sensitive_backup_with_a_password_alone_is_an_export_that_restores() {
     );
     assert_eq!(code, 200);
 
+    // The export says it is sensitive: even where `keys` is not configured
+    // sensitive, restoring it needs the `sensitive` scope.
+    let lax_dir = tmp.path().join("lax");
+    std::fs::create_dir_all(&lax_dir).unwrap();
+    let lax = Server::start(&write_config_with(
+        &lax_dir,
+        "",
+        &format!(
+            "[[components]]\nname = \"keys\"\nkind = \"files\"\npath = \"{}\"\n",
+            lax_dir.join("keys").display()
+        ),
+    ));
+    let plain = lax.token(&["restore", "backups:read"], None, None);
+    let r = lax.curl(
+        "/api/v1/restores",
+        Some(&plain),
+        &[
+            "-F".into(),
+            format!("snapshot=@{}", file.display()),
+            "--form-string".into(),
+            r#"config={"password": "0therPassw0rd!"}"#.into(),
+        ],
+    );
+    assert_eq!(r.status, 403, "{}", r.json());
+    assert!(r.json()["message"].as_str().unwrap().contains("sensitive"));
+    assert!(!lax_dir.join("keys").exists());
+    drop(lax);
+
+    // A spool a crash left behind is removed when the server starts.
+    let leftover = b.join("data/staging/sensitive-export-crashed");
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::fs::set_permissions(
+        b.join("data"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    std::fs::write(leftover.join("keys.age"), b"sealed").unwrap();
+
     // Restored into a new installation with the password alone.
     let new = installation(&b, "");
+    // (Removed before the server answers its first request.)
+    assert_eq!(new.call("GET", "/healthz", None, None).0, 200);
+    assert!(!leftover.exists(), "the leftover spool is still there");
     let restorer = new.token(&["restore", "sensitive", "backups:read"], None, None);
     let r = new.curl(
         "/api/v1/restores",

@@ -174,6 +174,50 @@ fn idle_clients_are_dropped_and_connections_are_bounded() {
     drop((a, b));
 }
 
+/// A body that stops arriving is answered 408 after
+/// `server.idle_timeout_secs`, on routes that read JSON and on those that
+/// read the body whole (optional bodies, updates named by their path).
+#[test]
+fn a_stalled_body_is_answered_408() {
+    let f = Fixture::new("idle_timeout_secs = 2");
+    let srv = &f.srv;
+    let addr = srv.url.trim_start_matches("http://").to_owned();
+    for path in [
+        "/api/v1/targets/local/prune",
+        "/api/v1/targets/local/check",
+        "/api/v1/schedules",
+        "/api/v1/schedules/nightly",
+        "/api/v1/notifications/ops",
+        "/api/v1/backups",
+        "/_backup/api/v1/backup",
+    ] {
+        let method = if path.ends_with("nightly") || path.ends_with("ops") {
+            "PUT"
+        } else {
+            "POST"
+        };
+        let mut c = TcpStream::connect(&addr).unwrap();
+        write!(
+            c,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: 64\r\nConnection: close\r\n\r\n{{",
+            srv.admin
+        )
+        .unwrap();
+        let started = Instant::now();
+        c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let mut answer = String::new();
+        let _ = c.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+        assert!(answer.contains("idle_timeout_secs"), "{path}: {answer}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{path}: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
 /// The catalog is readable by its owner only, and a data directory open
 /// to others is refused at start with the fix.
 #[test]

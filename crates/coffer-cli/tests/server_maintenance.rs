@@ -67,6 +67,21 @@ fn deleted_backups_give_their_space_back_through_a_two_phase_prune() {
     assert_eq!(code, 200, "{d}");
     assert!(d["space"].as_str().unwrap().contains("/prune"), "{d}");
 
+    // A grace no jiff span can hold (or longer than a year) is refused by
+    // name before anything runs.
+    for g in [u64::MAX, 400 * 24 * 3600] {
+        let (code, e) = srv.admin(
+            "POST",
+            "/api/v1/targets/local/prune",
+            Some(&json!({ "grace_secs": g })),
+        );
+        assert_eq!(code, 422, "{e}");
+        assert!(
+            e["message"].as_str().unwrap().starts_with("grace_secs"),
+            "{e}"
+        );
+    }
+
     // Phase one marks what no backup uses; nothing is deleted yet.
     let first = prune(&srv, &json!({}));
     assert_eq!(first["status"], "READY", "{first:#}");

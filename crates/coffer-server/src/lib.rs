@@ -251,6 +251,18 @@ fn announce_first_start(first: &FirstStart, data_dir: &Path, url: &str) {
     }
 }
 
+/// Removes what a crash left in the staging area (uploads, spools of
+/// sensitive backups): no job uses them before the server serves.
+fn remove_leftovers(staging_dir: &std::path::Path) {
+    let uploads = staging_dir.join("uploads");
+    if let Err(e) = std::fs::remove_dir_all(&uploads)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("removing leftover uploads in {}: {e}", uploads.display());
+    }
+    jobs::sensitive_export::remove_leftover_spools(staging_dir);
+}
+
 /// Serves until `shutdown` completes, then stops running backups (they end
 /// `ERROR`, "cancelled") and waits up to `grace` for jobs to record their end.
 async fn serve(
@@ -270,6 +282,7 @@ async fn serve(
     if targets.iter().all(|t| is_same_disk(&t.kind)) {
         tracing::warn!("{SAME_DISK_WARNING}");
     }
+    remove_leftovers(&state.config.staging_dir);
     tokio::spawn(jobs::export::sweep(Arc::clone(&state)));
     notify::dispatch::spawn(Arc::clone(&state)).map_err(|source| ServerError::Io {
         context: "starting the notifier".into(),
@@ -279,13 +292,6 @@ async fn serve(
         context: "starting the scheduler".into(),
         source,
     })?;
-    // Uploads a previous run left behind (a crash mid-upload): no job uses them now.
-    let uploads = state.config.staging_dir.join("uploads");
-    if let Err(e) = std::fs::remove_dir_all(&uploads)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!("removing leftover uploads in {}: {e}", uploads.display());
-    }
     let app = api::router(Arc::clone(&state));
     let limits = api::serve::Limits {
         max_connections: state.config.max_connections,

@@ -58,6 +58,12 @@ pub struct PruneSettings {
     pub grace_secs: Option<u64>,
 }
 
+impl PruneSettings {
+    /// The longest grace period accepted: a year. Longer ones are refused
+    /// (they would keep unused packs forever in all but name).
+    pub const MAX_GRACE_SECS: u64 = 366 * 24 * 3600;
+}
+
 impl Repo {
     /// Checks the repository structure and, with `read_data`, the content of
     /// all packs or a subset of them (`"10%"`, `"1/5"`, `"500M"`, or `"all"`).
@@ -182,10 +188,20 @@ impl Repo {
                 // out their grace period.
                 opts = opts.keep_delete(rustic_core::jiff::Span::new());
             } else if let Some(secs) = settings.grace_secs {
-                let secs = i64::try_from(secs).map_err(|_| {
-                    EngineError::InvalidInput(format!("grace of {secs} s is too long"))
-                })?;
-                opts = opts.keep_delete(rustic_core::jiff::Span::new().seconds(secs));
+                let too_long = || {
+                    EngineError::InvalidInput(format!(
+                        "grace of {secs} s is longer than the {} s allowed",
+                        PruneSettings::MAX_GRACE_SECS
+                    ))
+                };
+                if secs > PruneSettings::MAX_GRACE_SECS {
+                    return Err(too_long());
+                }
+                let secs = i64::try_from(secs).map_err(|_| too_long())?;
+                let span = rustic_core::jiff::Span::new()
+                    .try_seconds(secs)
+                    .map_err(|_| too_long())?;
+                opts = opts.keep_delete(span);
             }
             let plan = repo
                 .prune_plan(&opts)

@@ -4,16 +4,14 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::access::Principal;
-use crate::api::common::{Accepted, ApiResult, accepted, blocking, time};
+use crate::api::common::{Accepted, ApiResult, RawBody, accepted, blocking, time};
 use crate::api::error::ErrorBody;
-use crate::error::ServiceError;
 use crate::jobs::check::{self, CheckFindings, CheckRequest};
 use crate::state::Shared;
 
@@ -52,13 +50,9 @@ pub async fn check_target(
     State(state): State<Shared>,
     p: Principal,
     Path(name): Path<String>,
-    body: Bytes,
+    body: RawBody,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
-    let req: CheckRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        CheckRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ServiceError::Invalid(format!("body: {e}")))?
-    };
+    let req: CheckRequest = body.json_or_default()?;
     let st = Arc::clone(&state);
     let id = blocking(move || check::start(&st, &p, &name, req, None)).await?;
     Ok(accepted(id, "CHECKING"))

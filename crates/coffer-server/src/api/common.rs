@@ -3,6 +3,7 @@
 //! extractor, running services off the async threads, and small views.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -11,12 +12,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use coffer_model::access::Scope;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use utoipa::ToSchema;
 
 use crate::access::Principal;
 use crate::access::tokens::authenticate;
-use crate::api::error::{ApiError, from_rejection};
-use crate::error::ServiceResult;
+use crate::api::error::{ApiError, from_bytes_rejection, from_rejection};
+use crate::error::{ServiceError, ServiceResult};
 use crate::state::Shared;
 
 /// A handler's result.
@@ -98,16 +100,64 @@ where
         let limit = state.config.idle_timeout;
         match tokio::time::timeout(limit, Json::<T>::from_request(req, state)).await {
             Ok(r) => r.map(|Json(v)| JsonBody(v)).map_err(from_rejection),
-            Err(_) => Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                format!(
-                    "the request body did not arrive within {} s (server.idle_timeout_secs)",
-                    limit.as_secs()
-                ),
-            )),
+            Err(_) => Err(body_timeout(limit)),
         }
     }
+}
+
+/// A whole body read within `server.idle_timeout_secs`, for handlers whose
+/// body is optional or has a field filled in from the path.
+pub struct RawBody(pub Bytes);
+
+impl FromRequest<Shared> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Shared) -> Result<Self, Self::Rejection> {
+        let limit = state.config.idle_timeout;
+        match tokio::time::timeout(limit, Bytes::from_request(req, state)).await {
+            Ok(r) => r.map(RawBody).map_err(from_bytes_rejection),
+            Err(_) => Err(body_timeout(limit)),
+        }
+    }
+}
+
+impl RawBody {
+    /// The body as JSON of `T`; an error naming the body otherwise.
+    pub fn json<T: DeserializeOwned>(&self) -> ServiceResult<T> {
+        serde_json::from_slice(&self.0).map_err(|e| ServiceError::Invalid(format!("body: {e}")))
+    }
+
+    /// As [`Self::json`], but an empty body is `T::default()`.
+    pub fn json_or_default<T: DeserializeOwned + Default>(&self) -> ServiceResult<T> {
+        if self.0.iter().all(u8::is_ascii_whitespace) {
+            Ok(T::default())
+        } else {
+            self.json()
+        }
+    }
+
+    /// As [`Self::json`], with `"name"` taken from the path when the body
+    /// gives none (an update names its object in the URL).
+    pub fn json_named<T: DeserializeOwned>(&self, name: &str) -> ServiceResult<T> {
+        let mut v: serde_json::Value = self.json()?;
+        if let Some(o) = v.as_object_mut() {
+            o.entry("name")
+                .or_insert_with(|| serde_json::Value::String(name.to_owned()));
+        }
+        serde_json::from_value(v).map_err(|e| ServiceError::Invalid(format!("body: {e}")))
+    }
+}
+
+/// The answer to a body that did not arrive in time.
+fn body_timeout(limit: std::time::Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        format!(
+            "the request body did not arrive within {} s (server.idle_timeout_secs)",
+            limit.as_secs()
+        ),
+    )
 }
 
 /// RFC 3339 from Unix seconds.

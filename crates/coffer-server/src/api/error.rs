@@ -144,3 +144,14 @@ pub fn from_rejection(r: axum::extract::rejection::JsonRejection) -> ApiError {
     };
     ApiError::new(status, code, r.body_text())
 }
+
+/// A body that could not be read (too large, cut short) in the API's shape.
+pub fn from_bytes_rejection(r: axum::extract::rejection::BytesRejection) -> ApiError {
+    let status = r.status();
+    let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "payload_too_large"
+    } else {
+        "invalid"
+    };
+    ApiError::new(status, code, r.body_text())
+}

@@ -2,16 +2,14 @@
 //! notification destinations.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::access::Principal;
-use crate::api::common::{ApiResult, JsonBody, blocking, time};
+use crate::api::common::{ApiResult, JsonBody, RawBody, blocking, time};
 use crate::api::error::ErrorBody;
-use crate::error::ServiceError;
 use crate::notify::service::{self, Destination};
 use crate::notify::spec::NotificationSpec;
 use crate::state::Shared;
@@ -118,16 +116,9 @@ pub async fn update_notification(
     State(state): State<Shared>,
     p: Principal,
     Path(name): Path<String>,
-    body: Bytes,
+    body: RawBody,
 ) -> ApiResult<Json<NotificationView>> {
-    let mut v: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| ServiceError::Invalid(format!("body: {e}")))?;
-    if let Some(o) = v.as_object_mut() {
-        o.entry("name")
-            .or_insert_with(|| serde_json::Value::String(name.clone()));
-    }
-    let spec: NotificationSpec =
-        serde_json::from_value(v).map_err(|e| ServiceError::Invalid(format!("body: {e}")))?;
+    let spec: NotificationSpec = body.json_named(&name)?;
     let d = blocking(move || service::update(&state, &p, &name, spec)).await?;
     Ok(Json(view(d)))
 }

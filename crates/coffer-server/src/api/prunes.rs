@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
@@ -12,11 +11,10 @@ use utoipa::ToSchema;
 
 use crate::access::Principal;
 use crate::api::common::{
-    Accepted, ApiResult, ProgressView, accepted, blocking, progress_view, time,
+    Accepted, ApiResult, ProgressView, RawBody, accepted, blocking, progress_view, time,
 };
 use crate::api::error::ErrorBody;
 use crate::catalog::PruneStatus;
-use crate::error::ServiceError;
 use crate::jobs::prune::{self, PROGRESS_KEY, PruneDetail, PruneRequest};
 use crate::state::Shared;
 
@@ -100,13 +98,9 @@ pub async fn prune_target(
     State(state): State<Shared>,
     p: Principal,
     Path(name): Path<String>,
-    body: Bytes,
+    body: RawBody,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
-    let req: PruneRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        PruneRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ServiceError::Invalid(format!("body: {e}")))?
-    };
+    let req: PruneRequest = body.json_or_default()?;
     let st = Arc::clone(&state);
     let id = blocking(move || prune::start(&st, &p, &name, req)).await?;
     Ok(accepted(id, PruneStatus::Pruning.as_str()))

@@ -3,17 +3,15 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::access::Principal;
-use crate::api::common::{Accepted, ApiResult, JsonBody, blocking, time};
+use crate::api::common::{Accepted, ApiResult, JsonBody, RawBody, blocking, time};
 use crate::api::error::ErrorBody;
 use crate::catalog::ScheduleRunRow;
-use crate::error::ServiceError;
 use crate::schedules::service::{self, ScheduleDetail};
 use crate::schedules::spec::ScheduleSpec;
 use crate::state::Shared;
@@ -189,16 +187,9 @@ pub async fn update_schedule(
     State(state): State<Shared>,
     p: Principal,
     Path(name): Path<String>,
-    body: Bytes,
+    body: RawBody,
 ) -> ApiResult<Json<ScheduleView>> {
-    let mut v: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| ServiceError::Invalid(format!("body: {e}")))?;
-    if let Some(o) = v.as_object_mut() {
-        o.entry("name")
-            .or_insert_with(|| serde_json::Value::String(name.clone()));
-    }
-    let spec: ScheduleSpec =
-        serde_json::from_value(v).map_err(|e| ServiceError::Invalid(format!("body: {e}")))?;
+    let spec: ScheduleSpec = body.json_named(&name)?;
     let d = blocking(move || service::update(&state, &p, &name, spec)).await?;
     Ok(Json(schedule_view(d, false)))
 }

@@ -28,7 +28,7 @@ use tokio::io::AsyncReadExt;
 use utoipa::ToSchema;
 
 use crate::access::Principal;
-use crate::api::common::{Accepted, ApiResult, blocking};
+use crate::api::common::{Accepted, ApiResult, RawBody, blocking};
 use crate::api::error::ErrorBody;
 use crate::api::uploads;
 use crate::catalog::ExportStatus;
@@ -61,7 +61,11 @@ const CHUNK: usize = 256 << 10;
     responses((status = 200, description = "the .coffer export, chunked; cut short if the backup fails", content_type = "application/octet-stream"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 507, body = ErrorBody)))]
-pub async fn backup(State(state): State<Shared>, p: Principal, body: Bytes) -> ApiResult<Response> {
+pub async fn backup(
+    State(state): State<Shared>,
+    p: Principal,
+    RawBody(body): RawBody,
+) -> ApiResult<Response> {
     let req: TfeBackupRequest = serde_json::from_slice(&body).map_err(|e| {
         ServiceError::Invalid(format!(
             "body: {e}; send the JSON {{\"password\": \"…\"}} (curl -d @request.json)"

@@ -335,6 +335,12 @@ fn pick_components(
             .filter(|c| state.config.unsealable(c).is_none())
             .cloned()
             .collect(),
+        Some([]) => {
+            return Err(ServiceError::Invalid(
+                "components: an empty list backs up nothing; leave it out for every component"
+                    .into(),
+            ));
+        }
         Some(names) => {
             let mut seen = BTreeSet::new();
             let mut out = Vec::new();
@@ -344,10 +350,14 @@ fn pick_components(
                         "components: {n:?} is named twice"
                     )));
                 }
+                // Reach before existence: a limited token learns nothing of
+                // components outside its list.
+                p.require_reach(n, false)?;
                 let spec = state.config.component(n).ok_or_else(|| {
                     ServiceError::Invalid(format!(
-                        "components: unknown component {n:?}: configured components are {}",
+                        "components: unknown component {n:?}: the ones you may back up are {}",
                         all.iter()
+                            .filter(|c| p.sees(c.name.as_str(), c.sensitive))
                             .map(|c| c.name.to_string())
                             .collect::<Vec<_>>()
                             .join(", ")

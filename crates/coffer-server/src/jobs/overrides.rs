@@ -196,7 +196,7 @@ pub fn overridden(
 /// never a `command`, a `bin_dir` or a secret that is not a literal.
 pub fn whole_spec(
     name: &str,
-    sealed: bool,
+    sensitive: bool,
     over: &Value,
     p: &Principal,
     rules: &Rules,
@@ -240,7 +240,7 @@ pub fn whole_spec(
         .map_err(|e| ServiceError::Invalid(format!("{field}: the component name {name:?}: {e}")))?;
     let spec = ComponentSpec {
         name,
-        sensitive: sealed,
+        sensitive,
         kind,
     };
     spec.validate()

@@ -53,6 +53,14 @@ pub fn start(
     req: PruneRequest,
 ) -> ServiceResult<String> {
     p.require(Scope::Maintenance)?;
+    if let Some(g) = req.grace_secs
+        && g > PruneSettings::MAX_GRACE_SECS
+    {
+        return Err(ServiceError::Invalid(format!(
+            "grace_secs: {g} is longer than a year ({} s)",
+            PruneSettings::MAX_GRACE_SECS
+        )));
+    }
     let row = state.target_row(target)?;
     if row.mode != TargetMode::Own {
         return Err(ServiceError::Conflict(format!(

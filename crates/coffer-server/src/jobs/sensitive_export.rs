@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use coffer_engine::CancelToken;
 use coffer_export::{AgeIdentity, AgeRecipients, BackupInfo, ComponentHeader, Digests};
 use coffer_model::access::Scope;
 use coffer_model::component::ComponentSpec;
@@ -30,7 +31,7 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::exports::{self, SensitivePlan};
 use crate::jobs::export::{file_writer, finish_file, record_end, write_file};
 use crate::jobs::registry::{Reservation, component_key};
-use crate::jobs::runner::spawn_job;
+use crate::jobs::runner::{Timed, spawn_job, with_timeout};
 use crate::state::{AppState, Shared};
 
 /// The label of a sensitive backup that names none.
@@ -59,16 +60,21 @@ pub fn start(
     p.require(Scope::Export)?;
     p.require(Scope::Sensitive)?;
     let specs: Vec<ComponentSpec> = match names {
+        // Every sensitive component this principal reaches: a token limited
+        // to some components neither gets nor learns of the others.
         None => state
             .config
             .components
             .iter()
-            .filter(|c| c.sensitive)
+            .filter(|c| c.sensitive && p.sees(c.name.as_str(), true))
             .cloned()
             .collect(),
         Some(names) => {
             let mut out = Vec::new();
             for n in names {
+                // The principal's reach first, so whether a component it may
+                // not touch exists (or is sensitive) is not told.
+                p.require_reach(n, true)?;
                 let spec = state.config.component(n).ok_or_else(|| {
                     ServiceError::Invalid(format!("components: unknown component {n:?}"))
                 })?;
@@ -90,12 +96,14 @@ pub fn start(
     };
     if specs.is_empty() {
         return Err(ServiceError::Invalid(
-            "sensitive: no component is configured sensitive = true".into(),
+            "sensitive: no sensitive component (sensitive = true) is within this token's reach"
+                .into(),
         ));
     }
     for s in &specs {
         p.require_component(Scope::Export, s.name.as_str(), true)?;
     }
+    preflight(state, &specs)?;
     let label = Label::new(label.unwrap_or(DEFAULT_LABEL))
         .map_err(|e| ServiceError::Invalid(format!("label: {e}")))?;
     let plan = exports::plan_sensitive(state, &specs, password, keep)?;
@@ -142,14 +150,66 @@ fn run(
                 .join(", ")
         ),
     );
-    let spool = state.config.staging_dir.join(format!("sensitive-{id}"));
-    let result = write(state, backup_id, label, specs, &plan, &spool);
+    let spool = state.config.staging_dir.join(format!("{SPOOL_PREFIX}{id}"));
+    // A cancel (server shutdown) or the component timeout stops the source
+    // at its next write.
+    let token = CancelToken::new();
+    state.jobs.register_cancel(&id, token.clone());
+    let result = write(state, backup_id, label, specs, &plan, &spool, &token);
+    state.jobs.unregister(&id);
     if let Err(e) = std::fs::remove_dir_all(&spool)
         && e.kind() != io::ErrorKind::NotFound
     {
         tracing::warn!(export = %id, "removing {}: {e}", spool.display());
     }
     record_end(state, &id, started, &result, plan.keep);
+}
+
+/// Spool directories in the staging area start with this; any left at
+/// start-up belong to a job a crash ended.
+pub const SPOOL_PREFIX: &str = "sensitive-";
+
+/// Refuses when the staging area cannot hold the spooled components (all of
+/// them at once, encrypted, until the export is written).
+fn preflight(state: &AppState, specs: &[ComponentSpec]) -> ServiceResult<()> {
+    let staging = &state.config.staging_dir;
+    std::fs::create_dir_all(staging).map_err(|e| {
+        ServiceError::internal(format!(
+            "creating staging directory {}: {e}",
+            staging.display()
+        ))
+    })?;
+    coffer_components::check_staging_space(specs, staging)
+        .map_err(ServiceError::InsufficientStorage)?;
+    let sources: u64 = specs
+        .iter()
+        .filter_map(coffer_components::source_size)
+        .sum();
+    let free = coffer_targets::free_space_at(staging).unwrap_or(u64::MAX);
+    let need = sources + state.config.preflight_reserve;
+    if sources > 0 && free < need {
+        return Err(ServiceError::InsufficientStorage(format!(
+            "staging directory {} has {free} bytes free; the sensitive components are spooled \
+             there ({sources} bytes, plus a {} MiB reserve)",
+            staging.display(),
+            state.config.preflight_reserve >> 20
+        )));
+    }
+    Ok(())
+}
+
+/// Removes the spools of sensitive backups a crash interrupted.
+pub fn remove_leftover_spools(staging_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(staging_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(SPOOL_PREFIX)
+            && let Err(err) = std::fs::remove_dir_all(e.path())
+        {
+            tracing::warn!("removing leftover spool {}: {err}", e.path().display());
+        }
+    }
 }
 
 /// A component's native form, spooled encrypted.
@@ -166,6 +226,7 @@ fn write(
     specs: &[ComponentSpec],
     plan: &SensitivePlan,
     spool: &Path,
+    token: &CancelToken,
 ) -> Result<Digests, String> {
     let created_at = now();
     std::fs::create_dir_all(spool).map_err(|e| format!("creating {}: {e}", spool.display()))?;
@@ -174,7 +235,7 @@ fn write(
     let mut spooled = Vec::new();
     for spec in specs {
         let path = spool.join(format!("{}.age", spec.name));
-        let len = spool_one(state, spec, &path, &to)
+        let len = spool_timed(state, spec, &path, &to, token)
             .map_err(|e| format!("component {}: {e}", spec.name))?;
         state.log(
             &plan.row.id,
@@ -215,13 +276,42 @@ fn write(
     })
 }
 
-/// Writes `spec`'s native form to `path`, encrypted to `to`; its plaintext
-/// length.
-fn spool_one(
+/// [`spool_one`] within `server.component_timeout_secs`, stopped by `token`.
+fn spool_timed(
     state: &AppState,
     spec: &ComponentSpec,
     path: &Path,
     to: &AgeRecipients,
+    token: &CancelToken,
+) -> Result<u64, String> {
+    let timeout = state.config.component_timeout;
+    let (spec, path, to, staging, stop) = (
+        spec.clone(),
+        path.to_path_buf(),
+        to.clone(),
+        state.config.staging_dir.clone(),
+        token.clone(),
+    );
+    match with_timeout(timeout, token, move || {
+        spool_one(&staging, &spec, &path, &to, &stop)
+    })? {
+        Timed::Done(_) if token.is_cancelled() => Err("cancelled".to_owned()),
+        Timed::Done(r) => r,
+        Timed::TimedOut(_) => Err(format!(
+            "timed out after {} s (server.component_timeout_secs) and was stopped",
+            timeout.as_secs()
+        )),
+    }
+}
+
+/// Writes `spec`'s native form to `path`, encrypted to `to`; its plaintext
+/// length. Writes fail once `token` fires, which stops the source.
+fn spool_one(
+    staging_dir: &Path,
+    spec: &ComponentSpec,
+    path: &Path,
+    to: &AgeRecipients,
+    token: &CancelToken,
 ) -> Result<u64, String> {
     let file = File::options()
         .write(true)
@@ -233,8 +323,11 @@ fn spool_one(
         .encryptor()
         .and_then(|e| e.wrap_output(BufWriter::new(file)))
         .map_err(|e| format!("encrypting the spool: {e}"))?;
-    let n = coffer_components::download(spec, &state.config.staging_dir, &mut sealed)
-        .map_err(|e| e.to_string())?;
+    let mut out = Cancellable {
+        inner: &mut sealed,
+        token,
+    };
+    let n = coffer_components::download(spec, staging_dir, &mut out).map_err(|e| e.to_string())?;
     sealed
         .finish()
         .and_then(|mut w| w.flush())
@@ -250,4 +343,23 @@ fn unspool(path: &Path, key: &AgeIdentity, out: &mut dyn Write) -> io::Result<()
         .decrypt(std::iter::once(key.as_age() as &dyn age::Identity))
         .map_err(io::Error::other)?;
     io::copy(&mut plain, out).map(|_| ())
+}
+
+/// A writer that fails once its token fires.
+struct Cancellable<'a, W: Write> {
+    inner: &'a mut W,
+    token: &'a CancelToken,
+}
+
+impl<W: Write> Write for Cancellable<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.token.is_cancelled() {
+            return Err(io::Error::other("cancelled"));
+        }
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }

@@ -183,9 +183,16 @@ pub fn restore_export(
     }
     // Who may restore what comes first: the configured component of that
     // name (and its sensitivity), or an `admin` for an unconfigured one.
+    // A component is sensitive if it is sealed, if the export says it holds
+    // sensitive components (a password-only sensitive backup is not sealed)
+    // or if it is configured so here.
+    let sensitive = |c: &ManifestComponent| {
+        c.sealed
+            || manifest.sensitive
+            || state.config.component(&c.name).is_some_and(|s| s.sensitive)
+    };
     for c in &wanted {
-        let sensitive = c.sealed || state.config.component(&c.name).is_some_and(|s| s.sensitive);
-        p.require_component(Scope::Restore, &c.name, sensitive)?;
+        p.require_component(Scope::Restore, &c.name, sensitive(c))?;
     }
     let rules = rules(state)?;
     let mut items = Vec::new();
@@ -196,7 +203,7 @@ pub fn restore_export(
         let dest = match (state.config.component(&c.name), over) {
             (Some(spec), Some(o)) => overridden(spec, o, p, &rules, &field)?,
             (Some(spec), None) => spec.clone(),
-            (None, Some(o)) => whole_spec(&c.name, c.sealed, o, p, &rules, &field)?,
+            (None, Some(o)) => whole_spec(&c.name, sensitive(c), o, p, &rules, &field)?,
             (None, None) => {
                 unmatched.push(format!("{} ({})", c.name, c.kind));
                 continue;
@@ -210,7 +217,7 @@ pub fn restore_export(
             ServiceError::internal(format!("component {} was not unpacked", c.name))
         })?;
         items.push(RestoreItem {
-            sensitive: dest.sensitive || c.sealed,
+            sensitive: dest.sensitive || sensitive(c),
             dest,
             data: ComponentData::File(PortableFile {
                 path,

@@ -286,11 +286,12 @@ fn authorize(state: &AppState, p: &Principal, spec: &ScheduleSpec) -> ServiceRes
         .find(|n| state.config.component(n).is_none())
     {
         return Err(ServiceError::Invalid(format!(
-            "components: unknown component {n:?}: configured components are {}",
+            "components: unknown component {n:?}: the ones you may name are {}",
             state
                 .config
                 .components
                 .iter()
+                .filter(|c| p.sees(c.name.as_str(), c.sensitive))
                 .map(|c| c.name.to_string())
                 .collect::<Vec<_>>()
                 .join(", ")

@@ -16,6 +16,7 @@
 //! retention = { keep_daily = 7, keep_weekly = 4, keep_monthly = 6 }
 //! ```
 
+use coffer_engine::PruneSettings;
 use coffer_model::Label;
 use coffer_model::secret::Secret;
 use coffer_schedule::retention::Policy;
@@ -320,6 +321,15 @@ impl ScheduleSpec {
             "prune",
             task == Task::Prune,
         )?;
+        if self
+            .grace_secs
+            .is_some_and(|g| g > PruneSettings::MAX_GRACE_SECS)
+        {
+            return Err(fail(
+                "grace_secs",
+                format!("at most a year ({} s)", PruneSettings::MAX_GRACE_SECS),
+            ));
+        }
         if self.read_all_every_days == Some(0) {
             return Err(fail("read_all_every_days", "at least 1"));
         }
@@ -477,6 +487,10 @@ mod tests {
             (
                 "name = \"xyz\"\nevery_secs = 3600\ntask = \"restore\"",
                 "task",
+            ),
+            (
+                "name = \"xyz\"\nevery_secs = 3600\ntask = \"prune\"\ntarget = \"t\"\ngrace_secs = 99999999999",
+                "grace_secs",
             ),
         ] {
             let e = parse(&format!("[[schedules]]\n{text}\n")).unwrap_err();

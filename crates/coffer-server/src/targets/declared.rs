@@ -119,7 +119,21 @@ fn apply_one(state: &AppState, d: &DeclaredTarget) -> ServiceResult<Option<Strin
                 ),
             ));
         }
-        (false, given, _) => {
+        // A changed spec pointing at an empty place: making a new repository
+        // there would drop the stored password of the old one, and with it
+        // every backup recorded for this target.
+        (false, _, Some(_)) => {
+            return Err(failed(
+                name,
+                ServiceError::Conflict(
+                    "its new location holds no repository, and its backups are in the old one: \
+                     move the repository there first (restic copy or a file copy), or declare \
+                     the new place under a new name"
+                        .into(),
+                ),
+            ));
+        }
+        (false, given, None) => {
             let generated = given.is_none();
             let pw = given.unwrap_or_else(|| random_secret(""));
             coffer_engine::Repo::init(target.storage(), &pw)
@@ -139,7 +153,7 @@ fn apply_one(state: &AppState, d: &DeclaredTarget) -> ServiceResult<Option<Strin
     let first = state.catalog.targets()?.is_empty();
     let mut row = state.seal_target(&d.spec, &password, TargetMode::Own, first)?;
     row.declared = true;
-    match stored {
+    match &stored {
         Some(old) => {
             row.is_default = old.is_default;
             state.catalog.update_target(&row)?;
@@ -152,8 +166,20 @@ fn apply_one(state: &AppState, d: &DeclaredTarget) -> ServiceResult<Option<Strin
         }
     }
     if exists {
-        let report = rebuild_target(state, name).map_err(|e| failed(name, e))?;
-        tracing::info!(target = %name, "existing repository: {report:?}");
+        match rebuild_target(state, name) {
+            Ok(report) => tracing::info!(target = %name, "existing repository: {report:?}"),
+            Err(e) => {
+                // Undone, so the next start sees a new or changed target
+                // again and reads its backups then (an unchanged one is
+                // only probed).
+                match &stored {
+                    Some(old) => state.catalog.update_target(old)?,
+                    None => state.catalog.delete_target(name)?,
+                };
+                state.repos.forget(name);
+                return Err(failed(name, e));
+            }
+        }
     }
     Ok(generated)
 }

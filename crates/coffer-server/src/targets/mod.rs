@@ -153,6 +153,7 @@ pub fn add(state: &AppState, p: &Principal, req: NewTarget) -> ServiceResult<Add
     let mode = req.mode.as_deref().map(parse_mode).transpose()?;
     if req.default {
         require_confirmation(req.confirm_default)?;
+        default_not_declared(state)?;
     }
     let (target, validation) = open_validated(&spec)?;
     let storage = target.storage();
@@ -215,6 +216,19 @@ pub struct TargetChange {
     pub spec: Option<serde_json::Value>,
 }
 
+/// Conflict when coffer.toml names the default target (`default = true`):
+/// the API does not move what the file decides.
+fn default_not_declared(state: &AppState) -> ServiceResult<()> {
+    match state.config.targets.iter().find(|d| d.default) {
+        Some(d) => Err(ServiceError::Conflict(format!(
+            "default: {} declares target {} the default; change it there",
+            state.config.source.display(),
+            d.spec.name
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Changes a target's settings or mode, or makes it the default.
 pub fn change(
     state: &AppState,
@@ -229,7 +243,10 @@ pub fn change(
     }
     let mode = req.mode.as_deref().map(parse_mode).transpose()?;
     match req.default {
-        Some(true) => require_confirmation(req.confirm_default)?,
+        Some(true) => {
+            require_confirmation(req.confirm_default)?;
+            default_not_declared(state)?;
+        }
         Some(false) => {
             return Err(ServiceError::Invalid(
                 "default: false is not accepted: make another target the default instead".into(),
