@@ -3,7 +3,8 @@
 //! (the component's `verify_query`, the snapshot's file count and bytes,
 //! `PRAGMA integrity_check`) and removed, the live data untouched, the
 //! backup marked verified, durations in the metrics; a drill schedule on a
-//! fake clock; and a repository with a damaged pack failing its drill with
+//! fake clock; Redis loaded into a temporary server and S3 restored under a
+//! scratch prefix, both proved; and a repository with a damaged pack failing its drill with
 //! the backup and component named.
 
 mod common;
@@ -170,6 +171,143 @@ verify_query = "SELECT count(*) FROM accounts"
     assert_eq!(d["backup_id"], id);
     drop(srv);
     pg.psql("postgres", &format!("DROP DATABASE IF EXISTS {src}"));
+}
+
+/// `redis-cli` against the test instance (database 5).
+fn redis_cli(port: &str, password: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            port,
+            "-n",
+            "5",
+            "--no-auth-warning",
+        ])
+        .args(args)
+        .env("REDISCLI_AUTH", password)
+        .output()
+        .expect("redis-cli");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn a_drill_proves_redis_in_a_temporary_server_and_s3_under_a_scratch_prefix() {
+    let (Some(s3), Some(bucket), Some(port), Some(password)) = (
+        coffer_testkit::s3::S3::from_env(),
+        coffer_testkit::service_setting("COFFER_TEST_S3_BUCKET"),
+        coffer_testkit::service_setting("COFFER_TEST_REDIS_PORT"),
+        coffer_testkit::service_setting("COFFER_TEST_REDIS_PASSWORD"),
+    ) else {
+        return;
+    };
+    let pid = std::process::id();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // Live Redis: keys of several types, one with an expiry.
+    let tag = format!("drill-{pid}");
+    for i in 0..50 {
+        redis_cli(&port, &password, &["SET", &format!("{tag}:s{i}"), "v"]);
+    }
+    redis_cli(
+        &port,
+        &password,
+        &["RPUSH", &format!("{tag}:list"), "a", "b"],
+    );
+    redis_cli(
+        &port,
+        &password,
+        &["HSET", &format!("{tag}:hash"), "f", "v"],
+    );
+    redis_cli(
+        &port,
+        &password,
+        &["SET", &format!("{tag}:ttl"), "v", "EX", "3600"],
+    );
+    // Live S3: objects under the component's prefix, with metadata.
+    let prefix = format!("drill-{pid}/");
+    s3.put(
+        &bucket,
+        &format!("{prefix}a.json"),
+        b"{\"a\":1}",
+        Some("application/json"),
+        &[("owner", "ops")],
+    );
+    s3.put(
+        &bucket,
+        &format!("{prefix}big.bin"),
+        &coffer_testkit::tree::random_bytes(3, 400_000),
+        None,
+        &[],
+    );
+    s3.put(&bucket, &format!("{prefix}dir/c"), b"c", None, &[]);
+    let live_before = s3.objects(&bucket, &prefix);
+    let config = write_config(
+        dir,
+        &format!(
+            r#"[[components]]
+name = "cache"
+kind = "redis"
+host = "127.0.0.1"
+port = {port}
+password = {{ env = "COFFER_TEST_REDIS_PASSWORD" }}
+
+[[components]]
+name = "objects"
+kind = "s3"
+endpoint = "{endpoint}"
+region = "{region}"
+bucket = "{bucket}"
+prefix = "{prefix}"
+access_key = {{ env = "COFFER_TEST_S3_ACCESS_KEY" }}
+secret_key = {{ env = "COFFER_TEST_S3_SECRET_KEY" }}
+"#,
+            endpoint = s3.endpoint,
+            region = s3.region,
+        ),
+    );
+    let srv = Server::start(&config);
+    let b = srv.backup(&json!({ "label": "drilled" }));
+    assert_eq!(b["status"], "READY", "{b:#}");
+    let id = b["id"].as_str().unwrap();
+    let d = drill(&srv, id);
+    assert_eq!(d["status"], "READY", "{d:#}");
+    let cache = component(&d, "cache");
+    assert_eq!(cache["status"], "READY", "{d:#}");
+    let proof = cache["proof"].as_str().unwrap();
+    assert!(proof.contains("passed redis-check-rdb"), "{proof}");
+    assert!(proof.contains("each read back with DUMP"), "{proof}");
+    let objects = component(&d, "objects");
+    assert_eq!(objects["status"], "READY", "{d:#}");
+    let proof = objects["proof"].as_str().unwrap();
+    assert!(proof.starts_with("3 objects"), "{proof}");
+    assert!(proof.contains("SHA-256"), "{proof}");
+
+    // Beside, never over: the live keys and objects are as they were, and
+    // no scratch prefix, temporary server file or scratch directory is left.
+    assert_eq!(
+        redis_cli(&port, &password, &["GET", &format!("{tag}:s7")]),
+        "v"
+    );
+    assert_eq!(s3.objects(&bucket, &prefix), live_before);
+    assert!(s3.keys(&bucket, "coffer-drill-").is_empty());
+    no_scratch_left(&dir.join("data"));
+    let (_, v) = srv.admin("GET", &format!("/api/v1/backups/{id}"), None);
+    assert_ne!(v["verified_at"], Value::Null, "{v:#}");
+    drop(srv);
+    for key in live_before.keys() {
+        s3.delete(&bucket, &format!("{prefix}{key}"));
+    }
+    let keys = redis_cli(
+        &port,
+        &password,
+        &["--scan", "--pattern", &format!("{tag}:*")],
+    );
+    for k in keys.lines() {
+        redis_cli(&port, &password, &["DEL", k]);
+    }
 }
 
 #[test]

@@ -9,8 +9,11 @@
 //! real restore (every blob's hash checked as it is read); a tree has the
 //! snapshot's number of files and bytes; a SQLite file passes
 //! `PRAGMA integrity_check`; a database accepts the component's
-//! `verify_query` (coffer.toml only). It does not prove that the
-//! application works with the data.
+//! `verify_query` (coffer.toml only); a Redis RDB passes `redis-check-rdb`
+//! and loads into a temporary `redis-server` with as many keys; S3 objects
+//! restored under a scratch prefix list and read back with the backup's
+//! sizes, SHA-256 and metadata. It does not prove that the application
+//! works with the data.
 
 use std::path::Path;
 
@@ -18,7 +21,7 @@ use coffer_engine::SnapshotInfo;
 use coffer_model::component::{ComponentKind, ComponentSpec};
 
 use crate::error::{ComponentError, Ctx};
-use crate::{mysql, postgres};
+use crate::{RestoreContext, mysql, postgres, redis, s3};
 
 /// The default verification query of a PostgreSQL drill.
 const PG_DEFAULT_QUERY: &str = "SELECT count(*) FROM pg_catalog.pg_tables \
@@ -46,9 +49,16 @@ pub fn scratch_database(tag: &str) -> String {
     format!("coffer_drill_{tag}")
 }
 
+/// The S3 prefix a drill tagged `tag` restores into.
+pub fn scratch_prefix(tag: &str) -> String {
+    format!("coffer-drill-{tag}/")
+}
+
 /// The spec a drill tagged `tag` restores `spec` into: the same kind and
-/// server, a scratch place (`dir` for files and SQLite). An error says why
-/// the kind cannot be drilled.
+/// server, a scratch place (`dir` for files and SQLite, a scratch database,
+/// a scratch S3 prefix). Redis needs none: it is loaded into a temporary
+/// server of the drill's own, so its spec is returned as it is and must
+/// only be handed to [`run`]. An error says why the kind cannot be drilled.
 pub fn scratch_spec(
     spec: &ComponentSpec,
     tag: &str,
@@ -62,14 +72,60 @@ pub fn scratch_spec(
         ComponentKind::Sqlite(s) => s.path = dir.join(format!("{}.sqlite", spec.name)),
         ComponentKind::Postgres(p) => p.database = scratch_database(tag),
         ComponentKind::Mysql(m) => m.database = scratch_database(tag),
-        ComponentKind::Redis(_) | ComponentKind::S3(_) | ComponentKind::Command(_) => {
-            return Err(c.invalid(format!(
-                "kind {} cannot be drilled yet (drills cover files, sqlite, postgres and mysql)",
-                spec.kind.name()
-            )));
+        ComponentKind::Redis(_) => {}
+        ComponentKind::S3(s) => {
+            let prefix = scratch_prefix(tag);
+            let bucket = s.drill_bucket.clone().unwrap_or_else(|| s.bucket.clone());
+            // The scratch copy must not fall under what the component backs
+            // up (the next backup would take it in, and the application see it).
+            if bucket == s.bucket && prefix.starts_with(&s.prefix) {
+                return Err(c.invalid(format!(
+                    "the component covers {}, so a scratch prefix in bucket {} would be part \
+                     of it: set drill_bucket to a bucket drills may write to",
+                    if s.prefix.is_empty() {
+                        "the whole bucket".to_owned()
+                    } else {
+                        format!("prefix {:?}", s.prefix)
+                    },
+                    s.bucket
+                )));
+            }
+            s.bucket = bucket;
+            s.prefix = prefix;
+        }
+        ComponentKind::Command(_) => {
+            return Err(c.invalid(
+                "kind command cannot be drilled (its restore is a program of its own, with no \
+                 scratch place Coffer could choose)",
+            ));
         }
     }
     Ok(out)
+}
+
+/// Restores the backup in `ctx` into `scratch` (from [`scratch_spec`]) and
+/// proves it; returns what was proved. The caller removes the scratch place
+/// with [`remove_scratch`] whatever happens.
+pub fn run(
+    scratch: &ComponentSpec,
+    ctx: &RestoreContext,
+    snapshot: &SnapshotInfo,
+) -> Result<String, ComponentError> {
+    let c = Ctx(scratch.name.to_string());
+    match &scratch.kind {
+        ComponentKind::Redis(r) => {
+            crate::check_source_fits(&c, scratch, &ctx.source)?;
+            redis::drill(&c, r, ctx)
+        }
+        ComponentKind::S3(s) => {
+            crate::check_source_fits(&c, scratch, &ctx.source)?;
+            s3::drill(&c, s, ctx)
+        }
+        _ => {
+            crate::restore(scratch, ctx)?;
+            prove(scratch, snapshot)
+        }
+    }
 }
 
 /// Proves a restored scratch copy; returns what was found (recorded with
@@ -160,6 +216,9 @@ pub fn remove_scratch(scratch: &ComponentSpec) -> Result<(), ComponentError> {
         }
         ComponentKind::Postgres(p) => postgres::drop_database(&c, p, &p.database),
         ComponentKind::Mysql(m) => mysql::drop_database(&c, m, &m.database),
+        // Only ever a scratch prefix: `scratch_spec` made it one.
+        ComponentKind::S3(s) if s.prefix.starts_with("coffer-drill-") => s3::remove_scratch(&c, s),
+        // Redis: the temporary server and its files went with the drill.
         _ => Ok(()),
     }
 }

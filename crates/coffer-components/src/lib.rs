@@ -423,7 +423,7 @@ pub fn check_staging_space(specs: &[ComponentSpec], staging_dir: &Path) -> Resul
 /// Refuses to feed data to the wrong kind of destination (an RDB file to
 /// `pg_restore`, a tree to a database) before anything is touched; a file
 /// (an upload) must also look like the kind's format inside.
-fn check_source_fits(
+pub(crate) fn check_source_fits(
     c: &Ctx,
     spec: &ComponentSpec,
     source: &RestoreSource,

@@ -81,73 +81,10 @@ pub(crate) fn restore(
 ) -> Result<RestoreReport, ComponentError> {
     let redis_err = |what: &str, e: redis::RedisError| c.tool(format!("{what}: {e}"));
     let password = resolve_opt(c, spec.password.as_ref())?;
-    let server_bin = find_program(c, spec.bin_dir.as_deref(), &["redis-server"])?;
-    let version = server_version(c, &server_bin)?;
-    let sanitize = version >= SANITIZE_SINCE;
-    if !sanitize {
-        let shown = format!("{}.{}", version.0, version.1);
-        if matches!(ctx.source, RestoreSource::File(_)) {
-            return Err(c.invalid(format!(
-                "{} is Redis {shown}, which cannot sanitize an uploaded RDB \
-                 (sanitize-dump-payload needs 6.2): set bin_dir to a newer redis-server",
-                server_bin.display()
-            )));
-        }
-        log::warn!(
-            "component {:?}: {} is Redis {shown}: the backup's payloads are not sanitized",
-            c.0,
-            server_bin.display()
-        );
-    }
     let staging = staging_dir(c, ctx.staging_dir)?;
     let dir = staging.path();
-    let socket = dir.join("redis.sock");
-    if socket.as_os_str().len() > MAX_SOCKET_PATH {
-        return Err(c.invalid(format!(
-            "staging directory {} is too deep for a Unix socket; choose a shorter staging path",
-            dir.display()
-        )));
-    }
-
-    // 1. The backup as a file the temporary server can load.
-    let rdb = dir.join("dump.rdb");
-    let mut file = std::fs::File::create(&rdb).map_err(|e| c.io("creating the staging RDB", e))?;
-    ctx.stream_into(c, &mut file)?;
-    let rdb_len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    drop(file);
-
-    // 2. The temporary server: no TCP port, no persistence, private socket.
-    let mut cmd = Command::new(&server_bin);
-    cmd.arg("--port")
-        .arg("0")
-        .arg("--unixsocket")
-        .arg(&socket)
-        .args(["--unixsocketperm", "700", "--dir"])
-        .arg(dir)
-        .args([
-            "--dbfilename",
-            "dump.rdb",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .args(["--daemonize", "no", "--databases", TEMP_DATABASES]);
-    if sanitize {
-        cmd.args(["--sanitize-dump-payload", "yes"]);
-    }
-    cmd.arg("--logfile")
-        .arg(dir.join("redis.log"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut temp = TempServer(
-        cmd.spawn()
-            .map_err(|e| c.io(format!("starting {}", server_bin.display()), e))?,
-    );
-    // Loading runs at well over 20 MB/s; allow that plus start-up.
-    let deadline = Duration::from_secs(60 + rdb_len / (20 << 20));
-    let mut source = wait_until_loaded(c, &mut temp, &socket, dir, deadline)?;
+    let (rdb, rdb_len) = write_rdb(c, ctx, dir)?;
+    let (temp, mut source) = load(c, spec, ctx, dir, &rdb, rdb_len)?;
     // The copy is known good once loaded and listed: only then may `clean`
     // flush the destination.
     let keyspace: String = redis::cmd("INFO")
@@ -192,6 +129,209 @@ pub(crate) fn restore(
     let _ = redis::cmd("SHUTDOWN").arg("NOSAVE").exec(&mut source);
     drop(temp);
     Ok(RestoreReport { notes })
+}
+
+/// The backup as a file a temporary server can load: its path and size.
+fn write_rdb(
+    c: &Ctx,
+    ctx: &RestoreContext,
+    dir: &Path,
+) -> Result<(std::path::PathBuf, u64), ComponentError> {
+    let rdb = dir.join("dump.rdb");
+    let mut file = std::fs::File::create(&rdb).map_err(|e| c.io("creating the staging RDB", e))?;
+    ctx.stream_into(c, &mut file)?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    Ok((rdb, len))
+}
+
+/// The RDB in `dir` loaded into a temporary `redis-server` (no TCP port,
+/// no persistence, a private socket; killed when dropped), with payloads
+/// sanitized where the server can; a connection to it.
+fn load(
+    c: &Ctx,
+    spec: &RedisSpec,
+    ctx: &RestoreContext,
+    dir: &Path,
+    rdb: &Path,
+    rdb_len: u64,
+) -> Result<(TempServer, redis::Connection), ComponentError> {
+    let server_bin = find_program(c, spec.bin_dir.as_deref(), &["redis-server"])?;
+    let version = server_version(c, &server_bin)?;
+    let sanitize = version >= SANITIZE_SINCE;
+    if !sanitize {
+        let shown = format!("{}.{}", version.0, version.1);
+        if matches!(ctx.source, RestoreSource::File(_)) {
+            return Err(c.invalid(format!(
+                "{} is Redis {shown}, which cannot sanitize an uploaded RDB \
+                 (sanitize-dump-payload needs 6.2): set bin_dir to a newer redis-server",
+                server_bin.display()
+            )));
+        }
+        log::warn!(
+            "component {:?}: {} is Redis {shown}: the backup's payloads are not sanitized",
+            c.0,
+            server_bin.display()
+        );
+    }
+    let socket = dir.join("redis.sock");
+    if socket.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(c.invalid(format!(
+            "staging directory {} is too deep for a Unix socket; choose a shorter staging path",
+            dir.display()
+        )));
+    }
+    let file_name = rdb.file_name().unwrap_or_default();
+    let mut cmd = Command::new(&server_bin);
+    cmd.arg("--port")
+        .arg("0")
+        .arg("--unixsocket")
+        .arg(&socket)
+        .args(["--unixsocketperm", "700", "--dir"])
+        .arg(dir)
+        .arg("--dbfilename")
+        .arg(file_name)
+        .args(["--save", "", "--appendonly", "no"])
+        .args(["--daemonize", "no", "--databases", TEMP_DATABASES]);
+    if sanitize {
+        cmd.args(["--sanitize-dump-payload", "yes"]);
+    }
+    cmd.arg("--logfile")
+        .arg(dir.join("redis.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut temp = TempServer(
+        cmd.spawn()
+            .map_err(|e| c.io(format!("starting {}", server_bin.display()), e))?,
+    );
+    // Loading runs at well over 20 MB/s; allow that plus start-up.
+    let deadline = Duration::from_secs(60 + rdb_len / (20 << 20));
+    let conn = wait_until_loaded(c, &mut temp, &socket, dir, deadline)?;
+    Ok((temp, conn))
+}
+
+/// A restore drill: the RDB is read by `redis-check-rdb` (its checksum and
+/// every key), then loaded into a temporary `redis-server` — never the
+/// live one — and every key of every database read back with `DUMP`; the
+/// key counts of the two readers must agree (keys with an expiry may have
+/// expired in between).
+pub(crate) fn drill(
+    c: &Ctx,
+    spec: &RedisSpec,
+    ctx: &RestoreContext,
+) -> Result<String, ComponentError> {
+    let redis_err = |what: &str, e: redis::RedisError| c.tool(format!("{what}: {e}"));
+    let staging = staging_dir(c, ctx.staging_dir)?;
+    let dir = staging.path();
+    let (rdb, rdb_len) = write_rdb(c, ctx, dir)?;
+    let checked = check_rdb(c, spec, &rdb)?;
+    let (temp, mut source) = load(c, spec, ctx, dir, &rdb, rdb_len)?;
+    let keyspace: String = redis::cmd("INFO")
+        .arg("keyspace")
+        .query(&mut source)
+        .map_err(|e| redis_err("reading the loaded keyspace", e))?;
+    let dbs = databases(&keyspace);
+    let mut read_back = 0u64;
+    for &db in &dbs {
+        read_back += dump_every_key(&mut source, db)
+            .map_err(|e| c.verification(format!("reading database {db} back: {e}")))?;
+    }
+    let _ = redis::cmd("SHUTDOWN").arg("NOSAVE").exec(&mut source);
+    drop(temp);
+    // Keys without an expiry must all be there; expired ones may be gone.
+    let most = checked.keys.saturating_sub(checked.already_expired);
+    let least = checked.keys.saturating_sub(checked.expires);
+    if read_back > most || read_back < least {
+        return Err(c.verification(format!(
+            "redis-check-rdb read {} keys ({} with an expiry, {} already expired) but the \
+             temporary redis-server holds {read_back}",
+            checked.keys, checked.expires, checked.already_expired
+        )));
+    }
+    Ok(format!(
+        "RDB of {rdb_len} bytes passed redis-check-rdb ({} keys, {} with an expiry, {} already \
+         expired); loaded into a temporary redis-server: {read_back} keys in {} databases, each \
+         read back with DUMP",
+        checked.keys,
+        checked.expires,
+        checked.already_expired,
+        dbs.len()
+    ))
+}
+
+/// What `redis-check-rdb` counted.
+#[derive(Debug, PartialEq, Eq)]
+struct Checked {
+    keys: u64,
+    expires: u64,
+    already_expired: u64,
+}
+
+/// Runs `redis-check-rdb` on `rdb`; its counts, or why it refused the file.
+fn check_rdb(c: &Ctx, spec: &RedisSpec, rdb: &Path) -> Result<Checked, ComponentError> {
+    let program = find_program(c, spec.bin_dir.as_deref(), &["redis-check-rdb"])?;
+    let out = Command::new(&program)
+        .arg(rdb)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| c.io(format!("running {}", program.display()), e))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    match parse_check(&text) {
+        Some(checked) if out.status.success() => Ok(checked),
+        _ => {
+            let lines: Vec<&str> = text.lines().collect();
+            Err(c.verification(format!(
+                "redis-check-rdb refused the backup ({}): {}",
+                out.status,
+                lines[lines.len().saturating_sub(4)..].join(" | ")
+            )))
+        }
+    }
+}
+
+/// The counts of a `redis-check-rdb` report that ends `RDB looks OK`.
+fn parse_check(text: &str) -> Option<Checked> {
+    if !text.contains("RDB looks OK") {
+        return None;
+    }
+    let count = |what: &str| {
+        text.lines().find_map(|l| {
+            let rest = l.trim().strip_prefix("[info] ")?;
+            let (n, name) = rest.split_once(' ')?;
+            (name == what).then(|| n.parse::<u64>().ok()).flatten()
+        })
+    };
+    Some(Checked {
+        keys: count("keys read")?,
+        expires: count("expires").unwrap_or(0),
+        already_expired: count("already expired").unwrap_or(0),
+    })
+}
+
+/// Reads every key of database `db` with `DUMP`; how many still exist.
+fn dump_every_key(source: &mut redis::Connection, db: u32) -> redis::RedisResult<u64> {
+    redis::cmd("SELECT").arg(db).exec(source)?;
+    let mut cursor: u64 = 0;
+    let mut found = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(BATCH)
+            .query(source)?;
+        if !keys.is_empty() {
+            let mut read = redis::pipe();
+            for key in &keys {
+                read.cmd("DUMP").arg(key);
+            }
+            let values: Vec<Option<Vec<u8>>> = read.query(source)?;
+            found += values.iter().filter(|v| v.is_some()).count() as u64;
+        }
+        if next == 0 {
+            return Ok(found);
+        }
+        cursor = next;
+    }
 }
 
 /// `(major, minor)` of `redis-server --version`.
@@ -319,5 +459,26 @@ mod tests {
         assert!(v("Redis server v=6.2.0 sha=0").unwrap() >= SANITIZE_SINCE);
         assert!(v("Redis server v=6.0.16 sha=0").unwrap() < SANITIZE_SINCE);
         assert_eq!(v("Valkey 8"), None);
+    }
+
+    #[test]
+    fn redis_check_rdb_reports() {
+        let ok = "[offset 216] \\o/ RDB looks OK! \\o/\n[info] 3 keys read\n[info] 2 expires\n\
+                  [info] 1 already expired\n";
+        assert_eq!(
+            parse_check(ok),
+            Some(Checked {
+                keys: 3,
+                expires: 2,
+                already_expired: 1
+            })
+        );
+        let empty = "\\o/ RDB looks OK! \\o/\n[info] 0 keys read\n[info] 0 expires\n\
+                     [info] 0 already expired\n";
+        assert_eq!(parse_check(empty).map(|c| c.keys), Some(0));
+        assert_eq!(
+            parse_check("--- RDB ERROR DETECTED ---\n[info] 2 keys read\n"),
+            None
+        );
     }
 }

@@ -17,7 +17,7 @@
 //! restored tar would otherwise land in another bucket.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::time::Duration;
 
@@ -220,6 +220,22 @@ pub(crate) fn restore(
     spec: &S3Spec,
     ctx: &RestoreContext,
 ) -> Result<RestoreReport, ComponentError> {
+    restore_recorded(c, spec, ctx).map(|(report, _)| report)
+}
+
+/// An object as the backup stream gave it to the restore.
+struct Written {
+    size: u64,
+    sha256: Vec<u8>,
+    meta: ObjectMeta,
+}
+
+/// Restores like [`restore`]; also returns what each restored object was.
+fn restore_recorded(
+    c: &Ctx,
+    spec: &S3Spec,
+    ctx: &RestoreContext,
+) -> Result<(RestoreReport, BTreeMap<String, Written>), ComponentError> {
     let client = open_client(c, spec)?;
     let mut notes = Vec::new();
     if !client.bucket_exists().map_err(|e| s3_error(c, e))? {
@@ -236,7 +252,7 @@ pub(crate) fn restore(
     // Set when the stream itself failed: then the feeder's error is the
     // cause, and the upload's only its echo.
     let stream_failed = Cell::new(false);
-    let restored: Result<BTreeSet<String>, ComponentError> = std::thread::scope(|s| {
+    let restored: Result<BTreeMap<String, Written>, ComponentError> = std::thread::scope(|s| {
         let feeder = s.spawn(move || {
             let mut writer = writer;
             match ctx.stream_into(c, &mut writer) {
@@ -272,14 +288,149 @@ pub(crate) fn restore(
     if ctx.options.clean {
         let mut removed = 0;
         for obj in client.list(&spec.prefix).map_err(|e| s3_error(c, e))? {
-            if !restored.contains(&obj.key) {
+            if !restored.contains_key(&obj.key) {
                 client.delete(&obj.key).map_err(|e| s3_error(c, e))?;
                 removed += 1;
             }
         }
         notes.push(format!("{removed} objects not in the backup deleted"));
     }
-    Ok(RestoreReport { notes })
+    Ok((RestoreReport { notes }, restored))
+}
+
+/// A restore drill into `scratch` (a prefix of its own; see
+/// [`crate::drill::scratch_spec`]): the backup is restored there, the
+/// prefix listed, and every object read back and compared — key, size,
+/// SHA-256, content type and metadata — with what the backup stream held.
+pub(crate) fn drill(
+    c: &Ctx,
+    scratch: &S3Spec,
+    ctx: &RestoreContext,
+) -> Result<String, ComponentError> {
+    let client = open_client(c, scratch)?;
+    if client.bucket_exists().map_err(|e| s3_error(c, e))?
+        && !client
+            .list(&scratch.prefix)
+            .map_err(|e| s3_error(c, e))?
+            .is_empty()
+    {
+        return Err(c.invalid(format!(
+            "the drill's scratch prefix {:?} in {} is not empty",
+            scratch.prefix,
+            client.location()
+        )));
+    }
+    let (_, written) = restore_recorded(c, scratch, ctx)?;
+    let listed: BTreeMap<String, u64> = client
+        .list(&scratch.prefix)
+        .map_err(|e| s3_error(c, e))?
+        .into_iter()
+        .map(|o| (o.key, o.size))
+        .collect();
+    let shown = |keys: Vec<&String>| {
+        keys.iter()
+            .take(10)
+            .map(|k| format!("{k:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let missing: Vec<&String> = written
+        .keys()
+        .filter(|k| !listed.contains_key(*k))
+        .collect();
+    if !missing.is_empty() {
+        return Err(c.verification(format!(
+            "{} restored objects are not listed: {}",
+            missing.len(),
+            shown(missing)
+        )));
+    }
+    let extra: Vec<&String> = listed
+        .keys()
+        .filter(|k| !written.contains_key(*k))
+        .collect();
+    if !extra.is_empty() {
+        return Err(c.verification(format!(
+            "{} listed objects were not in the backup: {}",
+            extra.len(),
+            shown(extra)
+        )));
+    }
+    let mut bytes = 0u64;
+    for (key, w) in &written {
+        let (head, body) = client.open(key, w.size).map_err(|e| s3_error(c, e))?;
+        let mut hashing = Hashing::new(body);
+        io::copy(&mut hashing, &mut io::sink())
+            .map_err(|e| c.verification(format!("reading {key:?} back: {e}")))?;
+        let (size, sha256) = hashing.finish();
+        if size != w.size || sha256 != w.sha256 {
+            return Err(c.verification(format!(
+                "{key:?} reads back as {size} bytes with SHA-256 {}; the backup held {} bytes \
+                 with SHA-256 {}",
+                hex::encode(&sha256),
+                w.size,
+                hex::encode(&w.sha256)
+            )));
+        }
+        // Without a content type in the backup, the server picks its own.
+        let type_differs =
+            w.meta.content_type.is_some() && head.meta.content_type != w.meta.content_type;
+        if type_differs || head.meta.user != w.meta.user {
+            return Err(c.verification(format!(
+                "{key:?} reads back with metadata {:?}; the backup held {:?}",
+                head.meta, w.meta
+            )));
+        }
+        bytes += size;
+    }
+    Ok(format!(
+        "{} objects, {bytes} bytes listed and read back: every size, SHA-256 and metadata as \
+         the backup held",
+        written.len()
+    ))
+}
+
+/// Removes every object under a drill's scratch prefix.
+pub(crate) fn remove_scratch(c: &Ctx, scratch: &S3Spec) -> Result<(), ComponentError> {
+    let client = open_client(c, scratch)?;
+    if !client.bucket_exists().map_err(|e| s3_error(c, e))? {
+        return Ok(());
+    }
+    for obj in client.list(&scratch.prefix).map_err(|e| s3_error(c, e))? {
+        client.delete(&obj.key).map_err(|e| s3_error(c, e))?;
+    }
+    Ok(())
+}
+
+/// A reader that counts and hashes (SHA-256) what passes through it.
+struct Hashing<R> {
+    inner: R,
+    digest: ring::digest::Context,
+    len: u64,
+}
+
+impl<R> Hashing<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            digest: ring::digest::Context::new(&ring::digest::SHA256),
+            len: 0,
+        }
+    }
+
+    /// Bytes read and their SHA-256.
+    fn finish(self) -> (u64, Vec<u8>) {
+        (self.len, self.digest.finish().as_ref().to_vec())
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.digest.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
 }
 
 /// Notes whether reading its inner stream ever failed.
@@ -294,16 +445,17 @@ impl<R: Read> Read for Watched<'_, R> {
     }
 }
 
-/// Uploads every object of the tar stream under `prefix`; returns the keys.
+/// Uploads every object of the tar stream under `prefix`; returns what
+/// each key was given.
 fn upload_all(
     c: &Ctx,
     client: &S3Client,
     prefix: &str,
     reader: impl Read,
-) -> Result<BTreeSet<String>, ComponentError> {
+) -> Result<BTreeMap<String, Written>, ComponentError> {
     let bad = |e: io::Error| c.io(STREAM_READ, e);
     let mut archive = tar::Archive::new(reader);
-    let mut keys = BTreeSet::new();
+    let mut keys = BTreeMap::new();
     for entry in archive.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
         let shown = entry
@@ -344,10 +496,13 @@ fn upload_all(
                 keys.len()
             ))
         })?;
+        let size = entry.size();
+        let mut hashing = Hashing::new(&mut entry);
         client
-            .upload(&full, &meta, entry.size(), &mut entry)
+            .upload(&full, &meta, size, &mut hashing)
             .map_err(|e| s3_error(c, e))?;
-        keys.insert(full);
+        let (_, sha256) = hashing.finish();
+        keys.insert(full, Written { size, sha256, meta });
     }
     Ok(keys)
 }

@@ -405,3 +405,35 @@ fn s3_component_requests_are_retried_when_the_server_drops_out() {
     }
     f.assert_clean();
 }
+
+#[test]
+fn drills_never_write_under_what_the_component_backs_up() {
+    use coffer_components::drill::scratch_spec;
+    use coffer_model::component::ComponentKind;
+    let s3 = |prefix: &str, extra: &str| {
+        spec(&format!(
+            "name = \"blobs\"\nkind = \"s3\"\nendpoint = \"http://127.0.0.1:9\"\nbucket = \"live\"\n\
+             prefix = \"{prefix}\"\naccess_key = \"a\"\nsecret_key = \"b\"\n{extra}"
+        ))
+    };
+    let dir = std::path::Path::new("/nonexistent");
+    // The whole bucket, or a prefix the scratch prefix would fall under.
+    for prefix in ["", "c", "coffer-drill"] {
+        let e = scratch_spec(&s3(prefix, ""), "abc", dir).unwrap_err();
+        assert!(e.to_string().contains("drill_bucket"), "{prefix:?}: {e}");
+    }
+    let bucket_and_prefix = |spec: &ComponentSpec| match &spec.kind {
+        ComponentKind::S3(s) => (s.bucket.clone(), s.prefix.clone()),
+        other => panic!("{other:?}"),
+    };
+    let beside = scratch_spec(&s3("img/", ""), "abc", dir).unwrap();
+    assert_eq!(
+        bucket_and_prefix(&beside),
+        ("live".into(), "coffer-drill-abc/".into())
+    );
+    let elsewhere = scratch_spec(&s3("", "drill_bucket = \"scratch\""), "abc", dir).unwrap();
+    assert_eq!(
+        bucket_and_prefix(&elsewhere),
+        ("scratch".into(), "coffer-drill-abc/".into())
+    );
+}

@@ -278,6 +278,11 @@ pub struct S3Spec {
     /// Objects that changed during the backup: `fail` (default) or `warn`.
     #[serde(default)]
     pub on_change: OnChange,
+    /// Where restore drills write their scratch copy (under a
+    /// `coffer-drill-<tag>/` prefix): needed when the component covers the
+    /// whole bucket, else the drill uses that prefix in the same bucket.
+    #[serde(default)]
+    pub drill_bucket: Option<String>,
 }
 
 /// `kind = "command"`: the escape hatch for anything else (MongoDB, etcd, …).

@@ -116,12 +116,23 @@ fn new_row(
     }
 }
 
-/// Whether `p` may touch every component in export `e`.
-fn require_export_reach(p: &Principal, e: &ExportRow) -> ServiceResult<()> {
+/// Whether `p` may touch every component in export `e`: a sensitive export,
+/// or a component configured sensitive now (it may have been marked so
+/// after its unsealed backup), needs the `sensitive` scope.
+fn require_export_reach(state: &AppState, p: &Principal, e: &ExportRow) -> ServiceResult<()> {
     for c in &e.components {
-        p.require_component(Scope::Export, c, e.sensitive)?;
+        p.require_component(
+            Scope::Export,
+            c,
+            e.sensitive || configured_sensitive(state, c),
+        )?;
     }
     Ok(())
+}
+
+/// Whether coffer.toml marks component `name` sensitive.
+fn configured_sensitive(state: &AppState, name: &str) -> bool {
+    state.config.component(name).is_some_and(|s| s.sensitive)
 }
 
 /// The exports of `backup_id` that `p` may see (none without `export`).
@@ -137,7 +148,7 @@ pub fn visible_of_backup(
         .catalog
         .exports_of_backup(backup_id)?
         .into_iter()
-        .filter(|e| require_export_reach(p, e).is_ok())
+        .filter(|e| require_export_reach(state, p, e).is_ok())
         .collect())
 }
 
@@ -348,7 +359,8 @@ fn export_components(
         }));
     }
     for c in &chosen {
-        p.require_component(Scope::Export, &c.component, sensitive)?;
+        let marked = sensitive || configured_sensitive(state, &c.component);
+        p.require_component(Scope::Export, &c.component, marked)?;
     }
     Ok(chosen)
 }
@@ -404,7 +416,7 @@ pub fn show(state: &AppState, p: &Principal, id: &str) -> ServiceResult<ExportRo
         .catalog
         .export(id)?
         .ok_or_else(|| ServiceError::NotFound(format!("no export with id {id:?}")))?;
-    require_export_reach(p, &e)?;
+    require_export_reach(state, p, &e)?;
     Ok(e)
 }
 

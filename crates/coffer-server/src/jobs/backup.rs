@@ -161,6 +161,14 @@ pub fn start_for_export(
     password: String,
 ) -> ServiceResult<(String, String)> {
     p.require(Scope::Export)?;
+    if let Some(mine) = &p.components {
+        // Said without naming the components the token may not touch.
+        return Err(ServiceError::Forbidden(format!(
+            "this token is limited to components {}: this call backs up and exports the whole \
+             installation",
+            mine.iter().cloned().collect::<Vec<_>>().join(", ")
+        )));
+    }
     let specs: Vec<ComponentSpec> = state
         .config
         .components

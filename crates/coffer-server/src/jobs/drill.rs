@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use coffer_components::drill::{prove, remove_scratch, scratch_spec};
+use coffer_components::drill::{self, remove_scratch, scratch_spec};
 use coffer_components::{RestoreContext, RestoreOptions, RestoreSource};
 use coffer_engine::{RestoreMode, SnapshotInfo};
 use coffer_model::access::{BackupStatus, Scope};
@@ -252,12 +252,13 @@ fn drill_component(
                 repo: &repo,
                 snapshot,
             },
-            staging_dir: &state.config.staging_dir,
+            // The drill's own directory: whatever a restore stages there
+            // (a temporary redis-server's files) goes with it, also after a crash.
+            staging_dir: &dir,
             options: &options,
             progress: None,
         };
-        coffer_components::restore(&scratch, &ctx).map_err(|e| e.to_string())?;
-        prove(&scratch, snapshot).map_err(|e| e.to_string())
+        drill::run(&scratch, &ctx, snapshot).map_err(|e| e.to_string())
     })();
     let cleanup = remove_scratch(&scratch).map_err(|e| e.to_string());
     if let Err(e) = std::fs::remove_dir_all(&dir)

@@ -195,11 +195,15 @@ pub fn start_from_backup(
         Some(names) => names
             .iter()
             .map(|n| {
+                // Reach first: a limited token learns nothing of the rest.
+                p.require_reach(n, false)?;
                 comps.iter().find(|c| &c.component == n).ok_or_else(|| {
                     ServiceError::Invalid(format!(
-                        "components: backup {backup_id} has no component {n:?}; it has {}",
+                        "components: backup {backup_id} has no component {n:?} you may restore; \
+                         it has {}",
                         comps
                             .iter()
+                            .filter(|c| p.sees(&c.component, is_sensitive(state, c)))
                             .map(|c| c.component.as_str())
                             .collect::<Vec<_>>()
                             .join(", ")

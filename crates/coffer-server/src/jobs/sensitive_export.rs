@@ -116,11 +116,15 @@ pub fn start(
     let pending = exports::record_sensitive(state, backup_id.as_str(), plan)?;
     let export_id = pending.row.id.clone();
     tracing::info!(export = %export_id, by = %p.id, "sensitive backup with a password started");
+    // Registered before the job starts, so a shutdown from now on stops it.
+    let token = CancelToken::new();
+    state.jobs.register_cancel(&export_id, token.clone());
     let st = Arc::clone(state);
     let (bid, lbl) = (backup_id.to_string(), label.to_string());
     spawn_job(&export_id, move || {
-        run(&st, &bid, &lbl, &specs, pending, reservation)
-    })?;
+        run(&st, &bid, &lbl, &specs, pending, reservation, token)
+    })
+    .inspect_err(|_| state.jobs.unregister(&export_id))?;
     Ok(Started {
         backup_id: backup_id.to_string(),
         export_id,
@@ -135,6 +139,7 @@ fn run(
     specs: &[ComponentSpec],
     plan: SensitivePlan,
     reservation: Reservation,
+    token: CancelToken,
 ) {
     let _reservation = reservation;
     let started = Instant::now();
@@ -153,8 +158,6 @@ fn run(
     let spool = state.config.staging_dir.join(format!("{SPOOL_PREFIX}{id}"));
     // A cancel (server shutdown) or the component timeout stops the source
     // at its next write.
-    let token = CancelToken::new();
-    state.jobs.register_cancel(&id, token.clone());
     let result = write(state, backup_id, label, specs, &plan, &spool, &token);
     state.jobs.unregister(&id);
     if let Err(e) = std::fs::remove_dir_all(&spool)
@@ -185,8 +188,14 @@ fn preflight(state: &AppState, specs: &[ComponentSpec]) -> ServiceResult<()> {
         .iter()
         .filter_map(coffer_components::source_size)
         .sum();
+    // A component with a staging copy (SQLite) has it and its spool at once.
+    let largest_copy = specs
+        .iter()
+        .filter_map(coffer_components::staging_estimate)
+        .max()
+        .unwrap_or(0);
     let free = coffer_targets::free_space_at(staging).unwrap_or(u64::MAX);
-    let need = sources + state.config.preflight_reserve;
+    let need = sources + largest_copy + state.config.preflight_reserve;
     if sources > 0 && free < need {
         return Err(ServiceError::InsufficientStorage(format!(
             "staging directory {} has {free} bytes free; the sensitive components are spooled \
