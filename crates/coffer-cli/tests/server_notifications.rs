@@ -5,7 +5,9 @@
 //! backup is older than `alerts.backup_max_age_secs` (4 h) is told once, and once
 //! more when a new backup arrives; every message carries a valid
 //! HMAC-SHA256 signature and no secret; the test call returns the
-//! transport's answer; the API's rules for destinations.
+//! transport's answer; the API's rules for destinations; a target that
+//! cannot be reached and a staging area short of space, each told once
+//! and their end once.
 
 mod common;
 
@@ -155,7 +157,7 @@ fn failures_and_stale_backups_are_told_once_and_their_end_once() {
             "[[components]]\nname = \"job\"\nkind = \"command\"\n\
              backup = [\"sh\", \"-c\", \"test ! -e {f} && echo data\"]\n\
              restore = [\"sh\", \"-c\", \"cat > /dev/null\"]\n\n\
-             [alerts]\nbackup_max_age_secs = 14400\n\n\
+             [alerts]\nbackup_max_age_secs = 14400\nfree_space_min_mib = 0\n\n\
              [[notifications]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"{url}\"\nsecret = \"{SECRET}\"\n",
             f = fail.display(),
             url = rx.url
@@ -312,6 +314,118 @@ fn failures_and_stale_backups_are_told_once_and_their_end_once() {
         .unwrap();
     assert_eq!(ops["spec"]["secret"], json!({ "literal": "***" }), "{v:#}");
     assert_eq!(ops["declared"], true);
+}
+
+/// Bytes free on the file system holding `path`.
+fn free_bytes(path: &Path) -> u64 {
+    let st = rustix::fs::statvfs(path).unwrap();
+    st.f_bavail * st.f_frsize
+}
+
+#[test]
+fn an_unreachable_target_and_low_free_space_are_told_once_and_their_end_once() {
+    let (Some(s3), Some(bucket)) = (
+        coffer_testkit::s3::S3::from_env(),
+        coffer_testkit::service_setting("COFFER_TEST_S3_BUCKET"),
+    ) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // The staging area's threshold sits 150 MiB below what is free now; a
+    // 300 MiB file then takes it below.
+    let free_mib = free_bytes(dir) >> 20;
+    if free_mib < 1024 {
+        eprintln!("skipped: {free_mib} MiB free is too little to move the threshold");
+        return;
+    }
+    let rx = Receiver::start();
+    let upstream = s3.endpoint.trim_start_matches("http://").parse().unwrap();
+    let proxy = coffer_testkit::proxy::FaultProxy::start(upstream);
+    let clock = dir.join("clock");
+    std::fs::write(&clock, "2027-01-01T00:00:00Z").unwrap();
+    let config = write_config(
+        dir,
+        &format!(
+            "[[targets]]\nname = \"offsite\"\nkind = \"s3\"\nendpoint = \"http://{addr}\"\n\
+             region = \"{region}\"\nbucket = \"{bucket}\"\nprefix = \"probe-{pid}\"\n\
+             access_key = {{ env = \"COFFER_TEST_S3_ACCESS_KEY\" }}\n\
+             secret_key = {{ env = \"COFFER_TEST_S3_SECRET_KEY\" }}\ndefault = true\n\n\
+             [alerts]\nprobe_every_secs = 60\nfree_space_min_mib = {min}\n\n\
+             [[notifications]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"{url}\"\nsecret = \"{SECRET}\"\n",
+            addr = proxy.addr(),
+            region = s3.region,
+            pid = std::process::id(),
+            min = free_mib - 150,
+            url = rx.url
+        ),
+    );
+    let srv = Server::start_env(&config, &[("COFFER_FAKE_CLOCK_FILE", clock.as_path())]);
+    // Reachable, room enough: nothing to tell.
+    set_clock(&srv, &clock, "2027-01-01T00:01:00Z");
+    rx.exactly(0);
+
+    // The target goes away: told once (after the receiver's first 500),
+    // not again at the next probe, and its return once.
+    proxy.go_down();
+    set_clock(&srv, &clock, "2027-01-01T00:02:00Z");
+    let got = rx.exactly(2);
+    let m = got[1].json();
+    assert_eq!(
+        (m["event"].as_str(), m["state"].as_str()),
+        (Some("target_unreachable"), Some("firing")),
+        "{m:#}"
+    );
+    assert_eq!(m["details"]["target"], "offsite");
+    assert!(m["summary"].as_str().unwrap().contains("offsite"), "{m:#}");
+    set_clock(&srv, &clock, "2027-01-01T00:03:00Z");
+    proxy.come_back();
+    set_clock(&srv, &clock, "2027-01-01T00:04:00Z");
+    let got = rx.exactly(3);
+    let m = got[2].json();
+    assert_eq!(
+        (m["event"].as_str(), m["state"].as_str()),
+        (Some("target_unreachable"), Some("resolved")),
+        "{m:#}"
+    );
+
+    // The staging area's file system fills up: told once, and once freed.
+    let filler = dir.join("filler");
+    {
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![7u8; 1 << 20];
+        for _ in 0..300 {
+            f.write_all(&chunk).unwrap();
+        }
+        f.sync_all().unwrap();
+    }
+    set_clock(&srv, &clock, "2027-01-01T00:05:00Z");
+    let got = rx.exactly(4);
+    let m = got[3].json();
+    assert_eq!(
+        (m["event"].as_str(), m["state"].as_str()),
+        (Some("free_space_low"), Some("firing")),
+        "{m:#}"
+    );
+    assert_eq!(m["details"]["place"], "staging");
+    set_clock(&srv, &clock, "2027-01-01T00:06:00Z");
+    std::fs::remove_file(&filler).unwrap();
+    set_clock(&srv, &clock, "2027-01-01T00:07:00Z");
+    let got = rx.exactly(5);
+    let m = got[4].json();
+    assert_eq!(
+        (m["event"].as_str(), m["state"].as_str()),
+        (Some("free_space_low"), Some("resolved")),
+        "{m:#}"
+    );
+    let metrics = String::from_utf8_lossy(&srv.curl("/metrics", None, &[]).body).into_owned();
+    for m in [
+        "coffer_target_up{target=\"offsite\"} 1",
+        "coffer_repository_size_bytes{target=\"offsite\"}",
+        "coffer_free_space_bytes{place=\"staging\"}",
+    ] {
+        assert!(metrics.contains(m), "{m}: {metrics}");
+    }
 }
 
 /// The local SMTP sink of scripts/services.sh.

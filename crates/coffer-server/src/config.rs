@@ -138,6 +138,12 @@ pub struct ServerConfig {
     /// `alerts.backup_max_age_secs`: a component whose newest READY backup
     /// is older is told as `backup_stale` (a dead-man switch).
     pub backup_max_age: Option<Duration>,
+    /// `alerts.probe_every_secs`: how often (on the scheduler's clock)
+    /// every target is reached and free space measured.
+    pub probe_every: Duration,
+    /// `alerts.free_space_min_mib`, in bytes: less free space on a local
+    /// target or the staging area is told as `free_space_low` (0: never).
+    pub free_space_min: u64,
     /// Where the configuration came from, for messages.
     pub source: PathBuf,
 }
@@ -254,7 +260,14 @@ struct SensitiveSection {
 #[serde(deny_unknown_fields)]
 struct AlertsSection {
     backup_max_age_secs: Option<u64>,
+    probe_every_secs: Option<u64>,
+    free_space_min_mib: Option<u64>,
 }
+
+/// `alerts.probe_every_secs` when not given: five minutes.
+const DEFAULT_PROBE_EVERY_SECS: u64 = 300;
+/// `alerts.free_space_min_mib` when not given: 1 GiB.
+const DEFAULT_FREE_SPACE_MIN_MIB: u64 = 1024;
 
 /// `[retention]`.
 #[derive(Debug, Default, Deserialize)]
@@ -332,6 +345,21 @@ impl ServerConfig {
                 "alerts.backup_max_age_secs must be at least 1".into(),
             ));
         }
+        let probe_every = shape
+            .alerts
+            .probe_every_secs
+            .unwrap_or(DEFAULT_PROBE_EVERY_SECS);
+        if !(10..=86_400).contains(&probe_every) {
+            return Err(invalid(format!(
+                "alerts.probe_every_secs must be between 10 and 86400, not {probe_every}"
+            )));
+        }
+        let free_space_min = shape
+            .alerts
+            .free_space_min_mib
+            .unwrap_or(DEFAULT_FREE_SPACE_MIN_MIB)
+            .checked_mul(1 << 20)
+            .ok_or_else(|| invalid("alerts.free_space_min_mib is too large".into()))?;
         for (label, policy) in &shape.retention.labels {
             coffer_model::Label::new(label)
                 .map_err(|e| invalid(format!("retention.labels.{label}: {e}")))?;
@@ -483,6 +511,8 @@ impl ServerConfig {
             label_retention: shape.retention.labels,
             notifications,
             backup_max_age: shape.alerts.backup_max_age_secs.map(Duration::from_secs),
+            probe_every: Duration::from_secs(probe_every),
+            free_space_min,
             source: source.to_path_buf(),
         })
     }

@@ -31,6 +31,16 @@ struct ScheduleLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabel {
+    target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PlaceLabel {
+    place: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SendLabels {
     notification: String,
     outcome: String,
@@ -60,6 +70,9 @@ pub struct Metrics {
     drill_seconds: Family<ComponentLabel, Gauge<f64, AtomicU64>>,
     last_verified: Family<ComponentLabel, Gauge<f64, AtomicU64>>,
     notifications: Family<SendLabels, Counter>,
+    target_up: Family<TargetLabel, Gauge>,
+    repository_size: Family<TargetLabel, Gauge<f64, AtomicU64>>,
+    free_space: Family<PlaceLabel, Gauge<f64, AtomicU64>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -140,9 +153,31 @@ impl Metrics {
             "Messages to each notification destination, by outcome (delivered, failed after retries)",
             notifications.clone(),
         );
+        let target_up = Family::<TargetLabel, Gauge>::default();
+        registry.register(
+            "target_up",
+            "Whether the last probe reached each target's repository (1) or not (0)",
+            target_up.clone(),
+        );
+        let repository_size = Family::<TargetLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "repository_size_bytes",
+            "Bytes stored in each target's repository at the last probe",
+            repository_size.clone(),
+        );
+        let free_space = Family::<PlaceLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "free_space_bytes",
+            "Bytes free at the last probe: the staging area (place=\"staging\") and each local \
+             target (place=\"target:<name>\")",
+            free_space.clone(),
+        );
         Self {
             registry,
             jobs,
+            target_up,
+            repository_size,
+            free_space,
             notifications,
             drill_seconds,
             last_verified,
@@ -226,6 +261,28 @@ impl Metrics {
                 outcome: if delivered { "delivered" } else { "failed" }.to_owned(),
             })
             .inc();
+    }
+
+    /// Records a probe of `target`: its repository's size, or unreachable.
+    pub fn target_probed(&self, target: &str, size: Option<u64>) {
+        let label = TargetLabel {
+            target: target.to_owned(),
+        };
+        self.target_up
+            .get_or_create(&label)
+            .set(i64::from(size.is_some()));
+        if let Some(n) = size {
+            self.repository_size.get_or_create(&label).set(n as f64);
+        }
+    }
+
+    /// Records the free bytes of `place` (`staging`, `target:<name>`).
+    pub fn free_space(&self, place: &str, bytes: u64) {
+        self.free_space
+            .get_or_create(&PlaceLabel {
+                place: place.to_owned(),
+            })
+            .set(bytes as f64);
     }
 
     /// Counts backups retention deleted.

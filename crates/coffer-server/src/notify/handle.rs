@@ -34,6 +34,12 @@ pub enum EventKind {
     /// A component's newest READY backup is older than
     /// `alerts.backup_max_age_secs` (a dead-man switch); resolved by a new one.
     BackupStale,
+    /// A target cannot be reached (or holds no repository any more);
+    /// resolved when a probe reaches it again.
+    TargetUnreachable,
+    /// A local target or the staging area has less free space than
+    /// `alerts.free_space_min_mib`; resolved when it has enough again.
+    FreeSpaceLow,
     /// A test message (`POST /api/v1/notifications/{name}/test`).
     Test,
 }
@@ -41,7 +47,7 @@ pub enum EventKind {
 impl EventKind {
     /// Every kind a destination gets when it names none: all but
     /// `backup_succeeded` and `test`.
-    pub const DEFAULT: [EventKind; 8] = [
+    pub const DEFAULT: [EventKind; 10] = [
         EventKind::BackupFailed,
         EventKind::CheckFailed,
         EventKind::ScheduleMissed,
@@ -50,6 +56,8 @@ impl EventKind {
         EventKind::DrillFailed,
         EventKind::CopyFailed,
         EventKind::BackupStale,
+        EventKind::TargetUnreachable,
+        EventKind::FreeSpaceLow,
     ];
 
     /// The wire name.
@@ -64,6 +72,8 @@ impl EventKind {
             Self::CopyFailed => "copy_failed",
             Self::CheckFailed => "check_failed",
             Self::BackupStale => "backup_stale",
+            Self::TargetUnreachable => "target_unreachable",
+            Self::FreeSpaceLow => "free_space_low",
             Self::Test => "test",
         }
     }

@@ -1,6 +1,7 @@
 //! What raises alerts: a backup's end, what a schedule's due times became,
 //! a drill's end, and — on the scheduler's clock — components whose newest
-//! READY backup is older than `alerts.backup_max_age_secs`.
+//! READY backup is older than `alerts.backup_max_age_secs`, targets a probe
+//! cannot reach, and places short of `alerts.free_space_min_mib`.
 
 use coffer_model::access::BackupStatus;
 use serde_json::json;
@@ -8,6 +9,7 @@ use serde_json::json;
 use crate::catalog::{RunOutcome, ScheduleRunRow};
 use crate::notify::handle::{Alert, EventKind};
 use crate::state::AppState;
+use crate::targets::health;
 
 /// A backup ended: its schedule's (or label's) backups failing starts or
 /// stops; a READY one is also a `backup_succeeded` occurrence.
@@ -133,4 +135,78 @@ pub fn stale(state: &AppState, now: jiff::Timestamp, since: jiff::Timestamp) {
             }),
         });
     }
+}
+
+/// Probes every target and the staging area: a target that cannot be
+/// reached, and a local target or staging area with less free space than
+/// `alerts.free_space_min_mib`, are told once when that starts and once
+/// when it ends; the metrics get each figure. Blocking (network).
+pub fn probe(state: &AppState) {
+    let targets = match state.catalog.targets() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("probing targets: {e}");
+            return;
+        }
+    };
+    for row in &targets {
+        let h = health::probe(state, row);
+        let name = &h.name;
+        state
+            .metrics
+            .target_probed(name, h.reached.as_ref().ok().copied());
+        let error = h.reached.as_ref().err();
+        state.notifier.raise(Alert {
+            kind: EventKind::TargetUnreachable,
+            condition: Some((format!("target_unreachable:target {name}"), error.is_some())),
+            summary: match error {
+                Some(e) => format!("target {name} cannot be reached: {e}"),
+                None => format!("target {name} can be reached again"),
+            },
+            details: json!({ "target": name, "kind": row.kind, "error": error }),
+        });
+        if let Some((path, free)) = &h.free {
+            let place = format!("target:{name}");
+            state.metrics.free_space(&place, *free);
+            space_condition(state, &place, path, *free);
+        }
+    }
+    let staging = &state.config.staging_dir;
+    let measured = staging.ancestors().find(|p| p.exists()).unwrap_or(staging);
+    match coffer_targets::free_space_at(measured) {
+        Ok(free) => {
+            state.metrics.free_space("staging", free);
+            space_condition(state, "staging", staging, free);
+        }
+        Err(e) => tracing::warn!("free space of {}: {e}", measured.display()),
+    }
+}
+
+/// `free_space_low` for `place` (at `path`) with `free` bytes left.
+fn space_condition(state: &AppState, place: &str, path: &std::path::Path, free: u64) {
+    let min = state.config.free_space_min;
+    if min == 0 {
+        return;
+    }
+    let low = free < min;
+    let what = match place.strip_prefix("target:") {
+        Some(t) => format!("target {t} ({})", path.display()),
+        None => format!("the staging area ({})", path.display()),
+    };
+    state.notifier.raise(Alert {
+        kind: EventKind::FreeSpaceLow,
+        condition: Some((format!("free_space_low:{place}"), low)),
+        summary: if low {
+            format!(
+                "{what} has {} MiB free, less than alerts.free_space_min_mib ({} MiB)",
+                free >> 20,
+                min >> 20
+            )
+        } else {
+            format!("{what} has {} MiB free again", free >> 20)
+        },
+        details: json!({
+            "place": place, "path": path, "free_bytes": free, "min_bytes": min,
+        }),
+    });
 }

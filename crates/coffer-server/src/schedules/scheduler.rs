@@ -9,6 +9,8 @@
 //! it; never two runs of one schedule at once.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use coffer_schedule::{Outcome, SignedDuration, State, Timestamp, decide};
@@ -31,6 +33,8 @@ pub fn spawn(state: Shared) -> std::io::Result<()> {
         .spawn(move || {
             let since = state.clock.now();
             let mut watched: Option<Timestamp> = None;
+            let mut probed: Option<Timestamp> = None;
+            let probing = Arc::new(AtomicBool::new(false));
             let mut parsed = Parsed::default();
             while !state.scheduler.stopped() {
                 let now = state.clock.now();
@@ -39,6 +43,27 @@ pub fn spawn(state: Shared) -> std::io::Result<()> {
                 if watched.is_none_or(|w| now.duration_since(w) >= SignedDuration::from_mins(1)) {
                     crate::notify::watch::stale(&state, now, since);
                     watched = Some(now);
+                }
+                // Targets and free space, every `alerts.probe_every_secs`, on
+                // a thread of their own (a target that is down answers slowly)
+                // and never two probes at once.
+                let every = SignedDuration::try_from(state.config.probe_every)
+                    .unwrap_or(SignedDuration::from_mins(5));
+                if probed.is_none_or(|p| now.duration_since(p) >= every)
+                    && !probing.swap(true, Ordering::SeqCst)
+                {
+                    probed = Some(now);
+                    let (st, flag) = (Arc::clone(&state), Arc::clone(&probing));
+                    let started = std::thread::Builder::new()
+                        .name("coffer-probe".into())
+                        .spawn(move || {
+                            crate::notify::watch::probe(&st);
+                            flag.store(false, Ordering::SeqCst);
+                        });
+                    if let Err(e) = started {
+                        tracing::error!("starting the target probe: {e}");
+                        probing.store(false, Ordering::SeqCst);
+                    }
                 }
                 state.scheduler.decided_until(now);
                 let until = next.map_or(now + MAX_SLEEP, |n| n.min(now + MAX_SLEEP));

@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod declared;
+pub mod health;
 pub mod policy;
 mod store;
 
