@@ -458,4 +458,29 @@ fn schedules_over_the_api_keep_to_the_rules() {
     assert_eq!(pinned["reasons"], json!(["pinned"]), "{p:#}");
     let (code, _) = srv.admin("GET", "/api/v1/retention/preview?label=nope", None);
     assert_eq!(code, 404);
+
+    // The same preview from the command line, offline beside the server.
+    let cli = |args: &[&str]| {
+        std::process::Command::new(coffer_bin())
+            .args(["retention", "preview", "--config"])
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["--label", "manual", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let offline: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(offline, p, "the CLI and the API disagree");
+    let out = cli(&["--label", "manual"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("label manual "), "{text}");
+    assert!(text.contains(&format!("keep   {id}")), "{text}");
+    assert!(text.contains("pinned"), "{text}");
+    let out = cli(&["--label", "nope"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no retention policy for label"),
+        "{out:?}"
+    );
 }

@@ -52,6 +52,7 @@ use coffer_model::access::Scope;
 pub use crate::catalog::{CatalogError, TokenRow, UserRow};
 pub use crate::error::ServiceError;
 pub use crate::rebuild::RebuildReport;
+pub use crate::retention::view::{RetainedView, RetentionGroupView, RetentionPreview};
 
 use crate::access::tokens::{NewToken, create_token};
 use crate::catalog::Catalog;

@@ -2,12 +2,16 @@
 //! without the server running: tokens, users and catalog rebuilds. The
 //! operator at the machine is trusted: nothing here checks a principal.
 
+use coffer_model::access::Scope;
+
+use crate::access::Principal;
 use crate::access::tokens::{create_token, new_token};
 use crate::access::users::{UserError, create_user, new_user};
 use crate::catalog::{TokenRow, UserRow};
 use crate::config::ServerConfig;
 use crate::error::{ServiceError, ServiceResult};
 use crate::rebuild::{RebuildReport, rebuild_target};
+use crate::retention::view::{RetentionPreview, preview_view};
 use crate::state::AppState;
 use crate::{ServerError, new_state, open_data_dir};
 
@@ -108,5 +112,23 @@ impl Offline {
                 })
             })
             .collect()
+    }
+
+    /// What every retention policy (or `schedule`'s / `label`'s) would
+    /// delete now and why each kept backup is kept; deletes nothing. The
+    /// operator at the machine sees every backup.
+    pub fn retention_preview(
+        &self,
+        schedule: Option<&str>,
+        label: Option<&str>,
+    ) -> ServiceResult<RetentionPreview> {
+        let operator = Principal {
+            id: "operator".into(),
+            name: "offline".into(),
+            scopes: [Scope::BackupsRead, Scope::Sensitive].into_iter().collect(),
+            components: None,
+            expires_at: None,
+        };
+        crate::retention::preview(&self.state, &operator, schedule, label).map(preview_view)
     }
 }

@@ -8,6 +8,7 @@ mod catalog;
 mod data_dir;
 mod repo;
 mod restore_file;
+mod retention;
 mod server;
 mod token;
 mod user;
@@ -32,6 +33,9 @@ pub enum Command {
     Repo(repo::RepoArgs),
     /// Restore an export (`--from-file backup.coffer`) into the components of a coffer.toml.
     Restore(restore_file::RestoreArgs),
+    /// The server's retention policies, offline: `coffer retention preview` shows what they
+    /// keep, why, and what they would delete now.
+    Retention(retention::RetentionArgs),
 }
 
 impl Command {
@@ -45,6 +49,7 @@ impl Command {
             Command::Catalog(a) => a.json,
             Command::Repo(a) => a.json,
             Command::Restore(a) => a.json,
+            Command::Retention(a) => a.json,
         }
     }
 }
@@ -86,5 +91,6 @@ pub fn run(command: Command, out: Output) -> CliResult<Outcome> {
         Command::Catalog(args) => catalog::run(args, out).map(done),
         Command::Repo(args) => repo::run(args, out),
         Command::Restore(args) => restore_file::run(args, out),
+        Command::Retention(args) => retention::run(args, out).map(done),
     }
 }

@@ -8,6 +8,8 @@
 //! through the same path as `DELETE /api/v1/backups/{id}`, so a backup
 //! being restored or exported is never removed from under its job.
 
+pub mod view;
+
 use std::collections::{BTreeSet, HashMap};
 
 use coffer_model::access::{BackupStatus, Scope};
