@@ -10,9 +10,13 @@
 #             GFS policy; GET /api/v1/retention/preview?label=bench timed by curl, best of 3.
 #             Goal: ≤ 1 s.
 #   drill     a pgbench -s K database (default 50) on the test PostgreSQL, backed up and drilled
-#             through the server (the drill's own `seconds`), against a bare pg_restore
+#             through the server (the component's `seconds`: restore + verify_query), against a bare pg_restore
 #             --single-transaction of a pg_dump -Fc of it into a fresh database; best of 2 each.
 #             Goal: drill ≤ 1.2 × bare.
+#   prune     on the same server: two more backups after pgbench updates, the first two
+#             deleted, a prune with grace_secs 0; its report's planning_secs (shared lock,
+#             backups go on) and exclusive_secs (what a due backup on the target waits for).
+#             Goal: exclusive a few seconds.
 #
 # P is the cargo profile of the coffer binary (default release; `dev` reuses the test build —
 # Coffer's own code unoptimised, so an upper bound). Writes bench/results/<UTC date>-schedules.md.
@@ -161,7 +165,9 @@ DRILL= BARE=
 for _ in 1 2; do
   id=$(api -X POST "$URL/api/v1/backups/$BACKUP/drills" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
   wait_status "/api/v1/drills/$id" DRILLING
-  s=$(api "$URL/api/v1/drills/$id" | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["status"] == "READY", d; print(d["seconds"])')
+  # The component's recovery time: restore + verify_query (the scratch
+  # database's DROP after it is the drill's, not the recovery's).
+  s=$(api "$URL/api/v1/drills/$id" | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["status"] == "READY", d; print(d["components"][0]["seconds"])')
   DRILL=$(awk -v a="$s" -v b="${DRILL:-999999}" 'BEGIN { print (a < b ? a : b) }')
   psql -X -q -d postgres -c "DROP DATABASE IF EXISTS ${DB}_bare" -c "CREATE DATABASE ${DB}_bare"
   t0=$(date +%s.%N)
@@ -172,8 +178,32 @@ for _ in 1 2; do
   b=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
   BARE=$(awk -v a="$b" -v b="${BARE:-999999}" 'BEGIN { print (a < b ? a : b) }')
 done
-stop_server
 log "drill: $DRILL s, bare pg_restore: $BARE s"
+
+# ---------------------------------------------------------------- prune: what it holds exclusively
+# Two more backups after a round of pgbench updates each, the first two deleted, then a prune with
+# no grace (it deletes what the deletions freed): how long it planned beside backups (shared lock)
+# and how long it held the exclusive lock (what a due backup on the target waits for).
+backup_now() {
+  api -X POST -H 'Content-Type: application/json' -d '{"label":"bench"}' "$URL/api/v1/backups" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
+}
+OLDER=
+for _ in 1 2; do
+  pgbench -n -q -t 2000 "$DB" >/dev/null 2>&1
+  b=$(backup_now); wait_status "/api/v1/backups/$b" BACKING_UP
+  OLDER="$OLDER $b"
+done
+api -X DELETE "$URL/api/v1/backups/$BACKUP" >/dev/null
+api -X DELETE "$URL/api/v1/backups/$(echo "$OLDER" | awk '{print $1}')" >/dev/null
+PRUNE_ID=$(api -X POST -d '{"grace_secs": 0}' "$URL/api/v1/targets/local/prune" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+wait_status "/api/v1/prunes/$PRUNE_ID" PRUNING
+read -r PRUNE_PLAN PRUNE_EXCL PRUNE_FREED <<EOF_PRUNE
+$(api "$URL/api/v1/prunes/$PRUNE_ID" | python3 -c 'import json,sys; p=json.load(sys.stdin); assert p["status"] == "READY", p; r=p["report"]; print("%.2f %.2f %d" % (r["planning_secs"], r["exclusive_secs"], r["bytes_freed"] >> 20))')
+EOF_PRUNE
+stop_server
+log "prune: planned in $PRUNE_PLAN s (shared), exclusive $PRUNE_EXCL s, $PRUNE_FREED MiB freed"
 
 OUT=bench/results/$(date -u +%Y-%m-%d)-schedules.md
 mkdir -p bench/results
@@ -188,8 +218,10 @@ mkdir -p bench/results
   echo "| server RSS idle with $SCHEDULES schedules, MiB | $IDLE_RSS | |"
   echo "| retention preview of $BACKUPS backups, s | $PREVIEW | ≤ 1 |"
   echo "| kept / deleted in that preview | $KEPT | |"
-  echo "| drill of pgbench -s $PG_SCALE (restore + verify_query + drop), s | $DRILL | |"
+  echo "| drill of pgbench -s $PG_SCALE (the component's recovery time: restore + verify_query), s | $DRILL | |"
   echo "| bare pg_restore --single-transaction + the same query, s | $BARE | |"
   echo "| drill ÷ bare | $(awk -v a="$DRILL" -v b="$BARE" 'BEGIN { printf "%.2f", a / b }') | ≤ 1.2 |"
+  echo "| prune after deleting 2 of 3 pgbench backups ($PRUNE_FREED MiB freed): planning under a shared lock, s | $PRUNE_PLAN | |"
+  echo "| the same prune's exclusive lock (what a due backup waits for), s | $PRUNE_EXCL | a few seconds |"
 } | tee "$OUT"
 log "written to $OUT"

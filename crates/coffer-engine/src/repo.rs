@@ -31,7 +31,7 @@ mod sealed;
 pub use backup::TreeBackupOptions;
 pub use damage::{Affected, Damage};
 pub use keys::KeyInfo;
-pub use maintenance::{CheckReport, PruneReport, PruneSettings};
+pub use maintenance::{CheckReport, PrunePrepared, PruneReport, PruneSettings};
 pub use portable::{PortableForm, write_command_output, write_dir_tar};
 pub use restore::restore_tree_from_tar;
 

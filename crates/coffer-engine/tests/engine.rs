@@ -466,6 +466,45 @@ fn forget_and_prune_free_space_and_keep_the_rest_intact() {
 }
 
 #[test]
+fn a_prune_plans_again_when_a_backup_ended_after_its_plan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    let repo = new_repo(&dir);
+    let a = tmp.path().join("a");
+    tree::write(&a.join("big.bin"), &tree::random_bytes(12, 6_000_000));
+    let sa = backup_dir(&repo, &a, "a");
+    assert_eq!(repo.forget(std::slice::from_ref(&sa.id)).unwrap(), 1);
+    let instant = coffer_engine::PruneSettings {
+        instant: true,
+        grace_secs: None,
+    };
+    // Planned (under a shared lock, released after): a's packs are unused.
+    let prepared = repo.prune_prepare(instant, None).unwrap();
+    // Meanwhile a backup of the same data ends; it reuses those packs.
+    let sc = backup_dir(&repo, &a, "c");
+    let report = prepared.execute(std::time::Duration::from_secs(5)).unwrap();
+    assert!(report.replanned, "{report:?}");
+    assert_eq!(report.packs_removed, 0, "{report:?}");
+    // The stale plan would have deleted c's data: it restores whole.
+    let dest = tmp.path().join("dest");
+    repo.restore_tree(&sc.id, &dest, RestoreMode::RefuseNonEmpty, None)
+        .unwrap();
+    assert_same_tree(&a, &dest);
+    restic_check(&dir, PW);
+    // Nothing in between: the plan stands, and the report says how long
+    // each phase took.
+    assert_eq!(repo.forget(std::slice::from_ref(&sc.id)).unwrap(), 1);
+    let report = repo.prune_with(instant, None).unwrap();
+    assert!(!report.replanned, "{report:?}");
+    assert!(report.packs_removed > 0, "{report:?}");
+    assert!(
+        report.planning_secs > 0.0 && report.exclusive_secs > 0.0,
+        "{report:?}"
+    );
+    restic_check(&dir, PW);
+}
+
+#[test]
 fn check_finds_a_flipped_byte_and_restore_refuses_wrong_data() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("repo");

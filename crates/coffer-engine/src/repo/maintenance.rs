@@ -1,6 +1,7 @@
 //! Maintenance: check, forget and prune.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rustic_core::{CheckOptions, PruneOptions, ReadSubsetOption};
 use serde::{Deserialize, Serialize};
@@ -44,6 +45,21 @@ pub struct PruneReport {
     /// Bytes that the packs marked now and earlier free when their grace
     /// period ends (a later prune deletes them).
     pub bytes_pending: u64,
+    /// Seconds spent deciding, under a shared lock (backups went on).
+    #[serde(default)]
+    pub planning_secs: f64,
+    /// Seconds waited for the exclusive lock (for backups of this process
+    /// to end).
+    #[serde(default)]
+    pub waited_secs: f64,
+    /// Seconds the exclusive lock was held: what backups of the target had
+    /// to wait for.
+    #[serde(default)]
+    pub exclusive_secs: f64,
+    /// A backup or forget ended between planning and the exclusive lock,
+    /// so the plan was made again under the lock.
+    #[serde(default)]
+    pub replanned: bool,
 }
 
 /// How to prune.
@@ -150,24 +166,111 @@ impl Repo {
         restic_locks::list(&*self.storage, &self.key, now)
     }
 
-    /// [`Repo::prune`] with a grace period and progress. Refuses (as
-    /// `Locked`) while plain restic holds a lock that is not stale: restic
-    /// does not see Coffer's locks, so a `restic backup` running now could
-    /// lose the packs this prune removes.
+    /// [`Repo::prune`] with a grace period and progress: [`Self::prune_prepare`]
+    /// then [`PrunePrepared::execute`], waiting up to [`IN_PROCESS_PATIENCE`]
+    /// for the exclusive lock.
     pub fn prune_with(
         &self,
         settings: PruneSettings,
         progress: Option<ProgressFn>,
     ) -> EngineResult<PruneReport> {
-        let _lock = RepoLock::acquire_patiently(
+        self.prune_prepare(settings, progress)?
+            .execute(IN_PROCESS_PATIENCE)
+    }
+
+    /// A prune's first phase: what to delete, mark and repack, decided
+    /// under a **shared** lock, so backups and restores go on meanwhile
+    /// (reading every snapshot's trees is most of a prune's time). The
+    /// repository's snapshot and index listings are noted first:
+    /// [`PrunePrepared::execute`] plans again if they changed since.
+    pub fn prune_prepare(
+        &self,
+        settings: PruneSettings,
+        progress: Option<ProgressFn>,
+    ) -> EngineResult<PrunePrepared> {
+        let opts = prune_options(settings)?;
+        let started = Instant::now();
+        let _shared = RepoLock::acquire_patiently(
             Arc::clone(&self.storage),
-            LockMode::Exclusive,
-            "prune",
+            LockMode::Shared,
+            "prune (planning)",
             IN_PROCESS_PATIENCE,
         )?;
-        if let Some(l) = self.restic_locks()?.into_iter().find(|l| !l.stale) {
+        let seen = self.listing_fingerprint()?;
+        let counters = progress.map(|p| Counters::new(Some(p)));
+        let (handle, plan) = guarded(|| {
+            let handle = self.handle(None, counters.clone())?;
+            let plan = handle
+                .prune_plan(&opts)
+                .map_err(|e| EngineError::rustic(&e))?;
+            Ok((handle, plan))
+        })?;
+        Ok(PrunePrepared {
+            repo: self.clone(),
+            settings,
+            opts,
+            counters,
+            seen,
+            handle,
+            plan,
+            planning_secs: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// The names of every snapshot and index file: a backup that ended, a
+    /// forget or another prune changes them.
+    fn listing_fingerprint(&self) -> EngineResult<Vec<String>> {
+        let mut keys = Vec::new();
+        for prefix in ["snapshots/", "index/"] {
+            keys.extend(self.storage.list(prefix)?.into_iter().map(|o| o.key));
+        }
+        keys.sort_unstable();
+        Ok(keys)
+    }
+}
+
+/// A planned prune (see [`Repo::prune_prepare`]), to be carried out.
+pub struct PrunePrepared {
+    repo: Repo,
+    settings: PruneSettings,
+    opts: PruneOptions,
+    counters: Option<Arc<Counters>>,
+    seen: Vec<String>,
+    handle: rustic_core::Repository<rustic_core::OpenStatus>,
+    plan: rustic_core::PrunePlan,
+    planning_secs: f64,
+}
+
+impl std::fmt::Debug for PrunePrepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrunePrepared")
+            .field("settings", &self.settings)
+            .field("planning_secs", &self.planning_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PrunePrepared {
+    /// The second phase, under the **exclusive** lock (waiting up to
+    /// `patience` for operations of this process to release theirs):
+    /// refuses while plain restic holds a lock that is not stale (restic
+    /// does not see Coffer's locks, so a `restic backup` running now could
+    /// lose the packs this prune removes); plans again, now under the
+    /// lock, if a snapshot or index file appeared or went since the plan;
+    /// then marks, repacks and deletes.
+    pub fn execute(self, patience: Duration) -> EngineResult<PruneReport> {
+        let repo = &self.repo;
+        let waited = Instant::now();
+        let _lock = RepoLock::acquire_patiently(
+            Arc::clone(&repo.storage),
+            LockMode::Exclusive,
+            "prune",
+            patience,
+        )?;
+        let locked = Instant::now();
+        if let Some(l) = repo.restic_locks()?.into_iter().find(|l| !l.stale) {
             return Err(EngineError::Locked {
-                location: self.storage.location(),
+                location: repo.storage.location(),
                 holder: format!(
                     "plain restic holds {} lock {} ({}, {} s old): wait until it ends, or run \
                      `restic unlock` if that process is gone",
@@ -178,57 +281,78 @@ impl Repo {
                 ),
             });
         }
-        let counters = progress.map(|p| Counters::new(Some(p)));
+        let replanned = repo.listing_fingerprint()? != self.seen;
+        let (handle, plan) = if replanned {
+            guarded(|| {
+                let handle = repo.handle(None, self.counters.clone())?;
+                let plan = handle
+                    .prune_plan(&self.opts)
+                    .map_err(|e| EngineError::rustic(&e))?;
+                Ok((handle, plan))
+            })?
+        } else {
+            (self.handle, self.plan)
+        };
+        let mut report = report_of(&plan, self.settings.instant);
         guarded(|| {
-            let repo = self.handle(None, counters)?;
-            let instant = settings.instant;
-            let mut opts = PruneOptions::default().instant_delete(instant);
-            if instant {
-                // Also delete packs an earlier prune marked, without waiting
-                // out their grace period.
-                opts = opts.keep_delete(rustic_core::jiff::Span::new());
-            } else if let Some(secs) = settings.grace_secs {
-                let too_long = || {
-                    EngineError::InvalidInput(format!(
-                        "grace of {secs} s is longer than the {} s allowed",
-                        PruneSettings::MAX_GRACE_SECS
-                    ))
-                };
-                if secs > PruneSettings::MAX_GRACE_SECS {
-                    return Err(too_long());
-                }
-                let secs = i64::try_from(secs).map_err(|_| too_long())?;
-                let span = rustic_core::jiff::Span::new()
-                    .try_seconds(secs)
-                    .map_err(|_| too_long())?;
-                opts = opts.keep_delete(span);
-            }
-            let plan = repo
-                .prune_plan(&opts)
-                .map_err(|e| EngineError::rustic(&e))?;
-            // rustic_core's statistics: `packs.unused` are packs no snapshot
-            // uses any more (marked now, or deleted now when instant);
-            // `packs_to_delete.remove` are packs marked by an earlier prune
-            // whose grace period is over; `packs_to_delete.keep` are marked
-            // packs still waiting.
-            let stats = &plan.stats;
-            let sizes = stats.size_sum();
-            let (unused_removed, unused_marked, unused_bytes) = if instant {
-                (stats.packs.unused, 0, sizes.remove)
-            } else {
-                (0, stats.packs.unused, 0)
-            };
-            let report = PruneReport {
-                packs_removed: stats.packs_to_delete.remove + unused_removed,
-                packs_repacked: stats.packs.repack,
-                packs_marked: unused_marked,
-                packs_waiting: stats.packs_to_delete.keep,
-                bytes_freed: stats.size_to_delete.remove + sizes.repackrm + unused_bytes,
-                bytes_pending: stats.size_to_delete.keep + if instant { 0 } else { sizes.remove },
-            };
-            repo.prune(&opts, plan)
-                .map_err(|e| EngineError::rustic(&e))?;
-            Ok(report)
-        })
+            handle
+                .prune(&self.opts, plan)
+                .map_err(|e| EngineError::rustic(&e))
+        })?;
+        report.planning_secs = self.planning_secs;
+        report.waited_secs = locked.duration_since(waited).as_secs_f64();
+        report.exclusive_secs = locked.elapsed().as_secs_f64();
+        report.replanned = replanned;
+        Ok(report)
+    }
+}
+
+/// rustic_core's options for `settings`.
+fn prune_options(settings: PruneSettings) -> EngineResult<PruneOptions> {
+    let mut opts = PruneOptions::default().instant_delete(settings.instant);
+    if settings.instant {
+        // Also delete packs an earlier prune marked, without waiting out
+        // their grace period.
+        opts = opts.keep_delete(rustic_core::jiff::Span::new());
+    } else if let Some(secs) = settings.grace_secs {
+        let too_long = || {
+            EngineError::InvalidInput(format!(
+                "grace of {secs} s is longer than the {} s allowed",
+                PruneSettings::MAX_GRACE_SECS
+            ))
+        };
+        if secs > PruneSettings::MAX_GRACE_SECS {
+            return Err(too_long());
+        }
+        let secs = i64::try_from(secs).map_err(|_| too_long())?;
+        let span = rustic_core::jiff::Span::new()
+            .try_seconds(secs)
+            .map_err(|_| too_long())?;
+        opts = opts.keep_delete(span);
+    }
+    Ok(opts)
+}
+
+/// What `plan` will do, in the report's terms. rustic_core's statistics:
+/// `packs.unused` are packs no snapshot uses any more (marked now, or
+/// deleted now when instant); `packs_to_delete.remove` are packs marked by
+/// an earlier prune whose grace period is over; `packs_to_delete.keep` are
+/// marked packs still waiting.
+fn report_of(plan: &rustic_core::PrunePlan, instant: bool) -> PruneReport {
+    let stats = &plan.stats;
+    let sizes = stats.size_sum();
+    let (unused_removed, unused_marked, unused_bytes) = if instant {
+        (stats.packs.unused, 0, sizes.remove)
+    } else {
+        (0, stats.packs.unused, 0)
+    };
+    PruneReport {
+        packs_removed: stats.packs_to_delete.remove + unused_removed,
+        packs_repacked: stats.packs.repack,
+        packs_marked: unused_marked,
+        packs_waiting: stats.packs_to_delete.keep,
+        bytes_freed: stats.size_to_delete.remove + sizes.repackrm + unused_bytes,
+        bytes_pending: stats.size_to_delete.keep + if instant { 0 } else { sizes.remove },
+        ..PruneReport::default()
     }
 }

@@ -4,6 +4,8 @@
 //! of its own under the repository's exclusive lock; refused while plain
 //! restic holds a lock that is not stale (restic does not see Coffer's).
 
+use std::time::Duration;
+
 use coffer_engine::{PruneReport, PruneSettings};
 use coffer_model::access::Scope;
 use serde::Deserialize;
@@ -18,11 +20,22 @@ use crate::state::{AppState, Shared};
 /// What the progress registry calls the one "component" of a prune.
 pub const PROGRESS_KEY: &str = "prune";
 
-/// Reservation key of a target being pruned.
-/// The reservation a running prune of target `name` holds.
+/// The key a prune of target `name` holds in its exclusive phase: the
+/// scheduler keeps the target's due backups back while it is held.
 pub fn target_key(name: &str) -> String {
     format!("target:{name}")
 }
+
+/// The key a prune holds from start to end: one prune of a target at a time.
+fn planning_key(name: &str) -> String {
+    format!("pruning:{name}")
+}
+
+/// How long a prune waits for backups of this server running on its
+/// target to end before it takes the exclusive lock (new due backups are
+/// held meanwhile); then it fails naming them, and the next prune tries
+/// again.
+const EXCLUSIVE_PATIENCE: Duration = Duration::from_secs(15 * 60);
 
 /// Options of a prune.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -85,7 +98,13 @@ pub fn start(
         )));
     }
     let id = format!("prune-{}", uuid::Uuid::new_v4());
-    let reservation = state.jobs.reserve(&id, vec![target_key(target)])?;
+    // Held while it plans: another prune (or a `target:` holder) refused.
+    if let Some(holder) = state.jobs.holder(&target_key(target)) {
+        return Err(ServiceError::Conflict(format!(
+            "target {target} is busy with job {holder}"
+        )));
+    }
+    let reservation = state.jobs.reserve(&id, vec![planning_key(target)])?;
     state.catalog.insert_prune(&PruneRow {
         id: id.clone(),
         target: target.to_owned(),
@@ -105,12 +124,25 @@ pub fn start(
             grace_secs: req.grace_secs,
         },
     );
+    let target = target.to_owned();
     spawn_job(&id, move || {
         let _reservation = reservation;
         let progress = st.jobs.progress_fn(&job, PROGRESS_KEY);
+        // Planned while backups go on; then the target is held (the
+        // scheduler keeps due backups back) for the exclusive phase only.
         let outcome = repo
-            .prune_with(settings, Some(progress))
+            .prune_prepare(settings, Some(progress))
             .map_err(|e| e.to_string())
+            .and_then(|prepared| {
+                let _exclusive = st
+                    .jobs
+                    .reserve(&job, vec![target_key(&target)])
+                    .map_err(|e| e.message())?;
+                st.log(&job, "planned; waiting for the exclusive lock");
+                prepared
+                    .execute(EXCLUSIVE_PATIENCE)
+                    .map_err(|e| e.to_string())
+            })
             .and_then(|r| serde_json::to_string(&r).map_err(|e| e.to_string()));
         st.jobs.progress_done(&job, PROGRESS_KEY);
         match &outcome {
