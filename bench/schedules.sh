@@ -190,7 +190,7 @@ backup_now() {
 }
 OLDER=
 for _ in 1 2; do
-  pgbench -n -q -t 2000 "$DB" >/dev/null 2>&1
+  pgbench -n -t 2000 "$DB" >/dev/null 2>&1
   b=$(backup_now); wait_status "/api/v1/backups/$b" BACKING_UP
   OLDER="$OLDER $b"
 done

@@ -6,6 +6,7 @@
 
 pub mod fixture;
 pub mod schedule;
+pub mod webhook;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
