@@ -34,6 +34,16 @@ pub struct PruneReportView {
     pub bytes_freed: u64,
     /// Bytes freed when the marked packs' grace period ends (by a later prune).
     pub bytes_pending: u64,
+    /// Seconds spent planning under a shared lock (backups went on).
+    pub planning_secs: f64,
+    /// Seconds waited for the exclusive lock (for running backups to end).
+    pub waited_secs: f64,
+    /// Seconds the exclusive lock was held: what due backups of the target
+    /// waited for.
+    pub exclusive_secs: f64,
+    /// A backup or forget ended between the plan and the lock, so the plan
+    /// was made again under the lock.
+    pub replanned: bool,
 }
 
 /// A prune.
@@ -72,6 +82,10 @@ fn prune_view(state: &Shared, d: PruneDetail) -> PruneView {
             packs_waiting: p.packs_waiting,
             bytes_freed: p.bytes_freed,
             bytes_pending: p.bytes_pending,
+            planning_secs: p.planning_secs,
+            waited_secs: p.waited_secs,
+            exclusive_secs: p.exclusive_secs,
+            replanned: p.replanned,
         }),
         id: r.id,
         target: r.target,
