@@ -13,16 +13,18 @@
 #             through the server (the component's `seconds`: restore + verify_query), against a bare pg_restore
 #             --single-transaction of a pg_dump -Fc of it into a fresh database; best of 2 each.
 #             Goal: drill ≤ 1.2 × bare.
-#   prune     on the same server: two more backups after pgbench updates, the first two
-#             deleted, a prune with grace_secs 0; its report's planning_secs (shared lock,
-#             backups go on) and exclusive_secs (what a due backup on the target waits for).
-#             Goal: exclusive a few seconds.
+#   prune     on the same server: a bench/gen_dataset.py tree (--scale 0.25, ~5 000 small files)
+#             backed up three times with its mutation in between to a second local target, the
+#             first two deleted, two prunes with grace_secs 0 (mark, then delete); each report's
+#             planning_secs (shared lock, backups go on) and exclusive_secs (what a due backup on
+#             the target waits for). Goal: exclusive a few seconds.
 #
 # P is the cargo profile of the coffer binary (default release; `dev` reuses the test build —
 # Coffer's own code unoptimised, so an upper bound). Writes bench/results/<UTC date>-schedules.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SCHEDULES=1000 IDLE=120 BACKUPS=100000 PG_SCALE=50 PROFILE=release
+SCHEDULES=1000 IDLE=120 BACKUPS=100000 PG_SCALE=50 PROFILE=release TREE_SCALE=0.25
+DATASET=bench/gen_dataset.py
 while [ $# -gt 0 ]; do
   case $1 in
     --schedules) SCHEDULES=$2; shift 2 ;;
@@ -181,29 +183,49 @@ done
 log "drill: $DRILL s, bare pg_restore: $BARE s"
 
 # ---------------------------------------------------------------- prune: what it holds exclusively
-# Two more backups after a round of pgbench updates each, the first two deleted, then a prune with
-# no grace (it deletes what the deletions freed): how long it planned beside backups (shared lock)
-# and how long it held the exclusive lock (what a due backup on the target waits for).
-backup_now() {
-  api -X POST -H 'Content-Type: application/json' -d '{"label":"bench"}' "$URL/api/v1/backups" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
-}
-OLDER=
-for _ in 1 2; do
-  pgbench -n -t 2000 "$DB" >/dev/null 2>&1
-  b=$(backup_now); wait_status "/api/v1/backups/$b" BACKING_UP
-  OLDER="$OLDER $b"
-done
-api -X DELETE "$URL/api/v1/backups/$BACKUP" >/dev/null
-api -X DELETE "$URL/api/v1/backups/$(echo "$OLDER" | awk '{print $1}')" >/dev/null
-PRUNE_ID=$(api -X POST -d '{"grace_secs": 0}' "$URL/api/v1/targets/local/prune" |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-wait_status "/api/v1/prunes/$PRUNE_ID" PRUNING
-read -r PRUNE_PLAN PRUNE_EXCL PRUNE_FREED <<EOF_PRUNE
-$(api "$URL/api/v1/prunes/$PRUNE_ID" | python3 -c 'import json,sys; p=json.load(sys.stdin); assert p["status"] == "READY", p; r=p["report"]; print("%.2f %.2f %d" % (r["planning_secs"], r["exclusive_secs"], r["bytes_freed"] >> 20))')
-EOF_PRUNE
+# A tree of many files (bench/gen_dataset.py at --scale $TREE_SCALE), backed up three times
+# with its ~5 % mutation in between; the first two backups deleted; then two prunes with no grace
+# (the first marks what the deletions freed, the second deletes it): how long each planned beside
+# backups (shared lock) and how long it held the exclusive lock (what a due backup waits for).
+TREE=$DIR/tree
+python3 "$DATASET" --scale "$TREE_SCALE" "$TREE" >/dev/null
+api -X POST -H 'Content-Type: application/json' -d '{"name":"tree","spec":{"kind":"local","path":"'"$DIR/tree-repo"'"}}' \
+  "$URL/api/v1/targets" >/dev/null
 stop_server
-log "prune: planned in $PRUNE_PLAN s (shared), exclusive $PRUNE_EXCL s, $PRUNE_FREED MiB freed"
+cat >> "$DIR/drill.toml" <<TOML
+
+[[components]]
+name = "tree"
+kind = "files"
+path = "$TREE"
+TOML
+start_server "$DIR/drill.toml"
+TREE_BACKUPS=
+for i in 1 2 3; do
+  [ "$i" = 1 ] || python3 "$DATASET" --mutate "$TREE" >/dev/null
+  b=$(api -X POST -H 'Content-Type: application/json' \
+    -d '{"label":"tree","components":["tree"],"target":"tree"}' "$URL/api/v1/backups" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  wait_status "/api/v1/backups/$b" BACKING_UP
+  TREE_BACKUPS="$TREE_BACKUPS $b"
+done
+for b in $(echo "$TREE_BACKUPS" | awk '{print $1, $2}'); do
+  api -X DELETE "$URL/api/v1/backups/$b" >/dev/null
+done
+prune_once() { # prints: planning_secs exclusive_secs MiB(marked or freed)
+  local id
+  id=$(api -X POST -d '{"grace_secs": 0}' "$URL/api/v1/targets/tree/prune" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  wait_status "/api/v1/prunes/$id" PRUNING
+  api "$URL/api/v1/prunes/$id" | python3 -c 'import json,sys
+p = json.load(sys.stdin); assert p["status"] == "READY", p; r = p["report"]
+print("%.2f %.2f %d" % (r["planning_secs"], r["exclusive_secs"], (r["bytes_freed"] + r["bytes_pending"]) >> 20))'
+}
+read -r MARK_PLAN MARK_EXCL MARK_MIB <<<"$(prune_once)"
+read -r DEL_PLAN DEL_EXCL DEL_MIB <<<"$(prune_once)"
+TREE_FILES=$(find "$TREE" -type f | wc -l)
+stop_server
+log "prune (mark): planned $MARK_PLAN s, exclusive $MARK_EXCL s, $MARK_MIB MiB; (delete): $DEL_PLAN s, $DEL_EXCL s"
 
 OUT=bench/results/$(date -u +%Y-%m-%d)-schedules.md
 mkdir -p bench/results
@@ -221,7 +243,9 @@ mkdir -p bench/results
   echo "| drill of pgbench -s $PG_SCALE (the component's recovery time: restore + verify_query), s | $DRILL | |"
   echo "| bare pg_restore --single-transaction + the same query, s | $BARE | |"
   echo "| drill ÷ bare | $(awk -v a="$DRILL" -v b="$BARE" 'BEGIN { printf "%.2f", a / b }') | ≤ 1.2 |"
-  echo "| prune after deleting 2 of 3 pgbench backups ($PRUNE_FREED MiB freed): planning under a shared lock, s | $PRUNE_PLAN | |"
-  echo "| the same prune's exclusive lock (what a due backup waits for), s | $PRUNE_EXCL | a few seconds |"
+  echo "| prune marking $MARK_MIB MiB (2 of 3 backups of $TREE_FILES files deleted): planning, shared lock, s | $MARK_PLAN | |"
+  echo "| the same prune's exclusive lock (what a due backup waits for), s | $MARK_EXCL | a few seconds |"
+  echo "| the next prune deleting them: planning, s | $DEL_PLAN | |"
+  echo "| its exclusive lock, s | $DEL_EXCL | a few seconds |"
 } | tee "$OUT"
 log "written to $OUT"

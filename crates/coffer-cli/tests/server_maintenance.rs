@@ -94,7 +94,10 @@ fn deleted_backups_give_their_space_back_through_a_two_phase_prune() {
     assert_eq!(report["packs_removed"], 0, "{first:#}");
     // Planned beside backups, then the exclusive phase: both timed.
     assert!(report["planning_secs"].as_f64().unwrap() > 0.0, "{first:#}");
-    assert!(report["exclusive_secs"].as_f64().unwrap() > 0.0, "{first:#}");
+    assert!(
+        report["exclusive_secs"].as_f64().unwrap() > 0.0,
+        "{first:#}"
+    );
     assert_eq!(report["replanned"], false, "{first:#}");
     assert_eq!(first["grace_secs"], Value::Null);
     coffer_testkit::restic_check(&repo, &password);

@@ -310,3 +310,63 @@ fn mysql_refuses_an_upload_that_is_not_sql_before_touching_the_database() {
     srv.sql(&format!("DROP DATABASE {db}"));
     f.assert_clean();
 }
+
+/// A restore drill: the backup restored into `coffer_drill_<tag>` on the
+/// same server, proved with the component's `verify_query`, dropped; the
+/// live database untouched.
+#[test]
+fn mysql_drill_restores_beside_the_live_database_and_drops_it() {
+    let Some(srv) = Server::from_env() else {
+        return;
+    };
+    let f = Fixture::new();
+    let src = format!("coffer_my_drill_{}", std::process::id());
+    srv.sql(&format!(
+        "DROP DATABASE IF EXISTS {src}; CREATE DATABASE {src}"
+    ));
+    Server::run(srv.tool("mariadb").args(["--batch", &src, "-e", SCHEMA]));
+    let s = srv.spec(&src, "verify_query = \"SELECT COUNT(*) FROM orders\"");
+    let snap = f.backup(&s).expect("backup");
+    let tag = format!("t{}", std::process::id());
+    let scratch_dir = f.path("drill");
+    let scratch = coffer_components::drill::scratch_spec(&s, &tag, &scratch_dir).unwrap();
+    let staging = f.staging();
+    let options = RestoreOptions {
+        create_database: true,
+        ..RestoreOptions::default()
+    };
+    let ctx = coffer_components::RestoreContext {
+        source: coffer_components::RestoreSource::Snapshot {
+            repo: &f.repo,
+            snapshot: &snap,
+        },
+        staging_dir: &staging,
+        options: &options,
+        progress: None,
+    };
+    let proof = coffer_components::drill::run(&scratch, &ctx, &snap).expect("drill");
+    assert!(proof.contains("\"20000\""), "{proof}");
+    let drill_db = coffer_components::drill::scratch_database(&tag);
+    assert_eq!(
+        srv.sql(&format!(
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{drill_db}'"
+        ))
+        .trim(),
+        "1"
+    );
+    coffer_components::drill::remove_scratch(&scratch).expect("drop");
+    assert_eq!(
+        srv.sql(&format!(
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{drill_db}'"
+        ))
+        .trim(),
+        "0"
+    );
+    // The live database is as it was.
+    assert_eq!(
+        srv.sql(&format!("SELECT COUNT(*) FROM {src}.orders"))
+            .trim(),
+        "20000"
+    );
+    srv.sql(&format!("DROP DATABASE {src}"));
+}
