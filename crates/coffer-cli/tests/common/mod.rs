@@ -507,3 +507,21 @@ pub fn export_to_file(srv: &Server, password: &str, dest: &Path) -> String {
     std::fs::write(dest, &r.body).unwrap();
     id
 }
+
+/// Runs `script` with `bash -eu -o pipefail` in `dir`; returns its standard
+/// output, or panics with what it printed.
+pub fn sh(dir: &Path, script: &str) -> String {
+    let out = Command::new("bash")
+        .args(["-eu", "-o", "pipefail", "-c", script])
+        .current_dir(dir)
+        .output()
+        .expect("run bash");
+    assert!(
+        out.status.success(),
+        "{script}\nexited {}: {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
