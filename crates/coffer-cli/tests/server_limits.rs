@@ -218,6 +218,51 @@ fn a_stalled_body_is_answered_408() {
     }
 }
 
+/// A client that starts a component's native download and stops reading
+/// does not hold the component busy: after `server.idle_timeout_secs`
+/// without a read, the download is dropped and backups of it run again.
+#[test]
+fn a_download_nobody_reads_lets_go_of_its_component() {
+    let f = Fixture::new("idle_timeout_secs = 2");
+    let srv = &f.srv;
+    // More than the channel and the socket buffers hold.
+    std::fs::write(
+        f.tmp.path().join("files/big"),
+        coffer_testkit::tree::random_bytes(4, 24 << 20),
+    )
+    .unwrap();
+    let addr = srv.url.trim_start_matches("http://").to_owned();
+    let mut stalled = TcpStream::connect(&addr).unwrap();
+    write!(
+        stalled,
+        "GET /api/v1/components/files/backup HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+        srv.admin
+    )
+    .unwrap();
+    // Busy while the download runs...
+    let body = json!({ "label": "after", "components": ["files"] });
+    let started = Instant::now();
+    let mut was_busy = false;
+    let id = loop {
+        let (code, v) = srv.admin("POST", "/api/v1/backups", Some(&body));
+        match code {
+            202 => break v["id"].as_str().unwrap().to_owned(),
+            409 => was_busy = true,
+            _ => panic!("{code} {v}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "still busy after 30 s: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(was_busy, "the download never held the component");
+    // ... and free once the client read nothing for 2 s.
+    let b = srv.wait_until_done(&format!("/api/v1/backups/{id}"), "BACKING_UP", 120);
+    assert_eq!(b["status"], "READY", "{b:#}");
+    drop(stalled);
+}
+
 /// The catalog is readable by its owner only, and a data directory open
 /// to others is refused at start with the fix.
 #[test]

@@ -21,8 +21,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
+use coffer_engine::CancelToken;
 use coffer_model::access::RestoreStatus;
 use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc::error::TrySendError;
 
 use crate::access::Principal;
 use crate::api::common::{Accepted, ApiResult, accepted, blocking};
@@ -30,6 +32,7 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::error::ServiceError;
 use crate::jobs::registry::component_key;
 use crate::jobs::restore::OptionsRequest;
+use crate::jobs::runner::{Timed, with_timeout};
 use crate::jobs::upload::{self, UploadConfig};
 use crate::state::Shared;
 
@@ -307,29 +310,72 @@ pub async fn component_download(
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     let staging = state.config.staging_dir.clone();
     let file_name = coffer_components::native_file_name(&spec);
+    // The component's time limit and a server shutdown stop it (its next
+    // write fails); so does a client that stops reading for
+    // `server.idle_timeout_secs`, which would otherwise hold the component
+    // busy for as long as it likes.
+    let token = CancelToken::new();
+    state.jobs.register_cancel(&job, token.clone());
+    // A failure cuts the response at once, ahead of chunks still queued (a
+    // client that stopped reading leaves the queue full).
+    let (abort_tx, abort_rx) = tokio::sync::oneshot::channel::<String>();
+    let (limit, idle, st) = (
+        state.config.component_timeout,
+        state.config.idle_timeout,
+        Arc::clone(&state),
+    );
     tokio::task::spawn_blocking(move || {
         let _reservation = reservation;
-        let mut out = ChannelWriter {
-            tx: tx.clone(),
-            buf: Vec::with_capacity(CHUNK),
+        let writer_token = token.clone();
+        let (worker_tx, worker_spec) = (tx.clone(), spec.clone());
+        let timed = with_timeout(limit, &token, move || {
+            let mut out = ChannelWriter {
+                tx: worker_tx,
+                buf: Vec::with_capacity(CHUNK),
+                idle,
+                token: writer_token,
+            };
+            std::fs::create_dir_all(&staging)
+                .map_err(|e| format!("creating {}: {e}", staging.display()))
+                .and_then(|()| {
+                    coffer_components::download(&worker_spec, &staging, &mut out)
+                        .map_err(|e| e.to_string())
+                })
+                .and_then(|n| out.flush().map(|()| n).map_err(|e| e.to_string()))
+        });
+        st.jobs.unregister(&job);
+        let result = match timed {
+            Err(e) => Err(e),
+            Ok(Timed::Done(r)) => r,
+            Ok(Timed::TimedOut(_)) => Err(format!(
+                "stopped after {} s (server.component_timeout_secs)",
+                limit.as_secs()
+            )),
         };
-        let result = std::fs::create_dir_all(&staging)
-            .map_err(|e| format!("creating {}: {e}", staging.display()))
-            .and_then(|()| {
-                coffer_components::download(&spec, &staging, &mut out).map_err(|e| e.to_string())
-            })
-            .and_then(|n| out.flush().map(|()| n).map_err(|e| e.to_string()));
         match result {
             Ok(n) => tracing::info!(component = %spec.name, "native download: {n} bytes sent"),
             Err(e) => {
                 tracing::warn!(component = %spec.name, "native download failed: {e}");
-                // An error item makes hyper abort the response.
-                let _ = tx.blocking_send(Err(std::io::Error::other(e)));
+                let _ = abort_tx.send(e);
             }
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+    // An error item makes hyper abort the response: never a partial file
+    // that ends like a whole one.
+    let stream = futures_util::stream::unfold(Feed::Open(rx, abort_rx), |feed| async move {
+        match feed {
+            Feed::Open(mut rx, mut abort) => tokio::select! {
+                biased;
+                failed = &mut abort => match failed {
+                    Ok(e) => Some((Err(std::io::Error::other(e)), Feed::Done)),
+                    // The worker ended without failing: the rest is data.
+                    Err(_) => rx.recv().await.map(|item| (item, Feed::Draining(rx))),
+                },
+                item = rx.recv() => item.map(|item| (item, Feed::Open(rx, abort))),
+            },
+            Feed::Draining(mut rx) => rx.recv().await.map(|item| (item, Feed::Draining(rx))),
+            Feed::Done => None,
+        }
     });
     let mut resp = Response::new(Body::from_stream(stream));
     let h = resp.headers_mut();
@@ -345,11 +391,29 @@ pub async fn component_download(
 
 const CHUNK: usize = 256 << 10;
 
+/// A native download's response body: chunks as they come, unless the
+/// worker reports a failure first.
+enum Feed {
+    /// Chunks, and the worker's failure if one comes.
+    Open(
+        tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+        tokio::sync::oneshot::Receiver<String>,
+    ),
+    /// The worker ended well: the chunks left.
+    Draining(tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>),
+    /// The failure was sent.
+    Done,
+}
+
 /// A blocking writer feeding a response body through a bounded channel, so
 /// a slow client slows the component down instead of filling memory.
 struct ChannelWriter {
     tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
     buf: Vec<u8>,
+    /// The longest a chunk may wait for the client to read.
+    idle: std::time::Duration,
+    /// Fired by the time limit or a shutdown.
+    token: CancelToken,
 }
 
 impl Write for ChannelWriter {
@@ -366,13 +430,38 @@ impl Write for ChannelWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::BrokenPipe,
-                "the client closed the download",
-            )
-        })
+        let mut chunk = Ok(Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(CHUNK),
+        )));
+        let started = std::time::Instant::now();
+        loop {
+            if self.token.is_cancelled() {
+                return Err(std::io::Error::other("stopped"));
+            }
+            match self.tx.try_send(chunk) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Closed(_)) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::BrokenPipe,
+                        "the client closed the download",
+                    ));
+                }
+                Err(TrySendError::Full(back)) => {
+                    if started.elapsed() >= self.idle {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!(
+                                "the client read nothing for {} s (server.idle_timeout_secs)",
+                                self.idle.as_secs()
+                            ),
+                        ));
+                    }
+                    chunk = back;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
+        }
     }
 }
 
