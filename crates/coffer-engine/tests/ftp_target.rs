@@ -14,8 +14,11 @@ use coffer_model::{BackupId, BackupRef, ComponentName, Label};
 use coffer_targets::validate::{StepStatus, ValidateOptions, validate_ftp};
 use coffer_targets::{FtpSettings, FtpStorage, FtpTls, RetryPolicy, Storage, StorageErrorKind};
 use coffer_testkit::proxy::FaultProxy;
+use coffer_testkit::shaping::{Shape, ShapingProxy};
 use coffer_testkit::tree::{self, assert_same_tree};
 use coffer_testkit::{restic_check, service_setting};
+
+mod common;
 
 const PW: &str = "ftp target test password";
 
@@ -321,5 +324,39 @@ fn the_server_going_down_fails_the_backup_cleanly_and_the_next_one_works() {
     restic_check(&env.local(&dir), PW);
     // Nothing truncated under a final name: every object restic knows is whole
     // (check --read-data above), and leftovers stay in coffer/tmp.
+    let _ = std::fs::remove_dir_all(env.local(&dir));
+}
+
+/// Plain FTP through a 10 ms round trip capped at 8 MiB/s — the passive
+/// data connections shaped too — and with every connection reset midway:
+/// the tree restores exactly.
+#[test]
+fn restores_through_a_slow_link_and_a_reset_are_exact() {
+    let Some(env) = Env::get() else { return };
+    let dir = unique("link");
+    let storage = Arc::new(FtpStorage::new(env.settings(&dir)).unwrap());
+    let repo = Repo::init(storage, PW).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    tree::build_rich_tree(&src);
+    tree::write(&src.join("big.bin"), &tree::random_bytes(23, 3 << 20));
+    let snap = repo
+        .backup_tree(&src, &bref(), &TreeBackupOptions::default(), None)
+        .unwrap();
+    let upstream: SocketAddr = format!("{}:{}", env.host, env.port).parse().unwrap();
+    let link = ShapingProxy::start(
+        upstream,
+        Shape {
+            delay_each_way: Duration::from_millis(5),
+            rate: Some(8 << 20),
+            ftp: true,
+        },
+    );
+    let mut via = env.settings(&dir);
+    via.host = "127.0.0.1".into();
+    via.port = link.addr().port();
+    let remote = Repo::open(Arc::new(FtpStorage::new(via).unwrap()), PW).unwrap();
+    common::restore_through_link(&remote, &link, &snap.id, &src, tmp.path());
+    drop((repo, remote));
     let _ = std::fs::remove_dir_all(env.local(&dir));
 }

@@ -11,8 +11,11 @@ use coffer_model::{BackupId, BackupRef, ComponentName, Label};
 use coffer_targets::validate::{StepStatus, ValidateOptions, validate_local, validate_s3};
 use coffer_targets::{LocalStorage, RetryPolicy, S3Settings, S3Storage, Storage, StorageErrorKind};
 use coffer_testkit::proxy::FaultProxy;
+use coffer_testkit::shaping::{Shape, ShapingProxy};
 use coffer_testkit::tree::{self, assert_same_tree};
 use coffer_testkit::{restic_url, service_setting};
+
+mod common;
 
 const PW: &str = "s3 target test password";
 
@@ -393,4 +396,34 @@ fn the_server_going_down_fails_the_backup_cleanly_and_the_next_one_works() {
     assert_same_tree(&src, &dest);
     env.restic_check(&prefix);
     wipe(&S3Storage::new(env.settings(&prefix)).unwrap());
+}
+
+/// A restore through a 10 ms round trip capped at 8 MiB/s, and one whose
+/// connections are all reset midway, give the tree exactly.
+#[test]
+fn restores_through_a_slow_link_and_a_reset_are_exact() {
+    let Some(env) = Env::get() else { return };
+    let prefix = unique("link");
+    let storage = Arc::new(S3Storage::new(env.settings(&prefix)).unwrap());
+    let repo = Repo::init(storage.clone(), PW).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    tree::build_rich_tree(&src);
+    tree::write(&src.join("big.bin"), &tree::random_bytes(21, 3 << 20));
+    let snap = repo
+        .backup_tree(&src, &bref("files"), &TreeBackupOptions::default(), None)
+        .unwrap();
+    let link = ShapingProxy::start(
+        env.upstream(),
+        Shape {
+            delay_each_way: Duration::from_millis(5),
+            rate: Some(8 << 20),
+            ftp: false,
+        },
+    );
+    let mut via = env.settings(&prefix);
+    via.endpoint = format!("http://{}", link.addr());
+    let remote = Repo::open(Arc::new(S3Storage::new(via).unwrap()), PW).unwrap();
+    common::restore_through_link(&remote, &link, &snap.id, &src, tmp.path());
+    wipe(&storage);
 }

@@ -13,8 +13,11 @@ use coffer_model::{BackupId, BackupRef, ComponentName, Label};
 use coffer_targets::validate::{StepStatus, ValidateOptions, validate_sftp};
 use coffer_targets::{RetryPolicy, SftpAuth, SftpSettings, SftpStorage, Storage, StorageErrorKind};
 use coffer_testkit::proxy::FaultProxy;
+use coffer_testkit::shaping::{Shape, ShapingProxy};
 use coffer_testkit::tree::{self, assert_same_tree};
 use coffer_testkit::{restic_check, service_setting};
+
+mod common;
 
 const PW: &str = "sftp target test password";
 
@@ -262,5 +265,38 @@ fn the_server_going_down_fails_the_backup_cleanly_and_the_next_one_works() {
     assert_same_tree(&src, &dest);
     restic_check(&env.local(&dir), PW);
     drop(repo);
+    let _ = std::fs::remove_dir_all(env.local(&dir));
+}
+
+/// A restore through a 10 ms round trip capped at 8 MiB/s, and one whose
+/// connections are all reset midway, give the tree exactly.
+#[test]
+fn restores_through_a_slow_link_and_a_reset_are_exact() {
+    let Some(env) = Env::get() else { return };
+    let dir = unique("link");
+    let storage = Arc::new(SftpStorage::new(env.settings(env.password(), &dir)).unwrap());
+    let repo = Repo::init(storage, PW).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    tree::build_rich_tree(&src);
+    tree::write(&src.join("big.bin"), &tree::random_bytes(22, 3 << 20));
+    let snap = repo
+        .backup_tree(&src, &bref(), &TreeBackupOptions::default(), None)
+        .unwrap();
+    let upstream: SocketAddr = format!("{}:{}", env.host, env.port).parse().unwrap();
+    let link = ShapingProxy::start(
+        upstream,
+        Shape {
+            delay_each_way: Duration::from_millis(5),
+            rate: Some(8 << 20),
+            ftp: false,
+        },
+    );
+    let mut via = env.settings(env.password(), &dir);
+    via.host = "127.0.0.1".into();
+    via.port = link.addr().port();
+    let remote = Repo::open(Arc::new(SftpStorage::new(via).unwrap()), PW).unwrap();
+    common::restore_through_link(&remote, &link, &snap.id, &src, tmp.path());
+    drop((repo, remote));
     let _ = std::fs::remove_dir_all(env.local(&dir));
 }

@@ -217,6 +217,11 @@ impl SftpStorage {
                 _ => StorageErrorKind::Other,
             },
             SftpError::IO(_) | SftpError::Timeout => StorageErrorKind::Transient,
+            // The session's channel went away under the request (the
+            // connection was reset): a new session may well succeed.
+            SftpError::UnexpectedBehavior(m) if m == "sender dropped" => {
+                StorageErrorKind::Transient
+            }
             _ => StorageErrorKind::Other,
         };
         StorageError::new(kind, &self.location, op, key, e.to_string())
@@ -385,7 +390,14 @@ impl SftpStorage {
     fn run<T>(&self, f: impl AsyncFn(&SftpSession) -> StorageResult<T>) -> StorageResult<T> {
         self.settings.retry.run(|| {
             let session = self.session_or_connect().map_err(|(_, e)| e)?;
-            let result = self.runtime.block_on(f(&session.sftp));
+            let mut result = self.runtime.block_on(f(&session.sftp));
+            if let Err(e) = &mut result
+                && session.ssh.is_closed()
+            {
+                // Whatever the request saw, its connection is gone: worth
+                // a retry on a new one.
+                e.kind = StorageErrorKind::Transient;
+            }
             if let Err(e) = &result
                 && e.kind == StorageErrorKind::Transient
             {

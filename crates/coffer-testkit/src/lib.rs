@@ -9,9 +9,13 @@
 //!   server is missing; under `CI=true` it fails.
 //! * [`storage::conformance`]: the one contract suite every storage backend
 //!   (local, S3, SFTP, FTP/FTPS) must pass.
+//! * [`proxy`] and [`shaping`]: TCP proxies in front of a real server — one
+//!   that injects faults (cuts, an outage), one that shapes the link (a
+//!   delay each way, a bandwidth cap) as a remote target would.
 
 pub mod proxy;
 pub mod s3;
+pub mod shaping;
 pub mod storage;
 pub mod tree;
 

@@ -89,3 +89,31 @@ pub fn staging_leftovers(parent: &Path) -> Vec<String> {
         .filter(|n| n.starts_with(".coffer-restore-"))
         .collect()
 }
+
+/// Restores snapshot `snap` of `src` through `repo` — opened on a storage
+/// that goes through `link` — twice: once as it is, once with every
+/// connection reset while the restore runs. Both must give `src` exactly
+/// (the reads are retried; nothing partial is ever committed).
+pub fn restore_through_link(
+    repo: &Repo,
+    link: &coffer_testkit::shaping::ShapingProxy,
+    snap: &str,
+    src: &Path,
+    tmp: &Path,
+) {
+    use coffer_engine::RestoreMode;
+    let dest = tmp.join("through-link");
+    repo.restore_tree(snap, &dest, RestoreMode::RefuseNonEmpty, None)
+        .expect("restore through the shaped link");
+    coffer_testkit::tree::assert_same_tree(src, &dest);
+    let dest = tmp.join("through-a-reset");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            link.reset_connections();
+        });
+        repo.restore_tree(snap, &dest, RestoreMode::RefuseNonEmpty, None)
+            .expect("restore through a reset");
+    });
+    coffer_testkit::tree::assert_same_tree(src, &dest);
+}
