@@ -267,6 +267,12 @@ impl FtpStorage {
                 Err(e) => {
                     // A refused command leaves a healthy connection; anything else may not.
                     let healthy = matches!(e, FtpError::UnexpectedResponse(_));
+                    if !healthy {
+                        // The idle ones likely share its fate (the server
+                        // restarted, the link was reset): the retry starts
+                        // on a new connection instead of a dead one.
+                        self.drop_idle();
+                    }
                     self.checkin(healthy.then_some(conn));
                     Err(self.err(op, key, e))
                 }
@@ -293,6 +299,21 @@ impl FtpStorage {
             self.freed.notify_one();
             e
         })
+    }
+
+    /// Closes every idle connection.
+    fn drop_idle(&self) {
+        let idle: Vec<_> = self
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        if idle.is_empty() {
+            return;
+        }
+        *self.count.lock().unwrap_or_else(|p| p.into_inner()) -= idle.len();
+        self.freed.notify_all();
     }
 
     fn checkin(&self, conn: Option<RustlsFtpStream>) {
@@ -590,17 +611,23 @@ impl Storage for FtpStorage {
                 .take(length)
                 .read_to_end(&mut buf)
                 .map_err(FtpError::ConnectionError)?;
-            if buf.len() as u64 == length {
-                // Stop the rest of the transfer. When the transfer had just
-                // finished, servers answer ABOR with an extra reply (vsftpd:
-                // "226 Transfer complete" then "225 No transfer to ABOR")
-                // that would be read as the answer to the next command, so
-                // the control connection is never reused after an abort.
-                let _ = ftp.abort(stream);
-                Ok((buf, false))
-            } else {
-                stream.finish()?;
-                Ok((buf, true))
+            let complete = buf.len() as u64 == length;
+            // No ABOR: servers answer it with a second reply (vsftpd: "225
+            // No transfer to ABOR" after the transfer's own) that would be
+            // read as the answer to the next command. Closing the data
+            // connection instead gets exactly one reply — 226 when the
+            // server had sent everything, 426 (or 451) when our close cut
+            // it short — so the control connection stays in step and is
+            // reused for the next read, not logged in again.
+            match stream.finish() {
+                Ok(()) => Ok((buf, true)),
+                Err(FtpError::UnexpectedResponse(r))
+                    if complete
+                        && matches!(r.status, Status::TransferAborted | Status::ActionAborted) =>
+                {
+                    Ok((buf, true))
+                }
+                Err(e) => Err(e),
             }
         })?;
         crate::exact_range(&self.location, key, offset, length, data)
