@@ -333,22 +333,11 @@ fn a_drill_of_a_damaged_repository_fails_naming_the_backup() {
     assert_eq!(b["status"], "READY", "{b:#}");
     let id = b["id"].as_str().unwrap();
     // Overwrite the middle of every pack: the data a restore reads is wrong.
-    let mut damaged = 0;
-    let data = dir.join("data/repository/data");
-    for sub in std::fs::read_dir(&data).unwrap().filter_map(Result::ok) {
-        for pack in std::fs::read_dir(sub.path())
-            .unwrap()
-            .filter_map(Result::ok)
-        {
-            let mut bytes = std::fs::read(pack.path()).unwrap();
-            let mid = bytes.len() / 2;
-            let end = (mid + 4096).min(bytes.len());
-            bytes[mid..end].fill(0x55);
-            std::fs::write(pack.path(), bytes).unwrap();
-            damaged += 1;
-        }
+    let damaged = packs(&dir.join("data"));
+    for pack in &damaged {
+        damage_pack(pack);
     }
-    assert!(damaged > 0);
+    assert!(!damaged.is_empty());
     let d = drill(&srv, id);
     assert_eq!(d["status"], "ERROR", "{d:#}");
     let error = d["error"].as_str().unwrap();
@@ -361,24 +350,6 @@ fn a_drill_of_a_damaged_repository_fails_naming_the_backup() {
     assert_eq!(v["verified_at"], Value::Null, "{v:#}");
     assert_eq!(v["last_drill"]["status"], "ERROR");
     no_scratch_left(&dir.join("data"));
-}
-
-/// Every pack file of the local repository under `data`.
-fn packs(data: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for sub in std::fs::read_dir(data.join("repository/data"))
-        .unwrap()
-        .filter_map(Result::ok)
-    {
-        out.extend(
-            std::fs::read_dir(sub.path())
-                .unwrap()
-                .filter_map(Result::ok)
-                .map(|e| e.path()),
-        );
-    }
-    out.sort();
-    out
 }
 
 #[test]
@@ -445,11 +416,7 @@ fn scheduled_checks_rotate_through_the_packs_and_a_check_names_the_damaged_backu
         .collect();
     assert!(!new.is_empty());
     for p in &new {
-        let mut bytes = std::fs::read(p).unwrap();
-        let mid = bytes.len() / 2;
-        let end = (mid + 4096).min(bytes.len());
-        bytes[mid..end].fill(0x55);
-        std::fs::write(p, bytes).unwrap();
+        damage_pack(p);
     }
     let (code, v) = srv.admin(
         "POST",

@@ -9,27 +9,19 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::schedule::{FakeClock, decided, t};
 use common::webhook::Receiver;
 use common::*;
 use serde_json::{Value, json};
 
-/// Moves the fake clock to `at` and waits until the scheduler read it (a
-/// run may still be going).
-fn advance(srv: &Server, clock: &Path, at: &str) {
-    std::fs::write(clock.with_extension("tmp"), at).unwrap();
-    std::fs::rename(clock.with_extension("tmp"), clock).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, v) = srv.admin("GET", "/api/v1/schedules", None);
-        if v["scheduler_clock"] == at {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{v:#}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+/// Moves the fake clock to `at` and waits until the scheduler decided up
+/// to it (a run may still be going).
+fn advance(srv: &Server, clock: &FakeClock, at: &str) {
+    clock.set(t(at));
+    decided(srv, t(at));
 }
 
 /// The `(event, state)` of messages `from..` once `n` arrived in all.
@@ -78,23 +70,6 @@ fn unschedule(srv: &Server, name: &str) {
     assert_eq!(code, 204, "{v}");
 }
 
-/// Every pack file of the repository in `data`.
-fn packs(data: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for sub in std::fs::read_dir(data.join("repository/data"))
-        .unwrap()
-        .filter_map(Result::ok)
-    {
-        for pack in std::fs::read_dir(sub.path())
-            .unwrap()
-            .filter_map(Result::ok)
-        {
-            out.push(pack.path());
-        }
-    }
-    out
-}
-
 fn job(srv: &Server, path: &str, body: Option<Value>, running: &str) -> Value {
     let (code, v) = srv.admin("POST", path, body.as_ref());
     assert_eq!(code, 202, "{v}");
@@ -120,8 +95,7 @@ fn every_other_event_is_told_once_and_a_condition_s_end_once() {
     )
     .unwrap();
     let gate = dir.join("GATE");
-    let clock = dir.join("clock");
-    std::fs::write(&clock, "2027-01-01T00:00:00Z").unwrap();
+    let clock = FakeClock::new(dir, t("2027-01-01T00:00:00Z"));
     let config = write_config(
         dir,
         &format!(
@@ -138,7 +112,7 @@ fn every_other_event_is_told_once_and_a_condition_s_end_once() {
             url = rx.url
         ),
     );
-    let env = [("COFFER_FAKE_CLOCK_FILE", clock.as_path())];
+    let env = [("COFFER_FAKE_CLOCK_FILE", clock.path.as_path())];
     let mut srv = Server::start_env(&config, &env);
 
     // A READY backup, opted in: told.
@@ -190,7 +164,7 @@ fn every_other_event_is_told_once_and_a_condition_s_end_once() {
     assert_eq!(told(&rx, 5, 4), [pair("backup_succeeded", "occurred")]);
     let admin = srv.admin.clone();
     drop(srv);
-    std::fs::write(&clock, "2027-01-01T14:30:00Z").unwrap();
+    clock.set(t("2027-01-01T14:30:00Z"));
     srv = Server::start_env(&config, &env);
     srv.admin = admin;
     run_with(&srv, "hourly", "MISSED");
@@ -241,18 +215,11 @@ fn every_other_event_is_told_once_and_a_condition_s_end_once() {
     let originals: Vec<(PathBuf, Vec<u8>)> = packs(&data)
         .into_iter()
         .map(|p| {
-            let bytes = std::fs::read(&p).unwrap();
+            let bytes = damage_pack(&p);
             (p, bytes)
         })
         .collect();
     assert!(!originals.is_empty());
-    for (path, bytes) in &originals {
-        let mut bad = bytes.clone();
-        let mid = bad.len() / 2;
-        let end = (mid + 4096).min(bad.len());
-        bad[mid..end].fill(0x55);
-        std::fs::write(path, bad).unwrap();
-    }
     let drills = format!("/api/v1/backups/{backup}/drills");
     let check = "/api/v1/targets/local/check";
     for _ in 0..2 {

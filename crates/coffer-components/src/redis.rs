@@ -310,9 +310,29 @@ fn parse_check(text: &str) -> Option<Checked> {
 
 /// Reads every key of database `db` with `DUMP`; how many still exist.
 fn dump_every_key(source: &mut redis::Connection, db: u32) -> redis::RedisResult<u64> {
+    let mut found = 0u64;
+    for_each_batch(source, db, |source, keys| {
+        let mut read = redis::pipe();
+        for key in keys {
+            read.cmd("DUMP").arg(key);
+        }
+        let values: Vec<Option<Vec<u8>>> = read.query(source)?;
+        found += values.iter().filter(|v| v.is_some()).count() as u64;
+        Ok(())
+    })?;
+    Ok(found)
+}
+
+/// Calls `f` with each batch of the keys of database `db` (selected on
+/// `source`). Nothing writes to a temporary server, so one SCAN sees each
+/// key once; batches bound memory and round trips.
+fn for_each_batch(
+    source: &mut redis::Connection,
+    db: u32,
+    mut f: impl FnMut(&mut redis::Connection, &[Vec<u8>]) -> redis::RedisResult<()>,
+) -> redis::RedisResult<()> {
     redis::cmd("SELECT").arg(db).exec(source)?;
     let mut cursor: u64 = 0;
-    let mut found = 0u64;
     loop {
         let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
             .arg(cursor)
@@ -320,15 +340,10 @@ fn dump_every_key(source: &mut redis::Connection, db: u32) -> redis::RedisResult
             .arg(BATCH)
             .query(source)?;
         if !keys.is_empty() {
-            let mut read = redis::pipe();
-            for key in &keys {
-                read.cmd("DUMP").arg(key);
-            }
-            let values: Vec<Option<Vec<u8>>> = read.query(source)?;
-            found += values.iter().filter(|v| v.is_some()).count() as u64;
+            f(source, &keys)?;
         }
         if next == 0 {
-            return Ok(found);
+            return Ok(());
         }
         cursor = next;
     }
@@ -406,43 +421,29 @@ fn copy_database(
     dest: &mut redis::Connection,
     db: u32,
 ) -> redis::RedisResult<u64> {
-    redis::cmd("SELECT").arg(db).exec(source)?;
     redis::cmd("SELECT").arg(db).exec(dest)?;
-    // Nothing writes to the temporary server, so one SCAN sees each key
-    // once; keys are taken in batches to bound memory and round trips.
-    let mut cursor: u64 = 0;
     let mut copied = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(BATCH)
-            .query(source)?;
-        if !keys.is_empty() {
-            let mut read = redis::pipe();
-            for key in &keys {
-                read.cmd("DUMP").arg(key).cmd("PEXPIRETIME").arg(key);
-            }
-            let values: Vec<(Option<Vec<u8>>, i64)> = read.query(source)?;
-            let mut write = redis::pipe();
-            for (key, (payload, expire_at)) in keys.iter().zip(values) {
-                let Some(payload) = payload else { continue };
-                let cmd = write.cmd("RESTORE").arg(key);
-                if expire_at > 0 {
-                    cmd.arg(expire_at).arg(payload).arg("REPLACE").arg("ABSTTL");
-                } else {
-                    cmd.arg(0).arg(payload).arg("REPLACE");
-                }
-                cmd.ignore();
-                copied += 1;
-            }
-            write.exec(dest)?;
+    for_each_batch(source, db, |source, keys| {
+        let mut read = redis::pipe();
+        for key in keys {
+            read.cmd("DUMP").arg(key).cmd("PEXPIRETIME").arg(key);
         }
-        if next == 0 {
-            return Ok(copied);
+        let values: Vec<(Option<Vec<u8>>, i64)> = read.query(source)?;
+        let mut write = redis::pipe();
+        for (key, (payload, expire_at)) in keys.iter().zip(values) {
+            let Some(payload) = payload else { continue };
+            let cmd = write.cmd("RESTORE").arg(key);
+            if expire_at > 0 {
+                cmd.arg(expire_at).arg(payload).arg("REPLACE").arg("ABSTTL");
+            } else {
+                cmd.arg(0).arg(payload).arg("REPLACE");
+            }
+            cmd.ignore();
+            copied += 1;
         }
-        cursor = next;
-    }
+        write.exec(dest)
+    })?;
+    Ok(copied)
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@ use coffer_model::{BackupId, BackupRef, ComponentName, Label};
 use coffer_targets::validate::{StepStatus, ValidateOptions, validate_local, validate_s3};
 use coffer_targets::{LocalStorage, RetryPolicy, S3Settings, S3Storage, Storage, StorageErrorKind};
 use coffer_testkit::proxy::FaultProxy;
-use coffer_testkit::shaping::{Shape, ShapingProxy};
 use coffer_testkit::tree::{self, assert_same_tree};
 use coffer_testkit::{restic_url, service_setting};
 
@@ -413,14 +412,7 @@ fn restores_through_a_slow_link_and_a_reset_are_exact() {
     let snap = repo
         .backup_tree(&src, &bref("files"), &TreeBackupOptions::default(), None)
         .unwrap();
-    let link = ShapingProxy::start(
-        env.upstream(),
-        Shape {
-            delay_each_way: Duration::from_millis(5),
-            rate: Some(8 << 20),
-            ftp: false,
-        },
-    );
+    let link = common::slow_link(env.upstream(), false);
     let mut via = env.settings(&prefix);
     via.endpoint = format!("http://{}", link.addr());
     let remote = Repo::open(Arc::new(S3Storage::new(via).unwrap()), PW).unwrap();

@@ -13,7 +13,6 @@ use coffer_model::{BackupId, BackupRef, ComponentName, Label};
 use coffer_targets::validate::{StepStatus, ValidateOptions, validate_sftp};
 use coffer_targets::{RetryPolicy, SftpAuth, SftpSettings, SftpStorage, Storage, StorageErrorKind};
 use coffer_testkit::proxy::FaultProxy;
-use coffer_testkit::shaping::{Shape, ShapingProxy};
 use coffer_testkit::tree::{self, assert_same_tree};
 use coffer_testkit::{restic_check, service_setting};
 
@@ -284,14 +283,7 @@ fn restores_through_a_slow_link_and_a_reset_are_exact() {
         .backup_tree(&src, &bref(), &TreeBackupOptions::default(), None)
         .unwrap();
     let upstream: SocketAddr = format!("{}:{}", env.host, env.port).parse().unwrap();
-    let link = ShapingProxy::start(
-        upstream,
-        Shape {
-            delay_each_way: Duration::from_millis(5),
-            rate: Some(8 << 20),
-            ftp: false,
-        },
-    );
+    let link = common::slow_link(upstream, false);
     let mut via = env.settings(env.password(), &dir);
     via.host = "127.0.0.1".into();
     via.port = link.addr().port();

@@ -525,3 +525,34 @@ pub fn sh(dir: &Path, script: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Every pack file of the local repository in a server's data directory
+/// `data`, sorted.
+pub fn packs(data: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for sub in std::fs::read_dir(data.join("repository/data"))
+        .unwrap()
+        .filter_map(Result::ok)
+    {
+        out.extend(
+            std::fs::read_dir(sub.path())
+                .unwrap()
+                .filter_map(Result::ok)
+                .map(|e| e.path()),
+        );
+    }
+    out.sort();
+    out
+}
+
+/// Overwrites 4 KiB in the middle of the pack at `path`, so the data a
+/// read gets there is wrong; returns the bytes it had.
+pub fn damage_pack(path: &Path) -> Vec<u8> {
+    let original = std::fs::read(path).unwrap();
+    let mut bad = original.clone();
+    let mid = bad.len() / 2;
+    let end = (mid + 4096).min(bad.len());
+    bad[mid..end].fill(0x55);
+    std::fs::write(path, bad).unwrap();
+    original
+}

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::Server;
+use super::schedule::{FakeClock, settle, t};
 
 /// One request the receiver got: its headers (lower-case names) and body.
 #[derive(Debug, Clone)]
@@ -125,21 +126,9 @@ impl Receiver {
 /// Sets the fake clock to `at` and waits until the scheduler has caught
 /// up and no scheduled backup runs.
 pub fn set_clock(srv: &Server, file: &Path, at: &str) {
-    std::fs::write(file.with_extension("tmp"), at).unwrap();
-    std::fs::rename(file.with_extension("tmp"), file).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, v) = srv.admin("GET", "/api/v1/schedules", None);
-        let caught_up = v["scheduler_clock"] == at;
-        let running = v["schedules"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|s| s["last_run"]["backup_status"] == "BACKING_UP");
-        if caught_up && !running {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{v:#}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let clock = FakeClock {
+        path: file.to_path_buf(),
+    };
+    clock.set(t(at));
+    settle(srv, t(at));
 }

@@ -90,6 +90,22 @@ pub fn staging_leftovers(parent: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A shaping proxy to `upstream`: a 10 ms round trip capped at 8 MiB/s
+/// (with `ftp`, its passive data connections too).
+pub fn slow_link(
+    upstream: std::net::SocketAddr,
+    ftp: bool,
+) -> coffer_testkit::shaping::ShapingProxy {
+    coffer_testkit::shaping::ShapingProxy::start(
+        upstream,
+        coffer_testkit::shaping::Shape {
+            delay_each_way: std::time::Duration::from_millis(5),
+            rate: Some(8 << 20),
+            ftp,
+        },
+    )
+}
+
 /// Restores snapshot `snap` of `src` through `repo` — opened on a storage
 /// that goes through `link` — twice: once as it is, once with every
 /// connection reset while the restore runs. Both must give `src` exactly

@@ -23,7 +23,7 @@ use crate::exports;
 use crate::jobs::hooks::{HookPoint, run_hooks};
 use crate::jobs::registry::{Reservation, component_key};
 use crate::jobs::runner::{
-    Outcome, Timed, record_outcomes, run_components, spawn_job, with_timeout,
+    Outcome, Timed, record_outcomes, run_components, spawn_job, staging_fits, with_timeout,
 };
 use crate::jobs::sensitive_export;
 use crate::state::{AppState, Shared};
@@ -396,14 +396,7 @@ fn pick_components(
 /// the sources' size times `server.preflight_factor` (2 by default,
 /// Auth0's rule) plus `server.preflight_reserve_mib`.
 fn preflight(state: &AppState, specs: &[ComponentSpec], target: &TargetRow) -> ServiceResult<()> {
-    std::fs::create_dir_all(&state.config.staging_dir).map_err(|e| {
-        ServiceError::internal(format!(
-            "creating staging directory {}: {e}",
-            state.config.staging_dir.display()
-        ))
-    })?;
-    coffer_components::check_staging_space(specs, &state.config.staging_dir)
-        .map_err(ServiceError::InsufficientStorage)?;
+    staging_fits(state, specs)?;
     if target.kind != "local" {
         return Ok(());
     }

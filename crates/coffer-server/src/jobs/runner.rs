@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use coffer_engine::CancelToken;
 
+use coffer_model::component::ComponentSpec;
+
 use crate::error::{ServiceError, ServiceResult};
+use crate::state::AppState;
 
 /// A component's outcome: `(name, result)`.
 pub type Outcome<T> = (String, Result<T, String>);
@@ -127,6 +130,20 @@ pub fn record_outcomes<T>(
         }
     }
     failures
+}
+
+/// Creates the staging directory and refuses (507) when it cannot hold the
+/// largest staging copy one of `specs` makes.
+pub(crate) fn staging_fits(state: &AppState, specs: &[ComponentSpec]) -> ServiceResult<()> {
+    let staging = &state.config.staging_dir;
+    std::fs::create_dir_all(staging).map_err(|e| {
+        ServiceError::internal(format!(
+            "creating staging directory {}: {e}",
+            staging.display()
+        ))
+    })?;
+    coffer_components::check_staging_space(specs, staging)
+        .map_err(ServiceError::InsufficientStorage)
 }
 
 #[cfg(test)]

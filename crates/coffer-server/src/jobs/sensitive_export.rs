@@ -31,7 +31,7 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::exports::{self, SensitivePlan};
 use crate::jobs::export::{file_writer, finish_file, record_end, write_file};
 use crate::jobs::registry::{Reservation, component_key};
-use crate::jobs::runner::{Timed, spawn_job, with_timeout};
+use crate::jobs::runner::{Timed, spawn_job, staging_fits, with_timeout};
 use crate::state::{AppState, Shared};
 
 /// The label of a sensitive backup that names none.
@@ -175,15 +175,8 @@ pub const SPOOL_PREFIX: &str = "sensitive-";
 /// Refuses when the staging area cannot hold the spooled components (all of
 /// them at once, encrypted, until the export is written).
 fn preflight(state: &AppState, specs: &[ComponentSpec]) -> ServiceResult<()> {
+    staging_fits(state, specs)?;
     let staging = &state.config.staging_dir;
-    std::fs::create_dir_all(staging).map_err(|e| {
-        ServiceError::internal(format!(
-            "creating staging directory {}: {e}",
-            staging.display()
-        ))
-    })?;
-    coffer_components::check_staging_space(specs, staging)
-        .map_err(ServiceError::InsufficientStorage)?;
     let sources: u64 = specs
         .iter()
         .filter_map(coffer_components::source_size)
