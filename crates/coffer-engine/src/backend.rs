@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::uploads::Uploads;
 use bytes::Bytes;
 use coffer_targets::{Storage, StorageError, StorageErrorKind};
 use rustic_core::{
@@ -47,11 +48,18 @@ impl SnapshotGate {
 pub(crate) struct StorageBackend {
     storage: Arc<dyn Storage>,
     gate: Option<Arc<SnapshotGate>>,
+    /// Packs being uploaded; everything else waits for them.
+    uploads: Arc<Uploads>,
 }
 
 impl StorageBackend {
     pub(crate) fn new(storage: Arc<dyn Storage>, gate: Option<Arc<SnapshotGate>>) -> Self {
-        Self { storage, gate }
+        let uploads = Arc::new(Uploads::new(Arc::clone(&storage)));
+        Self {
+            storage,
+            gate,
+            uploads,
+        }
     }
 }
 
@@ -158,6 +166,14 @@ impl WriteBackend for StorageBackend {
         _cacheable: bool,
         content: BytesList,
     ) -> RusticResult<()> {
+        if tpe == FileType::Pack {
+            return self
+                .uploads
+                .put_pack(key_of(tpe, id), content)
+                .map_err(backend_err);
+        }
+        // An index or snapshot must never name a pack that is not stored.
+        self.uploads.barrier().map_err(backend_err)?;
         if tpe == FileType::Snapshot
             && let Some(gate) = &self.gate
             && !gate.is_open()
@@ -174,6 +190,8 @@ impl WriteBackend for StorageBackend {
     }
 
     fn remove(&self, tpe: FileType, id: &Id, _cacheable: bool) -> RusticResult<()> {
+        // Prune removes what the packs being written replace.
+        self.uploads.barrier().map_err(backend_err)?;
         self.storage.delete(&key_of(tpe, id)).map_err(backend_err)
     }
 }

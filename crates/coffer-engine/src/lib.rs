@@ -28,7 +28,9 @@ mod backend;
 mod cancel;
 pub mod child;
 mod commit;
+mod crypto;
 mod error;
+mod fetch;
 mod fsops;
 #[cfg(test)]
 mod hostile_repo_tests;
@@ -42,6 +44,7 @@ mod restore;
 pub mod seal;
 mod source;
 mod tree_tar;
+mod uploads;
 
 pub use cancel::CancelToken;
 pub use error::{EngineError, EngineResult};

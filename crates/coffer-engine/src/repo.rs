@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::backend::{SnapshotGate, StorageBackend};
 use crate::cancel::CancelToken;
+use crate::fetch::Fetcher;
 use crate::progress::{Counters, EngineProgressBars};
 use crate::seal::{AgeIdentity, AgeRecipients};
 use crate::{EngineError, EngineResult};
@@ -195,6 +196,13 @@ impl std::fmt::Debug for Repo {
         f.debug_struct("Repo")
             .field("location", &self.storage.location())
             .finish_non_exhaustive()
+    }
+}
+
+impl Repo {
+    /// Reads this repository's packs for restores and exports.
+    fn fetcher(&self) -> Fetcher {
+        Fetcher::new(Arc::clone(&self.storage), &self.key)
     }
 }
 

@@ -4,8 +4,6 @@
 //! read restic's. A lock file is JSON (zstd-compressed in format 2),
 //! encrypted with the repository's master key like every restic file.
 
-use aes256ctr_poly1305aes::Aes256CtrPoly1305Aes;
-use aes256ctr_poly1305aes::aead::{Aead, generic_array::GenericArray};
 use coffer_targets::Storage;
 use rustic_core::jiff::Timestamp;
 use rustic_core::repofile::MasterKey;
@@ -46,19 +44,10 @@ pub struct ResticLock {
     pub stale: bool,
 }
 
-/// Decrypts a restic file: IV (16 bytes), ciphertext, Poly1305-AES MAC.
+/// Opens a restic JSON file: decrypted, and decompressed in format 2.
 fn decrypt(key: &MasterKey, data: &[u8]) -> EngineResult<Vec<u8>> {
-    if data.len() < 32 {
-        return Err(EngineError::Engine("lock file too short".into()));
-    }
-    let mut k = [0u8; 64];
-    k[..32].copy_from_slice(&key.encrypt);
-    k[32..48].copy_from_slice(&key.mac.k);
-    k[48..].copy_from_slice(&key.mac.r);
-    let aead = Aes256CtrPoly1305Aes::new(GenericArray::from_slice(&k));
-    let plain = aead
-        .decrypt(GenericArray::from_slice(&data[..16]), &data[16..])
-        .map_err(|_| EngineError::Engine("lock file: MAC check failed".into()))?;
+    let plain = crate::crypto::decrypt(&crate::crypto::cipher(key), data)
+        .map_err(|e| EngineError::Engine(format!("lock file: {e}")))?;
     Ok(match plain.first() {
         // Format 2 compresses JSON files: a 2, then zstd.
         Some(2) => zstd::decode_all(&plain[1..])

@@ -36,7 +36,7 @@ impl fmt::Display for StorageErrorKind {
 
 /// A failed storage operation: which target, which operation, which key, and
 /// what the target said.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{location}: {op} {key:?}: {kind}: {message}")]
 pub struct StorageError {
     /// The kind of failure.

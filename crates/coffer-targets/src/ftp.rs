@@ -365,6 +365,7 @@ impl FtpStorage {
         &self,
         ftp: &mut RustlsFtpStream,
         dir: &str,
+        prefix: &str,
         out: &mut Vec<ObjectInfo>,
     ) -> Result<(), FtpError> {
         let full = if dir.is_empty() {
@@ -392,8 +393,8 @@ impl FtpStorage {
                 format!("{dir}/{name}")
             };
             if file.is_directory() {
-                if key != TMP_DIR {
-                    self.walk(ftp, &key, out)?;
+                if key != TMP_DIR && crate::may_hold(&key, prefix) {
+                    self.walk(ftp, &key, prefix, out)?;
                 }
             } else if file.is_file() {
                 out.push(ObjectInfo {
@@ -559,6 +560,16 @@ impl rustls::client::danger::ServerCertVerifier for NoVerification {
 }
 
 impl Storage for FtpStorage {
+    fn parallel_reads(&self) -> usize {
+        // Each read holds a pooled control connection and a data connection.
+        self.settings.max_connections.max(1)
+    }
+
+    fn parallel_writes(&self) -> usize {
+        // One pooled connection each, leaving one for the backup's reads.
+        self.settings.max_connections.saturating_sub(1).clamp(1, 3)
+    }
+
     fn location(&self) -> String {
         self.location.clone()
     }
@@ -639,7 +650,7 @@ impl Storage for FtpStorage {
         let mut out = Vec::new();
         self.with_conn("list", prefix, |ftp| {
             out.clear();
-            self.walk(ftp, dir, &mut out)
+            self.walk(ftp, dir, prefix, &mut out)
         })?;
         out.retain(|o| o.key.starts_with(prefix));
         Ok(out)

@@ -82,11 +82,34 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// repeated delete is harmless.
     fn delete(&self, key: &str) -> StorageResult<()>;
 
+    /// How many reads a restore keeps in flight at once: enough to hide a
+    /// round trip on network targets, few enough for the server's limits.
+    fn parallel_reads(&self) -> usize {
+        4
+    }
+
+    /// How many packs a backup uploads at once. 1 (the default) stores
+    /// each pack before the backup goes on; more overlap their round trips
+    /// on network targets, each held in memory until stored (32 MiB or
+    /// more apiece).
+    fn parallel_writes(&self) -> usize {
+        1
+    }
+
     /// Prepares the storage for writes under `prefix` (creates a directory on
     /// file-like targets; a no-op on object stores).
     fn ensure_prefix(&self, _prefix: &str) -> StorageResult<()> {
         Ok(())
     }
+}
+
+/// Whether the directory `dir` (a key without a trailing `/`) can hold
+/// keys starting with `prefix`: listings of file-like targets walk only
+/// those, so listing `config` or `locks/` never walks `data/`'s 256
+/// directories (a round trip each on a remote server).
+pub(crate) fn may_hold(dir: &str, prefix: &str) -> bool {
+    let dir = format!("{dir}/");
+    dir.starts_with(prefix) || prefix.starts_with(&dir)
 }
 
 /// Refuses keys that could escape the storage root or collide with
@@ -168,6 +191,19 @@ pub fn check_list_prefix(location: &str, prefix: &str) -> StorageResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listings_walk_only_directories_that_can_match() {
+        assert!(!may_hold("data", "config"));
+        assert!(!may_hold("data", "locks/"));
+        assert!(may_hold("data", "data/"));
+        assert!(may_hold("data/0a", "data/"));
+        assert!(may_hold("data", "data/0a/"));
+        assert!(!may_hold("data/0b", "data/0a/"));
+        assert!(may_hold("coffer", "coffer/locks/"));
+        assert!(may_hold("anything", ""));
+        assert!(may_hold("da", "d"));
+    }
 
     #[test]
     fn keys_that_escape_are_refused() {

@@ -113,6 +113,13 @@ fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
 }
 
 impl Storage for LocalStorage {
+    fn parallel_reads(&self) -> usize {
+        // Reads from a local disk are quick: decrypting, checking and
+        // writing are the work. Two workers measured fastest on 2 cores
+        // (three or four only contend; docs/benchmarks.md).
+        2
+    }
+
     fn location(&self) -> String {
         self.location.clone()
     }

@@ -137,6 +137,11 @@ fn listen(link: Arc<Link>, upstream: SocketAddr, ftp_control: bool) -> SocketAdd
                 let _ = client.shutdown(Shutdown::Both);
                 continue;
             };
+            // The proxy forwards what it reads at once: Nagle's algorithm
+            // on its sockets would add stalls (a delayed ACK, 40 ms) that
+            // the link it models does not have.
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
             link.track(&client);
             link.track(&server);
             relay(&link, client, server, ftp_control);
@@ -155,9 +160,18 @@ fn relay(link: &Arc<Link>, client: TcpStream, server: TcpStream, ftp_control: bo
     pipe(Arc::clone(link), 1, s_read, client, rewrite);
 }
 
+/// Chunks a direction holds in its delay line (64 KiB each): room for a
+/// round trip's worth of a fast link, while a reader that stops reading
+/// still stops the sender, as on a real link.
+const DELAY_LINE_CHUNKS: usize = 256;
+
 /// One direction: a reader stamps each chunk, a writer delivers it
 /// `delay_each_way` later (paced by the cap). With `rewrite`, passive-mode
-/// answers are redirected to shaped data proxies.
+/// answers are redirected to shaped data proxies. When the receiving side
+/// is gone, what the sender still sends is read and dropped: a real peer
+/// would answer with a reset, but Linux keeps accepting data on a socket
+/// shut down for reading, so a server sending a file the client stopped
+/// reading would otherwise block until its timeout.
 fn pipe(
     link: Arc<Link>,
     direction: usize,
@@ -165,15 +179,19 @@ fn pipe(
     mut to: TcpStream,
     rewrite: Option<Arc<Link>>,
 ) {
-    let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
+    let (tx, rx) = mpsc::sync_channel::<(Instant, Vec<u8>)>(DELAY_LINE_CHUNKS);
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 64 * 1024];
         let mut pending = Vec::new();
+        let mut receiver_gone = false;
         loop {
             let n = match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            if receiver_gone {
+                continue;
+            }
             let chunk = match &rewrite {
                 None => buf[..n].to_vec(),
                 Some(link) => {
@@ -186,9 +204,7 @@ fn pipe(
                     rewrite_passive(link, &lines)
                 }
             };
-            if tx.send((Instant::now(), chunk)).is_err() {
-                break;
-            }
+            receiver_gone = tx.send((Instant::now(), chunk)).is_err();
         }
         let _ = from.shutdown(Shutdown::Read);
     });

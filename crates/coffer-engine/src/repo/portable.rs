@@ -12,6 +12,8 @@ use serde::Serialize;
 use super::{ContentKind, Repo, SnapshotInfo, canonical_dir, exclude_globs, guarded};
 use crate::cancel::CancelToken;
 use crate::child::ChildReader;
+use crate::fetch::Fetcher;
+use crate::fetch::ordered::write_file;
 use crate::lock::{LockMode, RepoLock};
 use crate::tree_tar::{self};
 use crate::{EngineError, EngineResult};
@@ -90,6 +92,7 @@ pub fn write_command_output(command: &mut Command, out: &mut dyn Write) -> Engin
 /// data is replaced by zeros of the same length: the exact size, from
 /// metadata alone.
 fn tree_tar<S: rustic_core::IndexedFull + Sync>(
+    fetcher: &Fetcher,
     repo: &Repository<S>,
     root: &rustic_core::repofile::Node,
     out: &mut dyn Write,
@@ -103,13 +106,11 @@ fn tree_tar<S: rustic_core::IndexedFull + Sync>(
     });
     let dot = std::path::Path::new(".");
     tree_tar::append_node(&mut tar, dot, root, None, dot).map_err(io_err)?;
-    let opts = rustic_core::LsOptions::default().recursive(true);
     // A foreign repository's names are judged as restores judge them; the
     // length pass ([`Repo::portable_form`]) refuses before any export is
     // written.
     let mut names = crate::paths::NodeNames::default();
-    for item in repo.ls(root, &opts).map_err(|e| EngineError::rustic(&e))? {
-        let (rel, node) = item.map_err(|e| EngineError::rustic(&e))?;
+    for (rel, node) in crate::fetch::walk::walk(fetcher, repo, root)? {
         names.check(&rel, &node)?;
         if node.node_type != NodeType::File {
             tree_tar::append_node(&mut tar, &rel, &node, None, &rel).map_err(io_err)?;
@@ -117,13 +118,13 @@ fn tree_tar<S: rustic_core::IndexedFull + Sync>(
             let zeros = Box::new(std::io::repeat(0));
             tree_tar::append_node(&mut tar, &rel, &node, Some(zeros), &rel).map_err(io_err)?;
         } else {
-            // rustic_core writes file content out; tar reads it in: a pipe.
+            // The fetcher writes file content out; tar reads it in: a pipe.
             let (mut pipe, mut writer) =
                 std::io::pipe().map_err(|e| EngineError::io("creating a pipe", e))?;
             std::thread::scope(|scope| {
                 let node = &node;
                 let dumper = scope.spawn(move || {
-                    let r = repo.dump(node, &mut writer);
+                    let r = write_file(fetcher, repo, node, &mut writer);
                     drop(writer);
                     r
                 });
@@ -133,9 +134,8 @@ fn tree_tar<S: rustic_core::IndexedFull + Sync>(
                 let dumped = dumper
                     .join()
                     .map_err(|_| EngineError::Panicked(format!("reading {}", rel.display())))?;
-                dumped.map_err(|e| {
-                    EngineError::Engine(format!("reading {}: {}", rel.display(), e.display_log()))
-                })?;
+                dumped
+                    .map_err(|e| EngineError::Engine(format!("reading {}: {e}", rel.display())))?;
                 appended.map_err(io_err)
             })?;
         }
@@ -144,24 +144,7 @@ fn tree_tar<S: rustic_core::IndexedFull + Sync>(
     Ok(counted.written)
 }
 
-/// Dumps the file `node` of snapshot `id` into `out`; returns its length.
-pub(super) fn dump_counted<S: rustic_core::IndexedFull>(
-    repo: &Repository<S>,
-    node: &rustic_core::repofile::Node,
-    out: &mut dyn Write,
-    id: &str,
-) -> EngineResult<u64> {
-    let mut w = CountingWriter {
-        inner: out,
-        written: 0,
-    };
-    repo.dump(node, &mut w)
-        .map_err(|e| EngineError::Engine(format!("reading snapshot {id}: {}", e.display_log())))?;
-    Ok(w.written)
-}
-
-/// Counts what passes through (and gives rustic_core's `dump`, which wants a
-/// sized `Write`, one over a `dyn Write`).
+/// Counts what passes through.
 struct CountingWriter<'a> {
     inner: &'a mut dyn Write,
     written: u64,
@@ -202,11 +185,11 @@ impl Repo {
                 } else if snap.summary.is_some() {
                     info.bytes
                 } else {
-                    dump_counted(&repo, &node, &mut std::io::sink(), &info.id)?
+                    write_file(&self.fetcher(), &repo, &node, &mut std::io::sink())?
                 };
                 (info.paths[0].clone(), len)
             } else {
-                let len = tree_tar(&repo, &node, &mut std::io::sink(), false)?;
+                let len = tree_tar(&self.fetcher(), &repo, &node, &mut std::io::sink(), false)?;
                 (format!("{component}.tar"), len)
             };
             Ok(PortableForm {
@@ -229,9 +212,9 @@ impl Repo {
             let repo = repo.to_indexed().map_err(|e| EngineError::rustic(&e))?;
             let (node, single) = portable_root(&repo, &snap, &info)?;
             if single {
-                return dump_counted(&repo, &node, out, &info.id);
+                return write_file(&self.fetcher(), &repo, &node, out);
             }
-            tree_tar(&repo, &node, out, true)
+            tree_tar(&self.fetcher(), &repo, &node, out, true)
         })
     }
 }

@@ -4,8 +4,8 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::portable::dump_counted;
 use super::{ContentKind, Repo, SnapshotInfo, guarded};
+use crate::fetch::ordered::write_file;
 use crate::lock::{LockMode, RepoLock};
 use crate::progress::{Counters, ProgressFn};
 use crate::restore::{RestoreMode, Staging};
@@ -120,7 +120,13 @@ impl Repo {
                 commit_unpacked(&staging, dest, mode, &dirs)?;
                 return Ok(info);
             }
-            let dirs = crate::restore::restore_tree_into(&repo, &root, &staging.path, &counters)?;
+            let dirs = crate::restore::restore_tree_into(
+                &self.fetcher(),
+                &repo,
+                &root,
+                &staging.path,
+                &counters,
+            )?;
             crate::restore::sync_filesystem(&staging.path)?;
             crate::restore::commit(&staging, mode)?;
             crate::restore::apply_dir_metadata(dest, &dirs)?;
@@ -169,7 +175,7 @@ impl Repo {
                 })?;
                 return Ok(info);
             }
-            dump_counted(&repo, &node, out, &info.id)?;
+            write_file(&self.fetcher(), &repo, &node, out)?;
             Ok(info)
         })
     }

@@ -42,8 +42,8 @@ impl Repo {
     }
 
     /// Streams the sealed file `node` through age decryption into `consume`.
-    /// rustic_core only writes a file out, so it dumps into a pipe on a
-    /// scoped thread while this one decrypts. With `whole`, the dump must
+    /// The fetcher writes a file out, so it writes into a pipe on a scoped
+    /// thread while this one decrypts. With `whole`, the dump must
     /// also finish cleanly (a consumer that stops early ends it with a
     /// broken pipe, which is expected only for a header check).
     pub(super) fn read_sealed<S: rustic_core::IndexedFull + Sync, T>(
@@ -54,11 +54,12 @@ impl Repo {
         whole: bool,
         consume: impl FnOnce(&mut dyn Read) -> std::io::Result<T>,
     ) -> EngineResult<T> {
+        let fetcher = self.fetcher();
         let (mut pipe, mut writer) =
             std::io::pipe().map_err(|e| EngineError::io("creating a pipe", e))?;
         std::thread::scope(|scope| {
             let dumper = scope.spawn(move || {
-                let result = repo.dump(node, &mut writer);
+                let result = crate::fetch::ordered::write_file(&fetcher, repo, node, &mut writer);
                 drop(writer);
                 result
             });
@@ -70,16 +71,14 @@ impl Repo {
                 .join()
                 .map_err(|_| EngineError::Panicked("reading the sealed snapshot".into()))?;
             match (consumed, dumped) {
-                (Ok(v), Ok(())) => Ok(v),
+                (Ok(v), Ok(_)) => Ok(v),
                 (Ok(v), Err(_)) if !whole => Ok(v),
                 (Ok(_), Err(e)) => Err(EngineError::Engine(format!(
-                    "reading the sealed snapshot: {}",
-                    e.display_log()
+                    "reading the sealed snapshot: {e}"
                 ))),
-                (Err(e), Ok(())) => Err(EngineError::Unseal(e.to_string())),
+                (Err(e), Ok(_)) => Err(EngineError::Unseal(e.to_string())),
                 (Err(e), Err(de)) => Err(EngineError::Unseal(format!(
-                    "{e} (reading the snapshot: {})",
-                    de.display_log()
+                    "{e} (reading the snapshot: {de})"
                 ))),
             }
         })

@@ -108,6 +108,8 @@ pub struct S3Client {
     prefix: String,
     location: String,
     slots: Slots,
+    /// `max_in_flight`, as the slots were made.
+    in_flight: usize,
     retry: RetryPolicy,
     storage_class: Option<String>,
     multipart_threshold: u64,
@@ -172,6 +174,7 @@ impl S3Client {
                 free: Mutex::new(settings.max_in_flight.max(1)),
                 cv: Condvar::new(),
             },
+            in_flight: settings.max_in_flight.max(1),
             retry: settings.retry,
             storage_class: settings.storage_class.clone(),
             multipart_threshold: settings.multipart_threshold as u64,
@@ -187,6 +190,11 @@ impl S3Client {
     /// The key prefix (`prefix/`, or empty).
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// Requests this client runs at once.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
     }
 
     /// `s3:<endpoint>/<bucket>[/<prefix>]`, as errors name it.

@@ -194,6 +194,16 @@ fn httpdate_secs(s: &str) -> Option<i64> {
 }
 
 impl Storage for S3Storage {
+    fn parallel_reads(&self) -> usize {
+        self.client.in_flight()
+    }
+
+    fn parallel_writes(&self) -> usize {
+        // Each pack is already sent in parts in parallel (multipart); a
+        // few packs at once also overlap their initiate/complete round trips.
+        3
+    }
+
     fn location(&self) -> String {
         self.client.location().to_owned()
     }

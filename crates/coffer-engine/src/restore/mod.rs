@@ -2,23 +2,26 @@
 //!
 //! rustic_core's stock restore keeps ~20 reader threads each holding a whole
 //! decompressed pack (≈1.45 GiB RSS for 2 GiB of data) and panics on some I/O
-//! errors. This loop walks the snapshot tree, creates directories and special
-//! files, and streams each regular file with `dump` from a small pool of
-//! workers, writing zero blocks as holes. Everything goes into a staging
+//! errors; its `dump` reads one blob per request, slow from off-site targets.
+//! This loop reads the snapshot's tree a level at a time, creates
+//! directories and special files, and fills the regular files from spans of
+//! packs fetched several at once ([`crate::fetch`]), with bounded memory,
+//! writing zero blocks as holes. Everything goes into a staging
 //! directory on the destination's mount that is moved into place only when
 //! every file is complete (see [`crate::commit`]). Names in the tree are
 //! checked first: a foreign repository is untrusted input.
 
 use std::fs::{self, File};
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustic_core::repofile::{Metadata, Node, NodeType};
-use rustic_core::{IndexedFull, LsOptions, Repository};
+use rustic_core::{IndexedFull, Repository};
 
 pub(crate) use crate::commit::{Staging, commit};
+use crate::fetch::Fetcher;
 use crate::fsops::{self, DirMeta};
 use crate::paths::NodeNames;
 use crate::progress::Counters;
@@ -36,46 +39,10 @@ pub enum RestoreMode {
     Mirror,
 }
 
-/// Worker threads writing files. Two saturate local disks on this class of
-/// machine while keeping memory near one blob per worker.
-const RESTORE_WORKERS: usize = 2;
+mod files;
 
 /// Zero runs of this size (aligned) become holes.
 const HOLE_BLOCK: usize = 64 * 1024;
-
-/// Writes zero blocks as holes (seeks) and sets the final length, so sparse
-/// files come back sparse.
-struct SparseWriter {
-    file: File,
-    pos: u64,
-}
-
-impl Write for SparseWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        for block in buf.chunks(HOLE_BLOCK) {
-            if block.len() == HOLE_BLOCK && block.iter().all(|&b| b == 0) {
-                self.file.seek(SeekFrom::Current(HOLE_BLOCK as i64))?;
-            } else {
-                self.file.write_all(block)?;
-            }
-            self.pos += block.len() as u64;
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
-
-impl SparseWriter {
-    fn finish(self) -> io::Result<()> {
-        // A trailing hole is only a seek: make the length real. Durability
-        // comes from one `syncfs` of the staging tree before it is moved into
-        // place ([`sync_filesystem`]), far cheaper than an fsync per file.
-        self.file.set_len(self.pos)
-    }
-}
 
 /// Flushes everything written to the filesystem holding `dir` to disk, so a
 /// restore is durable before it is moved into place.
@@ -102,26 +69,26 @@ pub(crate) fn is_empty_or_absent(dest: &Path) -> EngineResult<bool> {
 /// Restores the tree below `root` into `staging`. Returns the directories
 /// (with their metadata, applied by the caller once everything is in place).
 ///
-/// The walk only collects entries; creating thousands of directories is slow
-/// (ext4's `mkdir` dominated the profile), so the file workers start at once,
-/// largest files first, creating their own parent directories, while this
-/// thread creates every directory, symlink and special file in parallel.
+/// The tree is read first, a level at a time ([`crate::fetch::walk`]); then
+/// the files are written from whole spans of packs ([`files`]) while this
+/// thread creates every directory, symlink and special file (creating
+/// thousands of directories is slow: ext4's `mkdir` dominated the profile,
+/// so the file writers create the parents they need themselves).
 pub(crate) fn restore_tree_into<S: IndexedFull + Sync>(
+    fetcher: &Fetcher,
     repo: &Repository<S>,
     root: &Node,
     staging: &Path,
     progress: &Counters,
 ) -> EngineResult<Vec<(PathBuf, Node)>> {
     let started = std::time::Instant::now();
-    let opts = LsOptions::default().recursive(true);
     let mut dirs: Vec<(PathBuf, Node)> = Vec::new();
     let mut files: Vec<(PathBuf, Node)> = Vec::new();
     let mut others: Vec<(PathBuf, Node)> = Vec::new();
     let mut total_bytes = 0u64;
     // Every name is judged before anything is written.
     let mut names = NodeNames::default();
-    for item in repo.ls(root, &opts).map_err(|e| EngineError::rustic(&e))? {
-        let (rel, node) = item.map_err(|e| EngineError::rustic(&e))?;
+    for (rel, node) in crate::fetch::walk::walk(fetcher, repo, root)? {
         names.check(&rel, &node)?;
         match &node.node_type {
             NodeType::Dir => dirs.push((rel, node)),
@@ -139,51 +106,35 @@ pub(crate) fn restore_tree_into<S: IndexedFull + Sync>(
         files.len(),
         started.elapsed()
     );
-
-    // Large files first: the pool then ends with many small files instead of
-    // one worker finishing a large file alone.
-    files.sort_by_key(|f| std::cmp::Reverse(f.1.meta.size));
-    let queue = Mutex::new(files.iter());
-    let first_error: Mutex<Option<EngineError>> = Mutex::new(None);
-    let record = |e: EngineError| {
-        if let Ok(mut slot) = first_error.lock() {
-            slot.get_or_insert(e);
-        }
-    };
-    let failed = || first_error.lock().map(|e| e.is_some()).unwrap_or(true);
-    std::thread::scope(|s| {
-        for _ in 0..RESTORE_WORKERS {
-            s.spawn(|| {
-                while !failed() {
-                    let next = queue.lock().ok().and_then(|mut q| q.next());
-                    let Some((rel, node)) = next else { return };
-                    let path = staging.join(rel);
-                    if let Err(e) = create_parent(&path)
-                        .and_then(|()| restore_file(repo, node, &path, progress))
-                    {
-                        record(e);
-                    }
+    let stop = AtomicBool::new(false);
+    let (written, created) = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let r = files::write_files(fetcher, repo, staging, &files, progress);
+            stop.store(true, Ordering::Relaxed);
+            r
+        });
+        let created = (|| -> EngineResult<()> {
+            for (rel, node) in dirs.iter().chain(others.iter()) {
+                if stop.load(Ordering::Relaxed) {
+                    break;
                 }
-            });
-        }
-        for (rel, node) in dirs.iter().chain(others.iter()) {
-            if failed() {
-                break;
+                create_entry(&staging.join(rel), node)?;
             }
-            if let Err(e) = create_entry(&staging.join(rel), node) {
-                record(e);
-            }
-        }
+            Ok(())
+        })();
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(EngineError::Panicked("writing the restored files".into())));
+        (written, created)
     });
-    if let Some(e) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        return Err(e);
-    }
+    written?;
+    created?;
     log::debug!("restore: files written after {:?}", started.elapsed());
     Ok(dirs)
 }
 
 /// Creates the parent directories of `path` if the walker has not yet.
-fn create_parent(path: &Path) -> EngineResult<()> {
+pub(super) fn create_parent(path: &Path) -> EngineResult<()> {
     match path.parent() {
         Some(parent) => fs::create_dir_all(parent)
             .map_err(|e| EngineError::io(format!("creating {}", parent.display()), e)),
@@ -214,34 +165,6 @@ fn create_entry(path: &Path, node: &Node) -> EngineResult<()> {
         NodeType::Chardev { device } => make_special(path, libc::S_IFCHR, *device)?,
     }
     meta::apply(path, &node.node_type, &node.meta)
-}
-
-fn restore_file<S: IndexedFull>(
-    repo: &Repository<S>,
-    node: &Node,
-    path: &Path,
-    progress: &Counters,
-) -> EngineResult<()> {
-    let file = File::create(path)
-        .map_err(|e| EngineError::io(format!("creating {}", path.display()), e))?;
-    let mut w = SparseWriter { file, pos: 0 };
-    repo.dump(node, &mut w).map_err(|e| {
-        EngineError::Engine(format!("restoring {}: {}", path.display(), e.display_log()))
-    })?;
-    let written = w.pos;
-    w.finish()
-        .map_err(|e| EngineError::io(format!("writing {}", path.display()), e))?;
-    if written != node.meta.size {
-        return Err(EngineError::Engine(format!(
-            "restoring {}: wrote {written} bytes, the snapshot records {}",
-            path.display(),
-            node.meta.size
-        )));
-    }
-    meta::apply(path, &node.node_type, &node.meta)?;
-    progress.add_bytes(written);
-    progress.add_file();
-    Ok(())
 }
 
 pub(crate) fn make_special(path: &Path, kind: libc::mode_t, device: u64) -> EngineResult<()> {
