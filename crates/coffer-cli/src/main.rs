@@ -64,6 +64,7 @@ fn init_logging(verbose: u8, format: LogFormat) {
 }
 
 fn main() -> std::process::ExitCode {
+    coffer_engine::memory::limit_malloc_arenas();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -35,6 +35,7 @@ mod fsops;
 #[cfg(test)]
 mod hostile_repo_tests;
 pub mod lock;
+pub mod memory;
 mod meta;
 mod paths;
 mod progress;

@@ -567,7 +567,7 @@ impl Storage for FtpStorage {
 
     fn parallel_writes(&self) -> usize {
         // One pooled connection each, leaving one for the backup's reads.
-        self.settings.max_connections.saturating_sub(1).clamp(1, 3)
+        self.settings.max_connections.saturating_sub(1).clamp(1, 2)
     }
 
     fn location(&self) -> String {

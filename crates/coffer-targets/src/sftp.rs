@@ -265,6 +265,13 @@ impl SftpStorage {
         let config = Arc::new(russh::client::Config {
             inactivity_timeout: Some(Duration::from_secs(300)),
             keepalive_interval: Some(Duration::from_secs(30)),
+            // Pipelined SFTP requests are small: with Nagle's algorithm each
+            // waits for the previous one's ACK, a round trip apiece.
+            nodelay: true,
+            // What the server may send before we acknowledge: the library's
+            // 2 MiB caps one session at 2 MiB per round trip (≈ 65 MiB/s
+            // at 30 ms) for all the restore's reads together.
+            window_size: 16 << 20,
             ..Default::default()
         });
         let offered = Arc::new(Mutex::new(None));
@@ -549,7 +556,7 @@ impl Storage for SftpStorage {
 
     fn parallel_writes(&self) -> usize {
         // Several files open on the one session; each write is pipelined.
-        3
+        2
     }
 
     fn location(&self) -> String {

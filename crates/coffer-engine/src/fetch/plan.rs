@@ -5,9 +5,11 @@ use rustic_core::Id;
 use super::BlobRef;
 
 /// The most bytes one span reads (and, separately, the most plain bytes its
-/// blobs hold), so a worker holds at most about twice this. A single blob
-/// larger than this (rustic's chunker cuts at 8 MiB) is a span of its own.
-pub(crate) const MAX_SPAN: u64 = 8 * 1024 * 1024;
+/// blobs hold), so a worker holds at most about twice this: 8 workers at
+/// 4 MiB keep a restore within ≈ 200 MiB (the 2 GiB benchmark peaked at
+/// 255 MiB with 8 MiB spans). A single blob larger than this (rustic's
+/// chunker cuts at up to 8 MiB) is a span of its own.
+pub(crate) const MAX_SPAN: u64 = 4 * 1024 * 1024;
 
 /// Blobs this close in a pack are read together, the bytes between them
 /// thrown away: one more request costs a round trip, which at 30 ms is worth

@@ -201,7 +201,7 @@ impl Storage for S3Storage {
     fn parallel_writes(&self) -> usize {
         // Each pack is already sent in parts in parallel (multipart); a
         // few packs at once also overlap their initiate/complete round trips.
-        3
+        2
     }
 
     fn location(&self) -> String {
