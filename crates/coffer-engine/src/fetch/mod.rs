@@ -12,6 +12,7 @@
 //! [`Fetcher::parallel`] spans of at most [`plan::MAX_SPAN`] bytes are held
 //! at once (twice that for ordered output, see [`ordered`]).
 
+use std::io::Read;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
@@ -129,8 +130,13 @@ impl Fetcher {
         let plain = match blob.uncompressed {
             None => decrypted,
             Some(n) => {
-                let mut out = Vec::with_capacity(n.get() as usize);
-                zstd::stream::copy_decode(&decrypted[..], &mut out)
+                // Decompress no more than the index declares (plus one byte,
+                // to notice more): a damaged or hostile blob cannot inflate
+                // without bound.
+                let declared = u64::from(n.get());
+                let mut out = Vec::with_capacity(declared.min(plan::MAX_SPAN) as usize);
+                zstd::stream::read::Decoder::new(&decrypted[..])
+                    .and_then(|d| d.take(declared + 1).read_to_end(&mut out))
                     .map_err(|e| damaged(blob, &format!("does not decompress: {e}")))?;
                 out
             }
@@ -196,4 +202,80 @@ fn damaged(blob: &BlobRef, what: &str) -> EngineError {
         blob.id.to_hex().as_str(),
         blob.pack.to_hex().as_str()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use aes256ctr_poly1305aes::aead::{Aead, generic_array::GenericArray};
+    use coffer_targets::LocalStorage;
+
+    use super::*;
+
+    /// A fetcher and the same key's cipher, to seal blobs for it.
+    fn fetcher() -> (Fetcher, Aes256CtrPoly1305Aes, tempfile::TempDir) {
+        let tmp = tempfile::tempdir().unwrap();
+        let key = MasterKey::new();
+        let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(tmp.path()));
+        (
+            Fetcher::new(storage, &key),
+            crate::crypto::cipher(&key),
+            tmp,
+        )
+    }
+
+    fn seal(cipher: &Aes256CtrPoly1305Aes, plain: &[u8]) -> Vec<u8> {
+        let iv = [7u8; 16];
+        let mut out = iv.to_vec();
+        out.extend(
+            cipher
+                .encrypt(GenericArray::from_slice(&iv), plain)
+                .unwrap(),
+        );
+        out
+    }
+
+    fn blob(raw: &[u8], uncompressed: Option<u32>) -> BlobRef {
+        BlobRef {
+            id: Id::new([1; 32]),
+            pack: Id::new([2; 32]),
+            offset: 0,
+            length: raw.len() as u32,
+            uncompressed: uncompressed.and_then(NonZeroU32::new),
+        }
+    }
+
+    #[test]
+    fn a_blob_that_is_not_what_its_id_says_is_refused() {
+        let (fetcher, cipher, _tmp) = fetcher();
+        let raw = seal(&cipher, b"some content");
+        let err = fetcher.open(&blob(&raw, None), &raw).unwrap_err();
+        assert!(err.to_string().contains("does not match its id"), "{err}");
+    }
+
+    #[test]
+    fn a_blob_sealed_with_another_key_or_damaged_is_refused() {
+        let (fetcher, _, _tmp) = fetcher();
+        let (_, other, _tmp2) = self::fetcher();
+        let raw = seal(&other, b"some content");
+        let err = fetcher.open(&blob(&raw, None), &raw).unwrap_err();
+        assert!(err.to_string().contains("MAC"), "{err}");
+        let err = fetcher
+            .open(&blob(&raw[..10], None), &raw[..10])
+            .unwrap_err();
+        assert!(err.to_string().contains("too short"), "{err}");
+    }
+
+    #[test]
+    fn a_compressed_blob_inflates_no_further_than_declared() {
+        let (fetcher, cipher, _tmp) = fetcher();
+        // 64 MiB of zeros compress to a few KiB; the index says 16 bytes.
+        let bomb = zstd::encode_all(std::io::repeat(0).take(64 << 20), 3).unwrap();
+        let raw = seal(&cipher, &bomb);
+        let err = fetcher.open(&blob(&raw, Some(16)), &raw).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("holds 17 bytes, the index says 16"),
+            "{err}"
+        );
+    }
 }
