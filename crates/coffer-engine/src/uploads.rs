@@ -68,7 +68,7 @@ impl Uploads {
         content: rustic_core::BytesList,
     ) -> Result<(), StorageError> {
         if self.width == 1 {
-            return self.store(&key, &content);
+            return store(&*self.storage, &key, &content);
         }
         self.failed()?;
         let sender = self.sender(&key)?;
@@ -112,11 +112,6 @@ impl Uploads {
         }
     }
 
-    fn store(&self, key: &str, content: &rustic_core::BytesList) -> Result<(), StorageError> {
-        let parts: Vec<&[u8]> = content.slice().iter().map(|b| &b[..]).collect();
-        self.storage.put_parts(key, &parts)
-    }
-
     /// The channel to the uploaders, starting them on first use. It holds
     /// no pack itself: a send waits until an uploader is free, so at most
     /// `width` packs are held here besides the one rustic_core is filling.
@@ -138,11 +133,10 @@ impl Uploads {
                     loop {
                         let job = lock(&receiver).recv();
                         let Ok((key, content)) = job else { return };
-                        let parts: Vec<&[u8]> = content.slice().iter().map(|b| &b[..]).collect();
                         // A storage library that panics must not leave the
                         // backup waiting for this pack forever.
                         let stored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            storage.put_parts(&key, &parts)
+                            store(&*storage, &key, &content)
                         }))
                         .unwrap_or_else(|_| {
                             Err(StorageError::new(
@@ -188,6 +182,16 @@ impl Drop for Uploads {
             let _ = worker.join();
         }
     }
+}
+
+/// Stores one pack's parts, concatenated, under `key`.
+fn store(
+    storage: &dyn Storage,
+    key: &str,
+    content: &rustic_core::BytesList,
+) -> Result<(), StorageError> {
+    let parts: Vec<&[u8]> = content.slice().iter().map(|b| &b[..]).collect();
+    storage.put_parts(key, &parts)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
