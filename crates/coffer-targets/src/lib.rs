@@ -74,6 +74,32 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// object means damage.
     fn get_range(&self, key: &str, offset: u64, length: u64) -> StorageResult<Vec<u8>>;
 
+    /// Reads `ranges` (offset, length) of one object, in the order given,
+    /// yielding each range's bytes as it arrives; same rules as
+    /// [`Storage::get_range`]. The default reads them one request each;
+    /// targets where a request is dear read them in one stream.
+    fn get_ranges<'a>(
+        &'a self,
+        key: &str,
+        ranges: Vec<(u64, u64)>,
+    ) -> Box<dyn Iterator<Item = StorageResult<Vec<u8>>> + 'a> {
+        let key = key.to_owned();
+        Box::new(
+            ranges
+                .into_iter()
+                .map(move |(offset, length)| self.get_range(&key, offset, length)),
+        )
+    }
+
+    /// How far apart, first byte to last, the ranges of one object may lie
+    /// for a restore to read them with one [`Storage::get_ranges`] call
+    /// (one stream, the bytes between them read and dropped). 0, the
+    /// default: each range is its own read, so they spread over the
+    /// parallel readers.
+    fn read_run_bytes(&self) -> u64 {
+        0
+    }
+
     /// Lists every object whose key starts with `prefix` (recursively).
     /// Temporary objects of in-flight or interrupted writes are never listed.
     fn list(&self, prefix: &str) -> StorageResult<Vec<ObjectInfo>>;

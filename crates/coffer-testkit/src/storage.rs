@@ -70,6 +70,7 @@ pub const PARTS: &[(&str, Part)] = &[
     ("put_parts_concatenates", put_parts_concatenates),
     ("overwrite_replaces_whole", overwrite_replaces_whole),
     ("ranges", ranges),
+    ("range_runs", range_runs),
     ("listing", listing),
     ("concurrent_writes", concurrent_writes),
     ("delete", delete),
@@ -416,6 +417,90 @@ pub fn ranges(s: &dyn Storage) {
     assert_eq!(
         listed(s, &base),
         expect(&[(&empty, 0), (&small, 11), (&one, 1), (&key, len)])
+    );
+    clean(s, &base);
+}
+
+/// Several ranges of one object read with one `get_ranges` call (one
+/// stream on FTP) come back exactly, in the order asked: adjacent, with
+/// gaps, empty, going backwards, up to the last byte. One past the end is
+/// `Corrupt`; a missing object `NotFound`. A call dropped half-way leaves the
+/// storage working.
+pub fn range_runs(s: &dyn Storage) {
+    let base = fresh("runs");
+    let loc = s.location();
+    let key = restic_key(&base, "data", 8);
+    let data = random_bytes(8, LARGE);
+    put(s, &key, &data);
+    let len = data.len() as u64;
+    let asked: Vec<(u64, u64)> = vec![
+        (0, 10),
+        (10, 1000),
+        (5000, 0),
+        (5000, 70_000),
+        ((1 << 20) + 1, 4096),
+        (1 << 20, 100),
+        (len - 500_000, 400_000),
+        (len - 1, 1),
+    ];
+    let got: Vec<Vec<u8>> = s
+        .get_ranges(&key, asked.clone())
+        .map(|r| r.unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    assert_eq!(
+        got.len(),
+        asked.len(),
+        "{loc}: get_ranges yields one item per range"
+    );
+    for ((offset, length), got) in asked.iter().zip(&got) {
+        let want = &data[*offset as usize..(offset + length) as usize];
+        assert_bytes(
+            &loc,
+            &format!("get_ranges at {offset} for {length}"),
+            got,
+            want,
+        );
+    }
+
+    let mut past = s.get_ranges(&key, vec![(0, 5), (len - 5, 10)]);
+    assert_eq!(past.next().map(|r| r.ok()), Some(Some(data[..5].to_vec())));
+    let err = past
+        .next()
+        .and_then(|r| r.err())
+        .unwrap_or_else(|| panic!("{loc}: get_ranges past the end succeeded"));
+    assert_error(
+        s,
+        "get_ranges past the end",
+        &err,
+        StorageErrorKind::Corrupt,
+        &key,
+    );
+    drop(past);
+
+    let missing = restic_key(&base, "data", 9);
+    let err = s
+        .get_ranges(&missing, vec![(0, 1)])
+        .next()
+        .and_then(|r| r.err())
+        .unwrap_or_else(|| panic!("{loc}: get_ranges of a missing object succeeded"));
+    assert_error(
+        s,
+        "get_ranges of a missing object",
+        &err,
+        StorageErrorKind::NotFound,
+        &missing,
+    );
+
+    // Dropped after one range of three, repeatedly: the storage still works.
+    for _ in 0..6 {
+        let mut half = s.get_ranges(&key, vec![(0, 1), (100, 1), (len - 1, 1)]);
+        assert_eq!(half.next().map(|r| r.ok()), Some(Some(data[..1].to_vec())));
+    }
+    assert_bytes(
+        &loc,
+        "a read after dropped runs",
+        &range(s, &key, 7, 9),
+        &data[7..16],
     );
     clean(s, &base);
 }

@@ -4,9 +4,11 @@
 //! target costs a round trip per blob (≈ 1 MiB/s at 30 ms). Here the blobs a
 //! restore needs are looked up in the index first, grouped into spans of
 //! adjacent blobs of one pack ([`plan`]), and each span is fetched with one
-//! ranged read, several in flight ([`Fetcher::parallel`]). Each blob is then
-//! decrypted, decompressed and checked against its id (SHA-256), so damaged
-//! or foreign data is refused, never written out.
+//! ranged read, several in flight ([`Fetcher::parallel`]); where a request
+//! is dear (FTP), a run of spans of one pack shares one stream
+//! ([`plan::runs`]). Each blob is then decrypted, decompressed and checked
+//! against its id (SHA-256), so damaged or foreign data is refused, never
+//! written out.
 //!
 //! Memory stays bounded whatever the data size: at most
 //! [`Fetcher::parallel`] spans of at most [`plan::MAX_SPAN`] bytes are held
@@ -14,6 +16,7 @@
 
 use std::io::Read;
 use std::num::NonZeroU32;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use aes256ctr_poly1305aes::Aes256CtrPoly1305Aes;
@@ -102,14 +105,38 @@ impl Fetcher {
         self.parallel
     }
 
-    /// Reads `span` with one ranged read and returns the plain content of
-    /// each of its blobs, in the span's order.
-    pub fn fetch<T>(&self, span: &PackSpan<T>) -> EngineResult<Vec<Vec<u8>>> {
-        let key = crate::backend::key_of(rustic_core::FileType::Pack, &span.pack);
-        let raw = self
-            .storage
-            .get_range(&key, span.offset, span.length)
-            .map_err(EngineError::from)?;
+    /// The runs `spans` are read in: see [`plan::runs`].
+    pub fn runs<T>(&self, spans: &[PackSpan<T>]) -> Vec<Range<usize>> {
+        plan::runs(spans, self.storage.read_run_bytes())
+    }
+
+    /// Reads a run of spans (see [`Fetcher::runs`]) and hands the plain
+    /// content of each span's blobs to `each` with the span's index in the
+    /// run, in order. Stops at the first error, `each`'s or its own.
+    pub fn fetch_run<T>(
+        &self,
+        run: &[PackSpan<T>],
+        mut each: impl FnMut(usize, Vec<Vec<u8>>) -> EngineResult<()>,
+    ) -> EngineResult<()> {
+        let Some(first) = run.first() else {
+            return Ok(());
+        };
+        let key = crate::backend::key_of(rustic_core::FileType::Pack, &first.pack);
+        let ranges = run.iter().map(|s| (s.offset, s.length)).collect();
+        let mut reads = self.storage.get_ranges(&key, ranges);
+        for (i, span) in run.iter().enumerate() {
+            let raw = reads
+                .next()
+                .ok_or_else(|| EngineError::Engine(format!("{key}: a ranged read went missing")))?
+                .map_err(EngineError::from)?;
+            each(i, self.open_span(span, &raw)?)?;
+        }
+        Ok(())
+    }
+
+    /// The plain content of each blob of `span`, in the span's order, from
+    /// the span's bytes.
+    fn open_span<T>(&self, span: &PackSpan<T>, raw: &[u8]) -> EngineResult<Vec<Vec<u8>>> {
         span.blobs
             .iter()
             .map(|(blob, _)| {
@@ -160,24 +187,26 @@ impl Fetcher {
         Ok(plain)
     }
 
-    /// Fetches every span with [`Fetcher::parallel`] threads and hands each
-    /// one's blobs to `each` (on the thread that fetched it). Stops at the
-    /// first error, which it returns.
+    /// Fetches every span with [`Fetcher::parallel`] threads, a run at a
+    /// time, and hands each one's blobs to `each` (on the thread that
+    /// fetched it). Stops at the first error, which it returns.
     pub fn for_each<T: Sync>(
         &self,
         spans: &[PackSpan<T>],
         each: impl Fn(&PackSpan<T>, Vec<Vec<u8>>) -> EngineResult<()> + Sync,
     ) -> EngineResult<()> {
-        let queue = Mutex::new(spans.iter());
+        let runs = self.runs(spans);
+        let queue = Mutex::new(runs.iter());
         let first_error: Mutex<Option<EngineError>> = Mutex::new(None);
         let failed = || first_error.lock().map(|e| e.is_some()).unwrap_or(true);
         std::thread::scope(|s| {
-            for _ in 0..self.parallel.min(spans.len()) {
+            for _ in 0..self.parallel.min(runs.len()) {
                 s.spawn(|| {
                     while !failed() {
                         let next = queue.lock().ok().and_then(|mut q| q.next());
-                        let Some(span) = next else { return };
-                        if let Err(e) = self.fetch(span).and_then(|blobs| each(span, blobs))
+                        let Some(run) = next else { return };
+                        let run = &spans[run.clone()];
+                        if let Err(e) = self.fetch_run(run, |i, blobs| each(&run[i], blobs))
                             && let Ok(mut slot) = first_error.lock()
                         {
                             slot.get_or_insert(e);

@@ -30,8 +30,8 @@ pub(crate) fn write_file<S: IndexedFull>(
 
 /// Which spans may be fetched: `[.. written + window)`.
 struct Window {
-    /// The next span a worker takes.
-    next: usize,
+    /// The next run a worker takes.
+    next_run: usize,
     /// Spans written out.
     written: usize,
     /// Set when the writer stops early (an error on either side).
@@ -39,7 +39,8 @@ struct Window {
 }
 
 /// Writes the blobs of `spans`, in order, to `out` (on this thread: `out`
-/// need not be `Send`); returns the bytes written. Workers fetch at most
+/// need not be `Send`); returns the bytes written. Workers take runs of
+/// spans in order ([`Fetcher::runs`]) and fetch at most
 /// [`Fetcher::parallel`] spans ahead of the one being written, so memory
 /// stays within twice that many spans.
 pub(crate) fn write_in_order<T: Sync>(
@@ -48,12 +49,26 @@ pub(crate) fn write_in_order<T: Sync>(
     out: &mut dyn Write,
 ) -> EngineResult<u64> {
     let window = fetcher.parallel();
+    let runs = fetcher.runs(spans);
     let state = Mutex::new(Window {
-        next: 0,
+        next_run: 0,
         written: 0,
         stopped: false,
     });
     let moved = Condvar::new();
+    // Waits until span `i` may be fetched; false when the writer stopped.
+    let admit = |i: usize| {
+        let Ok(mut s) = state.lock() else {
+            return false;
+        };
+        while !s.stopped && i >= s.written + window {
+            s = match moved.wait(s) {
+                Ok(s) => s,
+                Err(_) => return false,
+            };
+        }
+        !s.stopped
+    };
     let (tx, rx) = mpsc::channel::<(usize, EngineResult<Vec<Vec<u8>>>)>();
     let stop = || {
         if let Ok(mut s) = state.lock() {
@@ -62,26 +77,36 @@ pub(crate) fn write_in_order<T: Sync>(
         moved.notify_all();
     };
     std::thread::scope(|scope| {
-        for _ in 0..window.min(spans.len()) {
+        for _ in 0..window.min(runs.len()) {
             let tx = tx.clone();
-            let (state, moved) = (&state, &moved);
+            let (state, runs, admit) = (&state, &runs, &admit);
             scope.spawn(move || {
                 loop {
-                    let i = {
+                    let run = {
                         let Ok(mut s) = state.lock() else { return };
-                        while !s.stopped && s.next < spans.len() && s.next >= s.written + window {
-                            s = match moved.wait(s) {
-                                Ok(s) => s,
-                                Err(_) => return,
-                            };
-                        }
-                        if s.stopped || s.next >= spans.len() {
+                        let Some(run) = runs.get(s.next_run) else {
                             return;
-                        }
-                        s.next += 1;
-                        s.next - 1
+                        };
+                        s.next_run += 1;
+                        run.clone()
                     };
-                    if tx.send((i, fetcher.fetch(&spans[i]))).is_err() {
+                    if !admit(run.start) {
+                        return;
+                    }
+                    // The spans handed over so far; the next one is where an
+                    // error belongs.
+                    let mut sent = run.start;
+                    let fetched = fetcher.fetch_run(&spans[run.clone()], |_, blobs| {
+                        tx.send((sent, Ok(blobs))).map_err(|_| stopped())?;
+                        sent += 1;
+                        if sent < run.end && !admit(sent) {
+                            return Err(stopped());
+                        }
+                        Ok(())
+                    });
+                    if let Err(e) = fetched
+                        && tx.send((sent, Err(e))).is_err()
+                    {
                         return;
                     }
                 }
@@ -116,4 +141,9 @@ pub(crate) fn write_in_order<T: Sync>(
         stop();
         result
     })
+}
+
+/// What a worker returns when the writer has stopped: nobody reads it.
+fn stopped() -> EngineError {
+    EngineError::Engine("the restore stopped".into())
 }

@@ -1,5 +1,7 @@
 //! Grouping blobs into spans of packs, each read with one request.
 
+use std::ops::Range;
+
 use rustic_core::Id;
 
 use super::BlobRef;
@@ -93,6 +95,27 @@ pub(crate) fn by_pack<T>(blobs: Vec<(BlobRef, T)>) -> Vec<PackSpan<T>> {
     in_order(blobs)
 }
 
+/// Groups consecutive `spans` into runs read with one
+/// [`coffer_targets::Storage::get_ranges`] call: spans of one pack, each
+/// starting at or after the previous one's end, all within `run_bytes` of
+/// the run's first byte. With `run_bytes` 0 each span is a run of its own.
+pub(crate) fn runs<T>(spans: &[PackSpan<T>], run_bytes: u64) -> Vec<Range<usize>> {
+    let mut runs: Vec<Range<usize>> = Vec::new();
+    for (i, span) in spans.iter().enumerate() {
+        let joins = runs.last_mut().filter(|run| {
+            let (first, last) = (&spans[run.start], &spans[i - 1]);
+            first.pack == span.pack
+                && span.offset >= last.offset + last.length
+                && span.offset + span.length - first.offset <= run_bytes
+        });
+        match joins {
+            Some(run) => run.end = i + 1,
+            None => runs.push(i..i + 1),
+        }
+    }
+    runs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,5 +194,23 @@ mod tests {
             .collect();
         assert_eq!(order, ['c', 'a', 'd', 'b']);
         assert_eq!(spans.len(), 2);
+    }
+
+    #[test]
+    fn runs_join_following_spans_of_a_pack_within_the_limit() {
+        let mib = 1024 * 1024;
+        let spans: Vec<PackSpan<()>> = [(1, 0), (1, 5), (1, 9), (1, 14), (2, 0), (2, 0), (1, 20)]
+            .into_iter()
+            .map(|(pack, at)| PackSpan::start(blob(pack, at * mib, mib), ()))
+            .collect();
+        // 16 MiB: the four of pack 1 (the last ends at 15 MiB), then pack 2,
+        // pack 2 again from its start (backwards), pack 1 again (after
+        // another pack). 10 MiB: the fourth of pack 1 goes too far.
+        assert_eq!(runs(&spans, 16 * u64::from(mib)), [0..4, 4..5, 5..6, 6..7]);
+        assert_eq!(
+            runs(&spans, 10 * u64::from(mib)),
+            [0..3, 3..4, 4..5, 5..6, 6..7]
+        );
+        assert_eq!(runs(&spans, 0).len(), spans.len());
     }
 }

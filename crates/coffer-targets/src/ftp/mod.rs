@@ -10,8 +10,9 @@
 //! connections, 421/425/426/45x) are retried; 530 (login) and TLS failures
 //! are not.
 
+mod ranges;
+
 use std::collections::HashSet;
-use std::io::Read;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
@@ -609,39 +610,27 @@ impl Storage for FtpStorage {
     }
 
     fn get_range(&self, key: &str, offset: u64, length: u64) -> StorageResult<Vec<u8>> {
-        check_key(&self.location, "get-range", key)?;
-        if length == 0 {
-            return Ok(Vec::new());
+        self.get_ranges(key, vec![(offset, length)])
+            .next()
+            .unwrap_or_else(|| Ok(Vec::new()))
+    }
+
+    fn get_ranges<'a>(
+        &'a self,
+        key: &str,
+        ranges: Vec<(u64, u64)>,
+    ) -> Box<dyn Iterator<Item = StorageResult<Vec<u8>>> + 'a> {
+        if let Err(e) = check_key(&self.location, "get-range", key) {
+            return Box::new(std::iter::once(Err(e)));
         }
-        let path = self.path(key);
-        let data = self.with_conn_reuse("get-range", key, |ftp| {
-            ftp.resume_transfer(usize::try_from(offset).unwrap_or(usize::MAX))?;
-            let mut stream = ftp.retr_as_stream(&path)?;
-            let mut buf = Vec::with_capacity(length as usize);
-            (&mut stream)
-                .take(length)
-                .read_to_end(&mut buf)
-                .map_err(FtpError::ConnectionError)?;
-            let complete = buf.len() as u64 == length;
-            // No ABOR: servers answer it with a second reply (vsftpd: "225
-            // No transfer to ABOR" after the transfer's own) that would be
-            // read as the answer to the next command. Closing the data
-            // connection instead gets exactly one reply — 226 when the
-            // server had sent everything, 426 (or 451) when our close cut
-            // it short — so the control connection stays in step and is
-            // reused for the next read, not logged in again.
-            match stream.finish() {
-                Ok(()) => Ok((buf, true)),
-                Err(FtpError::UnexpectedResponse(r))
-                    if complete
-                        && matches!(r.status, Status::TransferAborted | Status::ActionAborted) =>
-                {
-                    Ok((buf, true))
-                }
-                Err(e) => Err(e),
-            }
-        })?;
-        crate::exact_range(&self.location, key, offset, length, data)
+        Box::new(ranges::RangeReader::new(self, key, ranges))
+    }
+
+    fn read_run_bytes(&self) -> u64 {
+        // A new transfer costs four round trips and a data connection; a
+        // run of 16 MiB spreads that over enough bytes, and still gives
+        // every pooled connection work when a restore holds few packs.
+        16 * 1024 * 1024
     }
 
     fn list(&self, prefix: &str) -> StorageResult<Vec<ObjectInfo>> {
