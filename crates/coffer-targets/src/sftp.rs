@@ -378,9 +378,13 @@ impl SftpStorage {
             // 8 spans at once (8 × 4 × 256 KiB in flight covers a 30 ms
             // round trip at 250 MiB/s), and the library requests that many
             // chunks ahead, past the end of a ranged read, for nothing.
+            // Writes go 64 deep (12 MiB in flight per file): at 16, a
+            // backup of 270 MiB of packs through a 30 ms link capped at
+            // 25 MiB/s took 23.5 s, at 64 18.4 s.
             let config = russh_sftp::client::Config {
                 max_write_packet_len: 192 * 1024,
                 max_concurrent_reads: 4,
+                max_concurrent_writes: 64,
                 request_timeout_secs: s.timeout.as_secs().max(1),
                 ..Default::default()
             };
