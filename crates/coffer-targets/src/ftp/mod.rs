@@ -237,48 +237,40 @@ impl FtpStorage {
         Ok(ftp)
     }
 
-    /// Runs `f` on a pooled connection; a connection that saw an error is
-    /// dropped rather than reused.
+    /// Runs `f` on a pooled connection, retried; see [`Self::give_back`]
+    /// for what happens to the connection after an error.
     fn with_conn<T>(
         &self,
         op: &'static str,
         key: &str,
         mut f: impl FnMut(&mut RustlsFtpStream) -> Result<T, FtpError>,
     ) -> StorageResult<T> {
-        self.with_conn_reuse(op, key, |c| f(c).map(|v| (v, true)))
-    }
-
-    /// [`Self::with_conn`] for operations that may leave the control
-    /// connection in an unknown state even when they succeed (the closure
-    /// says whether it can be reused).
-    fn with_conn_reuse<T>(
-        &self,
-        op: &'static str,
-        key: &str,
-        mut f: impl FnMut(&mut RustlsFtpStream) -> Result<(T, bool), FtpError>,
-    ) -> StorageResult<T> {
         self.settings.retry.run(|| {
             let mut conn = self.checkout()?;
-            let result = f(&mut conn);
-            match result {
-                Ok((v, reusable)) => {
-                    self.checkin(reusable.then_some(conn));
+            match f(&mut conn) {
+                Ok(v) => {
+                    self.checkin(Some(conn));
                     Ok(v)
                 }
                 Err(e) => {
-                    // A refused command leaves a healthy connection; anything else may not.
-                    let healthy = matches!(e, FtpError::UnexpectedResponse(_));
-                    if !healthy {
-                        // The idle ones likely share its fate (the server
-                        // restarted, the link was reset): the retry starts
-                        // on a new connection instead of a dead one.
-                        self.drop_idle();
-                    }
-                    self.checkin(healthy.then_some(conn));
+                    self.give_back(conn, &e);
                     Err(self.err(op, key, e))
                 }
             }
         })
+    }
+
+    /// Returns `conn` to the pool after it saw `e`. A refused command
+    /// leaves a healthy connection; anything else may not, so it is
+    /// dropped — with the idle ones, which likely share its fate (the
+    /// server restarted, the link was reset): the retry starts on a new
+    /// connection instead of a dead one.
+    fn give_back(&self, conn: RustlsFtpStream, e: &FtpError) {
+        let healthy = matches!(e, FtpError::UnexpectedResponse(_));
+        if !healthy {
+            self.drop_idle();
+        }
+        self.checkin(healthy.then_some(conn));
     }
 
     fn checkout(&self) -> StorageResult<RustlsFtpStream> {

@@ -91,20 +91,19 @@ impl<'a> RangeReader<'a> {
                     }
                     exact_range(&self.ftp.location, &self.key, offset, length, data)
                 }
-                Err(e) => {
-                    self.ftp.checkin(None);
-                    self.ftp.drop_idle();
-                    Err(self.ftp.err("get-range", &self.key, e))
-                }
+                Err(e) => Err(self.broken(open.conn, e)),
             },
-            Err(e) => {
-                // The transfer broke mid-stream: neither it nor its control
-                // connection can be trusted, nor (likely) the idle ones.
-                self.ftp.checkin(None);
-                self.ftp.drop_idle();
-                Err(self.ftp.err("get-range", &self.key, e))
-            }
+            Err(e) => Err(self.broken(open.conn, e)),
         }
+    }
+
+    /// The transfer broke mid-stream: neither it nor its control
+    /// connection can be trusted, nor (likely) the idle ones.
+    fn broken(&self, conn: RustlsFtpStream, e: FtpError) -> StorageError {
+        drop(conn);
+        self.ftp.checkin(None);
+        self.ftp.drop_idle();
+        self.ftp.err("get-range", &self.key, e)
     }
 
     /// `REST offset` + `RETR` on a pooled connection.
@@ -120,12 +119,7 @@ impl<'a> RangeReader<'a> {
                 at: offset,
             }),
             Err(e) => {
-                // A refused command leaves the connection healthy.
-                let healthy = matches!(e, FtpError::UnexpectedResponse(_));
-                if !healthy {
-                    self.ftp.drop_idle();
-                }
-                self.ftp.checkin(healthy.then_some(conn));
+                self.ftp.give_back(conn, &e);
                 Err(self.ftp.err("get-range", &self.key, e))
             }
         }
