@@ -239,6 +239,11 @@ fn a_download_nobody_reads_lets_go_of_its_component() {
         srv.admin
     )
     .unwrap();
+    // The download holds the component from its first byte: wait for that,
+    // or a backup posted at once may win the race (seen under a loaded suite).
+    let mut status = [0u8; 12];
+    stalled.read_exact(&mut status).unwrap();
+    assert_eq!(&status, b"HTTP/1.1 200");
     // Busy while the download runs...
     let body = json!({ "label": "after", "components": ["files"] });
     let started = Instant::now();
