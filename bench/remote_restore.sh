@@ -3,6 +3,7 @@
 # with plain restic (S3, SFTP) and a plain curl download (FTP, where restic has no backend).
 #
 #   bench/remote_restore.sh [--scale S] [--rtt "0 30"] [--small-files N] [--rounds N] [--uplink-mib M]
+#                           [--targets "s3 sftp ftp"]
 #
 # Two data sets: bench/gen_dataset.py at --scale S (1 = ~2 GiB, 20 000 files) and a tree of N
 # small files (default 3 000, 200 B–64 KiB, three levels of directories, ~40 MiB). Each is backed
@@ -16,7 +17,9 @@
 # not the 2 cores, is the bottleneck, as off-site), into a fresh repository, against a plain
 # upload of its tar (curl; OpenSSH's sftp for SFTP); and FTP restores through that capped link
 # against curl. The fastest
-# of --rounds (default 1) counts. Writes bench/results/<UTC date>-remote-restore.md.
+# of --rounds (default 1) counts. --targets measures some of the three (a full run takes
+# ≈ 35 min per round on 2 cores). Writes bench/results/<UTC date>-remote-restore.md
+# (-remote-restore-<targets>.md for a subset).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCALE=1
@@ -24,6 +27,7 @@ RTTS="0 30"
 SMALL=3000
 ROUNDS=1
 UPLINK=25
+TARGETS="s3 sftp ftp"
 while [ $# -gt 0 ]; do
   case $1 in
     --scale) SCALE=$2; shift 2 ;;
@@ -31,9 +35,14 @@ while [ $# -gt 0 ]; do
     --small-files) SMALL=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --uplink-mib) UPLINK=$2; shift 2 ;;
-    *) echo "usage: $0 [--scale S] [--rtt \"0 30\"] [--small-files N] [--rounds N] [--uplink-mib M]" >&2; exit 2 ;;
+    --targets) TARGETS=$2; shift 2 ;;
+    *) echo "usage: $0 [--scale S] [--rtt \"0 30\"] [--small-files N] [--rounds N] [--uplink-mib M] [--targets \"s3 sftp ftp\"]" >&2; exit 2 ;;
   esac
 done
+for kind in $TARGETS; do
+  case $kind in s3|sftp|ftp) ;; *) echo "--targets: unknown target $kind (s3, sftp, ftp)" >&2; exit 2 ;; esac
+done
+has_ftp() { [[ " $TARGETS " == *" ftp "* ]]; }
 DIR=${COFFER_BENCH_DIR:-/var/tmp/coffer-bench}/remote
 log() { echo "[bench] $(date -u +%H:%M:%S) $*" >&2; }
 
@@ -114,7 +123,7 @@ upstream() { # KIND
 
 # Backups, straight to the servers.
 for set in large small; do
-  for kind in s3 sftp ftp; do
+  for kind in $TARGETS; do
     repo=$(coffer_repo "$kind" "$set" "$(upstream "$kind")")
     log "coffer backup of $set to $kind"
     "$COFFER" repo -r "$repo" init >/dev/null
@@ -126,8 +135,10 @@ for set in large small; do
       (cd "$DIR" && restic_cmd "$(upstream "$kind")" "$rrepo" backup "$set" >/dev/null)
     fi
   done
-  curl -sf --ftp-create-dirs -T "$DIR/$set.tar" \
-    "ftp://$COFFER_TEST_FTP_USER:$COFFER_TEST_FTP_PASSWORD@$(upstream ftp)/bench-rr-$RUN-plain/$set.tar"
+  if has_ftp; then
+    curl -sf --ftp-create-dirs -T "$DIR/$set.tar" \
+      "ftp://$COFFER_TEST_FTP_USER:$COFFER_TEST_FTP_PASSWORD@$(upstream ftp)/bench-rr-$RUN-plain/$set.tar"
+  fi
 done
 
 # One timed command: wall seconds and peak RSS (MiB) appended to $DIR/times.
@@ -158,7 +169,7 @@ declare -A ADDR=()
 pids=()
 start_proxies() { # RTT [RATE_MIB]
   local kind extra
-  for kind in s3 sftp ftp; do
+  for kind in s3 sftp ftp; do # all three: cheap, and ADDR stays simple
     extra=(); [ "$kind" = ftp ] && extra+=(--ftp)
     [ -n "${2:-}" ] && extra+=(--rate-mib "$2")
     rm -f "$DIR/proxy-$kind"
@@ -178,7 +189,7 @@ for rtt in $RTTS; do
   start_proxies "$rtt"
   for round in $(seq "$ROUNDS"); do
     for set in large small; do
-      for kind in s3 sftp ftp; do
+      for kind in $TARGETS; do
         out=$DIR/out; rm -rf "$out"; mkdir -p "$out"
         log "rtt $rtt ms, round $round: coffer restore of $set from $kind"
         keep "coffer/$kind/$set/$rtt" "$(timed "$COFFER" repo -r "$(coffer_repo "$kind" "$set" "${ADDR[$kind]}")" \
@@ -204,7 +215,7 @@ for rtt in $RTTS; do
   # repository, against a plain upload of its tar (the same bytes, before compression) by curl.
   stop_proxies
   start_proxies "$rtt" "$UPLINK"
-  for kind in s3 sftp ftp; do
+  for kind in $TARGETS; do
     for round in $(seq "$ROUNDS"); do
       repo=$(coffer_repo "$kind" "link-$rtt-$round" "${ADDR[$kind]}")
       "$COFFER" repo -r "$repo" init >/dev/null
@@ -231,22 +242,25 @@ for rtt in $RTTS; do
   done
   # FTP restores through the capped link too: there the link, not the 2 cores or the disk,
   # bounds both, so it is where "at link speed" is judged.
-  for round in $(seq "$ROUNDS"); do
-    out=$DIR/out; rm -rf "$out"; mkdir -p "$out"
-    log "rtt $rtt ms, round $round: coffer restore of large from ftp, capped link"
-    keep "ccapped/ftp/$rtt" "$(timed "$COFFER" repo -r "$(coffer_repo ftp large "${ADDR[ftp]}")" \
-      restore latest --target "$out/large")"
-    verify large "$out"
-    rm -rf "$out"; mkdir -p "$out"
-    log "rtt $rtt ms, round $round: curl download of large.tar, capped link"
-    keep "pcapped/ftp/$rtt" "$(curl_download large "${ADDR[ftp]}" "$out/large.tar")"
-  done
+  if has_ftp; then
+    for round in $(seq "$ROUNDS"); do
+      out=$DIR/out; rm -rf "$out"; mkdir -p "$out"
+      log "rtt $rtt ms, round $round: coffer restore of large from ftp, capped link"
+      keep "ccapped/ftp/$rtt" "$(timed "$COFFER" repo -r "$(coffer_repo ftp large "${ADDR[ftp]}")" \
+        restore latest --target "$out/large")"
+      verify large "$out"
+      rm -rf "$out"; mkdir -p "$out"
+      log "rtt $rtt ms, round $round: curl download of large.tar, capped link"
+      keep "pcapped/ftp/$rtt" "$(curl_download large "${ADDR[ftp]}" "$out/large.tar")"
+    done
+  fi
   stop_proxies
 done
 rm -rf "$DIR/out" "$SFTP_HOME"/bench-rr-"$RUN"-* "$SFTP_HOME"/restic-rr-"$RUN"-* \
   "/home/$COFFER_TEST_FTP_USER"/bench-rr-"$RUN"-*
 
-OUT=bench/results/$(date -u +%Y-%m-%d)-remote-restore.md
+SUFFIX=""; [ "$TARGETS" = "s3 sftp ftp" ] || SUFFIX="-${TARGETS// /-}"
+OUT=bench/results/$(date -u +%Y-%m-%d)-remote-restore$SUFFIX.md
 mkdir -p bench/results
 {
   echo "# Restores from off-site targets through a shaped link ($(date -u +%Y-%m-%dT%H:%MZ))"
@@ -255,7 +269,7 @@ mkdir -p bench/results
   echo
   echo "| target | data | added RTT, ms | coffer, s | restic / curl, s | coffer ÷ other | coffer MiB/s | coffer RSS, MiB | other RSS, MiB |"
   echo "|--------|------|-----:|-----:|-----:|-----:|-----:|-----:|-----:|"
-  for kind in s3 sftp ftp; do
+  for kind in $TARGETS; do
     for set in large small; do
       for rtt in $RTTS; do
         other=restic; [ "$kind" = ftp ] && other=plain
@@ -274,7 +288,7 @@ mkdir -p bench/results
   echo
   echo "| target | added RTT, ms | coffer backup, s | curl upload, s | coffer wire MiB/s | curl MiB/s | wire throughput ratio | coffer RSS, MiB |"
   echo "|--------|-----:|-----:|-----:|-----:|-----:|-----:|-----:|"
-  for kind in s3 sftp ftp; do
+  for kind in $TARGETS; do
     for rtt in $RTTS; do
       c=${BEST[cbackup/$kind/$rtt]}; p=${BEST[pupload/$kind/$rtt]}
       awk -v k="$kind" -v r="$rtt" -v c="$c" -v p="$p" -v cr="${RSS[cbackup/$kind/$rtt]}" \
@@ -282,17 +296,19 @@ mkdir -p bench/results
         printf "| %s | %s | %.2f | %.2f | %.0f | %.0f | **%.2f** | %s |\n", k, r, c, p, w / c, t / p, (w / c) / (t / p), cr }'
     done
   done
-  echo
-  echo "FTP restores of the large set through the link capped at $UPLINK MiB/s, against curl downloading"
-  echo "its tar (both durable). Coffer reads the repository's compressed bytes ($((WIRE >> 20)) MiB), curl the tar:"
-  echo
-  echo "| added RTT, ms | coffer restore, s | curl download, s | coffer ÷ curl (time) | coffer data MiB/s | coffer wire MiB/s | curl MiB/s | wire throughput ratio | coffer RSS, MiB |"
-  echo "|-----:|-----:|-----:|-----:|-----:|-----:|-----:|-----:|-----:|"
-  for rtt in $RTTS; do
-    c=${BEST[ccapped/ftp/$rtt]}; p=${BEST[pcapped/ftp/$rtt]}
-    awk -v r="$rtt" -v c="$c" -v p="$p" -v cr="${RSS[ccapped/ftp/$rtt]}" -v m="$(du_mib "$DIR/large")" \
-      -v w="$((WIRE >> 20))" -v t="$(du_mib "$DIR/large.tar")" 'BEGIN {
-      printf "| %s | %.2f | %.2f | **%.2f** | %.0f | %.0f | %.0f | **%.2f** | %s |\n", r, c, p, c / p, m / c, w / c, t / p, (w / c) / (t / p), cr }'
-  done
+  if has_ftp; then
+    echo
+    echo "FTP restores of the large set through the link capped at $UPLINK MiB/s, against curl downloading"
+    echo "its tar (both durable). Coffer reads the repository's compressed bytes ($((WIRE >> 20)) MiB), curl the tar:"
+    echo
+    echo "| added RTT, ms | coffer restore, s | curl download, s | coffer ÷ curl (time) | coffer data MiB/s | coffer wire MiB/s | curl MiB/s | wire throughput ratio | coffer RSS, MiB |"
+    echo "|-----:|-----:|-----:|-----:|-----:|-----:|-----:|-----:|-----:|"
+    for rtt in $RTTS; do
+      c=${BEST[ccapped/ftp/$rtt]}; p=${BEST[pcapped/ftp/$rtt]}
+      awk -v r="$rtt" -v c="$c" -v p="$p" -v cr="${RSS[ccapped/ftp/$rtt]}" -v m="$(du_mib "$DIR/large")" \
+        -v w="$((WIRE >> 20))" -v t="$(du_mib "$DIR/large.tar")" 'BEGIN {
+        printf "| %s | %.2f | %.2f | **%.2f** | %.0f | %.0f | %.0f | **%.2f** | %s |\n", r, c, p, c / p, m / c, w / c, t / p, (w / c) / (t / p), cr }'
+    done
+  fi
 } | tee "$OUT"
 log "written to $OUT"
