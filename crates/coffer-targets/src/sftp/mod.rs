@@ -22,13 +22,15 @@ use russh_sftp::protocol::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::retry::RetryPolicy;
-
-/// The largest write request sent (OpenSSH takes up to 256 KiB).
-const WRITE_PACKET: usize = 192 * 1024;
 use crate::{
     ObjectInfo, Storage, StorageError, StorageErrorKind, StorageResult, TMP_DIR, check_key,
     check_list_prefix,
 };
+
+mod ranges;
+
+/// The largest write request sent (OpenSSH takes up to 256 KiB).
+const WRITE_PACKET: usize = 192 * 1024;
 
 /// How an SFTP target authenticates.
 #[derive(Clone, PartialEq, Eq)]
@@ -134,8 +136,6 @@ impl russh::client::Handler for Pinned {
     }
 }
 
-mod ranges;
-
 struct Session {
     ssh: russh::client::Handle<Pinned>,
     sftp: Arc<SftpSession>,
@@ -225,7 +225,9 @@ impl SftpStorage {
             SftpError::IO(_) | SftpError::Timeout => StorageErrorKind::Transient,
             // The session's channel went away under the request (the
             // connection was reset): a new session may well succeed.
-            SftpError::UnexpectedBehavior(m) if m == "sender dropped" => {
+            // A channel closed under the request ("session closed": the
+            // server ended it) is the same, short of the whole connection.
+            SftpError::UnexpectedBehavior(m) if m == "sender dropped" || m == "session closed" => {
                 StorageErrorKind::Transient
             }
             _ => StorageErrorKind::Other,
