@@ -9,6 +9,7 @@
 //! [`error::CliError`] when it fails; that error is printed and turned into
 //! the documented exit code here, and only here.
 
+mod client;
 mod commands;
 mod components;
 mod error;

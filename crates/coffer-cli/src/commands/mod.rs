@@ -4,8 +4,12 @@
 //! `coffer-components`, `coffer-export` and the server's façade.
 
 mod access;
+mod answer;
+mod backup;
 mod catalog;
 mod data_dir;
+mod export;
+mod login;
 mod repo;
 mod restore_file;
 mod retention;
@@ -36,6 +40,16 @@ pub enum Command {
     /// The server's retention policies, offline: `coffer retention preview` shows what they
     /// keep, why, and what they would delete now.
     Retention(retention::RetentionArgs),
+    /// Log in to a Coffer server for the client commands (talks to the server).
+    Login(login::LoginArgs),
+    /// Forget the credentials of a login.
+    Logout(login::LogoutArgs),
+    /// A server's backups: create, list, show, log, cancel, delete, restore, export (talks to
+    /// the server: `coffer login` or COFFER_URL first).
+    Backup(backup::BackupArgs),
+    /// A server's exports: list, show, download (resumed, SHA-256 and MD5 checked), delete
+    /// (talks to the server).
+    Export(export::ExportArgs),
 }
 
 impl Command {
@@ -50,6 +64,10 @@ impl Command {
             Command::Repo(a) => a.json,
             Command::Restore(a) => a.json,
             Command::Retention(a) => a.json,
+            Command::Login(a) => a.json,
+            Command::Logout(a) => a.json,
+            Command::Backup(a) => a.json,
+            Command::Export(a) => a.json,
         }
     }
 }
@@ -92,5 +110,9 @@ pub fn run(command: Command, out: Output) -> CliResult<Outcome> {
         Command::Repo(args) => repo::run(args, out),
         Command::Restore(args) => restore_file::run(args, out),
         Command::Retention(args) => retention::run(args, out).map(done),
+        Command::Login(args) => login::login(args, out).map(done),
+        Command::Logout(args) => login::logout(args, out).map(done),
+        Command::Backup(args) => backup::run(args, out),
+        Command::Export(args) => export::run(args, out).map(done),
     }
 }

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod client;
 pub mod fixture;
 pub mod schedule;
 pub mod webhook;
