@@ -182,6 +182,21 @@ impl Client {
     }
 
     fn call(&self, method: &str, path: &str, body: Option<&Value>) -> CliResult<Answer> {
+        let (status, answer) = self.send(method, path, body)?;
+        if status >= 400 {
+            return Err(self.refused(status, &answer.text));
+        }
+        Ok(answer)
+    }
+
+    /// `POST path`, the answer whatever its status (only a failure to reach
+    /// the server, or a success that is not JSON, is an error): for answers
+    /// whose 4xx carries more than a message (a Validate report).
+    pub fn post_any(&self, path: &str, body: &Value) -> CliResult<(u16, Answer)> {
+        self.send("POST", path, Some(body))
+    }
+
+    fn send(&self, method: &str, path: &str, body: Option<&Value>) -> CliResult<(u16, Answer)> {
         let url = format!("{}{path}", self.url);
         let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
         let sent = match (method, body) {
@@ -198,24 +213,25 @@ impl Client {
             .body_mut()
             .read_to_string()
             .map_err(|e| unreachable(&self.url, &e))?;
-        if status >= 400 {
-            return Err(self.refused(status, &text));
-        }
-        let value = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).map_err(|e| {
-                CliError::failure(
+        let value = match serde_json::from_str(&text) {
+            _ if text.trim().is_empty() => Value::Null,
+            Ok(v) => v,
+            // An error's text is shown as it is (see `refused`).
+            Err(_) if status >= 400 => Value::Null,
+            Err(e) => {
+                return Err(CliError::failure(
                     "bad_answer",
-                    format!("{url} answered {status} with something that is not JSON ({e}): is it a Coffer server?"),
-                )
-            })?
+                    format!(
+                        "{url} answered {status} with something that is not JSON ({e}): is it a Coffer server?"
+                    ),
+                ));
+            }
         };
-        Ok(Answer { value, text })
+        Ok((status, Answer { value, text }))
     }
 
     /// The error for a 4xx/5xx answer: the server's message, the exit code of its status.
-    fn refused(&self, status: u16, text: &str) -> CliError {
+    pub fn refused(&self, status: u16, text: &str) -> CliError {
         let body: Value = serde_json::from_str(text).unwrap_or(Value::Null);
         let message = body["message"].as_str().map_or_else(
             || {

@@ -369,8 +369,7 @@ fn restore(client: &Client, args: RestoreArgs, out: Output) -> CliResult<Outcome
     Ok(final_outcome(&done.value))
 }
 
-/// `COMPONENT.FIELD=VALUE` of `--set`: a number, `true`/`false` or a
-/// JSON string as such, anything else as a string.
+/// `COMPONENT.FIELD=VALUE` of `--set` (the value as [`typed_value`]).
 fn parse_set(set: &str) -> CliResult<(String, String, Value)> {
     let bad = || {
         CliError::usage(format!(
@@ -382,11 +381,16 @@ fn parse_set(set: &str) -> CliResult<(String, String, Value)> {
     if component.is_empty() || field.is_empty() {
         return Err(bad());
     }
-    let value = match serde_json::from_str::<Value>(value) {
+    Ok((component.to_owned(), field.to_owned(), typed_value(value)))
+}
+
+/// A setting's value from the command line: a number, `true`/`false` or a
+/// JSON string (`"2024"`) as such, anything else as a string.
+pub fn typed_value(value: &str) -> Value {
+    match serde_json::from_str::<Value>(value) {
         Ok(v @ (Value::Number(_) | Value::Bool(_) | Value::String(_))) => v,
         _ => Value::String(value.to_owned()),
-    };
-    Ok((component.to_owned(), field.to_owned(), value))
+    }
 }
 
 /// READY is done; anything else a followed job ends in failed somewhere.

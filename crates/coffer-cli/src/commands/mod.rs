@@ -14,6 +14,7 @@ mod repo;
 mod restore_file;
 mod retention;
 mod server;
+mod targets;
 mod token;
 mod user;
 
@@ -50,6 +51,8 @@ pub enum Command {
     /// A server's exports: list, show, download (resumed, SHA-256 and MD5 checked), delete
     /// (talks to the server).
     Export(export::ExportArgs),
+    /// A server's targets: add (after Validate), list, show, validate, rm (talks to the server).
+    Target(targets::TargetArgs),
 }
 
 impl Command {
@@ -68,6 +71,7 @@ impl Command {
             Command::Logout(a) => a.json,
             Command::Backup(a) => a.json,
             Command::Export(a) => a.json,
+            Command::Target(a) => a.json,
         }
     }
 }
@@ -114,5 +118,6 @@ pub fn run(command: Command, out: Output) -> CliResult<Outcome> {
         Command::Logout(args) => login::logout(args, out).map(done),
         Command::Backup(args) => backup::run(args, out),
         Command::Export(args) => export::run(args, out).map(done),
+        Command::Target(args) => targets::run(args, out),
     }
 }
