@@ -13,6 +13,7 @@ mod login;
 mod repo;
 mod restore_file;
 mod retention;
+mod schedules;
 mod server;
 mod targets;
 mod token;
@@ -53,6 +54,8 @@ pub enum Command {
     Export(export::ExportArgs),
     /// A server's targets: add (after Validate), list, show, validate, rm (talks to the server).
     Target(targets::TargetArgs),
+    /// A server's schedules: add, list, show, run, preview (retention), rm (talks to the server).
+    Schedule(schedules::ScheduleArgs),
 }
 
 impl Command {
@@ -72,6 +75,7 @@ impl Command {
             Command::Backup(a) => a.json,
             Command::Export(a) => a.json,
             Command::Target(a) => a.json,
+            Command::Schedule(a) => a.json,
         }
     }
 }
@@ -119,5 +123,6 @@ pub fn run(command: Command, out: Output) -> CliResult<Outcome> {
         Command::Backup(args) => backup::run(args, out),
         Command::Export(args) => export::run(args, out).map(done),
         Command::Target(args) => targets::run(args, out),
+        Command::Schedule(args) => schedules::run(args, out),
     }
 }
