@@ -18,7 +18,7 @@ mod output;
 mod password;
 mod target;
 
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, ValueEnum};
 
 use crate::commands::Command;
 use crate::exit::ExitCode;
@@ -84,7 +84,7 @@ fn main() -> std::process::ExitCode {
     let out = Output {
         json: cli.command.json(),
     };
-    match commands::run(cli.command, out) {
+    match commands::run(cli.command, out, Cli::command) {
         Ok(outcome) => ExitCode::from(outcome).into(),
         Err(err) => {
             out.error(&err);

@@ -381,3 +381,36 @@ fn one_answer_server(body: &'static str) -> (String, std::sync::mpsc::Receiver<S
     });
     (url, rx)
 }
+
+#[test]
+fn completions_and_man_pages_come_from_the_command_line_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config");
+    for shell in ["bash", "zsh", "fish"] {
+        let run = coffer(&config, &["completions", shell], "", &[]);
+        assert_eq!(run.code, 0, "{shell}: {}", run.stderr);
+        assert!(
+            run.stdout.contains("backup") && run.stdout.contains("login"),
+            "{shell}"
+        );
+    }
+    let pages = tmp.path().join("man1");
+    let run = coffer(&config, &["man", "--dir", pages.to_str().unwrap()], "", &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for page in [
+        "coffer.1",
+        "coffer-login.1",
+        "coffer-backup-restore.1",
+        "coffer-export-download.1",
+    ] {
+        let text =
+            std::fs::read_to_string(pages.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(
+            text.starts_with(".ie"),
+            "{page} is not a man page: {}",
+            &text[..40.min(text.len())]
+        );
+    }
+    let listed = run.stdout.lines().count();
+    assert_eq!(listed, std::fs::read_dir(&pages).unwrap().count());
+}

@@ -9,6 +9,7 @@ mod backup;
 mod catalog;
 mod data_dir;
 mod export;
+mod generate;
 mod login;
 mod repo;
 mod restore_file;
@@ -56,6 +57,10 @@ pub enum Command {
     Target(targets::TargetArgs),
     /// A server's schedules: add, list, show, run, preview (retention), rm (talks to the server).
     Schedule(schedules::ScheduleArgs),
+    /// Print shell completions (bash, zsh, fish, …).
+    Completions(generate::CompletionsArgs),
+    /// Write man pages for every command.
+    Man(generate::ManArgs),
 }
 
 impl Command {
@@ -76,6 +81,7 @@ impl Command {
             Command::Export(a) => a.json,
             Command::Target(a) => a.json,
             Command::Schedule(a) => a.json,
+            Command::Completions(_) | Command::Man(_) => false,
         }
     }
 }
@@ -107,8 +113,9 @@ impl From<Outcome> for ExitCode {
     }
 }
 
-/// Runs a command, printing its result through `out`.
-pub fn run(command: Command, out: Output) -> CliResult<Outcome> {
+/// Runs a command, printing its result through `out`; `app` is the whole
+/// command line's definition (for completions and man pages).
+pub fn run(command: Command, out: Output, app: fn() -> clap::Command) -> CliResult<Outcome> {
     let done = |()| Outcome::Done;
     match command {
         Command::Server(args) => server::run(args).map(done),
@@ -124,5 +131,10 @@ pub fn run(command: Command, out: Output) -> CliResult<Outcome> {
         Command::Export(args) => export::run(args, out).map(done),
         Command::Target(args) => targets::run(args, out),
         Command::Schedule(args) => schedules::run(args, out),
+        Command::Completions(args) => {
+            generate::completions(args, app());
+            Ok(Outcome::Done)
+        }
+        Command::Man(args) => generate::man(args, app()).map(done),
     }
 }
