@@ -80,7 +80,7 @@ pub fn fetch(
                 "interrupted",
                 format!(
                     "the download from {} stopped ({e}); run the same command again to resume it",
-                    client.url
+                    client.url()
                 ),
             )
         })?;
@@ -114,6 +114,13 @@ pub fn fetch(
         resumed_at,
         digests,
     })
+}
+
+/// `name` if it is a plain file name (no directory, not hidden): a name a
+/// server gives is used only then.
+pub fn plain_name(name: &str) -> Option<&str> {
+    let plain = Path::new(name).file_name().and_then(|n| n.to_str()) == Some(name);
+    (plain && !name.is_empty() && !name.starts_with('.')).then_some(name)
 }
 
 /// Where an unfinished download of `dest` is kept.

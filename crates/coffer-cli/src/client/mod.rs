@@ -9,6 +9,7 @@
 
 pub mod contexts;
 pub mod download;
+pub mod upload;
 pub mod watch;
 
 use std::time::Duration;
@@ -38,6 +39,9 @@ pub struct Stream {
     /// Which byte of the file the body starts at (unknown: a 206 without a
     /// readable `Content-Range`).
     pub starts_at: Option<u64>,
+    /// The file's name as the server gives it (`Content-Disposition`),
+    /// when it is a plain name.
+    pub name: Option<String>,
     /// The bytes.
     pub body: ureq::BodyReader<'static>,
 }
@@ -130,6 +134,11 @@ impl Client {
         Ok(client)
     }
 
+    /// The server's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// `GET path`.
     pub fn get(&self, path: &str) -> CliResult<Answer> {
         self.call("GET", path, None)
@@ -175,8 +184,17 @@ impl Client {
         } else {
             Some(0)
         };
+        let name = response
+            .headers()
+            .get("content-disposition")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split("filename=\"").nth(1))
+            .and_then(|v| v.split('"').next())
+            .and_then(download::plain_name)
+            .map(str::to_owned);
         Ok(Stream {
             starts_at,
+            name,
             body: response.into_body().into_reader(),
         })
     }

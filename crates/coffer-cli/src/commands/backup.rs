@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::client::{Client, segment, watch};
 use crate::commands::Outcome;
 use crate::commands::answer::{lines, print, size, text};
+use crate::commands::restore_request::RestoreChoices;
 use crate::error::{CliError, CliResult};
 use crate::output::Output;
 use crate::password;
@@ -107,30 +108,8 @@ enum BackupCommand {
 struct RestoreArgs {
     /// The backup's id.
     id: String,
-    /// A component to restore (repeat; default all of the backup's).
-    #[arg(long = "component")]
-    components: Vec<String>,
-    /// An override, COMPONENT.FIELD=VALUE (repeat), e.g. db.database=app_restored or
-    /// uploads.path=/srv/restores/uploads; numbers and true/false are sent as such
-    /// (quote a string that looks like one: db.database='"2024"'). The server decides
-    /// which fields a login may change (docs/api.md, "Restore overrides").
-    #[arg(long = "set", value_name = "COMPONENT.FIELD=VALUE")]
-    overrides: Vec<String>,
-    /// What to do with a non-empty destination directory.
-    #[arg(long, value_parser = ["refuse", "overwrite", "mirror"])]
-    mode: Option<String>,
-    /// Drop a database's objects before restoring into it.
-    #[arg(long)]
-    clean: bool,
-    /// Do not restore ownership (PostgreSQL `--no-owner`).
-    #[arg(long)]
-    no_owner: bool,
-    /// The age identity opening sealed (sensitive) components: a file as age-keygen writes it.
-    #[arg(long, value_name = "FILE")]
-    age_identity_file: Option<std::path::PathBuf>,
-    /// Wait for the end, showing each component's progress.
-    #[arg(long)]
-    wait: bool,
+    #[command(flatten)]
+    how: RestoreChoices,
 }
 
 pub fn run(args: BackupArgs, out: Output) -> CliResult<Outcome> {
@@ -308,69 +287,18 @@ fn follow_export(client: &Client, id: &str, out: Output) -> CliResult<Outcome> {
 }
 
 fn restore(client: &Client, args: RestoreArgs, out: Output) -> CliResult<Outcome> {
-    let mut body = json!({});
-    if !args.components.is_empty() {
-        body["components"] = json!(args.components);
-    }
-    let mut overrides = serde_json::Map::new();
-    for set in &args.overrides {
-        let (component, field, value) = parse_set(set)?;
-        let fields = overrides.entry(component).or_insert_with(|| json!({}));
-        fields[field] = value;
-    }
-    if !overrides.is_empty() {
-        body["overrides"] = Value::Object(overrides);
-    }
-    let mut options = serde_json::Map::new();
-    if let Some(mode) = args.mode {
-        options.insert("mode".into(), json!(mode));
-    }
-    if args.clean {
-        options.insert("clean".into(), json!(true));
-    }
-    if args.no_owner {
-        options.insert("no_owner".into(), json!(true));
-    }
-    if !options.is_empty() {
-        body["options"] = Value::Object(options);
-    }
-    if let Some(file) = &args.age_identity_file {
-        let identity = std::fs::read_to_string(file)
-            .map_err(|e| CliError::usage(format!("--age-identity-file {}: {e}", file.display())))?;
-        body["age_identity"] = json!(identity);
-    }
+    let body = args.how.body()?;
     let id = &args.id;
     let started = client.post(
         &format!("/api/v1/backups/{}/restore", segment(id)),
         Some(&body),
     )?;
-    let Some(restore) = started.value["id"].as_str() else {
-        print(out, &started, |v| format!("started: {v}"));
-        return Ok(Outcome::Done);
-    };
-    if !args.wait {
-        print(out, &started, |_| {
-            format!("restore {restore} of backup {id} started")
-        });
-        return Ok(Outcome::Done);
-    }
-    if !out.json {
-        println!("restore {restore} of backup {id} started");
-    }
-    let path = format!("/api/v1/restores/{}", segment(restore));
-    let done = watch::until_done(client, &path, "RESTORING", out)?;
-    print(out, &done, |r| {
-        let mut s = format!("restore {}: {}", text(&r["id"]), text(&r["status"]));
-        if let Some(err) = r["error"].as_str() {
-            s.push_str(&format!(": {err}"));
-        }
-        s
-    });
-    Ok(final_outcome(&done.value))
+    args.how
+        .follow(client, &started, &format!("of backup {id}"), out)
 }
 
 /// `COMPONENT.FIELD=VALUE` of `--set` (the value as [`typed_value`]).
-fn parse_set(set: &str) -> CliResult<(String, String, Value)> {
+pub fn parse_set(set: &str) -> CliResult<(String, String, Value)> {
     let bad = || {
         CliError::usage(format!(
             "--set {set:?}: give COMPONENT.FIELD=VALUE, e.g. db.database=app_restored"
@@ -394,7 +322,7 @@ pub fn typed_value(value: &str) -> Value {
 }
 
 /// READY is done; anything else a followed job ends in failed somewhere.
-fn final_outcome(backup: &Value) -> Outcome {
+pub fn final_outcome(backup: &Value) -> Outcome {
     if backup["status"].as_str() == Some("READY") {
         Outcome::Done
     } else {

@@ -2,7 +2,7 @@
 //! download it (resumed, verified), delete it. `coffer backup export` makes
 //! one. Auth0's `backup-retrieve` plus its md5 check is `export download`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -186,14 +186,12 @@ fn download_export(
 /// The server's name for the file, as a plain name in the current
 /// directory: a name with a path in it is refused, not followed.
 fn file_name(name: &str) -> CliResult<&str> {
-    let plain = Path::new(name).file_name().and_then(|n| n.to_str()) == Some(name);
-    if name.is_empty() || !plain || name.starts_with('.') {
-        return Err(CliError::failure(
+    download::plain_name(name).ok_or_else(|| {
+        CliError::failure(
             "bad_answer",
             format!("the server named the export {name:?}, not a plain file name: give -o FILE"),
-        ));
-    }
-    Ok(name)
+        )
+    })
 }
 
 fn summary(e: &Value) -> String {

@@ -13,9 +13,11 @@ mod generate;
 mod login;
 mod repo;
 mod restore_file;
+mod restore_request;
 mod retention;
 mod schedules;
 mod server;
+mod server_restore;
 mod targets;
 mod token;
 mod user;
@@ -38,7 +40,8 @@ pub enum Command {
     Catalog(catalog::CatalogArgs),
     /// Work on a repository directly, without a server (also the disaster-recovery tool).
     Repo(repo::RepoArgs),
-    /// Restore an export (`--from-file backup.coffer`) into the components of a coffer.toml.
+    /// Restore an export (`--from-file backup.coffer`) into the components of a coffer.toml;
+    /// `coffer restore upload FILE` sends it to a server instead.
     Restore(restore_file::RestoreArgs),
     /// The server's retention policies, offline: `coffer retention preview` shows what they
     /// keep, why, and what they would delete now.
@@ -61,6 +64,9 @@ pub enum Command {
     Completions(generate::CompletionsArgs),
     /// Write man pages for every command.
     Man(generate::ManArgs),
+    /// One component's native backup from a server, and restores from such a file (talks to
+    /// the server; FlowG's backup and restore).
+    Component(server_restore::ComponentArgs),
 }
 
 impl Command {
@@ -73,7 +79,10 @@ impl Command {
             Command::User(a) => a.json,
             Command::Catalog(a) => a.json,
             Command::Repo(a) => a.json,
-            Command::Restore(a) => a.json,
+            Command::Restore(a) => match &a.upload {
+                Some(restore_file::RestoreCommand::Upload(u)) => u.json,
+                None => a.json,
+            },
             Command::Retention(a) => a.json,
             Command::Login(a) => a.json,
             Command::Logout(a) => a.json,
@@ -81,6 +90,7 @@ impl Command {
             Command::Export(a) => a.json,
             Command::Target(a) => a.json,
             Command::Schedule(a) => a.json,
+            Command::Component(a) => a.json,
             Command::Completions(_) | Command::Man(_) => false,
         }
     }
@@ -136,5 +146,6 @@ pub fn run(command: Command, out: Output, app: fn() -> clap::Command) -> CliResu
             Ok(Outcome::Done)
         }
         Command::Man(args) => generate::man(args, app()).map(done),
+        Command::Component(args) => server_restore::component(args, out),
     }
 }

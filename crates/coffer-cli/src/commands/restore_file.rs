@@ -20,14 +20,25 @@ use crate::error::{CliError, CliResult};
 use crate::output::Output;
 use crate::password;
 
+/// Without a subcommand: restore an export here, offline, into the
+/// components of a coffer.toml. `coffer restore upload`: send it to a server.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct RestoreArgs {
+    #[command(subcommand)]
+    pub upload: Option<RestoreCommand>,
     /// The export to restore (a `.coffer` file from `GET /api/v1/exports/{id}/download`).
-    #[arg(long, value_name = "FILE")]
-    from_file: PathBuf,
+    #[arg(long, value_name = "FILE", required = true)]
+    from_file: Option<PathBuf>,
     /// The coffer.toml whose `[[components]]` say where each component goes.
-    #[arg(long, short = 'c', env = "COFFER_CONFIG", value_name = "FILE")]
-    config: PathBuf,
+    #[arg(
+        long,
+        short = 'c',
+        env = "COFFER_CONFIG",
+        value_name = "FILE",
+        required = true
+    )]
+    config: Option<PathBuf>,
     /// The export's password: first line of this file (else
     /// COFFER_EXPORT_PASSWORD, else a prompt on the terminal).
     #[arg(long, value_name = "FILE", conflicts_with = "identity")]
@@ -59,6 +70,14 @@ pub struct RestoreArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `coffer restore upload`.
+#[derive(Debug, clap::Subcommand)]
+pub enum RestoreCommand {
+    /// Upload an export to a server and restore it into that server's
+    /// components (talks to the server: Terraform Enterprise's migration).
+    Upload(super::server_restore::UploadArgs),
 }
 
 #[derive(Debug, Serialize)]
@@ -183,7 +202,10 @@ fn plan<'a>(
     if !unmatched.is_empty() {
         return Err(CliError::usage(format!(
             "nothing was restored: {} has no component of the same name and kind for {}",
-            args.config.display(),
+            args.config
+                .as_deref()
+                .unwrap_or(Path::new("coffer.toml"))
+                .display(),
             unmatched.join(", ")
         )));
     }
@@ -193,7 +215,15 @@ fn plan<'a>(
 /// Runs `coffer restore --from-file`. A component that fails does not stop
 /// the others; the result lists each, and the exit code is 5.
 pub fn run(args: RestoreArgs, out: Output) -> CliResult<Outcome> {
-    let specs = read_config(&args.config).map_err(|e| CliError::usage(format!("{e:#}")))?;
+    if let Some(RestoreCommand::Upload(upload)) = args.upload {
+        return super::server_restore::upload(upload, out);
+    }
+    let (Some(from_file), Some(config)) = (args.from_file.clone(), args.config.clone()) else {
+        return Err(CliError::usage(
+            "give --from-file FILE and --config FILE (or `coffer restore upload FILE` for a server)",
+        ));
+    };
+    let specs = read_config(&config).map_err(|e| CliError::usage(format!("{e:#}")))?;
     let secret = export_secret(&args)?;
     let age_identity = age_identity(&args)?;
     let staging = staging_dir(args.staging.as_deref());
@@ -204,7 +234,7 @@ pub fn run(args: RestoreArgs, out: Output) -> CliResult<Outcome> {
                 .tempdir_in(&staging)
         })
         .map_err(|e| CliError::usage(format!("staging directory {}: {e}", staging.display())))?;
-    let unpacked = unpack(&args.from_file, &secret, unpack_dir.path())?;
+    let unpacked = unpack(&from_file, &secret, unpack_dir.path())?;
     let plan = plan(&args, &specs, &unpacked, age_identity.as_ref())?;
     let options = RestoreOptions {
         mode: restore_mode(args.mirror, args.overwrite),
