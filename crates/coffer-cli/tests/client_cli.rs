@@ -118,6 +118,34 @@ fn an_operator_logs_in_and_drives_backups_from_the_cli() {
         human.contains("restores:") && human.contains("files READY"),
         "{human}"
     );
+    // The restore's own views: listed under its backup, shown, logged, waited for.
+    let restore = done["id"].as_str().unwrap();
+    let listed = expect(
+        &config,
+        &["restore", "list", "--backup", &id, "--json"],
+        0,
+        &admin,
+    )
+    .json();
+    assert_eq!(listed["restores"][0]["id"], restore, "{listed:#}");
+    let shown = expect(&config, &["restore", "show", restore], 0, &admin).stdout;
+    assert!(
+        shown.starts_with(&format!("{restore} READY (of {id}")),
+        "{shown}"
+    );
+    assert!(shown.contains("files"), "{shown}");
+    let log = expect(&config, &["restore", "log", restore, "--json"], 0, &admin).json();
+    assert!(!log["lines"].as_array().unwrap().is_empty(), "{log:#}");
+    expect(&config, &["restore", "wait", restore], 0, &admin);
+    expect(&config, &["backup", "wait", &id], 0, &admin);
+    // Pinned: retention never deletes it; unpinned again.
+    expect(&config, &["backup", "pin", &id], 0, &admin);
+    let pinned = expect(&config, &["backup", "show", &id, "--json"], 0, &admin).json();
+    assert_eq!(pinned["pinned"], true);
+    expect(&config, &["backup", "unpin", &id], 0, &admin);
+    let pinned = expect(&config, &["backup", "show", &id, "--json"], 0, &admin).json();
+    assert_eq!(pinned["pinned"], false);
+
     // Where the rules say no, the server says no: 403 → 9, the field named.
     let run = expect(
         &config,

@@ -149,6 +149,11 @@ impl Client {
         self.call("POST", path, body)
     }
 
+    /// `PUT path` with a JSON body.
+    pub fn put(&self, path: &str, body: &Value) -> CliResult<Answer> {
+        self.call("PUT", path, Some(body))
+    }
+
     /// `DELETE path`.
     pub fn delete(&self, path: &str) -> CliResult<Answer> {
         self.call("DELETE", path, None)
@@ -220,6 +225,9 @@ impl Client {
         let sent = match (method, body) {
             ("GET", _) => with_auth(self.agent.get(&url), auth.as_deref()).call(),
             ("DELETE", _) => with_auth(self.agent.delete(&url), auth.as_deref()).call(),
+            ("PUT", body) => with_auth(self.agent.put(&url), auth.as_deref())
+                .content_type("application/json")
+                .send(body.map_or_else(|| "{}".to_owned(), Value::to_string)),
             (_, Some(body)) => with_auth(self.agent.post(&url), auth.as_deref())
                 .content_type("application/json")
                 .send(body.to_string()),

@@ -80,6 +80,21 @@ enum BackupCommand {
         /// The backup's id.
         id: String,
     },
+    /// Pin a backup: retention never deletes it.
+    Pin {
+        /// The backup's id.
+        id: String,
+    },
+    /// Unpin a backup: retention decides again.
+    Unpin {
+        /// The backup's id.
+        id: String,
+    },
+    /// Follow a running backup to READY (exit 0) or ERROR (exit 5).
+    Wait {
+        /// The backup's id.
+        id: String,
+    },
     /// Restore a READY backup, all of it or some components; with --wait, follow it
     /// to READY (exit 0) or ERROR (exit 5).
     Restore(RestoreArgs),
@@ -227,6 +242,14 @@ pub fn run(args: BackupArgs, out: Output) -> CliResult<Outcome> {
             Ok(Outcome::Done)
         }
         BackupCommand::Restore(args) => restore(&client, args, out),
+        BackupCommand::Pin { id } => pin(&client, &id, true, out),
+        BackupCommand::Unpin { id } => pin(&client, &id, false, out),
+        BackupCommand::Wait { id } => {
+            let path = format!("/api/v1/backups/{}", segment(&id));
+            let done = watch::until_done(&client, &path, "BACKING_UP", out)?;
+            print(out, &done, summary);
+            Ok(final_outcome(&done.value))
+        }
         BackupCommand::Export {
             id,
             password_file,
@@ -284,6 +307,19 @@ fn follow_export(client: &Client, id: &str, out: Output) -> CliResult<Outcome> {
         s
     });
     Ok(final_outcome(&done.value))
+}
+
+fn pin(client: &Client, id: &str, pinned: bool, out: Output) -> CliResult<Outcome> {
+    let path = format!("/api/v1/backups/{}", segment(id));
+    let answer = client.put(&path, &json!({ "pinned": pinned }))?;
+    print(out, &answer, |_| {
+        if pinned {
+            format!("pinned backup {id}: retention never deletes it")
+        } else {
+            format!("unpinned backup {id}: retention decides again")
+        }
+    });
+    Ok(Outcome::Done)
 }
 
 fn restore(client: &Client, args: RestoreArgs, out: Output) -> CliResult<Outcome> {

@@ -79,10 +79,7 @@ impl Command {
             Command::User(a) => a.json,
             Command::Catalog(a) => a.json,
             Command::Repo(a) => a.json,
-            Command::Restore(a) => match &a.upload {
-                Some(restore_file::RestoreCommand::Upload(u)) => u.json,
-                None => a.json,
-            },
+            Command::Restore(a) => a.upload.as_ref().map_or(a.json, |c| c.json()),
             Command::Retention(a) => a.json,
             Command::Login(a) => a.json,
             Command::Logout(a) => a.json,

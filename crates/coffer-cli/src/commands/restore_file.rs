@@ -78,6 +78,25 @@ pub enum RestoreCommand {
     /// Upload an export to a server and restore it into that server's
     /// components (talks to the server: Terraform Enterprise's migration).
     Upload(super::server_restore::UploadArgs),
+    /// A server's restores, newest first (talks to the server).
+    List(super::server_restore::ListArgs),
+    /// One restore: each component's state, notes and error (talks to the server).
+    Show(super::server_restore::IdArgs),
+    /// A restore's log (talks to the server).
+    Log(super::server_restore::IdArgs),
+    /// Follow a running restore to READY (exit 0) or ERROR (exit 5) (talks to the server).
+    Wait(super::server_restore::IdArgs),
+}
+
+impl RestoreCommand {
+    /// The subcommand's `--json`.
+    pub fn json(&self) -> bool {
+        match self {
+            RestoreCommand::Upload(a) => a.json,
+            RestoreCommand::List(a) => a.json,
+            RestoreCommand::Show(a) | RestoreCommand::Log(a) | RestoreCommand::Wait(a) => a.json,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -215,8 +234,8 @@ fn plan<'a>(
 /// Runs `coffer restore --from-file`. A component that fails does not stop
 /// the others; the result lists each, and the exit code is 5.
 pub fn run(args: RestoreArgs, out: Output) -> CliResult<Outcome> {
-    if let Some(RestoreCommand::Upload(upload)) = args.upload {
-        return super::server_restore::upload(upload, out);
+    if let Some(command) = args.upload {
+        return super::server_restore::restores(command, out);
     }
     let (Some(from_file), Some(config)) = (args.from_file.clone(), args.config.clone()) else {
         return Err(CliError::usage(

@@ -10,8 +10,12 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::client::upload::{self, Part};
+use crate::client::watch;
 use crate::client::{Client, segment};
 use crate::commands::Outcome;
+use crate::commands::answer::{lines, print, text};
+use crate::commands::backup::final_outcome;
+use crate::commands::restore_file::RestoreCommand;
 use crate::commands::restore_request::RestoreChoices;
 use crate::error::{CliError, CliResult};
 use crate::output::Output;
@@ -37,6 +41,111 @@ pub struct UploadArgs {
     /// Print the server's JSON answer.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A restore's id, and the login to use.
+#[derive(Debug, Args)]
+pub struct IdArgs {
+    /// The restore's id (`restore-…`).
+    id: String,
+    /// The login to use (default: the current one).
+    #[arg(long)]
+    context: Option<String>,
+    /// Print the server's JSON answer.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which restores to list, and the login to use.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only the restores of this backup (or upload).
+    #[arg(long)]
+    backup: Option<String>,
+    /// The login to use (default: the current one).
+    #[arg(long)]
+    context: Option<String>,
+    /// Print the server's JSON answer.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `coffer restore upload | list | show | log | wait`.
+pub fn restores(command: RestoreCommand, out: Output) -> CliResult<Outcome> {
+    let (args, path) = match command {
+        RestoreCommand::Upload(args) => return upload(args, out),
+        RestoreCommand::List(args) => {
+            let client = Client::from_context(args.context.as_deref())?;
+            let path = match &args.backup {
+                Some(b) => format!("/api/v1/restores?backup={}", segment(b)),
+                None => "/api/v1/restores".to_owned(),
+            };
+            let answer = client.get(&path)?;
+            print(out, &answer, |v| {
+                let rows: Vec<String> = lines(v["restores"].as_array()).map(restore_line).collect();
+                if rows.is_empty() {
+                    "no restores".to_owned()
+                } else {
+                    rows.join("\n")
+                }
+            });
+            return Ok(Outcome::Done);
+        }
+        RestoreCommand::Show(args) => {
+            let path = format!("/api/v1/restores/{}", segment(&args.id));
+            (args, path)
+        }
+        RestoreCommand::Log(args) => {
+            let client = Client::from_context(args.context.as_deref())?;
+            let answer = client.get(&format!("/api/v1/restores/{}/log", segment(&args.id)))?;
+            print(out, &answer, |v| {
+                lines(v["lines"].as_array())
+                    .map(|l| format!("{}  {}", text(&l["at"]), text(&l["line"])))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            return Ok(Outcome::Done);
+        }
+        RestoreCommand::Wait(args) => {
+            let client = Client::from_context(args.context.as_deref())?;
+            let path = format!("/api/v1/restores/{}", segment(&args.id));
+            let done = watch::until_done(&client, &path, "RESTORING", out)?;
+            print(out, &done, restore_line);
+            return Ok(final_outcome(&done.value));
+        }
+    };
+    let client = Client::from_context(args.context.as_deref())?;
+    let answer = client.get(&path)?;
+    print(out, &answer, |r| {
+        let mut shown = vec![restore_line(r)];
+        for c in lines(r["components"].as_array()) {
+            let mut row = format!("  {:<16} {}", text(&c["name"]), text(&c["status"]));
+            if let Some(err) = c["error"].as_str() {
+                row.push_str(&format!(": {err}"));
+            }
+            for note in lines(c["notes"].as_array()) {
+                row.push_str(&format!("\n    {}", text(note)));
+            }
+            shown.push(row);
+        }
+        shown.join("\n")
+    });
+    Ok(Outcome::Done)
+}
+
+/// `restore-… READY (of backup …, 2026-…)` and its error.
+fn restore_line(r: &serde_json::Value) -> String {
+    let mut s = format!(
+        "{} {} (of {}, {})",
+        text(&r["id"]),
+        text(&r["status"]),
+        text(&r["backup_id"]),
+        text(&r["created_at"])
+    );
+    if let Some(err) = r["error"].as_str() {
+        s.push_str(&format!(": {err}"));
+    }
+    s
 }
 
 pub fn upload(args: UploadArgs, out: Output) -> CliResult<Outcome> {

@@ -59,12 +59,15 @@ fn spawn(
         .stderr(Stdio::piped())
         .spawn()
         .expect("run coffer");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("feed stdin");
+    // A command that fails before it reads its input (an unreachable
+    // server) closes stdin first: that is not the test's failure.
+    let mut input = child.stdin.take().expect("stdin");
+    if let Err(e) = input.write_all(stdin.as_bytes())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        panic!("feed stdin: {e}");
+    }
+    drop(input);
     let out = child.wait_with_output().expect("coffer ends");
     Run {
         code: out.status.code().unwrap_or(-1),
