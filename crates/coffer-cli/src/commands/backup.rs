@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::client::{Client, segment, watch};
 use crate::commands::Outcome;
 use crate::commands::answer::{lines, print, size, text};
+use crate::commands::input::typed_value;
 use crate::commands::restore_request::RestoreChoices;
 use crate::error::{CliError, CliResult};
 use crate::output::Output;
@@ -346,15 +347,6 @@ pub fn parse_set(set: &str) -> CliResult<(String, String, Value)> {
         return Err(bad());
     }
     Ok((component.to_owned(), field.to_owned(), typed_value(value)))
-}
-
-/// A setting's value from the command line: a number, `true`/`false` or a
-/// JSON string (`"2024"`) as such, anything else as a string.
-pub fn typed_value(value: &str) -> Value {
-    match serde_json::from_str::<Value>(value) {
-        Ok(v @ (Value::Number(_) | Value::Bool(_) | Value::String(_))) => v,
-        _ => Value::String(value.to_owned()),
-    }
 }
 
 /// READY is done; anything else a followed job ends in failed somewhere.

@@ -10,6 +10,7 @@ mod catalog;
 mod data_dir;
 mod export;
 mod generate;
+mod input;
 mod login;
 mod repo;
 mod restore_file;

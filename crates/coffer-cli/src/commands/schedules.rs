@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use crate::client::{Client, segment, watch};
 use crate::commands::Outcome;
 use crate::commands::answer::{print, text};
-use crate::commands::backup::typed_value;
-use crate::error::{CliError, CliResult};
+use crate::commands::input;
+use crate::error::CliResult;
 use crate::output::Output;
 
 /// Schedules on a Coffer server (talks to the server: `coffer login` or COFFER_URL first).
@@ -220,19 +220,7 @@ pub fn run(args: ScheduleArgs, out: Output) -> CliResult<Outcome> {
 
 /// The schedule's JSON: the spec file, then the flags over it.
 fn spec(add: AddArgs) -> CliResult<Value> {
-    let mut spec = match &add.spec_file {
-        Some(file) => {
-            let raw = std::fs::read_to_string(file)
-                .map_err(|e| CliError::usage(format!("--spec-file {}: {e}", file.display())))?;
-            serde_json::from_str::<Value>(&raw).map_err(|e| {
-                CliError::usage(format!("--spec-file {}: not JSON: {e}", file.display()))
-            })?
-        }
-        None => json!({}),
-    };
-    if !spec.is_object() {
-        return Err(CliError::usage("--spec-file: give a JSON object"));
-    }
+    let mut spec = input::spec_file(add.spec_file.as_deref())?;
     spec["name"] = json!(add.name);
     let mut put = |field: &str, value: Option<Value>| {
         if let Some(v) = value {
@@ -258,14 +246,8 @@ fn spec(add: AddArgs) -> CliResult<Value> {
         add.keep_days.map(|d| json!({ "keep_days": d })),
     );
     for set in &add.settings {
-        match set.split_once('=') {
-            Some((field, value)) if !field.is_empty() => spec[field] = typed_value(value),
-            _ => {
-                return Err(CliError::usage(format!(
-                    "--set {set:?}: give FIELD=VALUE, e.g. jitter_secs=300"
-                )));
-            }
-        }
+        let (field, value) = input::pair(set, "--set", "FIELD=VALUE, e.g. jitter_secs=300")?;
+        spec[field] = input::typed_value(value);
     }
     Ok(spec)
 }

@@ -2,7 +2,7 @@
 //! from a terminal: fill in, the Validate probe runs, the target is saved
 //! only if every step passed (the report is printed either way).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use crate::client::{Client, segment};
 use crate::commands::Outcome;
 use crate::commands::answer::{print, text};
-use crate::commands::backup::typed_value;
-use crate::error::{CliError, CliResult};
+use crate::commands::input;
+use crate::error::CliResult;
 use crate::output::Output;
 
 /// Targets on a Coffer server (talks to the server: `coffer login` or COFFER_URL first).
@@ -136,33 +136,21 @@ pub fn run(args: TargetArgs, out: Output) -> CliResult<Outcome> {
 }
 
 fn add_target(client: &Client, add: AddArgs, out: Output) -> CliResult<Outcome> {
-    let mut spec = match &add.spec_file {
-        Some(file) => {
-            let raw = std::fs::read_to_string(file)
-                .map_err(|e| CliError::usage(format!("--spec-file {}: {e}", file.display())))?;
-            serde_json::from_str::<Value>(&raw).map_err(|e| {
-                CliError::usage(format!("--spec-file {}: not JSON: {e}", file.display()))
-            })?
-        }
-        None => json!({}),
-    };
-    if !spec.is_object() {
-        return Err(CliError::usage("--spec-file: give a JSON object"));
-    }
+    let mut spec = input::spec_file(add.spec_file.as_deref())?;
     if let Some(kind) = &add.kind {
         spec["kind"] = json!(kind);
     }
     for set in &add.settings {
-        let (field, value) = split_pair(set, "--set", "FIELD=VALUE")?;
-        spec[field] = typed_value(value);
+        let (field, value) = input::pair(set, "--set", "FIELD=VALUE")?;
+        spec[field] = input::typed_value(value);
     }
     for secret in &add.secrets {
-        let (field, file) = split_pair(secret, "--secret", "FIELD=FILE")?;
-        spec[field] = json!(first_line(&PathBuf::from(file), "--secret")?);
+        let (field, file) = input::pair(secret, "--secret", "FIELD=FILE")?;
+        spec[field] = json!(input::first_line(Path::new(file), "--secret")?);
     }
     let mut body = json!({ "name": add.name, "spec": spec });
     if let Some(file) = &add.repository_password_file {
-        body["repository_password"] = json!(first_line(file, "--repository-password-file")?);
+        body["repository_password"] = json!(input::first_line(file, "--repository-password-file")?);
     }
     if let Some(mode) = &add.mode {
         body["mode"] = json!(mode);
@@ -225,24 +213,4 @@ fn verdict(report: &Value) -> Outcome {
     } else {
         Outcome::Failed
     }
-}
-
-fn split_pair<'a>(pair: &'a str, flag: &str, shape: &str) -> CliResult<(&'a str, &'a str)> {
-    match pair.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k, v)),
-        _ => Err(CliError::usage(format!("{flag} {pair:?}: give {shape}"))),
-    }
-}
-
-fn first_line(file: &std::path::Path, flag: &str) -> CliResult<String> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| CliError::usage(format!("{flag} {}: {e}", file.display())))?;
-    let line = text.lines().next().unwrap_or_default().to_owned();
-    if line.is_empty() {
-        return Err(CliError::usage(format!(
-            "{flag} {}: the file is empty",
-            file.display()
-        )));
-    }
-    Ok(line)
 }
