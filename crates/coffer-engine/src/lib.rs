@@ -51,9 +51,9 @@ pub use cancel::CancelToken;
 pub use error::{EngineError, EngineResult};
 pub use progress::{ProgressFn, ProgressInfo};
 pub use repo::{
-    Affected, CheckReport, ContentKind, Damage, KeyInfo, PortableForm, PrunePrepared, PruneReport,
-    PruneSettings, Repo, SnapshotFilter, SnapshotInfo, TreeBackupOptions, restore_tree_from_tar,
-    tags, write_command_output, write_dir_tar,
+    Affected, CheckReport, ContentKind, Damage, EntryKind, KeyInfo, PortableForm, PrunePrepared,
+    PruneReport, PruneSettings, Repo, SnapshotFilter, SnapshotInfo, TreeBackupOptions, TreeEntry,
+    restore_tree_from_tar, tags, write_command_output, write_dir_tar,
 };
 pub use restic_locks::ResticLock;
 pub use restore::RestoreMode;

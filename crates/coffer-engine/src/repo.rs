@@ -21,6 +21,7 @@ use crate::seal::{AgeIdentity, AgeRecipients};
 use crate::{EngineError, EngineResult};
 
 mod backup;
+mod browse;
 mod copy;
 mod damage;
 mod keys;
@@ -30,6 +31,7 @@ mod restore;
 mod sealed;
 
 pub use backup::TreeBackupOptions;
+pub use browse::{EntryKind, TreeEntry};
 pub use damage::{Affected, Damage};
 pub use keys::KeyInfo;
 pub use maintenance::{CheckReport, PrunePrepared, PruneReport, PruneSettings};

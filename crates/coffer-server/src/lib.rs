@@ -22,6 +22,7 @@
 mod access;
 mod api;
 mod backups;
+mod browse;
 mod catalog;
 mod clock;
 pub mod config;

@@ -81,6 +81,15 @@ enum BackupCommand {
         /// The backup's id.
         id: String,
     },
+    /// List one directory of a files component in a backup (like `ls -l`).
+    Ls {
+        /// The backup's id.
+        id: String,
+        /// The component (a files component).
+        component: String,
+        /// The directory, relative to the component's top (default: the top).
+        path: Option<String>,
+    },
     /// Pin a backup: retention never deletes it.
     Pin {
         /// The backup's id.
@@ -243,6 +252,23 @@ pub fn run(args: BackupArgs, out: Output) -> CliResult<Outcome> {
             Ok(Outcome::Done)
         }
         BackupCommand::Restore(args) => restore(&client, args, out),
+        BackupCommand::Ls {
+            id,
+            component,
+            path,
+        } => {
+            let mut url = format!(
+                "/api/v1/backups/{}/components/{}/tree",
+                segment(&id),
+                segment(&component)
+            );
+            if let Some(p) = &path {
+                url.push_str(&format!("?path={}", segment(p)));
+            }
+            let answer = client.get(&url)?;
+            print(out, &answer, listing);
+            Ok(Outcome::Done)
+        }
         BackupCommand::Pin { id } => pin(&client, &id, true, out),
         BackupCommand::Unpin { id } => pin(&client, &id, false, out),
         BackupCommand::Wait { id } => {
@@ -356,6 +382,32 @@ pub fn final_outcome(backup: &Value) -> Outcome {
     } else {
         Outcome::Partial
     }
+}
+
+/// A directory as `ls -l` shows it: kind and mode, size, time, name.
+fn listing(v: &Value) -> String {
+    let rows: Vec<String> = lines(v["entries"].as_array())
+        .map(|e| {
+            let kind = text(&e["kind"]);
+            let mut name = text(&e["name"]).to_owned();
+            match kind {
+                "dir" => name.push('/'),
+                "symlink" => name.push_str(&format!(" -> {}", text(&e["link_target"]))),
+                _ => {}
+            }
+            format!(
+                "{}{:04o} {:>10} {:<21} {name}",
+                kind.chars().next().unwrap_or('?'),
+                e["mode"].as_u64().unwrap_or(0) & 0o7777,
+                size(&e["size"]),
+                text(&e["mtime"]),
+            )
+        })
+        .collect();
+    if rows.is_empty() {
+        return "(empty directory)".to_owned();
+    }
+    rows.join("\n")
 }
 
 fn summary(b: &Value) -> String {

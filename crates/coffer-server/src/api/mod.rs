@@ -5,6 +5,7 @@
 //! docs/api.md's table to the same answer.
 
 pub mod backups;
+pub mod browse;
 pub mod checks;
 pub mod common;
 pub mod dcos;
@@ -77,6 +78,7 @@ api_routes! {
     post "/api/v1/backups", Some(Scope::BackupsWrite) => backups::create_backup;
     get "/api/v1/backups", Some(Scope::BackupsRead) => backups::list_backups;
     get "/api/v1/backups/{id}", Some(Scope::BackupsRead) => backups::show_backup;
+    get "/api/v1/backups/{id}/components/{name}/tree", Some(Scope::BackupsRead) => browse::browse_tree;
     put "/api/v1/backups/{id}", Some(Scope::BackupsDelete) => backups::change_backup;
     delete "/api/v1/backups/{id}", Some(Scope::BackupsDelete) => backups::delete_backup;
     get "/api/v1/backups/{id}/log", Some(Scope::BackupsRead) => backups::backup_log;
@@ -164,7 +166,7 @@ impl Modify for BearerAuth {
     paths(
         system::healthz, system::metrics, system::list_components,
         backups::create_backup, backups::list_backups, backups::show_backup, backups::backup_log,
-        backups::cancel_backup, backups::change_backup, backups::delete_backup,
+        backups::cancel_backup, backups::change_backup, backups::delete_backup, browse::browse_tree,
         drills::create_drill, drills::show_drill,
         restores::create_restore, restores::list_restores, restores::show_restore, restores::restore_log,
         exports::create_export, exports::list_exports, exports::show_export,
