@@ -1,7 +1,7 @@
 //! Reads against a tiny local HTTP server that lies about bodies: what a
 //! real S3 server never does, so a fake is the only way to test it.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +17,19 @@ enum Answer {
     Declared { status: u16, length: u64, send: u64 },
     /// This status, a chunked body of `send` bytes, no `Content-Length`.
     Chunked { status: u16, send: u64 },
+    /// A `length`-byte object whose first GET breaks off after `cut`
+    /// bytes; a ranged GET gets the rest (206), with ETag `"e1"`, or
+    /// `"e2"` when `changed` (another object by now).
+    Cut {
+        length: u64,
+        cut: u64,
+        changed: bool,
+    },
+}
+
+/// The byte at `at` of the `Cut` object.
+fn byte_at(at: u64) -> u8 {
+    (at % 251) as u8
 }
 
 /// A one-answer HTTP server on 127.0.0.1; counts the body bytes the client
@@ -47,6 +60,10 @@ impl Fake {
     }
 
     fn storage(&self) -> S3Storage {
+        S3Storage::new(self.settings()).unwrap()
+    }
+
+    fn settings(&self) -> S3Settings {
         let mut s = S3Settings::new(
             &format!("http://{}", self.addr),
             "garage",
@@ -59,7 +76,7 @@ impl Fake {
             attempts: 1,
             ..RetryPolicy::default()
         };
-        S3Storage::new(s).unwrap()
+        s
     }
 }
 
@@ -67,12 +84,21 @@ fn serve(mut conn: TcpStream, answer: Answer, written: &AtomicU64) {
     let _ = conn.set_write_timeout(Some(Duration::from_secs(10)));
     // Read the request head; the client sends no body with a GET.
     let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut range = None;
     loop {
         let mut line = String::new();
         match reader.read_line(&mut line) {
             Ok(0) | Err(_) => return,
             Ok(_) if line == "\r\n" => break,
-            Ok(_) => {}
+            Ok(_) => {
+                if let Some(r) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                    range = r
+                        .trim()
+                        .split('-')
+                        .next()
+                        .and_then(|a| a.parse::<u64>().ok());
+                }
+            }
         }
     }
     let chunk = vec![b'x'; 64 << 10];
@@ -106,6 +132,36 @@ fn serve(mut conn: TcpStream, answer: Answer, written: &AtomicU64) {
             );
             if conn.write_all(head.as_bytes()).is_ok() {
                 body(&mut conn, send, false);
+            }
+        }
+        Answer::Cut {
+            length,
+            cut,
+            changed,
+        } => {
+            let (from, to, head) = match range {
+                None => (
+                    0,
+                    cut,
+                    format!("HTTP/1.1 200 X\r\nContent-Length: {length}\r\nETag: \"e1\"\r\n"),
+                ),
+                Some(a) => (
+                    a,
+                    length,
+                    format!(
+                        "HTTP/1.1 206 X\r\nContent-Length: {}\r\nContent-Range: bytes {a}-{}/{length}\r\nETag: \"{}\"\r\n",
+                        length - a,
+                        length - 1,
+                        if changed { "e2" } else { "e1" }
+                    ),
+                ),
+            };
+            let bytes: Vec<u8> = (from..to).map(byte_at).collect();
+            let sent = conn
+                .write_all(format!("{head}Connection: close\r\n\r\n").as_bytes())
+                .and_then(|()| conn.write_all(&bytes));
+            if sent.is_ok() {
+                written.fetch_add(bytes.len() as u64, Ordering::SeqCst);
             }
         }
         Answer::Chunked { status, send } => {
@@ -271,4 +327,35 @@ fn a_streamed_object_is_exactly_its_declared_or_listed_length() {
         send: 7,
     });
     assert_eq!(read_opened(&fake, 3).unwrap(), b"xxxxxxx");
+}
+
+#[test]
+fn a_body_that_breaks_off_goes_on_from_where_it_stopped_of_the_same_object_only() {
+    let length = 3 << 20;
+    let fake = Fake::start(Answer::Cut {
+        length,
+        cut: 1 << 20,
+        changed: false,
+    });
+    let client = S3Client::new(&fake.settings()).unwrap();
+    let (head, mut body) = client.open("obj", length).unwrap();
+    assert_eq!(head.etag, "\"e1\"");
+    let mut got = Vec::new();
+    body.read_to_end(&mut got).unwrap();
+    assert_eq!(got.len() as u64, length);
+    assert!(
+        got.iter().enumerate().all(|(i, b)| *b == byte_at(i as u64)),
+        "resumed at the right byte"
+    );
+
+    // The object changed in between: the rest of another object is refused.
+    let fake = Fake::start(Answer::Cut {
+        length,
+        cut: 1 << 20,
+        changed: true,
+    });
+    let client = S3Client::new(&fake.settings()).unwrap();
+    let (_, mut body) = client.open("obj", length).unwrap();
+    let e = body.read_to_end(&mut Vec::new()).unwrap_err();
+    assert!(e.to_string().contains("the rest of the same object"), "{e}");
 }

@@ -20,12 +20,13 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use rusty_s3::actions::{CreateMultipartUpload, ListObjectsV2};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 
+use super::body::Resume;
 use super::{ObjectBody, S3Settings};
 use crate::retry::RetryPolicy;
 use crate::{StorageError, StorageErrorKind, StorageResult};
@@ -98,8 +99,9 @@ impl Drop for SlotGuard<'_> {
     }
 }
 
-/// A client for one bucket, under an optional key prefix.
-#[derive(Debug)]
+/// A client for one bucket, under an optional key prefix. Clones share
+/// the bound on requests in flight.
+#[derive(Debug, Clone)]
 pub struct S3Client {
     bucket: Bucket,
     creds: Credentials,
@@ -107,7 +109,7 @@ pub struct S3Client {
     /// `prefix/` or empty.
     prefix: String,
     location: String,
-    slots: Slots,
+    slots: Arc<Slots>,
     /// `max_in_flight`, as the slots were made.
     in_flight: usize,
     retry: RetryPolicy,
@@ -170,10 +172,10 @@ impl S3Client {
             agent: ureq::Agent::new_with_config(config),
             prefix,
             location,
-            slots: Slots {
+            slots: Arc::new(Slots {
                 free: Mutex::new(settings.max_in_flight.max(1)),
                 cv: Condvar::new(),
-            },
+            }),
             in_flight: settings.max_in_flight.max(1),
             retry: settings.retry,
             storage_class: settings.storage_class.clone(),
@@ -501,7 +503,8 @@ impl S3Client {
     /// Opens an object for streaming: its head, and a body that yields
     /// exactly the `Content-Length` the server declares (or, without one,
     /// `fallback_len`, e.g. the listed size) and fails on a body shorter or
-    /// longer than that. Opening is retried; reading is not.
+    /// longer than that. Opening is retried; a body that breaks off goes on
+    /// from where it stopped (a ranged GET of the same ETag, 3 times at most).
     pub fn open(&self, key: &str, fallback_len: u64) -> StorageResult<(ObjectHead, ObjectBody)> {
         let full = self.full("get", key)?;
         let r = self
@@ -526,8 +529,50 @@ impl S3Client {
             Box::new(reader),
             len,
             format!("{}: get {key:?}", self.location),
-        );
+        )
+        .resumable(self.resume(key, &full, &head.etag, len));
         Ok((head, body))
+    }
+
+    /// How a body that broke off goes on: a ranged GET of the rest, only
+    /// of the same object (its ETag, sent as `If-Match` and checked in the
+    /// answer), retried like any request.
+    fn resume(&self, key: &str, full: &str, etag: &str, len: u64) -> Resume {
+        let (client, key, full, etag) = (
+            self.clone(),
+            key.to_owned(),
+            full.to_owned(),
+            etag.to_owned(),
+        );
+        Box::new(move |at| {
+            let range = format!("bytes={at}-{}", len.saturating_sub(1));
+            let r = client
+                .retry
+                .run(|| {
+                    let url = client
+                        .bucket
+                        .get_object(Some(&client.creds), &full)
+                        .sign(SIGNED_FOR);
+                    client.send("get", &key, |a| {
+                        a.get(url.as_str())
+                            .header("range", &range)
+                            .header("if-match", &etag)
+                            .call()
+                    })
+                })
+                .map_err(std::io::Error::other)?;
+            let same = r.headers().get("etag").and_then(|v| v.to_str().ok()) == Some(etag.as_str());
+            if r.status().as_u16() != 206 || !same || declared_length(&r) != Some(len - at) {
+                return Err(std::io::Error::other(format!(
+                    "the server did not answer with the rest of the same object ({} {:?})",
+                    r.status(),
+                    r.headers().get("etag")
+                )));
+            }
+            let rest: Box<dyn Read + Send> =
+                Box::new(r.into_body().into_with_config().limit(len - at).reader());
+            Ok(rest)
+        })
     }
 
     /// Signed headers of an upload: storage class, content type, metadata.
