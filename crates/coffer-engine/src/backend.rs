@@ -183,10 +183,9 @@ impl WriteBackend for StorageBackend {
                 "backup is incomplete; refusing to record its snapshot",
             ));
         }
-        let parts: Vec<&[u8]> = content.slice().iter().map(|b| &b[..]).collect();
-        self.storage
-            .put_parts(&key_of(tpe, id), &parts)
-            .map_err(backend_err)
+        // Index writes can run on rustic_core's packer threads too: a
+        // panic there is an error here, never a pipeline that ends early.
+        crate::uploads::store(&*self.storage, &key_of(tpe, id), &content).map_err(backend_err)
     }
 
     fn remove(&self, tpe: FileType, id: &Id, _cacheable: bool) -> RusticResult<()> {

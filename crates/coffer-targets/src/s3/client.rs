@@ -26,9 +26,10 @@ use std::time::Duration;
 use rusty_s3::actions::{CreateMultipartUpload, ListObjectsV2};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 
-use super::body::Resume;
 use super::{ObjectBody, S3Settings};
 use crate::retry::RetryPolicy;
+
+mod resume;
 use crate::{StorageError, StorageErrorKind, StorageResult};
 
 /// How long a signed URL stays valid (it is used at once).
@@ -532,47 +533,6 @@ impl S3Client {
         )
         .resumable(self.resume(key, &full, &head.etag, len));
         Ok((head, body))
-    }
-
-    /// How a body that broke off goes on: a ranged GET of the rest, only
-    /// of the same object (its ETag, sent as `If-Match` and checked in the
-    /// answer), retried like any request.
-    fn resume(&self, key: &str, full: &str, etag: &str, len: u64) -> Resume {
-        let (client, key, full, etag) = (
-            self.clone(),
-            key.to_owned(),
-            full.to_owned(),
-            etag.to_owned(),
-        );
-        Box::new(move |at| {
-            let range = format!("bytes={at}-{}", len.saturating_sub(1));
-            let r = client
-                .retry
-                .run(|| {
-                    let url = client
-                        .bucket
-                        .get_object(Some(&client.creds), &full)
-                        .sign(SIGNED_FOR);
-                    client.send("get", &key, |a| {
-                        a.get(url.as_str())
-                            .header("range", &range)
-                            .header("if-match", &etag)
-                            .call()
-                    })
-                })
-                .map_err(std::io::Error::other)?;
-            let same = r.headers().get("etag").and_then(|v| v.to_str().ok()) == Some(etag.as_str());
-            if r.status().as_u16() != 206 || !same || declared_length(&r) != Some(len - at) {
-                return Err(std::io::Error::other(format!(
-                    "the server did not answer with the rest of the same object ({} {:?})",
-                    r.status(),
-                    r.headers().get("etag")
-                )));
-            }
-            let rest: Box<dyn Read + Send> =
-                Box::new(r.into_body().into_with_config().limit(len - at).reader());
-            Ok(rest)
-        })
     }
 
     /// Signed headers of an upload: storage class, content type, metadata.
