@@ -64,14 +64,7 @@ pub fn fetch(
             // A server that answered the whole file: start over.
             0
         };
-        let mut file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .append(resumed_at > 0)
-            .truncate(resumed_at == 0)
-            .mode(0o600)
-            .open(&part)
-            .map_err(|e| io_err("writing", &part, e))?;
+        let mut file = open_part(&part, resumed_at > 0).map_err(|e| io_err("writing", &part, e))?;
         let bar = progress_bar(out, expected.size, resumed_at);
         let copied = std::io::copy(&mut response.body, &mut bar.wrap_write(&mut file));
         bar.finish_and_clear();
@@ -104,12 +97,7 @@ pub fn fetch(
             ),
         ));
     }
-    std::fs::rename(&part, dest).map_err(|e| io_err("renaming into", dest, e))?;
-    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty())
-        && let Ok(d) = File::open(dir)
-    {
-        let _ = d.sync_all();
-    }
+    put_in_place(&part, dest).map_err(|e| io_err("renaming into", dest, e))?;
     Ok(Fetched {
         resumed_at,
         digests,
@@ -121,6 +109,29 @@ pub fn fetch(
 pub fn plain_name(name: &str) -> Option<&str> {
     let plain = Path::new(name).file_name().and_then(|n| n.to_str()) == Some(name);
     (plain && !name.is_empty() && !name.starts_with('.')).then_some(name)
+}
+
+/// The `.part` file of a download, mode 0600 (an export, a database's
+/// dump: as secret as what they hold), appended to when resuming.
+pub fn open_part(part: &Path, append: bool) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .mode(0o600)
+        .open(part)
+}
+
+/// Gives a complete `.part` its name, durably (the rename synced in its directory).
+pub fn put_in_place(part: &Path, dest: &Path) -> std::io::Result<()> {
+    std::fs::rename(part, dest)?;
+    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty())
+        && let Ok(d) = File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// Where an unfinished download of `dest` is kept.

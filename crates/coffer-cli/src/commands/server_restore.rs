@@ -3,12 +3,12 @@
 //! and `coffer component download | restore` (one component's native file —
 //! FlowG's backup and restore).
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use crate::client::download;
 use crate::client::upload::{self, Part};
 use crate::client::watch;
 use crate::client::{Client, segment};
@@ -260,17 +260,10 @@ pub fn component(args: ComponentArgs, out: Output) -> CliResult<Outcome> {
 /// Writes the body to `dest` through `<dest>.part`, renamed only once the
 /// server ended the body properly: a cut download leaves no file that looks whole.
 fn save(body: &mut impl std::io::Read, dest: &Path, client: &Client) -> CliResult<u64> {
-    let part = crate::client::download::part_path(dest);
+    let part = download::part_path(dest);
     let fail =
         |e: std::io::Error| CliError::failure("io", format!("writing {}: {e}", part.display()));
-    // 0600: a database's dump is as secret as the database.
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&part)
-        .map_err(fail)?;
+    let mut file = download::open_part(&part, false).map_err(fail)?;
     let copied = std::io::copy(body, &mut file);
     let bytes = match copied {
         Ok(n) => n,
@@ -286,6 +279,6 @@ fn save(body: &mut impl std::io::Read, dest: &Path, client: &Client) -> CliResul
         }
     };
     file.sync_all().map_err(fail)?;
-    std::fs::rename(&part, dest).map_err(fail)?;
+    download::put_in_place(&part, dest).map_err(fail)?;
     Ok(bytes)
 }

@@ -372,21 +372,12 @@ impl SftpStorage {
             }
         }
         let sub = async {
-            let channel = ssh
-                .channel_open_session()
-                .await
-                .map_err(|e| e.to_string())?;
-            channel
-                .request_subsystem(true, "sftp")
-                .await
-                .map_err(|e| e.to_string())?;
+            let channel = sftp_channel(&ssh).await?;
             // Larger write packets than the library's 32 KiB: OpenSSH takes
             // up to 256 KiB, and fewer packets mean fewer round trips. Reads
-            // are pipelined 4 deep per file rather than 16: a restore reads
-            // 8 spans at once (8 × 4 × 256 KiB in flight covers a 30 ms
-            // round trip at 250 MiB/s), and the library requests that many
-            // chunks ahead, past the end of a ranged read, for nothing.
-            // Writes go 64 deep (12 MiB in flight per file): at 16, a
+            // on this channel are whole small objects (config, keys, index,
+            // snapshots; ranged reads have their own channel, `ranges`):
+            // 4 deep is plenty. Writes go 64 deep (12 MiB in flight per file): at 16, a
             // backup of 270 MiB of packs through a 30 ms link capped at
             // 25 MiB/s took 23.5 s, at 64 18.4 s.
             let config = russh_sftp::client::Config {
@@ -396,7 +387,7 @@ impl SftpStorage {
                 request_timeout_secs: s.timeout.as_secs().max(1),
                 ..Default::default()
             };
-            let sftp = SftpSession::new_with_config(channel.into_stream(), config)
+            let sftp = SftpSession::new_with_config(channel, config)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok::<_, String>(sftp)
@@ -571,6 +562,21 @@ impl SftpStorage {
         }
         Ok(())
     }
+}
+
+/// A new channel of `ssh` with the `sftp` subsystem started on it.
+async fn sftp_channel<H: russh::client::Handler>(
+    ssh: &russh::client::Handle<H>,
+) -> Result<russh::ChannelStream<russh::client::Msg>, String> {
+    let channel = ssh
+        .channel_open_session()
+        .await
+        .map_err(|e| e.to_string())?;
+    channel
+        .request_subsystem(true, "sftp")
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(channel.into_stream())
 }
 
 /// Whether the server said a path (or a directory on it) does not exist.

@@ -38,19 +38,12 @@ impl RangeReader {
         ssh: &russh::client::Handle<H>,
         request_timeout_secs: u64,
     ) -> Result<Self, String> {
-        let channel = ssh
-            .channel_open_session()
-            .await
-            .map_err(|e| e.to_string())?;
-        channel
-            .request_subsystem(true, "sftp")
-            .await
-            .map_err(|e| e.to_string())?;
+        let channel = super::sftp_channel(ssh).await?;
         let config = russh_sftp::client::Config {
             request_timeout_secs,
             ..Default::default()
         };
-        let raw = RawSftpSession::new_with_config(channel.into_stream(), config);
+        let raw = RawSftpSession::new_with_config(channel, config);
         raw.init().await.map_err(|e| e.to_string())?;
         Ok(Self {
             raw: Arc::new(raw),
