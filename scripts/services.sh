@@ -9,7 +9,7 @@
 #
 #   services: pg mariadb redis sftp ftp garage smtp   (default: all); `tools` = only the tools below
 #   tools installed by `install`/`up` whatever the services: restic, age, zstd, mold, sqlite3, curl, script (bsdutils),
-#   promtool (unpacked from Debian's prometheus package)
+#   chromium + chromium-driver (the web console's browser tests), promtool (unpacked from Debian's prometheus package)
 #
 # State lives under $COFFER_TEST_DIR (default /tmp/coffer-test-services). Garage (the S3 server) is built
 # with `cargo install garage@2.5.0` into $COFFER_TOOLS_DIR (default ~/.cache/coffer/tools) once, ~14 min on
@@ -63,7 +63,7 @@ stop_pidfile() {
 write_env() { mkdir -p "$BASE/env.d"; cat > "$BASE/env.d/$1.env"; }
 
 # ---------------------------------------------------------------- install
-TOOL_PKGS="restic age zstd mold sqlite3 curl jq openssl ca-certificates procps bsdutils"
+TOOL_PKGS="restic age zstd mold sqlite3 curl jq openssl ca-certificates procps bsdutils chromium chromium-driver"
 apt_pkgs() {
   case $1 in
     pg) echo postgresql-15 postgresql-client-15 ;;

@@ -117,6 +117,10 @@ fn request(f: &Fixture, method: &str, template: &str, s: &Subject, n: usize) -> 
             "name": format!("t{n}"),
             "spec": { "kind": "local", "path": f.tmp.path().join(format!("t{n}")) },
         })),
+        ("post", "/api/v1/targets/validate") => Body::Json(json!({
+            "name": format!("v{n}"),
+            "spec": { "kind": "local", "path": f.tmp.path().join(format!("v{n}")) },
+        })),
         ("put", "/api/v1/targets/{name}") => Body::Json(json!({ "default": true })),
         ("post", "/api/v1/targets/{name}/prune") => Body::Json(json!({ "grace_secs": 86400 })),
         ("put", "/api/v1/backups/{id}") => Body::Json(json!({ "pinned": false })),

@@ -26,6 +26,7 @@ mod browse;
 mod catalog;
 mod clock;
 pub mod config;
+mod console;
 mod copies;
 mod error;
 mod exports;
@@ -294,7 +295,7 @@ async fn serve(
         context: "starting the scheduler".into(),
         source,
     })?;
-    let app = api::router(Arc::clone(&state));
+    let app = console::router(Arc::clone(&state), api::router(Arc::clone(&state)));
     let limits = api::serve::Limits {
         max_connections: state.config.max_connections,
         header_read_timeout: state.config.header_read_timeout,

@@ -104,6 +104,7 @@ api_routes! {
     post "/api/v1/restore/{name}", Some(Scope::Restore) => uploads::component_restore_flowg, upload;
     get "/api/v1/targets", Some(Scope::TargetsRead) => targets::list_targets;
     post "/api/v1/targets", Some(Scope::TargetsWrite) => targets::create_target;
+    post "/api/v1/targets/validate", Some(Scope::TargetsWrite) => targets::probe_target;
     get "/api/v1/targets/{name}", Some(Scope::TargetsRead) => targets::show_target;
     put "/api/v1/targets/{name}", Some(Scope::TargetsWrite) => targets::update_target;
     delete "/api/v1/targets/{name}", Some(Scope::TargetsWrite) => targets::delete_target;
@@ -175,7 +176,7 @@ impl Modify for BearerAuth {
         tfe::backup, tfe::restore,
         uploads::component_restore, uploads::component_download_flowg, uploads::component_restore_flowg,
         targets::list_targets, targets::show_target, targets::create_target, targets::update_target,
-        targets::validate_target, targets::rebuild_target, targets::delete_target,
+        targets::validate_target, targets::probe_target, targets::rebuild_target, targets::delete_target,
         prunes::prune_target, prunes::show_prune, checks::check_target, checks::show_check,
         schedules::list_schedules, schedules::show_schedule, schedules::create_schedule,
         schedules::update_schedule, schedules::delete_schedule, schedules::run_schedule,

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use crate::access::Principal;
 use crate::api::common::{ApiResult, blocking};
 use crate::api::error::ErrorBody;
+use crate::jobs::overrides::overridable_fields;
 use crate::state::Shared;
 use crate::targets::{SAME_DISK_WARNING, is_same_disk};
 
@@ -69,6 +70,20 @@ pub struct ComponentView {
     pub kind: String,
     /// Sensitive components need the `sensitive` scope.
     pub sensitive: bool,
+    /// The fields a restore may override (docs/api.md "Restore overrides"),
+    /// with their configured values (secrets never shown).
+    pub overridable: Vec<OverridableView>,
+}
+
+/// A field a restore may override.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OverridableView {
+    /// The field (`path`, `database`, `bucket`, …).
+    pub name: &'static str,
+    /// Its configured value (absent for secrets and values read from files).
+    pub configured: Option<String>,
+    /// Overriding it needs the `restore:redirect` scope too.
+    pub redirect: bool,
 }
 
 /// Lists the configured components the token may see (its own, and
@@ -90,6 +105,14 @@ pub async fn list_components(
                 name: c.name.to_string(),
                 kind: c.kind.name().to_owned(),
                 sensitive: c.sensitive,
+                overridable: overridable_fields(&c.kind)
+                    .into_iter()
+                    .map(|f| OverridableView {
+                        name: f.name,
+                        configured: f.configured,
+                        redirect: f.redirect,
+                    })
+                    .collect(),
             })
             .collect(),
     )

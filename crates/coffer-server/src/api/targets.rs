@@ -178,6 +178,34 @@ pub async fn validate_target(
     ))
 }
 
+/// Settings to validate before they are saved.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeTarget {
+    /// The name it would be saved under.
+    pub name: String,
+    /// The settings, as in [`CreateTarget`].
+    #[schema(value_type = Object)]
+    pub spec: serde_json::Value,
+}
+
+/// Runs the Validate probe of settings without saving them (writes and
+/// removes at most 16 MiB of test data): 200 with the report, `ok` false
+/// when a step failed; 422 when the settings cannot be read or are not allowed.
+#[utoipa::path(post, path = "/api/v1/targets/validate", request_body = ProbeTarget,
+    security(("bearer" = ["targets:write"])),
+    responses((status = 200, description = "The report", body = Object), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn probe_target(
+    State(state): State<Shared>,
+    p: Principal,
+    JsonBody(req): JsonBody<ProbeTarget>,
+) -> ApiResult<Json<ValidationReport>> {
+    Ok(Json(
+        blocking(move || targets::probe(&state, &p, &req.name, &req.spec)).await?,
+    ))
+}
+
 /// Change how the server uses a target.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

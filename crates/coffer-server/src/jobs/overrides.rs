@@ -67,6 +67,45 @@ fn allowed(kind: &ComponentKind) -> (&'static [&'static str], &'static [&'static
     }
 }
 
+/// A field a restore request may override, with its configured value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverridableField {
+    /// The field's name (`path`, `database`, `bucket`, …).
+    pub name: &'static str,
+    /// Its configured value when it is a plain literal (never a secret).
+    pub configured: Option<String>,
+    /// Whether overriding it needs `restore:redirect` too.
+    pub redirect: bool,
+}
+
+/// The fields of `kind` a restore may override, with their configured
+/// values — what a restore form shows next to each field.
+pub fn overridable_fields(kind: &ComponentKind) -> Vec<OverridableField> {
+    let (plain, redirect) = allowed(kind);
+    let secrets = secret_fields(kind);
+    let settings = serde_json::to_value(kind).unwrap_or(Value::Null);
+    let shown = |name: &str| -> Option<String> {
+        if secrets.contains(&name) {
+            return None;
+        }
+        match settings.get(name)? {
+            Value::String(s) => Some(s.clone()),
+            v @ (Value::Number(_) | Value::Bool(_)) => Some(v.to_string()),
+            _ => None,
+        }
+    };
+    let field = |name: &'static str, redirect: bool| OverridableField {
+        configured: shown(name),
+        name,
+        redirect,
+    };
+    plain
+        .iter()
+        .map(|n| field(n, false))
+        .chain(redirect.iter().map(|n| field(n, true)))
+        .collect()
+}
+
 /// The secret fields of a kind: what must come with a moved destination.
 fn secret_fields(kind: &ComponentKind) -> &'static [&'static str] {
     match kind {

@@ -301,6 +301,23 @@ pub fn validate(state: &AppState, p: &Principal, name: &str) -> ServiceResult<Va
     Ok(target.validate(ValidateOptions::default()))
 }
 
+/// Runs the Validate probe of settings not yet saved — the console's and
+/// Palette's "Validate" before "Save". The same checks as [`add`] before it
+/// touches the destination (name, settings, `server.target_allow`, the
+/// server's own directories); a failed step is in the report, not an error.
+pub fn probe(
+    state: &AppState,
+    p: &Principal,
+    name: &str,
+    spec: &serde_json::Value,
+) -> ServiceResult<ValidationReport> {
+    p.require(Scope::TargetsWrite)?;
+    let spec = parse_spec(name, spec)?;
+    policy::check_api_target(&spec, &state.config.target_allow, &protected_dirs(state))?;
+    let target = OpenTarget::open(&spec).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    Ok(target.validate(ValidateOptions::default()))
+}
+
 /// Adds to the catalog every backup in the target's repository it lacks.
 pub fn rebuild(state: &AppState, p: &Principal, name: &str) -> ServiceResult<RebuildReport> {
     p.require(Scope::TargetsWrite)?;
