@@ -116,3 +116,141 @@ fn a_backup_is_browsed_directory_by_directory_within_the_rules() {
     let run = coffer(&config, &["backup", "ls", &id, "files", "--json"], "", &env);
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
+
+#[test]
+fn one_file_or_directory_is_restored_back_in_place_or_into_a_chosen_path() {
+    let f = Fixture::new("");
+    let files = f.tmp.path().join("files");
+    std::fs::create_dir_all(files.join("docs/2024/deep")).unwrap();
+    std::fs::write(files.join("docs/2024/report.txt"), b"report").unwrap();
+    std::fs::write(files.join("docs/2024/deep/x"), b"x").unwrap();
+    std::fs::write(files.join("docs/readme"), b"readme").unwrap();
+    let config = f.tmp.path().join("config");
+    let admin = f.srv.admin.clone();
+    login_with_token(&f, &config, &admin);
+    let id = f.backup_of(&["files", "other", "keys"]);
+    let restore = |args: &[&str], code: i32| {
+        let mut all = vec!["backup", "restore", &id];
+        all.extend_from_slice(args);
+        all.push("--wait");
+        expect(&config, &all, code, &admin)
+    };
+
+    // A directory into a chosen path: <path>/2024, nothing else.
+    let chosen = f.root().join("chosen");
+    let set = format!("files.path={}", chosen.display());
+    restore(&["--part", "files=docs/2024", "--set", &set], 0);
+    assert_eq!(
+        std::fs::read(chosen.join("2024/report.txt")).unwrap(),
+        b"report"
+    );
+    assert_eq!(std::fs::read(chosen.join("2024/deep/x")).unwrap(), b"x");
+    assert_eq!(
+        std::fs::read_dir(&chosen).unwrap().count(),
+        1,
+        "only the part"
+    );
+
+    // One damaged file back in place: only it is replaced; what was written since stays.
+    std::fs::write(files.join("docs/2024/report.txt"), b"damaged").unwrap();
+    std::fs::write(files.join("docs/2024/since"), b"since").unwrap();
+    let refused = restore(&["--part", "files=docs/2024/report.txt"], 5);
+    assert!(
+        refused.stdout.contains("not empty") || refused.stderr.contains("not empty"),
+        "{}{}",
+        refused.stdout,
+        refused.stderr
+    );
+    restore(
+        &[
+            "--part",
+            "files=docs/2024/report.txt",
+            "--mode",
+            "overwrite",
+        ],
+        0,
+    );
+    assert_eq!(
+        std::fs::read(files.join("docs/2024/report.txt")).unwrap(),
+        b"report"
+    );
+    assert_eq!(
+        std::fs::read(files.join("docs/2024/since")).unwrap(),
+        b"since"
+    );
+    assert_eq!(std::fs::read(files.join("docs/readme")).unwrap(), b"readme");
+    // A directory deleted since the backup comes back.
+    std::fs::remove_dir_all(files.join("docs/2024")).unwrap();
+    restore(&["--part", "files=docs/2024/deep/x"], 0);
+    assert_eq!(std::fs::read(files.join("docs/2024/deep/x")).unwrap(), b"x");
+
+    // Refused with the field named, nothing restored.
+    let before = f.srv.admin("GET", "/api/v1/restores", None).1["restores"]
+        .as_array()
+        .unwrap()
+        .len();
+    for (args, code, says) in [
+        (
+            vec!["--part", "files=docs/missing"],
+            2,
+            "parts.files: \"docs/missing\" is not in the backup",
+        ),
+        (vec!["--part", "files=docs/../readme"], 2, "parts.files"),
+        (vec!["--part", "files=/etc/passwd"], 2, "parts.files"),
+        (
+            vec!["--part", "other=x"],
+            2,
+            "parts.other: only files components",
+        ),
+        (
+            vec!["--part", "files=docs/readme", "--mode", "mirror"],
+            2,
+            "options.mode: mirror",
+        ),
+        (
+            vec!["--part", "files=docs/readme", "--component", "other"],
+            2,
+            "parts.files: that component is not being restored",
+        ),
+        (
+            vec!["--part", "keys=k"],
+            11,
+            "parts.keys: component keys is sealed",
+        ),
+    ] {
+        let mut all = vec!["backup", "restore", id.as_str()];
+        all.extend_from_slice(&args);
+        let run = expect(&config, &all, code, &admin);
+        assert!(run.stderr.contains(says), "{args:?}: {}", run.stderr);
+    }
+    // A symbolic link in the live tree that leads out of the component: refused (403).
+    std::fs::remove_dir_all(files.join("docs")).unwrap();
+    let elsewhere = f.tmp.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, files.join("docs")).unwrap();
+    let run = expect(
+        &config,
+        &[
+            "backup",
+            "restore",
+            &id,
+            "--part",
+            "files=docs/readme",
+            "--mode",
+            "overwrite",
+        ],
+        9,
+        &admin,
+    );
+    assert!(run.stderr.contains("symbolic link"), "{}", run.stderr);
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "nothing written through the link"
+    );
+    let after = f.srv.admin("GET", "/api/v1/restores", None).1["restores"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(before, after, "no refused request started a restore");
+}

@@ -45,8 +45,11 @@ async fn back_up_restore_and_export_from_the_console() {
     let Some(driver) = chromedriver() else { return };
     let f = Fixture::new("");
     user(&f, "ops", OPERATOR);
+    std::fs::create_dir_all(f.tmp.path().join("files/sub")).unwrap();
+    std::fs::write(f.tmp.path().join("files/sub/b.txt"), b"only this").unwrap();
     let b = Browser::start(&driver, &f.srv.url, 1280).await;
     let dest = f.root().join("from-console");
+    let one = f.root().join("one-file");
     let srv_url = f.srv.url.clone();
     b.run("back_up_restore_and_export", |b| async move {
         b.sign_in("ops", PASSWORD).await;
@@ -78,6 +81,38 @@ async fn back_up_restore_and_export_from_the_console() {
             std::fs::read(dest.join("a")).unwrap(),
             b"a",
             "the restored file"
+        );
+        assert_eq!(std::fs::read(dest.join("sub/b.txt")).unwrap(), b"only this");
+
+        // Browse the backup, open a directory, restore one file of it elsewhere.
+        b.open(&backup_path).await;
+        b.click("a[href*='/components/files/tree']").await;
+        b.click("a[href$='path=sub']").await;
+        b.wait_for_text("b.txt", 10).await;
+        b.click("a[aria-label='Restore b.txt']").await;
+        let part = b
+            .find("input[name='part.files']")
+            .await
+            .prop("value")
+            .await
+            .unwrap();
+        assert_eq!(
+            part.as_deref(),
+            Some("sub/b.txt"),
+            "the wizard knows the part"
+        );
+        b.fill("input[name='o.files.path']", one.to_str().unwrap())
+            .await;
+        b.click("button[value=review]").await;
+        let summary = b.wait_for_text("only sub/b.txt", 10).await;
+        assert!(summary.contains(one.to_str().unwrap()), "{summary}");
+        b.click("button[value=start]").await;
+        b.wait_for_text("State: READY", 120).await;
+        assert_eq!(std::fs::read(one.join("b.txt")).unwrap(), b"only this");
+        assert_eq!(
+            std::fs::read_dir(&one).unwrap().count(),
+            1,
+            "only that file"
         );
 
         // Export with a passphrase; the page shows its SHA-256; the download matches it.
@@ -400,15 +435,32 @@ fn pages_carry_a_strict_policy_and_sessions_end_when_their_login_does() {
     // The sign-in page: a policy without inline scripts, no framing, its form cookie.
     let res = agent.get(&url("/login")).call().unwrap();
     let header = |r: &ureq::http::Response<ureq::Body>, name: &str| {
-        r.headers().get_all(name).iter().map(|v| v.to_str().unwrap().to_owned()).collect::<Vec<_>>()
+        r.headers()
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
     };
     let csp = header(&res, "content-security-policy").join(" ");
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert_eq!(header(&res, "x-frame-options"), ["DENY"]);
     let form_cookie = header(&res, "set-cookie").join("");
-    assert!(form_cookie.contains("HttpOnly") && form_cookie.contains("SameSite=Strict"), "{form_cookie}");
-    let nonce = form_cookie.split(';').next().unwrap().split_once('=').unwrap().1.to_owned();
+    assert!(
+        form_cookie.contains("HttpOnly") && form_cookie.contains("SameSite=Strict"),
+        "{form_cookie}"
+    );
+    let nonce = form_cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned();
     let login = |cookie: &str, csrf: &str, password: &str| {
         agent
             .post(&url("/login"))
@@ -422,22 +474,47 @@ fn pages_carry_a_strict_policy_and_sessions_end_when_their_login_does() {
     let cookie = format!("coffer_login={nonce}");
     let mut wrong = login(&cookie, &nonce, "not the password");
     assert_eq!(wrong.status(), 401);
-    assert!(wrong.body_mut().read_to_string().unwrap().contains("wrong user name or password"));
+    assert!(
+        wrong
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+            .contains("wrong user name or password")
+    );
 
     // The right one: a session cookie, HttpOnly and SameSite=Strict, as long as the login.
     let ok = login(&cookie, &nonce, PASSWORD);
     assert_eq!(ok.status(), 303);
     let set = header(&ok, "set-cookie").join("\n");
-    let session = set.lines().find(|c| c.starts_with("coffer_session=")).unwrap().to_owned();
-    assert!(session.contains("HttpOnly") && session.contains("SameSite=Strict") && session.contains("Max-Age=3;"), "{session}");
+    let session = set
+        .lines()
+        .find(|c| c.starts_with("coffer_session="))
+        .unwrap()
+        .to_owned();
+    assert!(
+        session.contains("HttpOnly")
+            && session.contains("SameSite=Strict")
+            && session.contains("Max-Age=3;"),
+        "{session}"
+    );
     let session = session.split(';').next().unwrap().to_owned();
-    let page = |path: &str| agent.get(&url(path)).header("Cookie", &session).call().unwrap();
+    let page = |path: &str| {
+        agent
+            .get(&url(path))
+            .header("Cookie", &session)
+            .call()
+            .unwrap()
+    };
     assert_eq!(page("/backups").status(), 200);
     // A page without a session goes to the sign-in page.
     let anonymous = agent.get(&url("/backups")).call().unwrap();
     assert_eq!(header(&anonymous, "location"), ["/login?signed_out"]);
     // The API is not reachable with the cookie alone (no CSRF surface there).
-    let api = agent.get(&url("/api/v1/backups")).header("Cookie", &session).call().unwrap();
+    let api = agent
+        .get(&url("/api/v1/backups"))
+        .header("Cookie", &session)
+        .call()
+        .unwrap();
     assert_eq!(api.status(), 401);
 
     // The login expires: so does the session.

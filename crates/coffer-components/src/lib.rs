@@ -144,6 +144,9 @@ pub struct RestoreContext<'a> {
     pub options: &'a RestoreOptions,
     /// Bytes and files done (tree restores).
     pub progress: Option<ProgressFn>,
+    /// `files` from a snapshot: restore only this file or directory (plain
+    /// names below the component's root), as `<destination>/<its name>`.
+    pub part: Option<&'a Path>,
 }
 
 impl RestoreContext<'_> {
@@ -167,12 +170,19 @@ impl RestoreContext<'_> {
     /// complete).
     pub(crate) fn tree_into(&self, c: &Ctx, dest: &Path) -> Result<(), ComponentError> {
         let (mode, progress) = (self.options.mode, self.progress.clone());
-        match self.source {
-            RestoreSource::Snapshot { repo, snapshot } => repo
+        match (self.source, self.part) {
+            (RestoreSource::Snapshot { repo, snapshot }, None) => repo
                 .restore_tree(&snapshot.id, dest, mode, progress)
                 .map(|_| ())
                 .map_err(|e| c.engine(e)),
-            RestoreSource::File(f) => {
+            (RestoreSource::Snapshot { repo, snapshot }, Some(part)) => repo
+                .restore_part(&snapshot.id, part, dest, mode, progress)
+                .map(|_| ())
+                .map_err(|e| c.engine(e)),
+            (RestoreSource::File(_), Some(_)) => Err(c.invalid(
+                "a part of a component is restored from a backup, not from an uploaded file",
+            )),
+            (RestoreSource::File(f), None) => {
                 let mut input = f.open(c)?;
                 coffer_engine::restore_tree_from_tar(&mut input, dest, mode, progress)
                     .map_err(|e| c.engine(e))

@@ -343,6 +343,7 @@ fn mysql_drill_restores_beside_the_live_database_and_drops_it() {
         staging_dir: &staging,
         options: &options,
         progress: None,
+        part: None,
     };
     let proof = coffer_components::drill::run(&scratch, &ctx, &snap).expect("drill");
     assert!(proof.contains("\"20000\""), "{proof}");

@@ -121,3 +121,65 @@ fn overwrite_and_mirror_leave_no_staging_behind() {
     assert_same_tree(&src, &dest);
     assert!(leftovers(tmp.path()).is_empty() && leftovers(&dest).is_empty());
 }
+
+#[test]
+fn one_file_or_directory_of_a_snapshot_is_restored_under_its_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    tree::write(&src.join("docs/2024/report.txt"), b"report");
+    tree::write(&src.join("docs/2024/deep/x"), b"x");
+    tree::write(&src.join("docs/readme"), b"readme");
+    tree::write(&src.join("other"), b"other");
+    let (repo, snap) = backup(&tmp.path().join("repo"), &src);
+    let dest = tmp.path().join("dest");
+
+    // A directory into a new place: dest/2024 and only what was below it.
+    repo.restore_part(
+        &snap,
+        Path::new("docs/2024"),
+        &dest,
+        RestoreMode::RefuseNonEmpty,
+        None,
+    )
+    .unwrap();
+    assert_same_tree(&src.join("docs/2024"), &dest.join("2024"));
+    assert_eq!(fs::read_dir(&dest).unwrap().count(), 1);
+
+    // One file back into its live directory: only that entry is replaced.
+    let live = src.join("docs/2024");
+    fs::write(live.join("report.txt"), b"damaged").unwrap();
+    fs::write(live.join("since"), b"written since").unwrap();
+    repo.restore_part(
+        &snap,
+        Path::new("docs/2024/report.txt"),
+        &live,
+        RestoreMode::Overwrite,
+        None,
+    )
+    .unwrap();
+    assert_eq!(fs::read(live.join("report.txt")).unwrap(), b"report");
+    assert_eq!(
+        fs::read(live.join("since")).unwrap(),
+        b"written since",
+        "siblings stay"
+    );
+    assert_eq!(fs::read(live.join("deep/x")).unwrap(), b"x");
+    assert!(leftovers(&live).is_empty());
+
+    // Refused: a non-empty place by default, mirror, a missing or unsafe path.
+    let refused = |part: &str, mode| {
+        repo.restore_part(&snap, Path::new(part), &live, mode, None)
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(refused("docs/readme", RestoreMode::RefuseNonEmpty).contains("not empty"));
+    assert!(refused("docs/readme", RestoreMode::Mirror).contains("mirror"));
+    assert!(refused("docs/missing", RestoreMode::Overwrite).contains("not in snapshot"));
+    assert!(refused("docs/../other", RestoreMode::Overwrite).contains("plain names"));
+    assert!(refused("", RestoreMode::Overwrite).contains("name a file or directory"));
+    assert_eq!(
+        fs::read(live.join("since")).unwrap(),
+        b"written since",
+        "nothing changed"
+    );
+}

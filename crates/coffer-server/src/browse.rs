@@ -68,7 +68,7 @@ pub fn list(
 /// `s` as a path of plain names below a snapshot's root (empty: the
 /// root). Split on `/` by hand: `Path::components` would quietly drop the
 /// `.` and empty segments this refuses.
-fn relative_path(field: &str, s: &str) -> ServiceResult<PathBuf> {
+pub fn relative_path(field: &str, s: &str) -> ServiceResult<PathBuf> {
     let s = s.strip_suffix('/').unwrap_or(s);
     if s.is_empty() {
         return Ok(PathBuf::new());

@@ -269,6 +269,7 @@ pub fn run(args: RestoreArgs, out: Output) -> CliResult<Outcome> {
             staging_dir: &staging,
             options: &options,
             progress: progress.callback(),
+            part: None,
         };
         let res = coffer_components::restore(spec, &ctx);
         drop(progress);

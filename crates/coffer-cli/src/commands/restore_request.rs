@@ -24,6 +24,13 @@ pub struct RestoreChoices {
     /// which fields a login may change (docs/api.md, "Restore overrides").
     #[arg(long = "set", value_name = "COMPONENT.FIELD=VALUE")]
     overrides: Vec<String>,
+    /// Restore only one file or directory of a files component, COMPONENT=PATH
+    /// (PATH below the component's top, as `coffer backup ls` shows it; repeat for
+    /// other components). It goes back where it was (use --mode overwrite to replace
+    /// it there), or into the directory a `--set COMPONENT.path=DIR` names. Only
+    /// the components named here are restored, unless --component says otherwise.
+    #[arg(long = "part", value_name = "COMPONENT=PATH")]
+    parts: Vec<String>,
     /// What to do with a non-empty destination directory.
     #[arg(long, value_parser = ["refuse", "overwrite", "mirror"])]
     mode: Option<String>,
@@ -45,8 +52,25 @@ impl RestoreChoices {
     /// The request's JSON (`components`, `overrides`, `options`, `age_identity`).
     pub fn body(&self) -> CliResult<Value> {
         let mut body = json!({});
+        let mut parts = serde_json::Map::new();
+        for part in &self.parts {
+            let Some((component, path)) = part
+                .split_once('=')
+                .filter(|(c, p)| !c.is_empty() && !p.is_empty())
+            else {
+                return Err(CliError::usage(format!(
+                    "--part {part:?}: write COMPONENT=PATH"
+                )));
+            };
+            parts.insert(component.to_owned(), json!(path));
+        }
         if !self.components.is_empty() {
             body["components"] = json!(self.components);
+        } else if !parts.is_empty() {
+            body["components"] = json!(parts.keys().collect::<Vec<_>>());
+        }
+        if !parts.is_empty() {
+            body["parts"] = Value::Object(parts);
         }
         let mut overrides = serde_json::Map::new();
         for set in &self.overrides {

@@ -70,6 +70,7 @@ impl Fixture {
                 staging_dir: &staging,
                 options,
                 progress: None,
+                part: None,
             },
         )
     }
@@ -104,6 +105,7 @@ impl Fixture {
                 staging_dir: &staging,
                 options,
                 progress: None,
+                part: None,
             },
         )
     }

@@ -72,7 +72,7 @@ impl Repo {
 }
 
 /// The node at `rel` below the snapshot's root.
-fn find_node<S: IndexedTree>(
+pub(super) fn find_node<S: IndexedTree>(
     repo: &Repository<S>,
     snap: &SnapshotFile,
     info: &SnapshotInfo,

@@ -85,6 +85,42 @@ impl Repo {
         mode: RestoreMode,
         progress: Option<ProgressFn>,
     ) -> EngineResult<SnapshotInfo> {
+        self.restore_tree_at(snapshot, None, dest, mode, progress)
+    }
+
+    /// Restores one file or directory of a tree snapshot — `part`, plain
+    /// names relative to the snapshot's root — as `dest/<its name>`, with
+    /// the same staging, commit and checks as [`Repo::restore_tree`]: with
+    /// [`RestoreMode::Overwrite`] only that entry of `dest` is replaced,
+    /// atomically; `dest`'s own metadata is left alone. Refused for a sealed
+    /// snapshot (restore it whole, with its identity) and for
+    /// [`RestoreMode::Mirror`] (it would remove `dest`'s other entries).
+    pub fn restore_part(
+        &self,
+        snapshot: &str,
+        part: &Path,
+        dest: &Path,
+        mode: RestoreMode,
+        progress: Option<ProgressFn>,
+    ) -> EngineResult<SnapshotInfo> {
+        if mode == RestoreMode::Mirror {
+            return Err(EngineError::InvalidInput(
+                "mirror would remove everything else in the destination: restore a part with \
+                 overwrite, or into an empty place"
+                    .into(),
+            ));
+        }
+        self.restore_tree_at(snapshot, Some(part), dest, mode, progress)
+    }
+
+    fn restore_tree_at(
+        &self,
+        snapshot: &str,
+        part: Option<&Path>,
+        dest: &Path,
+        mode: RestoreMode,
+        progress: Option<ProgressFn>,
+    ) -> EngineResult<SnapshotInfo> {
         if mode == RestoreMode::RefuseNonEmpty && !crate::restore::is_empty_or_absent(dest)? {
             return Err(EngineError::DestinationNotEmpty(dest.to_path_buf()));
         }
@@ -108,10 +144,32 @@ impl Repo {
                 )));
             };
             let repo = repo.to_indexed().map_err(|e| EngineError::rustic(&e))?;
+            let staging = Staging::for_dest(dest)?;
+            if let Some(part) = part {
+                let name = part.file_name().ok_or_else(|| {
+                    EngineError::InvalidInput(format!(
+                        "{}: name a file or directory below the snapshot's root",
+                        part.display()
+                    ))
+                })?;
+                let node = super::browse::find_node(&repo, &snap, &info, part)?;
+                let dirs = crate::restore::restore_tree_into(
+                    &self.fetcher(),
+                    &repo,
+                    &node,
+                    Some(name),
+                    &staging.path,
+                    &counters,
+                )?;
+                crate::restore::sync_filesystem(&staging.path)?;
+                crate::restore::commit(&staging, mode)?;
+                crate::restore::apply_dir_metadata(dest, &dirs)?;
+                crate::restore::sync_filesystem(dest)?;
+                return Ok(info);
+            }
             let root = repo
                 .node_from_snapshot_and_path(&snap, root_path)
                 .map_err(|e| EngineError::rustic(&e))?;
-            let staging = Staging::for_dest(dest)?;
             if info.sealed {
                 let identity = self.identity_for(&info)?;
                 let dirs = self.read_sealed(&repo, &root, identity, true, |plain| {
@@ -124,6 +182,7 @@ impl Repo {
                 &self.fetcher(),
                 &repo,
                 &root,
+                None,
                 &staging.path,
                 &counters,
             )?;

@@ -11,6 +11,7 @@
 //! every file is complete (see [`crate::commit`]). Names in the tree are
 //! checked first: a foreign repository is untrusted input.
 
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::symlink;
@@ -78,6 +79,7 @@ pub(crate) fn restore_tree_into<S: IndexedFull + Sync>(
     fetcher: &Fetcher,
     repo: &Repository<S>,
     root: &Node,
+    named: Option<&OsStr>,
     staging: &Path,
     progress: &Counters,
 ) -> EngineResult<Vec<(PathBuf, Node)>> {
@@ -86,9 +88,23 @@ pub(crate) fn restore_tree_into<S: IndexedFull + Sync>(
     let mut files: Vec<(PathBuf, Node)> = Vec::new();
     let mut others: Vec<(PathBuf, Node)> = Vec::new();
     let mut total_bytes = 0u64;
+    // `named`: the root itself is restored under that name (one file or
+    // directory of a snapshot), its entries below it.
+    let walked = match named {
+        None => crate::fetch::walk::walk(fetcher, repo, root)?,
+        Some(name) => {
+            let base = PathBuf::from(name);
+            let mut all = vec![(base.clone(), root.clone())];
+            if root.is_dir() {
+                let below = crate::fetch::walk::walk(fetcher, repo, root)?;
+                all.extend(below.into_iter().map(|(rel, n)| (base.join(rel), n)));
+            }
+            all
+        }
+    };
     // Every name is judged before anything is written.
     let mut names = NodeNames::default();
-    for (rel, node) in crate::fetch::walk::walk(fetcher, repo, root)? {
+    for (rel, node) in walked {
         names.check(&rel, &node)?;
         match &node.node_type {
             NodeType::Dir => dirs.push((rel, node)),

@@ -89,7 +89,7 @@ pub fn router(state: Shared, api: Router) -> Router {
         api: api.clone(),
         forms_key,
     });
-    use pages::{access, backups, login, overview, restore, schedules, targets};
+    use pages::{access, backups, browse, login, overview, restore, schedules, targets};
     Router::new()
         .route("/assets/{file}", get(assets::serve))
         .route("/login", get(login::show).post(login::submit))
@@ -104,6 +104,7 @@ pub fn router(state: Shared, api: Router) -> Router {
             get(backups::confirm_delete).post(backups::delete),
         )
         .route("/backups/{id}/exports", post(backups::export))
+        .route("/backups/{id}/components/{name}/tree", get(browse::show))
         .route(
             "/backups/{id}/restore",
             get(restore::form).post(restore::submit),

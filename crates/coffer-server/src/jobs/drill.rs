@@ -259,6 +259,7 @@ fn drill_component(
             staging_dir: &dir,
             options: &options,
             progress: None,
+            part: None,
         };
         drill::run(&scratch, &ctx, snapshot).map_err(|e| e.to_string())
     })();

@@ -12,6 +12,7 @@ pub mod drill;
 pub mod export;
 pub mod hooks;
 pub mod overrides;
+pub mod part;
 pub mod prune;
 pub mod registry;
 pub mod restore;

@@ -5,13 +5,14 @@
 //! between the restore hooks.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use coffer_components::{PortableFile, RestoreContext, RestoreOptions, RestoreSource};
 use coffer_engine::{AgeIdentity, Repo, RestoreMode, SnapshotInfo};
 use coffer_model::access::{BackupStatus, RestoreStatus, Scope};
-use coffer_model::component::ComponentSpec;
+use coffer_model::component::{ComponentKind, ComponentSpec};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -21,6 +22,7 @@ use crate::config::HookFailure;
 use crate::error::{ServiceError, ServiceResult};
 use crate::jobs::hooks::{HookPoint, run_hooks};
 use crate::jobs::overrides::{Rules, overridden};
+use crate::jobs::part;
 use crate::jobs::registry::{Reservation, backup_key, component_key};
 use crate::jobs::runner::{record_outcomes, run_components, spawn_job};
 use crate::lookup::{backup_snapshots, find_backup, is_sensitive};
@@ -82,6 +84,12 @@ pub struct RestoreRequest {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub overrides: BTreeMap<String, serde_json::Value>,
+    /// Per files component, one file or directory to restore instead of
+    /// the whole tree (plain names below the component's top, e.g.
+    /// `docs/2024/report.txt`): it goes back where it was, or into the
+    /// `path` override, as `<that directory>/<its name>`.
+    #[serde(default)]
+    pub parts: BTreeMap<String, String>,
     /// Options for every component.
     #[serde(default)]
     pub options: OptionsRequest,
@@ -148,6 +156,9 @@ pub struct RestoreItem {
     pub data: ComponentData,
     /// Whether it is sensitive (its views need the `sensitive` scope).
     pub sensitive: bool,
+    /// Only this file or directory of a files component (its directory is
+    /// `dest`'s path, made when missing).
+    pub part: Option<PathBuf>,
 }
 
 /// A restore ready to be recorded and run.
@@ -222,14 +233,13 @@ pub fn start_from_backup(
             b.status
         )));
     }
-    if let Some(extra) = req
-        .overrides
-        .keys()
-        .find(|k| !wanted.iter().any(|c| &c.component == *k))
-    {
-        return Err(ServiceError::Invalid(format!(
-            "overrides.{extra}: that component is not being restored"
-        )));
+    let named = req.overrides.keys().map(|k| ("overrides", k));
+    for (field, extra) in named.chain(req.parts.keys().map(|k| ("parts", k))) {
+        if !wanted.iter().any(|c| &c.component == extra) {
+            return Err(ServiceError::Invalid(format!(
+                "{field}.{extra}: that component is not being restored"
+            )));
+        }
     }
     let options = restore_options(req.options)?;
     let rules = rules(state)?;
@@ -272,6 +282,24 @@ pub fn start_from_backup(
             (Some(id), true) => repo.with_identity(Arc::clone(id)),
             _ => repo.clone(),
         };
+        let name = dest.name.to_string();
+        let (dest, part) = match req.parts.get(&name) {
+            None => (dest, None),
+            Some(rel) => {
+                let field = format!("parts.{name}");
+                let overridden = req.overrides.contains_key(&name);
+                let planned = part::plan(
+                    &field,
+                    rel,
+                    dest,
+                    overridden,
+                    &repo,
+                    &snapshot,
+                    options.mode,
+                )?;
+                (planned.dest, Some(planned.rel))
+            }
+        };
         items.push(RestoreItem {
             dest,
             data: ComponentData::Snapshot {
@@ -279,6 +307,7 @@ pub fn start_from_backup(
                 snapshot: Box::new(snapshot),
             },
             sensitive: sensitive || is_sealed,
+            part,
         });
     }
     check_identities(&items, &sealed, req.age_identity.is_some())?;
@@ -433,6 +462,16 @@ fn run(state: &Shared, id: &str, job: RestoreJob, reservation: Reservation) {
     tracing::info!(restore = %id, %status, "restore finished in {secs:.1} s");
 }
 
+/// A part goes into a directory of the component that may be gone since
+/// the backup (checked not to lead out of it when the restore was asked).
+fn part_directory(item: &RestoreItem) -> Result<(), String> {
+    match (&item.part, &item.dest.kind) {
+        (Some(_), ComponentKind::Files(f)) => std::fs::create_dir_all(&f.path)
+            .map_err(|e| format!("creating {}: {e}", f.path.display())),
+        _ => Ok(()),
+    }
+}
+
 fn restore_component(
     state: &AppState,
     id: &str,
@@ -445,20 +484,26 @@ fn restore_component(
         log(format!("recording the start of {name}: {e}"));
     }
     log(format!(
-        "component {name} ({}) restoring {}",
+        "component {name} ({}) restoring {}{}",
         item.dest.kind.name(),
-        item.data.describe()
+        item.data.describe(),
+        item.part
+            .as_ref()
+            .map(|p| format!(", only {}", p.display()))
+            .unwrap_or_default()
     ));
     let started = Instant::now();
     let staging = &state.config.staging_dir;
     let result = std::fs::create_dir_all(staging)
         .map_err(|e| format!("creating staging directory {}: {e}", staging.display()))
+        .and_then(|()| part_directory(item))
         .and_then(|()| {
             let ctx = RestoreContext {
                 source: item.data.source(),
                 staging_dir: staging,
                 options,
                 progress: Some(state.jobs.progress_fn(id, &name)),
+                part: item.part.as_deref(),
             };
             coffer_components::restore(&item.dest, &ctx)
                 .map(|r| r.notes)

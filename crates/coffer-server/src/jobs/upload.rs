@@ -218,6 +218,7 @@ pub fn restore_export(
         })?;
         items.push(RestoreItem {
             sensitive: dest.sensitive || sensitive(c),
+            part: None,
             dest,
             data: ComponentData::File(PortableFile {
                 path,
@@ -318,6 +319,7 @@ pub fn restore_component(
     let options = restore_options(options)?;
     let item = RestoreItem {
         sensitive: spec.sensitive,
+        part: None,
         data: ComponentData::File(PortableFile {
             path: file,
             file_name: coffer_components::native_file_name(&spec),

@@ -79,6 +79,7 @@ pub fn run(repo: &Repo, args: &RestoreArgs, file: &Path, out: Output) -> CliResu
         staging_dir: &staging,
         options: &options,
         progress: progress.callback(),
+        part: None,
     };
     let res = coffer_components::restore(spec, &ctx);
     drop(progress);

@@ -168,7 +168,12 @@ fn components(id: &str, b: &Value) -> Markup {
                 tbody {
                     @for c in items(&b["components"]) {
                         tr {
-                            td { (text(&c["name"])) }
+                            td {
+                                (text(&c["name"]))
+                                @if done && text(&c["kind"]) == "files" && text(&c["status"]) == "READY" {
+                                    " " a href=(format!("/backups/{}/components/{}/tree", segment(id), segment(text(&c["name"])))) { "browse" }
+                                }
+                            }
                             td { (text(&c["kind"])) }
                             td { (status(&c["status"])) @if let Some(e) = c["error"].as_str() { br; span.hint { (e) } } }
                             td { (progress(&c["progress"])) }

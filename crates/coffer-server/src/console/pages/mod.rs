@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod backups;
+pub mod browse;
 pub mod login;
 pub mod overview;
 pub mod restore;

@@ -3,11 +3,12 @@
 //! summary, start — then the restore's page follows each component from
 //! RESTORING to READY or ERROR.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Redirect, Response};
 use coffer_model::access::Scope;
 use maud::{Markup, html};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::console::ConsoleState;
@@ -64,17 +65,36 @@ fn restorable<'a>(b: &'a Value, configured: &'a Value) -> Vec<(&'a Value, Option
         .collect()
 }
 
+/// A part of one component to preselect (from the browse page).
+#[derive(Debug, Default, Deserialize)]
+pub struct Preset {
+    component: Option<String>,
+    part: Option<String>,
+}
+
 fn wizard(
     session: &Session,
     seg: &str,
     b: &Value,
     configured: &Value,
     form: Option<&FormData>,
+    preset: &Preset,
     error: Option<&str>,
 ) -> Markup {
     let redirect = session.can(Scope::RestoreRedirect);
-    let chosen = |name: &str| form.is_none_or(|f| f.all("component").iter().any(|c| c == name));
+    let chosen = |name: &str| match (form, preset.component.as_deref()) {
+        (Some(f), _) => f.all("component").iter().any(|c| c == name),
+        (None, Some(only)) => only == name,
+        (None, None) => true,
+    };
     let value = |k: &str| form.and_then(|f| f.get(k)).unwrap_or("").to_owned();
+    let part_of = |name: &str| match form {
+        Some(f) => f.get(&format!("part.{name}")).unwrap_or("").to_owned(),
+        None if preset.component.as_deref() == Some(name) => {
+            preset.part.clone().unwrap_or_default()
+        }
+        None => String::new(),
+    };
     let mode = form
         .and_then(|f| f.get("mode"))
         .unwrap_or("refuse")
@@ -88,6 +108,12 @@ fn wizard(
                 @let name = text(&c["name"]);
                 fieldset {
                     legend { label.check { input type="checkbox" name="component" value=(name) checked[chosen(name)]; (name) " (" (text(&c["kind"])) ")" } }
+                    @if text(&c["kind"]) == "files" {
+                        @let id = format!("part-{name}");
+                        label for=(id) { "Only this file or directory" }
+                        p.hint { "A path below the component's top (browse the backup to find it); empty: all of it. It goes back where it was, or into the path below." }
+                        input id=(id) type="text" name=(format!("part.{name}")) value=(part_of(name)) autocomplete="off";
+                    }
                     @if let Some(conf) = conf {
                         @for f in items(&conf["overridable"]).iter().filter(|f| redirect || f["redirect"].as_bool() != Some(true)) {
                             @let field = text(&f["name"]);
@@ -140,9 +166,17 @@ fn request(form: &FormData) -> Value {
             overrides.insert(c.clone(), Value::Object(fields));
         }
     }
+    let parts: Map<String, Value> = components
+        .iter()
+        .filter_map(|c| {
+            form.text(&format!("part.{c}"))
+                .map(|p| (c.clone(), json!(p)))
+        })
+        .collect();
     let mut req = json!({
         "components": components,
         "overrides": overrides,
+        "parts": parts,
         "options": {
             "mode": form.get("mode").unwrap_or("refuse"),
             "clean": form.checked("clean"),
@@ -170,7 +204,7 @@ fn summary(session: &Session, seg: &str, form: &FormData) -> Markup {
                     @for c in items(&req["components"]) {
                         @let name = text(c);
                         tr {
-                            td { (name) }
+                            td { (name) @if let Some(p) = req["parts"][name].as_str() { br; "only " code { (p) } } }
                             td {
                                 @match req["overrides"][name].as_object() {
                                     Some(o) => { @for (k, v) in o { code { (k) " = " (if k.contains("password") || k == "secret_key" { "***".to_owned() } else { v.as_str().map_or_else(|| v.to_string(), str::to_owned) }) } " " } },
@@ -197,12 +231,13 @@ pub async fn form(
     State(console): State<ConsoleState>,
     session: Session,
     Path(id): Path<String>,
+    Query(preset): Query<Preset>,
 ) -> Response {
     let (b, c) = match load(&console, &session, &id).await {
         Ok(x) => x,
         Err(f) => return failure(&session, Section::Backups, &f),
     };
-    let body = wizard(&session, &segment(&id), &b, &c, None, None);
+    let body = wizard(&session, &segment(&id), &b, &c, None, &preset, None);
     page(
         &session,
         Section::Backups,
@@ -258,7 +293,15 @@ pub async fn submit(
         Ok(x) => x,
         Err(f) => return failure(&session, Section::Backups, &f),
     };
-    let body = wizard(&session, &seg, &b, &c, Some(&form), error.as_deref());
+    let body = wizard(
+        &session,
+        &seg,
+        &b,
+        &c,
+        Some(&form),
+        &Preset::default(),
+        error.as_deref(),
+    );
     page(&session, Section::Backups, &title, body).into_response()
 }
 
