@@ -33,9 +33,11 @@ use crate::output::Output;
 pub enum Command {
     /// Run the server: HTTP API, catalog, backup and restore jobs.
     Server(server::ServerArgs),
-    /// Create, list and revoke the server's API tokens (offline, in the data directory).
+    /// Create, list and revoke the server's API tokens (in the data directory, or with --remote
+    /// over the API of the server you logged in to).
     Token(token::TokenArgs),
-    /// Create, list and disable the server's users (offline, in the data directory).
+    /// Create, list and disable the server's users (in the data directory, or with --remote
+    /// over the API of the server you logged in to).
     User(user::UserArgs),
     /// The server's catalog, offline: `coffer catalog rebuild` lists the targets' backups again.
     Catalog(catalog::CatalogArgs),

@@ -5,17 +5,22 @@ use clap::{Args, Subcommand};
 use coffer_server::TokenRow;
 use serde::Serialize;
 
-use super::access::{AccessArgs, access_line, switched_off};
+use super::access::{AccessArgs, RemoteArgs, access_line, access_lines, switched_off};
+use super::answer::print;
 use super::data_dir::ConfigArgs;
+use crate::client::{Client, segment};
 use crate::error::{CliError, CliResult};
 use crate::output::Output;
 
 /// `coffer token …`: manage API tokens directly in the data directory (works
-/// while the server runs, and without it).
+/// while the server runs, and without it), or with `--remote` over the API of
+/// the server you logged in to.
 #[derive(Debug, Args)]
 pub struct TokenArgs {
     #[command(flatten)]
     config: ConfigArgs,
+    #[command(flatten)]
+    remote: RemoteArgs,
     /// Print JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -73,6 +78,9 @@ impl TokenOut {
 
 /// Runs a token command.
 pub fn run(args: TokenArgs, out: Output) -> CliResult {
+    if let Some(client) = args.remote.client()? {
+        return remote(&client, args.command, out);
+    }
     let offline = args.config.open_offline()?;
     match args.command {
         TokenCommand::Create { access, expires_in } => {
@@ -120,4 +128,34 @@ pub fn run(args: TokenArgs, out: Output) -> CliResult {
             switched_off(out, offline.revoke_token(&id), "token", &id, "revoked")
         }
     }
+}
+
+/// The same commands over the API (`/api/v1/tokens`, scope `tokens:admin`):
+/// the server grants no more than the login holds.
+fn remote(client: &Client, command: TokenCommand, out: Output) -> CliResult {
+    match command {
+        TokenCommand::Create { access, expires_in } => {
+            let mut body = access.body();
+            if let Some(secs) = expires_in {
+                body["expires_in_secs"] = serde_json::json!(secs);
+            }
+            let answer = client.post("/api/v1/tokens", Some(&body))?;
+            print(out, &answer, |v| {
+                let secret = v["secret"].as_str().unwrap_or_default();
+                format!(
+                    "token {} created (shown once):\n\n  {secret}\n\nuse: Authorization: Bearer {secret}",
+                    v["token"]["id"].as_str().unwrap_or_default()
+                )
+            });
+        }
+        TokenCommand::List => {
+            let answer = client.get("/api/v1/tokens")?;
+            print(out, &answer, |v| access_lines(v, "revoked_at", "  REVOKED"));
+        }
+        TokenCommand::Revoke { id } => {
+            let answer = client.delete(&format!("/api/v1/tokens/{}", segment(&id)))?;
+            print(out, &answer, |_| format!("token {id} revoked"));
+        }
+    }
+    Ok(())
 }

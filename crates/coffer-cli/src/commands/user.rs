@@ -7,18 +7,23 @@ use clap::{Args, Subcommand};
 use coffer_server::UserRow;
 use serde::Serialize;
 
-use super::access::{AccessArgs, access_line, switched_off};
+use super::access::{AccessArgs, RemoteArgs, access_line, access_lines, switched_off};
+use super::answer::print;
 use super::data_dir::ConfigArgs;
+use crate::client::{Client, segment};
 use crate::error::{CliError, CliResult};
 use crate::exit::ExitCode;
 use crate::output::Output;
 use crate::password;
 
-/// `coffer user …`: manage the server's users directly in the data directory.
+/// `coffer user …`: manage the server's users directly in the data directory,
+/// or with `--remote` over the API of the server you logged in to.
 #[derive(Debug, Args)]
 pub struct UserArgs {
     #[command(flatten)]
     config: ConfigArgs,
+    #[command(flatten)]
+    remote: RemoteArgs,
     /// Print JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -81,6 +86,9 @@ fn new_password(file: Option<PathBuf>) -> CliResult<String> {
 
 /// Runs a user command.
 pub fn run(args: UserArgs, out: Output) -> CliResult {
+    if let Some(client) = args.remote.client()? {
+        return remote(&client, args.command, out);
+    }
     let offline = args.config.open_offline()?;
     match args.command {
         UserCommand::Add {
@@ -117,4 +125,38 @@ pub fn run(args: UserArgs, out: Output) -> CliResult {
             switched_off(out, offline.disable_user(&id), "user", &id, "disabled")
         }
     }
+}
+
+/// The same commands over the API (`/api/v1/users`, scope `tokens:admin`):
+/// the server grants no more than the login holds. The password is sent,
+/// never printed.
+fn remote(client: &Client, command: UserCommand, out: Output) -> CliResult {
+    match command {
+        UserCommand::Add {
+            access,
+            password_file,
+        } => {
+            let mut body = access.body();
+            body["password"] = serde_json::json!(new_password(password_file)?);
+            let answer = client.post("/api/v1/users", Some(&body))?;
+            print(out, &answer, |u| {
+                format!(
+                    "user {} ({}) created",
+                    u["name"].as_str().unwrap_or_default(),
+                    u["id"].as_str().unwrap_or_default()
+                )
+            });
+        }
+        UserCommand::List => {
+            let answer = client.get("/api/v1/users")?;
+            print(out, &answer, |v| {
+                access_lines(v, "disabled_at", "  DISABLED")
+            });
+        }
+        UserCommand::Disable { id } => {
+            let answer = client.delete(&format!("/api/v1/users/{}", segment(&id)))?;
+            print(out, &answer, |_| format!("user {id} disabled"));
+        }
+    }
+    Ok(())
 }
