@@ -50,6 +50,8 @@ async fn back_up_restore_and_export_from_the_console() {
     let b = Browser::start(&driver, &f.srv.url, 1280).await;
     let dest = f.root().join("from-console");
     let one = f.root().join("one-file");
+    let live = f.tmp.path().join("files");
+    let export_file = f.tmp.path().join("downloaded.coffer");
     let srv_url = f.srv.url.clone();
     b.run("back_up_restore_and_export", |b| async move {
         b.sign_in("ops", PASSWORD).await;
@@ -69,7 +71,7 @@ async fn back_up_restore_and_export_from_the_console() {
 
         // Restore it into an override path below the restore roots.
         b.click("a[href$='/restore']").await;
-        b.fill("input[name='o.files.path']", dest.to_str().unwrap())
+        b.fill("input[name='o/files/path']", dest.to_str().unwrap())
             .await;
         b.click("button[value=review]").await;
         let summary = b.wait_for_text("Start restore", 10).await;
@@ -91,7 +93,7 @@ async fn back_up_restore_and_export_from_the_console() {
         b.wait_for_text("b.txt", 10).await;
         b.click("a[aria-label='Restore b.txt']").await;
         let part = b
-            .find("input[name='part.files']")
+            .find("input[name='part/files']")
             .await
             .prop("value")
             .await
@@ -101,7 +103,7 @@ async fn back_up_restore_and_export_from_the_console() {
             Some("sub/b.txt"),
             "the wizard knows the part"
         );
-        b.fill("input[name='o.files.path']", one.to_str().unwrap())
+        b.fill("input[name='o/files/path']", one.to_str().unwrap())
             .await;
         b.click("button[value=review]").await;
         let summary = b.wait_for_text("only sub/b.txt", 10).await;
@@ -158,6 +160,50 @@ async fn back_up_restore_and_export_from_the_console() {
             "the download's SHA-256 is the one shown"
         );
 
+        // That export uploaded back through the console repairs a damaged file.
+        std::fs::write(&export_file, &bytes).unwrap();
+        std::fs::write(live.join("a"), b"damaged").unwrap();
+        b.open("/backups").await;
+        b.click("a[href='/upload']").await;
+        b.fill("#u-password", "an export passphrase").await;
+        b.fill("#u-components", "files").await;
+        b.find("#u-mode option[value=overwrite]")
+            .await
+            .click()
+            .await
+            .unwrap();
+        b.find("#u-file")
+            .await
+            .send_keys(export_file.to_str().unwrap())
+            .await
+            .unwrap();
+        b.click("form[action='/upload'] button[type=submit]").await;
+        b.wait_for_text("State: READY", 120).await;
+        assert!(b.path().await.starts_with("/restores/"));
+        assert_eq!(
+            std::fs::read(live.join("a")).unwrap(),
+            b"a",
+            "restored from the upload"
+        );
+        // A wrong passphrase: the API's refusal on the form, nothing changed.
+        std::fs::write(live.join("a"), b"damaged again").unwrap();
+        b.open("/upload").await;
+        b.fill("#u-password", "not the passphrase").await;
+        b.find("#u-mode option[value=overwrite]")
+            .await
+            .click()
+            .await
+            .unwrap();
+        b.find("#u-file")
+            .await
+            .send_keys(export_file.to_str().unwrap())
+            .await
+            .unwrap();
+        b.click("form[action='/upload'] button[type=submit]").await;
+        let refused = b.wait_for_text("wrong password", 60).await;
+        assert!(b.has("p.alert").await, "{refused}");
+        assert_eq!(std::fs::read(live.join("a")).unwrap(), b"damaged again");
+
         // Sign out: the console asks for a sign-in again.
         b.click("form.signout button").await;
         b.wait_for_text("Sign in", 10).await;
@@ -187,7 +233,7 @@ async fn a_user_without_restore_gets_no_restore_action_and_forged_forms_are_refu
                 "const f = document.createElement('form'); f.method = 'post'; f.action = '{action}';
                  const add = (n, v) => {{ const i = document.createElement('input'); i.type = 'hidden'; i.name = n; i.value = v; f.appendChild(i); }};
                  if ({with_csrf}) add('csrf', document.querySelector('form.signout input[name=csrf]').value);
-                 add('component', 'files'); add('o.files.path', '{}'); add('action', 'start');
+                 add('component', 'files'); add('o/files/path', '{}'); add('action', 'start');
                  document.body.appendChild(f); f.submit();",
                 dest.display()
             )
@@ -509,6 +555,34 @@ fn pages_carry_a_strict_policy_and_sessions_end_when_their_login_does() {
     // A page without a session goes to the sign-in page.
     let anonymous = agent.get(&url("/backups")).call().unwrap();
     assert_eq!(header(&anonymous, "location"), ["/login?signed_out"]);
+    // An API token planted as the cookie is no session: only a user's login is.
+    let planted = agent
+        .get(&url("/backups"))
+        .header("Cookie", format!("coffer_session={}", f.srv.admin))
+        .call()
+        .unwrap();
+    assert_eq!(header(&planted, "location"), ["/login?expired"]);
+    // Where components live is shown to those who may restore them.
+    let reader = f.srv.token(&["backups:read"], None, None);
+    let shown = |token: &str| {
+        let (_, v) = f.srv.call("GET", "/api/v1/components", Some(token), None);
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "files")
+            .unwrap()["overridable"][0]
+            .clone()
+    };
+    assert_eq!(
+        shown(&reader)["configured"],
+        serde_json::Value::Null,
+        "no `restore`: no path"
+    );
+    let path = shown(&f.srv.admin)["configured"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(path.ends_with("/files"), "{path}");
     // The API is not reachable with the cookie alone (no CSRF surface there).
     let api = agent
         .get(&url("/api/v1/backups"))

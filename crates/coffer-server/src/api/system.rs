@@ -7,6 +7,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use coffer_model::access::Scope;
+
 use crate::access::Principal;
 use crate::api::common::{ApiResult, blocking};
 use crate::api::error::ErrorBody;
@@ -80,7 +82,9 @@ pub struct ComponentView {
 pub struct OverridableView {
     /// The field (`path`, `database`, `bucket`, …).
     pub name: &'static str,
-    /// Its configured value (absent for secrets and values read from files).
+    /// Its configured value: absent for secrets and values read from files,
+    /// and for a caller without `restore` (or, for fields that move the data
+    /// to another server, without `restore:redirect`).
     pub configured: Option<String>,
     /// Overriding it needs the `restore:redirect` scope too.
     pub redirect: bool,
@@ -108,8 +112,12 @@ pub async fn list_components(
                 overridable: overridable_fields(&c.kind)
                     .into_iter()
                     .map(|f| OverridableView {
+                        // Where a component lives is shown to those who may restore it
+                        // (and, for another server's fields, move it).
+                        configured: f.configured.filter(|_| {
+                            p.has(Scope::Restore) && (!f.redirect || p.has(Scope::RestoreRedirect))
+                        }),
                         name: f.name,
-                        configured: f.configured,
                         redirect: f.redirect,
                     })
                     .collect(),

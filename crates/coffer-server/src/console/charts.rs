@@ -47,6 +47,13 @@ pub fn bars(title: &str, bars: &[Bar], fmt: impl Fn(f64) -> String) -> Markup {
                 }
             }
             figcaption.hint { (title) }
+            details {
+                summary { "Values" }
+                table {
+                    thead { tr { th { "When" } th { "Value" } } }
+                    tbody { @for b in bars { tr { td.hash { (b.label) } td { (fmt(b.value)) @if b.failed { " (failed)" } } } } }
+                }
+            }
         }
     }
 }

@@ -130,6 +130,10 @@ pub fn notice(message: &str) -> Markup {
 
 /// The page an API refusal becomes, with the API's status and message.
 pub fn failure(session: &Session, section: Section, f: &Failure) -> Response {
+    // The login ended between the page's check and the API's (expired, disabled).
+    if f.status == StatusCode::UNAUTHORIZED {
+        return axum::response::Redirect::to("/login?expired").into_response();
+    }
     let status = if f.status.is_client_error() || f.status.is_server_error() {
         f.status
     } else {

@@ -22,7 +22,7 @@ mod view;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{Next, from_fn};
 use axum::response::Response;
@@ -89,7 +89,7 @@ pub fn router(state: Shared, api: Router) -> Router {
         api: api.clone(),
         forms_key,
     });
-    use pages::{access, backups, browse, login, overview, restore, schedules, targets};
+    use pages::{access, backups, browse, login, overview, restore, schedules, targets, upload};
     Router::new()
         .route("/assets/{file}", get(assets::serve))
         .route("/login", get(login::show).post(login::submit))
@@ -113,6 +113,13 @@ pub fn router(state: Shared, api: Router) -> Router {
         .route("/restores/{id}/live", get(restore::live))
         .route("/exports/{id}/download", get(backups::download))
         .route("/exports/{id}/delete", post(backups::delete_export))
+        // The export streams through to the API, which applies its own upload limit.
+        .route(
+            "/upload",
+            get(upload::form)
+                .post(upload::submit)
+                .layer(DefaultBodyLimit::disable()),
+        )
         .route("/targets", get(targets::list))
         .route("/targets/new", get(targets::form).post(targets::submit))
         .route("/schedules", get(schedules::list).post(schedules::create))

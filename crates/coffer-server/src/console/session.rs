@@ -21,8 +21,16 @@ use super::forms::FormData;
 use crate::access::Principal;
 use crate::access::tokens::authenticate;
 
-/// The session cookie's name.
-pub const SESSION_COOKIE: &str = "coffer_session";
+/// The session cookie's name: under TLS with the `__Host-` prefix, which a
+/// browser accepts only from this host, over HTTPS, for the whole site —
+/// a sibling domain or a plain-HTTP page cannot plant one.
+pub fn session_cookie(secure: bool) -> &'static str {
+    if secure {
+        "__Host-coffer_session"
+    } else {
+        "coffer_session"
+    }
+}
 /// The login form's CSRF cookie.
 pub const LOGIN_COOKIE: &str = "coffer_login";
 /// The form field that carries the CSRF token.
@@ -120,7 +128,8 @@ impl FromRequestParts<ConsoleState> for Session {
         console: &ConsoleState,
     ) -> Result<Self, Self::Rejection> {
         let to_login = |why: &str| Redirect::to(&format!("/login?{why}")).into_response();
-        let Some(token) = cookie(&parts.headers, SESSION_COOKIE).filter(|t| !t.is_empty()) else {
+        let name = session_cookie(console.secure);
+        let Some(token) = cookie(&parts.headers, name).filter(|t| !t.is_empty()) else {
             return Err(to_login("signed_out"));
         };
         let st = Arc::clone(&console.state);
@@ -130,7 +139,8 @@ impl FromRequestParts<ConsoleState> for Session {
         })
         .await;
         match principal {
-            Ok(Ok(principal)) => Ok(Session {
+            // A user's login only: an API token in the cookie is no session.
+            Ok(Ok(principal)) if principal.id.starts_with("usr-") => Ok(Session {
                 csrf: csrf_of(console, &token),
                 token,
                 principal,

@@ -34,14 +34,25 @@ function poll(el) {
 }
 
 function copyButton(btn) {
+  btn.setAttribute("aria-live", "polite");
+  const done = () => {
+    btn.textContent = "Copied";
+    setTimeout(() => { btn.textContent = "Copy"; }, 1500);
+  };
   btn.addEventListener("click", () => {
     const value = btn.getAttribute("data-copy");
-    if (navigator.clipboard) {
-      navigator.clipboard.writeText(value).then(() => {
-        btn.textContent = "Copied";
-        setTimeout(() => { btn.textContent = "Copy"; }, 1500);
-      });
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(value).then(done);
+      return;
     }
+    // Plain HTTP from another machine has no clipboard API: copy through a selection.
+    const area = document.createElement("textarea");
+    area.value = value;
+    area.setAttribute("readonly", "");
+    area.className = "sr-only";
+    document.body.appendChild(area);
+    area.select();
+    try { if (document.execCommand("copy")) { done(); } } finally { area.remove(); }
   });
 }
 

@@ -50,7 +50,7 @@ async fn access_page(
         section.card {
             h2 { "Tokens" }
             div.scroll { table {
-                thead { tr { th { "Name" } th { "Scopes" } th { "Components" } th { "Expires" } th { "State" } th {} } }
+                thead { tr { th { "Name" } th { "Scopes" } th { "Components" } th { "Expires" } th { "State" } th { span.sr-only { "Actions" } } } }
                 tbody { @for tk in items(&tokens) { tr {
                     td { (text(&tk["name"])) br; span.hint.mono { (text(&tk["id"])) } }
                     td { (scopes(&tk["scopes"])) }
@@ -69,7 +69,7 @@ async fn access_page(
         section.card {
             h2 { "Users" }
             div.scroll { table {
-                thead { tr { th { "Name" } th { "Scopes" } th { "Components" } th { "Created" } th { "State" } th {} } }
+                thead { tr { th { "Name" } th { "Scopes" } th { "Components" } th { "Created" } th { "State" } th { span.sr-only { "Actions" } } } }
                 tbody { @for u in items(&users) { tr {
                     td { (text(&u["name"])) }
                     td { (scopes(&u["scopes"])) }
@@ -165,9 +165,9 @@ pub async fn create_token(
     }
     let mut body = grant(&form);
     if let Some(d) = form.text("expires_days") {
-        match d.parse::<u64>() {
-            Ok(d) => body["expires_in_secs"] = json!(d * 86_400),
-            Err(_) => {
+        match d.parse::<u64>().ok().and_then(|d| d.checked_mul(86_400)) {
+            Some(secs) => body["expires_in_secs"] = json!(secs),
+            None => {
                 return access_page(
                     &console,
                     &session,

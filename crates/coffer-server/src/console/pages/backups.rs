@@ -24,7 +24,7 @@ pub struct Filters {
     status: Option<String>,
 }
 
-const STATES: [&str; 5] = ["", "PENDING", "RUNNING", "READY", "ERROR"];
+const STATES: [&str; 4] = ["", "BACKING_UP", "READY", "ERROR"];
 
 /// `GET /backups`.
 async fn list_page(
@@ -56,6 +56,9 @@ async fn list_page(
     let body = html! {
         @if let Some(e) = error { (alert(e)) }
         @if let Some(c) = &components { (start_form(session, items(c))) }
+        @if session.can(Scope::Restore) {
+            div.actions { a.button.secondary href="/upload" { "Restore an export file…" } }
+        }
         form.card method="get" action="/backups" role="search" {
             div.grid {
                 div { label for="f-label" { "Label" } input #f-label type="text" name="label" value=[f.label.as_deref()]; }
@@ -282,7 +285,7 @@ fn export_table(session: &Session, exports: &[Value]) -> Markup {
             h2 { "Exports" }
             @if exports.is_empty() { p.hint { "None yet." } } @else {
                 div.scroll { table {
-                    thead { tr { th { "File" } th { "State" } th { "Size" } th { "SHA-256" } th { "MD5" } th {} } }
+                    thead { tr { th { "File" } th { "State" } th { "Size" } th { "SHA-256" } th { "MD5" } th { span.sr-only { "Actions" } } } }
                     tbody { @for e in exports {
                         @let ready = text(&e["status"]) == "READY";
                         tr {

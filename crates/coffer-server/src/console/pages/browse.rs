@@ -92,7 +92,7 @@ pub async fn show(
             div.actions { a.button.secondary href=(restore(&dir)) { "Restore this directory…" } }
         }
         div.scroll { table {
-            thead { tr { th { "Name" } th { "Kind" } th { "Size" } th { "Modified" } @if can_restore { th {} } } }
+            thead { tr { th { "Name" } th { "Kind" } th { "Size" } th { "Modified" } @if can_restore { th { span.sr-only { "Actions" } } } } }
             tbody { @for e in items(&listing["entries"]) {
                 @let entry = text(&e["name"]);
                 tr {

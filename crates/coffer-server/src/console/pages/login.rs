@@ -11,7 +11,7 @@ use crate::console::ConsoleState;
 use crate::console::forms::FormData;
 use crate::console::layout::{alert, bare, notice};
 use crate::console::session::{
-    CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, Session, login_form_matches, nonce, set_cookie,
+    CSRF_FIELD, LOGIN_COOKIE, Session, login_form_matches, nonce, session_cookie, set_cookie,
 };
 
 /// How long the login form may sit before it is sent.
@@ -95,7 +95,13 @@ pub async fn submit(
         Ok(login) => {
             let token = login["token"].as_str().unwrap_or_default();
             let lifetime = console.state.config.login_lifetime.as_secs();
-            let session = set_cookie(SESSION_COOKIE, token, "/", lifetime, console.secure);
+            let session = set_cookie(
+                session_cookie(console.secure),
+                token,
+                "/",
+                lifetime,
+                console.secure,
+            );
             let clear = set_cookie(LOGIN_COOKIE, "", "/login", 0, console.secure);
             let mut res = Redirect::to("/").into_response();
             res.headers_mut().append(header::SET_COOKIE, session);
@@ -115,7 +121,7 @@ pub async fn logout(
     if let Err(refused) = session.check(&form) {
         return refused.into_response();
     }
-    let clear = set_cookie(SESSION_COOKIE, "", "/", 0, console.secure);
+    let clear = set_cookie(session_cookie(console.secure), "", "/", 0, console.secure);
     let mut res = Redirect::to("/login").into_response();
     res.headers_mut().append(header::SET_COOKIE, clear);
     res

@@ -8,3 +8,4 @@ pub mod overview;
 pub mod restore;
 pub mod schedules;
 pub mod targets;
+pub mod upload;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::http::Method;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use coffer_model::access::Scope;
 use maud::{Markup, html};
 use serde_json::Value;
@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::console::ConsoleState;
 use crate::console::charts::{Bar, bars};
 use crate::console::client::segment;
-use crate::console::layout::{Section, failure, page};
+use crate::console::layout::{Section, failure, notice, page};
 use crate::console::session::Session;
 use crate::console::view::{items, size, span, status, text, when};
 
@@ -23,6 +23,19 @@ const CHART_POINTS: usize = 24;
 
 /// `GET /`.
 pub async fn show(State(console): State<ConsoleState>, session: Session) -> Response {
+    // A login that may not read backups starts at the first part it may open.
+    if !session.can(Scope::BackupsRead) {
+        return match first_section(&session) {
+            Some(s) => Redirect::to(s.href()).into_response(),
+            None => page(
+                &session,
+                Section::Overview,
+                "Overview",
+                notice("This user may not see anything in the console: ask an administrator for scopes."),
+            )
+            .into_response(),
+        };
+    }
     let t = session.bearer();
     let (components, backups) = match (
         console
@@ -68,6 +81,18 @@ pub async fn show(State(console): State<ConsoleState>, session: Session) -> Resp
         (charts(items(&components), backups))
     };
     page(&session, Section::Overview, "Overview", body).into_response()
+}
+
+/// The first section a user without `backups:read` may open.
+fn first_section(session: &Session) -> Option<Section> {
+    [
+        (Section::Targets, Scope::TargetsRead),
+        (Section::Schedules, Scope::SchedulesRead),
+        (Section::Access, Scope::TokensAdmin),
+    ]
+    .into_iter()
+    .find(|(_, scope)| session.can(*scope))
+    .map(|(s, _)| s)
 }
 
 /// The newest backup holding `component` READY, and the newest at all.
@@ -122,7 +147,7 @@ fn schedule_table(schedules: &[Value]) -> Markup {
                     tbody { @for s in schedules { tr {
                         td { (text(&s["name"])) @if s["enabled"].as_bool() == Some(false) { " " span.badge { "paused" } } }
                         td { (when(&s["next_run"])) }
-                        td { (status(&s["last_run"]["backup_status"])) " " (text(&s["last_run"]["run"]["outcome"])) }
+                        td { (status(&s["last_run"]["backup_status"])) " " (text(&s["last_run"]["outcome"])) }
                         td { (when(&s["last_success"]["finished_at"])) }
                     } } }
                 } }

@@ -27,9 +27,10 @@ const MODES: [(&str, &str); 3] = [
     ),
 ];
 
-/// A form field name for a component's override.
+/// A form field name for a component's override (`/` is in no component
+/// name, `.` may be).
 fn field_name(component: &str, field: &str) -> String {
-    format!("o.{component}.{field}")
+    format!("o/{component}/{field}")
 }
 
 /// What the wizard needs: the backup and the configured components.
@@ -89,7 +90,7 @@ fn wizard(
     };
     let value = |k: &str| form.and_then(|f| f.get(k)).unwrap_or("").to_owned();
     let part_of = |name: &str| match form {
-        Some(f) => f.get(&format!("part.{name}")).unwrap_or("").to_owned(),
+        Some(f) => f.get(&format!("part/{name}")).unwrap_or("").to_owned(),
         None if preset.component.as_deref() == Some(name) => {
             preset.part.clone().unwrap_or_default()
         }
@@ -112,14 +113,14 @@ fn wizard(
                         @let id = format!("part-{name}");
                         label for=(id) { "Only this file or directory" }
                         p.hint { "A path below the component's top (browse the backup to find it); empty: all of it. It goes back where it was, or into the path below." }
-                        input id=(id) type="text" name=(format!("part.{name}")) value=(part_of(name)) autocomplete="off";
+                        input id=(id) type="text" name=(format!("part/{name}")) value=(part_of(name)) autocomplete="off";
                     }
                     @if let Some(conf) = conf {
                         @for f in items(&conf["overridable"]).iter().filter(|f| redirect || f["redirect"].as_bool() != Some(true)) {
                             @let field = text(&f["name"]);
                             @let id = format!("o-{name}-{field}");
                             @let key = field_name(name, field);
-                            label for=(id) { (field) }
+                            label for=(id) { (field) " of " (name) }
                             @if let Some(v) = f["configured"].as_str() { p.hint { "configured: " code { (v) } } }
                             input id=(id) type=(if matches!(field, "password" | "secret_key") { "password" } else { "text" }) name=(key) value=(value(&key)) autocomplete="off";
                         }
@@ -134,7 +135,7 @@ fn wizard(
             }
             label.check { input type="checkbox" name="clean" value="1" checked[form.is_some_and(|f| f.checked("clean"))]; "Databases, Redis, buckets: remove what the destination has first" }
             label.check { input type="checkbox" name="no_owner" value="1" checked[form.is_some_and(|f| f.checked("no_owner"))]; "PostgreSQL: do not restore ownership" }
-            @if items(&b["components"]).iter().any(|c| c["sealed"].as_bool() == Some(true)) || session.can(Scope::Sensitive) {
+            @if restorable(b, configured).iter().any(|(_, conf)| conf.is_some_and(|k| k["sensitive"] == json!(true))) {
                 label for="age_identity" { "age identity (sealed components only)" }
                 textarea #age_identity name="age_identity" rows="2" autocomplete="off" { (value("age_identity")) }
             }
@@ -148,7 +149,7 @@ fn request(form: &FormData) -> Value {
     let components = form.all("component");
     let mut overrides = Map::new();
     for c in &components {
-        let prefix = format!("o.{c}.");
+        let prefix = format!("o/{c}/");
         let mut fields = Map::new();
         for (k, v) in &form.0 {
             let (Some(field), false) = (k.strip_prefix(&prefix), v.trim().is_empty()) else {
@@ -169,7 +170,7 @@ fn request(form: &FormData) -> Value {
     let parts: Map<String, Value> = components
         .iter()
         .filter_map(|c| {
-            form.text(&format!("part.{c}"))
+            form.text(&format!("part/{c}"))
                 .map(|p| (c.clone(), json!(p)))
         })
         .collect();

@@ -46,14 +46,14 @@ async fn list_page(
     let body = html! {
         @if let Some(e) = error { (alert(e)) }
         div.scroll { table {
-            thead { tr { th { "Schedule" } th { "When" } th { "Next run" } th { "Last run" } th { "Last success" } th {} } }
+            thead { tr { th { "Schedule" } th { "When" } th { "Next run" } th { "Last run" } th { "Last success" } th { span.sr-only { "Actions" } } } }
             tbody { @for s in items(&schedules["schedules"]) {
                 @let name = text(&s["name"]);
                 tr {
                     td { (name) @if s["enabled"].as_bool() == Some(false) { " " span.badge { "paused" } } }
                     td.hash { (when_text(&s["spec"])) }
                     td { (when(&s["next_run"])) }
-                    td { (status(&s["last_run"]["backup_status"])) " " (text(&s["last_run"]["run"]["outcome"])) }
+                    td { (status(&s["last_run"]["backup_status"])) " " (text(&s["last_run"]["outcome"])) }
                     td { (when(&s["last_success"]["finished_at"])) }
                     td { div.actions {
                         @if session.can(Scope::BackupsWrite) {

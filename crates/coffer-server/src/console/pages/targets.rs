@@ -105,10 +105,34 @@ fn spec(kind: &str, form: &FormData) -> Value {
     Value::Object(spec)
 }
 
-/// The proof that `name` + `spec` passed Validate in this session.
-fn proof(console: &Console, session: &Session, name: &str, spec: &Value) -> String {
-    let msg = format!("validated\0{}\0{name}\0{spec}", session.csrf);
-    hex::encode(ring::hmac::sign(&console.forms_key, msg.as_bytes()).as_ref())
+/// How long a passed Validate may be saved.
+const PROOF_SECS: i64 = 15 * 60;
+
+/// The proof that `name` + `spec` passed Validate in this session at
+/// `at` (seconds since the epoch): `<at>.<HMAC>`.
+fn proof(console: &Console, session: &Session, at: i64, name: &str, spec: &Value) -> String {
+    let msg = format!("validated\0{}\0{at}\0{name}\0{spec}", session.csrf);
+    let tag = ring::hmac::sign(&console.forms_key, msg.as_bytes());
+    format!("{at}.{}", hex::encode(tag.as_ref()))
+}
+
+/// Whether `given` proves that these settings passed Validate here, lately.
+fn proven(
+    console: &Console,
+    session: &Session,
+    given: Option<&str>,
+    name: &str,
+    spec: &Value,
+) -> bool {
+    let Some((at, _)) = given.and_then(|g| g.split_once('.')) else {
+        return false;
+    };
+    let Ok(at) = at.parse::<i64>() else {
+        return false;
+    };
+    let age = crate::console::view::now() - at;
+    (0..=PROOF_SECS).contains(&age)
+        && given == Some(proof(console, session, at, name, spec).as_str())
 }
 
 /// `GET /targets`.
@@ -192,7 +216,7 @@ fn target_form(
             input #name type="text" name="name" value=(value("name")) required pattern="[A-Za-z0-9][A-Za-z0-9_.-]*";
             @for (name, label, input, hint) in fields(kind) {
                 @if *input == "checkbox" {
-                    label.check { input type="checkbox" name=(name) value="true" checked[form.is_some_and(|f| f.checked(name))]; (label) }
+                    label.check { input type="checkbox" name=(name) value="true" checked[form.map_or(true, |f| f.checked(name))]; (label) }
                 } @else {
                     label for=(format!("f-{name}")) { (label) }
                     input id=(format!("f-{name}")) type=(input) name=(name) value=(value(name)) autocomplete="off";
@@ -275,13 +299,12 @@ pub async fn submit(
         )
             .into_response()
     };
-    let proven = proof(&console, &session, &name, &spec);
     if form.get("action") == Some("save") {
-        if form.get("validated") != Some(proven.as_str()) {
+        if !proven(&console, &session, form.get("validated"), &name, &spec) {
             return show(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Outcome::Refused(
-                    "These settings have not passed Validate: validate them, then save.",
+                    "These settings have not passed Validate (or it was over 15 minutes ago): validate them, then save.",
                 ),
             );
         }
@@ -314,9 +337,16 @@ pub async fn submit(
     {
         Ok(report) => {
             let ok = report["ok"] == json!(true);
+            let proof = proof(
+                &console,
+                &session,
+                crate::console::view::now(),
+                &name,
+                &spec,
+            );
             show(
                 StatusCode::OK,
-                Outcome::Report(&report, ok.then_some(proven)),
+                Outcome::Report(&report, ok.then_some(proof)),
             )
         }
         Err(f) if f.status == StatusCode::FORBIDDEN => failure(&session, Section::Targets, &f),
