@@ -204,6 +204,20 @@ async fn back_up_restore_and_export_from_the_console() {
         assert!(b.has("p.alert").await, "{refused}");
         assert_eq!(std::fs::read(live.join("a")).unwrap(), b"damaged again");
 
+        // Auth0's and DC/OS's ends: delete the export (confirmed), then the backup (confirmed).
+        b.open(&backup_path).await;
+        b.click("form[action$='/delete'][data-confirm] button")
+            .await;
+        b.client.accept_alert().await.unwrap();
+        b.wait_for_text("None yet.", 10).await;
+        b.click("a[href$='/delete']").await;
+        b.wait_for_text("cannot be undone", 10).await;
+        b.click("button.danger").await;
+        b.wait_for_text("Start a backup", 10).await;
+        assert_eq!(b.path().await, "/backups");
+        b.open(&backup_path).await;
+        b.wait_for_text("no backup", 10).await;
+
         // Sign out: the console asks for a sign-in again.
         b.click("form.signout button").await;
         b.wait_for_text("Sign in", 10).await;
@@ -583,6 +597,29 @@ fn pages_carry_a_strict_policy_and_sessions_end_when_their_login_does() {
         .unwrap()
         .to_owned();
     assert!(path.ends_with("/files"), "{path}");
+    // Targets carry their last probe (run at start): reachable, sizes; the overview shows it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let health = loop {
+        let (_, targets) = f.srv.admin("GET", "/api/v1/targets", None);
+        let h = targets[0]["health"].clone();
+        if !h.is_null() || std::time::Instant::now() > deadline {
+            break h;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(health["reachable"], true, "{health}");
+    assert!(
+        health["free_bytes"].as_u64().is_some_and(|n| n > 0),
+        "{health}"
+    );
+    let mut overview = page("/");
+    assert!(
+        overview
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+            .contains("reachable")
+    );
     // The API is not reachable with the cookie alone (no CSRF surface there).
     let api = agent
         .get(&url("/api/v1/backups"))

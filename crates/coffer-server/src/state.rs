@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::notify::handle::Notifier;
 use crate::schedules::handle::Scheduler;
 use crate::targets::cache::RepoCache;
+use crate::targets::last_probe::Healths;
 
 /// Uploads decrypted and unpacked at once: a passphrase costs an scrypt
 /// derivation of up to 256 MiB (work factor 18), and unpacking fills disk.
@@ -55,6 +56,8 @@ pub struct AppState {
     pub after_backup: OnceLock<fn(&Shared, &str)>,
     /// The notifier's inbox.
     pub notifier: Notifier,
+    /// The last probe of each target (reachable, repository size, free space).
+    pub target_health: Healths,
 }
 
 impl std::fmt::Debug for AppState {
@@ -81,6 +84,7 @@ impl AppState {
             scheduler: Scheduler::default(),
             after_backup: OnceLock::new(),
             notifier: Notifier::default(),
+            target_health: Healths::default(),
             config,
             catalog,
             key,

@@ -167,9 +167,13 @@ impl Browser {
         self.find(css).await.click().await.expect("click");
     }
 
-    /// The text of the page's `<main>`.
+    /// The text of the page's `<main>` ("" while a page is loading: a form
+    /// just sent may not have its answer yet).
     pub async fn main_text(&self) -> String {
-        self.find("main").await.text().await.unwrap_or_default()
+        match self.client.find(Locator::Css("main")).await {
+            Ok(main) => main.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
     }
 
     /// The path of the current page.

@@ -11,11 +11,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::access::Principal;
-use crate::api::common::{ApiResult, JsonBody, blocking};
+use crate::api::common::{ApiResult, JsonBody, blocking, time};
 use crate::api::error::{ErrorBody, ValidationFailed};
 use crate::error::ServiceError;
 use crate::rebuild::RebuildReport;
-use crate::state::Shared;
+use crate::state::{AppState, Shared};
 use crate::targets::{self, NewTarget, SAME_DISK_WARNING, TargetChange, TargetInfo, is_same_disk};
 
 /// A target, without its secrets.
@@ -38,10 +38,39 @@ pub struct TargetView {
     pub warning: Option<String>,
     /// Declared under `[[targets]]` in coffer.toml: read-only over the API.
     pub declared: bool,
+    /// The last probe (every `alerts.probe_every_secs`; absent until the
+    /// first since the server started).
+    pub health: Option<TargetHealthView>,
 }
 
-fn target_view(t: TargetInfo) -> Result<TargetView, ServiceError> {
+/// What the last probe of a target found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TargetHealthView {
+    /// When it ran (RFC 3339).
+    pub probed_at: String,
+    /// Whether the repository could be listed.
+    pub reachable: bool,
+    /// Why not.
+    pub error: Option<String>,
+    /// The repository's size in bytes.
+    pub repository_bytes: Option<u64>,
+    /// Bytes free on a local target's file system.
+    pub free_bytes: Option<u64>,
+}
+
+fn target_view(state: &AppState, t: TargetInfo) -> Result<TargetView, ServiceError> {
+    let health = state
+        .target_health
+        .last(&t.row.name)
+        .map(|h| TargetHealthView {
+            probed_at: time(h.at),
+            reachable: h.error.is_none(),
+            error: h.error,
+            repository_bytes: h.repository_bytes,
+            free_bytes: h.free_bytes,
+        });
     Ok(TargetView {
+        health,
         spec: serde_json::to_value(&t.spec.kind).map_err(ServiceError::internal)?,
         warning: is_same_disk(&t.row.kind).then(|| SAME_DISK_WARNING.to_owned()),
         name: t.row.name,
@@ -63,7 +92,7 @@ pub async fn list_targets(
     let views = blocking(move || {
         targets::list(&state, &p)?
             .into_iter()
-            .map(target_view)
+            .map(|t| target_view(&state, t))
             .collect()
     })
     .await?;
@@ -79,7 +108,7 @@ pub async fn show_target(
     p: Principal,
     Path(name): Path<String>,
 ) -> ApiResult<Json<TargetView>> {
-    let view = blocking(move || target_view(targets::show(&state, &p, &name)?)).await?;
+    let view = blocking(move || target_view(&state, targets::show(&state, &p, &name)?)).await?;
     Ok(Json(view))
 }
 
@@ -149,7 +178,7 @@ pub async fn create_target(
     let added = blocking(move || {
         let added = targets::add(&state, &p, req)?;
         Ok(TargetCreated {
-            target: target_view(added.target)?,
+            target: target_view(&state, added.target)?,
             validation: added.validation,
             notice: added
                 .repository_password
@@ -243,7 +272,8 @@ pub async fn update_target(
         confirm_default: req.confirm_default,
         spec: req.spec,
     };
-    let view = blocking(move || target_view(targets::change(&state, &p, &name, change)?)).await?;
+    let view =
+        blocking(move || target_view(&state, targets::change(&state, &p, &name, change)?)).await?;
     Ok(Json(view))
 }
 

@@ -108,3 +108,19 @@ pub fn progress(p: &Value) -> Markup {
         }
     }
 }
+
+/// A target's last probe: reachable or why not, when, its repository's
+/// size and the free space of a local one.
+pub fn health(h: &Value) -> Markup {
+    if h.is_null() {
+        return html! { span.hint { "not probed yet" } };
+    }
+    html! {
+        @if h["reachable"] == Value::Bool(true) {
+            span.badge.ok { "reachable" }
+        } @else {
+            span.badge.bad { "unreachable" } " " span.hint { (text(&h["error"])) }
+        }
+        " " span.hint { (when(&h["probed_at"])) }
+    }
+}

@@ -151,6 +151,7 @@ pub fn probe(state: &AppState) {
     };
     for row in &targets {
         let h = health::probe(state, row);
+        state.target_health.record(&h);
         let name = &h.name;
         state
             .metrics

@@ -3,24 +3,12 @@
 //! writes nothing and takes no lock), run by the scheduler every
 //! `alerts.probe_every_secs`.
 
-use std::path::PathBuf;
-
 use coffer_model::target::TargetKind;
 use coffer_targets::OpenTarget;
 
+use super::last_probe::TargetHealth;
 use crate::catalog::TargetRow;
 use crate::state::AppState;
-
-/// What one probe of a target found.
-#[derive(Debug)]
-pub struct TargetHealth {
-    /// The target's name.
-    pub name: String,
-    /// The repository's size in bytes, or why it could not be reached.
-    pub reached: Result<u64, String>,
-    /// A local target's directory and the bytes free there.
-    pub free: Option<(PathBuf, u64)>,
-}
 
 /// Probes `row`: lists its repository (the `config` object must be there)
 /// and, for a local target, measures the free space of its file system.

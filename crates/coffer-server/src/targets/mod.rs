@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod declared;
 pub mod health;
+pub mod last_probe;
 pub mod policy;
 mod store;
 

@@ -16,7 +16,7 @@ use crate::console::charts::{Bar, bars};
 use crate::console::client::segment;
 use crate::console::layout::{Section, failure, notice, page};
 use crate::console::session::Session;
-use crate::console::view::{items, size, span, status, text, when};
+use crate::console::view::{health, items, size, size_of, span, status, text, when};
 
 /// Backups drawn per chart.
 const CHART_POINTS: usize = 24;
@@ -161,12 +161,15 @@ fn target_table(targets: &[Value]) -> Markup {
         section.card aria-labelledby="where" {
             h2 #where { "Targets" }
             div.scroll { table {
-                thead { tr { th { "Target" } th { "Kind" } th { "Mode" } th { "Backups" } } }
+                thead { tr { th { "Target" } th { "Kind" } th { "Mode" } th { "Backups" } th { "Health" } th { "Repository" } th { "Free" } } }
                 tbody { @for t in targets { tr {
                     td { (text(&t["name"])) @if t["default"].as_bool() == Some(true) { " " span.badge { "default" } } }
                     td { (text(&t["kind"])) }
                     td { (text(&t["mode"])) }
                     td { (t["backups"].as_u64().unwrap_or(0)) }
+                    td { (health(&t["health"])) }
+                    td { (size_of(&t["health"]["repository_bytes"])) }
+                    td { (size_of(&t["health"]["free_bytes"])) }
                 } } }
             } }
         }

@@ -17,7 +17,7 @@ use crate::console::client::Failure;
 use crate::console::forms::FormData;
 use crate::console::layout::{Section, alert, csrf, failure, notice, page};
 use crate::console::session::Session;
-use crate::console::view::{items, status, text};
+use crate::console::view::{health, items, size_of, status, text};
 use crate::console::{Console, ConsoleState};
 
 /// A field of a kind's form: (name, label, input type, hint).
@@ -147,13 +147,16 @@ pub async fn list(State(console): State<ConsoleState>, session: Session) -> Resp
     let body = html! {
         @if session.can(Scope::TargetsWrite) { div.actions { a.button href="/targets/new" { "Add a target" } } }
         div.scroll { table {
-            thead { tr { th { "Target" } th { "Kind" } th { "Mode" } th { "Backups" } th { "Where" } } }
+            thead { tr { th { "Target" } th { "Kind" } th { "Mode" } th { "Backups" } th { "Where" } th { "Health" } th { "Repository" } th { "Free" } } }
             tbody { @for t in items(&targets) { tr {
                 td { (text(&t["name"])) @if t["default"].as_bool() == Some(true) { " " span.badge { "default" } } @if t["declared"].as_bool() == Some(true) { " " span.badge { "coffer.toml" } } }
                 td { (text(&t["kind"])) }
                 td { (text(&t["mode"])) }
                 td { (t["backups"].as_u64().unwrap_or(0)) }
                 td.hash { (where_of(&t["spec"])) }
+                td { (health(&t["health"])) }
+                td { (size_of(&t["health"]["repository_bytes"])) }
+                td { (size_of(&t["health"]["free_bytes"])) }
             } } }
         } }
         @for t in items(&targets) { @if let Some(w) = t["warning"].as_str() { p.warning { strong { (text(&t["name"])) ": " } (w) } } }
