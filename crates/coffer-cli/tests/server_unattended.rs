@@ -112,7 +112,7 @@ fn scheduled_backups_are_copied_to_extra_targets_and_a_failed_copy_keeps_its_bac
         restic(
             &dir.join("second"),
             &passwords[0],
-            &["check", "--read-data"],
+            &["--no-lock", "check", "--read-data"],
         );
     }
 

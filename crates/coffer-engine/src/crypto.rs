@@ -1,5 +1,5 @@
-//! Opening restic's encrypted files and blobs with the repository's master
-//! key. rustic_core keeps its own decryption private, and Coffer reads some
+//! Opening (and, for lock files, writing) restic's encrypted files and blobs
+//! with the repository's master key. rustic_core keeps its own decryption private, and Coffer reads some
 //! files itself: plain restic's locks, and packs fetched in whole ranges for
 //! fast restores (see [`crate::fetch`]).
 
@@ -43,4 +43,17 @@ pub(crate) fn decrypt(cipher: &Aes256CtrPoly1305Aes, data: &[u8]) -> Result<Vec<
     cipher
         .decrypt(GenericArray::from_slice(&data[..16]), &data[16..])
         .map_err(|_| Unsealed::BadMac)
+}
+
+/// Encrypts one object as restic does: a random IV (16 bytes), the
+/// ciphertext, the MAC (16 bytes).
+pub(crate) fn encrypt(cipher: &Aes256CtrPoly1305Aes, plain: &[u8]) -> Vec<u8> {
+    let iv: [u8; 16] = rand::random();
+    let mut out = iv.to_vec();
+    // Encryption of a slice in memory cannot fail for this cipher.
+    match cipher.encrypt(GenericArray::from_slice(&iv), plain) {
+        Ok(sealed) => out.extend_from_slice(&sealed),
+        Err(_) => out.clear(),
+    }
+    out
 }

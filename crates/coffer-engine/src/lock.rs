@@ -11,8 +11,13 @@
 //! finds it, when its timestamp has not been refreshed for [`STALE_AFTER`],
 //! or when it was taken on this host by a process that no longer exists.
 //!
-//! Plain `restic` does not know these locks (rustic_core writes no restic
-//! lock files): never run `restic prune` on a repository Coffer manages.
+//! * **For restic and rustic**: a repository's own operations (through
+//!   [`crate::Repo`]) also write a restic lock file (`locks/<id>`, encrypted
+//!   with the repository key, restic's fields) beside each lock object,
+//!   renewed every [`RESTIC_REFRESH_EVERY`] as restic renews its own (a new
+//!   file, then the old one removed), so `restic prune` refuses to run while
+//!   Coffer works. Plain restic's locks are honoured the same way: Coffer
+//!   takes no lock that conflicts with a live one (see [`crate::restic_locks`]).
 
 use std::collections::HashMap;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -21,9 +26,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use coffer_targets::Storage;
+use rustic_core::repofile::MasterKey;
 use serde::{Deserialize, Serialize};
 
-use crate::{EngineError, EngineResult};
+use crate::{EngineError, EngineResult, restic_locks};
 
 /// Where lock objects live in a repository.
 pub const LOCK_PREFIX: &str = "coffer/locks/";
@@ -31,6 +37,9 @@ pub const LOCK_PREFIX: &str = "coffer/locks/";
 pub const REFRESH_EVERY: Duration = Duration::from_secs(60);
 /// A lock not refreshed for this long is stale.
 pub const STALE_AFTER: Duration = Duration::from_secs(10 * 60);
+/// How often the restic lock file beside a held lock is renewed (restic
+/// renews its own every 5 minutes and thinks a lock stale after 30).
+pub const RESTIC_REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
 
 /// Shared (backup, restore, check) or exclusive (forget, prune, key changes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,7 +105,7 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-fn process_exists(pid: u32) -> bool {
+pub(crate) fn process_exists(pid: u32) -> bool {
     let Some(pid) = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)
@@ -111,7 +120,7 @@ fn process_exists(pid: u32) -> bool {
     }
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
 }
 
@@ -119,6 +128,36 @@ fn hostname() -> String {
 struct LocalState {
     shared: usize,
     exclusive: bool,
+}
+
+/// Lock objects and restic lock files this process could not remove (the
+/// target was down when the operation ended), by repository location: the
+/// next lock taken on that repository removes them first, so a lock of a
+/// live process is not left for restic to trip over.
+fn orphans() -> &'static Mutex<HashMap<String, Vec<String>>> {
+    static ORPHANS: OnceLock<Mutex<HashMap<String, Vec<String>>>> = OnceLock::new();
+    ORPHANS.get_or_init(Default::default)
+}
+
+fn remove_or_remember(storage: &dyn Storage, key: &str) {
+    if let Err(e) = storage.delete(key) {
+        log::warn!("could not remove lock {key} (retried with the next lock taken): {e}");
+        let mut table = orphans().lock().unwrap_or_else(|e| e.into_inner());
+        table
+            .entry(storage.location())
+            .or_default()
+            .push(key.to_owned());
+    }
+}
+
+fn remove_orphans(storage: &dyn Storage) {
+    let left = {
+        let mut table = orphans().lock().unwrap_or_else(|e| e.into_inner());
+        table.remove(&storage.location()).unwrap_or_default()
+    };
+    for key in left {
+        remove_or_remember(storage, &key);
+    }
 }
 
 fn local_table() -> &'static Mutex<HashMap<String, LocalState>> {
@@ -133,6 +172,8 @@ pub struct RepoLock {
     mode: LockMode,
     storage: Arc<dyn Storage>,
     key: String,
+    /// The restic lock file mirroring it now (renewed by the refresher).
+    restic: Option<Arc<Mutex<String>>>,
     stop: Option<mpsc::Sender<()>>,
     refresher: Option<JoinHandle<()>>,
 }
@@ -160,6 +201,18 @@ impl RepoLock {
         owner: &str,
         patience: Duration,
     ) -> EngineResult<Self> {
+        Self::acquire_for_restic(storage, mode, owner, patience, None)
+    }
+
+    /// Like [`Self::acquire_patiently`]; with the repository's `key`, also
+    /// honours plain restic's locks and writes one restic sees.
+    pub(crate) fn acquire_for_restic(
+        storage: Arc<dyn Storage>,
+        mode: LockMode,
+        owner: &str,
+        patience: Duration,
+        key: Option<&MasterKey>,
+    ) -> EngineResult<Self> {
         let location = storage.location();
         let started = std::time::Instant::now();
         loop {
@@ -169,14 +222,15 @@ impl RepoLock {
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
         }
-        match Self::acquire_remote(&storage, mode, owner) {
-            Ok((key, stop, refresher)) => Ok(Self {
+        match Self::acquire_remote(&storage, mode, owner, key) {
+            Ok(held) => Ok(Self {
                 location,
                 mode,
                 storage,
-                key,
-                stop: Some(stop),
-                refresher: Some(refresher),
+                key: held.key,
+                restic: held.restic,
+                stop: Some(held.stop),
+                refresher: Some(held.refresher),
             }),
             Err(e) => {
                 Self::release_local(&location, mode);
@@ -229,7 +283,9 @@ impl RepoLock {
         storage: &Arc<dyn Storage>,
         mode: LockMode,
         owner: &str,
-    ) -> EngineResult<(String, mpsc::Sender<()>, JoinHandle<()>)> {
+        repo_key: Option<&MasterKey>,
+    ) -> EngineResult<Held> {
+        remove_orphans(&**storage);
         let host = hostname();
         let now = now_secs();
         let mut info = LockInfo {
@@ -244,6 +300,17 @@ impl RepoLock {
         let key = format!("{LOCK_PREFIX}{}.json", info.id);
         let body = serde_json::to_vec(&info).map_err(|e| EngineError::Engine(e.to_string()))?;
         storage.put(&key, &body)?;
+        let exclusive = mode == LockMode::Exclusive;
+        let restic = match repo_key {
+            None => None,
+            Some(k) => match restic_locks::write(&**storage, k, exclusive, &host, &info.id) {
+                Ok(name) => Some(Arc::new(Mutex::new(name))),
+                Err(e) => {
+                    let _ = storage.delete(&key);
+                    return Err(e);
+                }
+            },
+        };
 
         let check = || -> EngineResult<()> {
             for other in storage.list(LOCK_PREFIX)? {
@@ -265,6 +332,9 @@ impl RepoLock {
                         other_info.describe(now)
                     );
                     storage.delete(&other.key)?;
+                    if let Some(k) = repo_key {
+                        restic_locks::remove_mirrors(&**storage, k, &other_info.id);
+                    }
                     continue;
                 }
                 if mode == LockMode::Exclusive || other_info.mode == LockMode::Exclusive {
@@ -274,19 +344,45 @@ impl RepoLock {
                     });
                 }
             }
+            // Plain restic's (Coffer's own restic files are left out: their
+            // lock objects were judged above).
+            if let Some(k) = repo_key {
+                let now = i64::try_from(now).unwrap_or(i64::MAX);
+                for l in restic_locks::list(&**storage, k, now)? {
+                    if !l.stale && (exclusive || l.exclusive) {
+                        return Err(EngineError::Locked {
+                            location: storage.location(),
+                            holder: format!(
+                                "plain restic ({}, {} lock, {} s old)",
+                                l.holder,
+                                if l.exclusive { "exclusive" } else { "shared" },
+                                l.age_secs
+                            ),
+                        });
+                    }
+                }
+            }
             Ok(())
         };
         if let Err(e) = check() {
             let _ = storage.delete(&key);
+            if let Some(r) = &restic {
+                let _ = storage.delete(&lock_name(r));
+            }
             return Err(e);
         }
 
         let (stop, stopped) = mpsc::channel::<()>();
         let refresh_storage = Arc::clone(storage);
         let refresh_key = key.clone();
+        let renew = restic
+            .as_ref()
+            .zip(repo_key)
+            .map(|(r, k)| (Arc::clone(r), k.clone()));
         let refresher = std::thread::Builder::new()
             .name("coffer-lock-refresh".into())
             .spawn(move || {
+                let mut renewed = std::time::Instant::now();
                 loop {
                     match stopped.recv_timeout(REFRESH_EVERY) {
                         Err(RecvTimeoutError::Timeout) => {
@@ -296,13 +392,24 @@ impl RepoLock {
                             {
                                 log::warn!("could not refresh lock {refresh_key}: {e}");
                             }
+                            if let Some((current, k)) = &renew
+                                && renewed.elapsed() >= RESTIC_REFRESH_EVERY
+                            {
+                                renewed = std::time::Instant::now();
+                                renew_restic(&*refresh_storage, current, k, &info);
+                            }
                         }
                         _ => return,
                     }
                 }
             })
             .map_err(|e| EngineError::io("starting the lock refresher", e))?;
-        Ok((key, stop, refresher))
+        Ok(Held {
+            key,
+            restic,
+            stop,
+            refresher,
+        })
     }
 
     /// Lists the lock objects in a repository, for display.
@@ -319,15 +426,45 @@ impl RepoLock {
     }
 }
 
+/// What [`RepoLock::acquire_remote`] leaves held.
+struct Held {
+    key: String,
+    restic: Option<Arc<Mutex<String>>>,
+    stop: mpsc::Sender<()>,
+    refresher: JoinHandle<()>,
+}
+
+fn lock_name(current: &Mutex<String>) -> String {
+    current.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Renews a restic lock file as restic does: a new one with the time now,
+/// then the old one removed (a lock file is named by its content, so it
+/// cannot be rewritten in place).
+fn renew_restic(storage: &dyn Storage, current: &Mutex<String>, key: &MasterKey, info: &LockInfo) {
+    let exclusive = info.mode == LockMode::Exclusive;
+    match restic_locks::write(storage, key, exclusive, &info.host, &info.id) {
+        Ok(new) => {
+            let old =
+                std::mem::replace(&mut *current.lock().unwrap_or_else(|e| e.into_inner()), new);
+            if let Err(e) = storage.delete(&old) {
+                log::warn!("could not remove the old restic lock {old}: {e}");
+            }
+        }
+        Err(e) => log::warn!("could not renew the restic lock of {}: {e}", info.id),
+    }
+}
+
 impl Drop for RepoLock {
     fn drop(&mut self) {
         drop(self.stop.take());
         if let Some(h) = self.refresher.take() {
             let _ = h.join();
         }
-        if let Err(e) = self.storage.delete(&self.key) {
-            log::warn!("could not remove lock {}: {e}", self.key);
+        if let Some(r) = &self.restic {
+            remove_or_remember(&*self.storage, &lock_name(r));
         }
+        remove_or_remember(&*self.storage, &self.key);
         Self::release_local(&self.location, self.mode);
     }
 }

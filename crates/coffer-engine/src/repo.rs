@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::backend::{SnapshotGate, StorageBackend};
 use crate::cancel::CancelToken;
 use crate::fetch::Fetcher;
+use crate::lock::{LockMode, RepoLock};
 use crate::progress::{Counters, EngineProgressBars};
 use crate::seal::{AgeIdentity, AgeRecipients};
 use crate::{EngineError, EngineResult};
@@ -202,6 +203,29 @@ impl std::fmt::Debug for Repo {
 }
 
 impl Repo {
+    /// Takes this repository's lock for `owner` ([`crate::lock`]): with a
+    /// restic lock file beside it, and plain restic's locks honoured.
+    pub(crate) fn lock(&self, mode: LockMode, owner: &str) -> EngineResult<RepoLock> {
+        self.lock_patiently(mode, owner, std::time::Duration::ZERO)
+    }
+
+    /// [`Self::lock`], waiting up to `patience` for operations of this
+    /// process to release a conflicting one.
+    pub(crate) fn lock_patiently(
+        &self,
+        mode: LockMode,
+        owner: &str,
+        patience: std::time::Duration,
+    ) -> EngineResult<RepoLock> {
+        RepoLock::acquire_for_restic(
+            Arc::clone(&self.storage),
+            mode,
+            owner,
+            patience,
+            Some(&self.key),
+        )
+    }
+
     /// Reads this repository's packs for restores and exports.
     fn fetcher(&self) -> Fetcher {
         Fetcher::new(Arc::clone(&self.storage), &self.key)

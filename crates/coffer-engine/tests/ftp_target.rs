@@ -323,6 +323,14 @@ fn the_server_going_down_fails_the_backup_cleanly_and_the_next_one_works() {
         .unwrap();
     assert_same_tree(&src, &dest);
     restic_check(&env.local(&dir), PW);
+    // The failed backup's lock files, left while the server was down, went
+    // with the next lock taken: restic is not kept out by a live process's.
+    for locks in ["locks", "coffer/locks"] {
+        let left = std::fs::read_dir(env.local(&dir).join(locks))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(left, 0, "{locks} left behind");
+    }
     // Nothing truncated under a final name: every object restic knows is whole
     // (check --read-data above), and leftovers stay in coffer/tmp.
     let _ = std::fs::remove_dir_all(env.local(&dir));

@@ -84,3 +84,157 @@ fn a_running_restic_backup_blocks_prune_until_it_ends() {
     assert_eq!(report.packs_removed, 0, "{report:?}");
     coffer_testkit::restic_check(&dir, PW);
 }
+
+/// A reader that hands out what a channel sends, then ends when it closes:
+/// a backup that waits for its input holds its locks meanwhile.
+struct Waiting(std::sync::mpsc::Receiver<Vec<u8>>, Vec<u8>);
+
+impl std::io::Read for Waiting {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.1.is_empty() {
+            match self.0.recv() {
+                Ok(chunk) => self.1 = chunk,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.1.len());
+        buf[..n].copy_from_slice(&self.1[..n]);
+        self.1.drain(..n);
+        Ok(n)
+    }
+}
+
+fn restic(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new("restic")
+        .arg("-r")
+        .arg(dir)
+        .args(args)
+        .env("RESTIC_PASSWORD", PW)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn restic_sees_coffer_at_work_and_refuses_to_prune_under_it() {
+    if !coffer_testkit::require_tool("restic") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    let repo = new_repo(&dir);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let backing_up = repo.clone();
+    let backup = std::thread::spawn(move || {
+        backing_up.backup_stream(
+            Box::new(Waiting(rx, Vec::new())),
+            "db.dump",
+            &bref("slow", "db", 1),
+            None,
+        )
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_dir(dir.join("locks"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no restic lock file while Coffer backs up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // restic reads Coffer's lock: its prune is refused, naming this process.
+    let prune = restic(&dir, &["prune"]);
+    let said = String::from_utf8_lossy(&prune.stderr);
+    assert!(
+        !prune.status.success(),
+        "restic pruned under a Coffer backup"
+    );
+    assert!(
+        said.contains("locked") && said.contains(&format!("PID {}", std::process::id())),
+        "{said}"
+    );
+    // A shared restic operation goes on beside it, and Coffer does not count its own file as restic's.
+    let listed = restic(&dir, &["snapshots", "--json"]);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(
+        repo.restic_locks().unwrap().is_empty(),
+        "Coffer's own restic lock is not plain restic's"
+    );
+
+    tx.send(b"the dump".to_vec()).unwrap();
+    drop(tx);
+    backup.join().unwrap().unwrap();
+    assert_eq!(
+        std::fs::read_dir(dir.join("locks")).unwrap().count(),
+        0,
+        "released with the backup"
+    );
+    assert!(restic(&dir, &["prune"]).status.success());
+    coffer_testkit::restic_check(&dir, PW);
+}
+
+#[test]
+fn coffer_refuses_to_work_under_an_exclusive_restic_lock() {
+    if !coffer_testkit::require_tool("restic") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    let repo = new_repo(&dir);
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("a"), b"a").unwrap();
+    // `restic key passwd` holds an exclusive lock while it waits for the new password.
+    let mut holder = Command::new("restic")
+        .arg("-r")
+        .arg(&dir)
+        .args(["key", "passwd", "--new-password-file", "/dev/stdin"])
+        .env("RESTIC_PASSWORD", PW)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while repo.restic_locks().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "restic never took its lock");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let err = repo
+        .backup_tree(
+            &src,
+            &bref("blocked", "files", 1),
+            &coffer_engine::TreeBackupOptions::default(),
+            None,
+        )
+        .unwrap_err();
+    match &err {
+        EngineError::Locked { holder, .. } => {
+            assert!(
+                holder.contains("plain restic") && holder.contains("exclusive"),
+                "{holder}"
+            )
+        }
+        other => panic!("backed up under restic's exclusive lock: {other:?}"),
+    }
+    let all = coffer_engine::SnapshotFilter::default();
+    assert!(repo.snapshots(&all).unwrap().is_empty(), "nothing written");
+    assert!(
+        std::fs::read_dir(dir.join("coffer/locks"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0,
+        "Coffer's refused lock is gone"
+    );
+    let _ = holder.kill();
+    let _ = holder.wait();
+    // restic's lock of a process that is gone is stale: Coffer works again.
+    backup_dir(&repo, &src, "files");
+}

@@ -86,7 +86,7 @@ impl Env {
             &self.restic_repo(prefix),
             PW,
             &self.restic_env(),
-            &["-o", &region, "check", "--read-data"],
+            &["-o", &region, "--no-lock", "check", "--read-data"],
         );
     }
 }

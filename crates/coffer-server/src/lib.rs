@@ -368,6 +368,19 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
+    // restic before 0.15 asks whether a lock's holder on this host is alive
+    // by sending it SIGHUP (`restic unlock`): Coffer's restic lock files name
+    // this process, so SIGHUP must not end it.
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP ignored (restic probes lock holders with it)");
+                }
+            });
+        }
+        Err(e) => tracing::warn!("cannot watch SIGHUP: {e}"),
+    }
     let term = async {
         match signal(SignalKind::terminate()) {
             Ok(mut s) => {

@@ -272,7 +272,7 @@ impl Repo {
         progress: Option<ProgressFn>,
     ) -> EngineResult<BackupJob> {
         Ok(BackupJob {
-            _lock: RepoLock::acquire(Arc::clone(&self.storage), LockMode::Shared, "backup")?,
+            _lock: self.lock(LockMode::Shared, "backup")?,
             gate: Arc::new(SnapshotGate::default()),
             tally: Arc::new(SourceTally::default()),
             counters: Counters::new(progress),

@@ -5,10 +5,8 @@
 //! leaves no snapshot without its data. The copy is then verified from the
 //! destination's own listing.
 
-use std::sync::Arc;
-
 use super::{Repo, SnapshotInfo, guarded};
-use crate::lock::{IN_PROCESS_PATIENCE, LockMode, RepoLock};
+use crate::lock::{IN_PROCESS_PATIENCE, LockMode};
 use crate::{EngineError, EngineResult};
 
 impl Repo {
@@ -20,18 +18,8 @@ impl Repo {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let _src_lock = RepoLock::acquire_patiently(
-            Arc::clone(&self.storage),
-            LockMode::Shared,
-            "copy",
-            IN_PROCESS_PATIENCE,
-        )?;
-        let _dest_lock = RepoLock::acquire_patiently(
-            Arc::clone(&dest.storage),
-            LockMode::Shared,
-            "copy",
-            IN_PROCESS_PATIENCE,
-        )?;
+        let _src_lock = self.lock_patiently(LockMode::Shared, "copy", IN_PROCESS_PATIENCE)?;
+        let _dest_lock = dest.lock_patiently(LockMode::Shared, "copy", IN_PROCESS_PATIENCE)?;
         guarded(|| {
             let src = self.handle(None, None)?;
             let snaps = src

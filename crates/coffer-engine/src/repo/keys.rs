@@ -1,12 +1,10 @@
 //! Repository keys: add, list and remove passwords.
 
-use std::sync::Arc;
-
 use rustic_core::KeyOptions;
 use serde::Serialize;
 
 use super::{Repo, full_hex, guarded};
-use crate::lock::{LockMode, RepoLock};
+use crate::lock::LockMode;
 use crate::{EngineError, EngineResult};
 
 /// A key (password slot) of the repository.
@@ -32,7 +30,7 @@ impl Repo {
                 "the password must not be empty".into(),
             ));
         }
-        let _lock = RepoLock::acquire(Arc::clone(&self.storage), LockMode::Shared, "key add")?;
+        let _lock = self.lock(LockMode::Shared, "key add")?;
         guarded(|| {
             let repo = self.handle(None, None)?;
             let id = repo
@@ -69,8 +67,7 @@ impl Repo {
     /// Removes a key (by id or unique id prefix). The key that opened this
     /// session and the last remaining key cannot be removed.
     pub fn remove_key(&self, id_prefix: &str) -> EngineResult<String> {
-        let _lock =
-            RepoLock::acquire(Arc::clone(&self.storage), LockMode::Exclusive, "key remove")?;
+        let _lock = self.lock(LockMode::Exclusive, "key remove")?;
         let keys = self.list_keys()?;
         let matching: Vec<_> = keys
             .iter()

@@ -7,7 +7,7 @@ use rustic_core::{CheckOptions, PruneOptions, ReadSubsetOption};
 use serde::{Deserialize, Serialize};
 
 use super::{Repo, guarded};
-use crate::lock::{IN_PROCESS_PATIENCE, LockMode, RepoLock};
+use crate::lock::{IN_PROCESS_PATIENCE, LockMode};
 use crate::progress::{Counters, ProgressFn};
 use crate::restic_locks::{self, ResticLock};
 use crate::{EngineError, EngineResult};
@@ -92,12 +92,7 @@ impl Repo {
                 ))
             })?),
         };
-        let _lock = RepoLock::acquire_patiently(
-            Arc::clone(&self.storage),
-            LockMode::Shared,
-            "check",
-            IN_PROCESS_PATIENCE,
-        )?;
+        let _lock = self.lock_patiently(LockMode::Shared, "check", IN_PROCESS_PATIENCE)?;
         guarded(|| {
             let repo = self.handle(None, None)?;
             let mut opts = CheckOptions::default();
@@ -123,12 +118,7 @@ impl Repo {
         if snapshot_ids.is_empty() {
             return Ok(0);
         }
-        let _lock = RepoLock::acquire_patiently(
-            Arc::clone(&self.storage),
-            LockMode::Exclusive,
-            "forget",
-            IN_PROCESS_PATIENCE,
-        )?;
+        let _lock = self.lock_patiently(LockMode::Exclusive, "forget", IN_PROCESS_PATIENCE)?;
         guarded(|| {
             let repo = self.handle(None, None)?;
             let snaps = repo
@@ -190,12 +180,8 @@ impl Repo {
     ) -> EngineResult<PrunePrepared> {
         let opts = prune_options(settings)?;
         let started = Instant::now();
-        let _shared = RepoLock::acquire_patiently(
-            Arc::clone(&self.storage),
-            LockMode::Shared,
-            "prune (planning)",
-            IN_PROCESS_PATIENCE,
-        )?;
+        let _shared =
+            self.lock_patiently(LockMode::Shared, "prune (planning)", IN_PROCESS_PATIENCE)?;
         let seen = self.listing_fingerprint()?;
         let counters = progress.map(|p| Counters::new(Some(p)));
         let (handle, plan) = guarded(|| {
@@ -261,12 +247,7 @@ impl PrunePrepared {
     pub fn execute(self, patience: Duration) -> EngineResult<PruneReport> {
         let repo = &self.repo;
         let waited = Instant::now();
-        let _lock = RepoLock::acquire_patiently(
-            Arc::clone(&repo.storage),
-            LockMode::Exclusive,
-            "prune",
-            patience,
-        )?;
+        let _lock = repo.lock_patiently(LockMode::Exclusive, "prune", patience)?;
         let locked = Instant::now();
         if let Some(l) = repo.restic_locks()?.into_iter().find(|l| !l.stale) {
             return Err(EngineError::Locked {

@@ -3,7 +3,6 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 
 use rustic_core::repofile::SnapshotFile;
 use rustic_core::{Excludes, Repository};
@@ -14,7 +13,7 @@ use crate::cancel::CancelToken;
 use crate::child::ChildReader;
 use crate::fetch::Fetcher;
 use crate::fetch::ordered::write_file;
-use crate::lock::{LockMode, RepoLock};
+use crate::lock::LockMode;
 use crate::tree_tar::{self};
 use crate::{EngineError, EngineResult};
 
@@ -166,7 +165,7 @@ impl Repo {
     /// (never decrypted), a tree as a GNU tar ([`Repo::write_portable`]).
     /// The length is exact, from metadata alone.
     pub fn portable_form(&self, snapshot: &str) -> EngineResult<PortableForm> {
-        let _lock = RepoLock::acquire(Arc::clone(&self.storage), LockMode::Shared, "export")?;
+        let _lock = self.lock(LockMode::Shared, "export")?;
         guarded(|| {
             let repo = self.handle(None, None)?;
             let snap = self.find_snapshot(&repo, snapshot)?;
@@ -204,7 +203,7 @@ impl Repo {
     /// Writes the portable form of `snapshot` ([`Repo::portable_form`]) to
     /// `out`; returns the bytes written.
     pub fn write_portable(&self, snapshot: &str, out: &mut dyn Write) -> EngineResult<u64> {
-        let _lock = RepoLock::acquire(Arc::clone(&self.storage), LockMode::Shared, "export")?;
+        let _lock = self.lock(LockMode::Shared, "export")?;
         guarded(|| {
             let repo = self.handle(None, None)?;
             let snap = self.find_snapshot(&repo, snapshot)?;

@@ -2,11 +2,10 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::sync::Arc;
 
 use super::{ContentKind, Repo, SnapshotInfo, guarded};
 use crate::fetch::ordered::write_file;
-use crate::lock::{LockMode, RepoLock};
+use crate::lock::LockMode;
 use crate::progress::{Counters, ProgressFn};
 use crate::restore::{RestoreMode, Staging};
 use crate::tree_tar::{self, TarOrigin};
@@ -124,7 +123,7 @@ impl Repo {
         if mode == RestoreMode::RefuseNonEmpty && !crate::restore::is_empty_or_absent(dest)? {
             return Err(EngineError::DestinationNotEmpty(dest.to_path_buf()));
         }
-        let _lock = RepoLock::acquire(Arc::clone(&self.storage), LockMode::Shared, "restore")?;
+        let _lock = self.lock(LockMode::Shared, "restore")?;
         let counters = Counters::new(progress);
         guarded(|| {
             let repo = self.handle(None, None)?;
@@ -206,7 +205,7 @@ impl Repo {
         snapshot: &str,
         out: &mut dyn Write,
     ) -> EngineResult<SnapshotInfo> {
-        let _lock = RepoLock::acquire(Arc::clone(&self.storage), LockMode::Shared, "restore")?;
+        let _lock = self.lock(LockMode::Shared, "restore")?;
         guarded(|| {
             let repo = self.handle(None, None)?;
             let snap = self.find_snapshot(&repo, snapshot)?;

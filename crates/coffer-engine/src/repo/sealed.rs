@@ -1,13 +1,12 @@
 //! Sealed (age-encrypted) snapshots: which identity opens one, and reading it.
 
 use std::io::Read;
-use std::sync::Arc;
 
 use rustic_core::Repository;
 
 use super::portable::portable_root;
 use super::{Repo, SnapshotInfo, guarded};
-use crate::lock::{LockMode, RepoLock};
+use crate::lock::LockMode;
 use crate::seal::{self, AgeIdentity};
 use crate::{EngineError, EngineResult};
 
@@ -16,7 +15,7 @@ impl Repo {
     /// the sealed snapshot (`Ok` for a snapshot that is not sealed). Reads
     /// only the age header.
     pub fn check_identity(&self, snapshot: &str) -> EngineResult<()> {
-        let _lock = RepoLock::acquire(Arc::clone(&self.storage), LockMode::Shared, "restore")?;
+        let _lock = self.lock(LockMode::Shared, "restore")?;
         guarded(|| {
             let repo = self.handle(None, None)?;
             let snap = self.find_snapshot(&repo, snapshot)?;
