@@ -353,9 +353,11 @@ impl RepoLock {
                         return Err(EngineError::Locked {
                             location: storage.location(),
                             holder: format!(
-                                "plain restic ({}, {} lock, {} s old)",
+                                "plain restic ({}, {} lock {}, {} s old): wait until it ends, \
+                                 or run `restic unlock` if that process is gone",
                                 l.holder,
                                 if l.exclusive { "exclusive" } else { "shared" },
+                                l.key,
                                 l.age_secs
                             ),
                         });

@@ -89,8 +89,7 @@ pub(crate) fn remove_mirrors(storage: &dyn Storage, key: &MasterKey, coffer_id: 
         let mirrors = storage
             .get(&object.key)
             .ok()
-            .and_then(|data| decrypt(key, &data).ok())
-            .and_then(|json| serde_json::from_slice::<LockFile>(&json).ok())
+            .and_then(|data| parse(key, &data).ok())
             .is_some_and(|l| l.coffer.as_deref() == Some(coffer_id));
         if mirrors && let Err(e) = storage.delete(&object.key) {
             log::warn!("could not remove the stale restic lock {}: {e}", object.key);
@@ -133,6 +132,12 @@ fn decrypt(key: &MasterKey, data: &[u8]) -> EngineResult<Vec<u8>> {
     })
 }
 
+/// A lock file's content, opened with `key`.
+fn parse(key: &MasterKey, data: &[u8]) -> EngineResult<LockFile> {
+    let json = decrypt(key, data)?;
+    serde_json::from_slice(&json).map_err(|e| EngineError::Engine(format!("lock file: {e}")))
+}
+
 /// Every lock under `locks/` that opens with `key`, with its age measured
 /// against `now` (Unix seconds). A file that does not open or parse is
 /// reported as a lock of unknown holder that is not stale: refusing to
@@ -151,11 +156,7 @@ pub(crate) fn list(
             Err(e) if e.kind == coffer_targets::StorageErrorKind::NotFound => continue,
             Err(e) => return Err(e.into()),
         };
-        let parsed = decrypt(key, &data).and_then(|json| {
-            serde_json::from_slice::<LockFile>(&json)
-                .map_err(|e| EngineError::Engine(format!("lock file: {e}")))
-        });
-        out.push(match parsed {
+        out.push(match parse(key, &data) {
             // Coffer's own, judged by the Coffer lock it mirrors.
             Ok(lock) if lock.coffer.is_some() => continue,
             Ok(lock) => {

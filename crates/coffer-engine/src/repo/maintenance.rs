@@ -238,10 +238,10 @@ impl std::fmt::Debug for PrunePrepared {
 
 impl PrunePrepared {
     /// The second phase, under the **exclusive** lock (waiting up to
-    /// `patience` for operations of this process to release theirs):
-    /// refuses while plain restic holds a lock that is not stale (restic
-    /// does not see Coffer's locks, so a `restic backup` running now could
-    /// lose the packs this prune removes); plans again, now under the
+    /// `patience` for operations of this process to release theirs), which
+    /// also refuses while plain restic holds a lock that is not stale (a
+    /// `restic backup` running now could lose the packs this prune
+    /// removes: see [`crate::lock`]); plans again, now under the
     /// lock, if a snapshot or index file appeared or went since the plan;
     /// then marks, repacks and deletes.
     pub fn execute(self, patience: Duration) -> EngineResult<PruneReport> {
@@ -249,19 +249,6 @@ impl PrunePrepared {
         let waited = Instant::now();
         let _lock = repo.lock_patiently(LockMode::Exclusive, "prune", patience)?;
         let locked = Instant::now();
-        if let Some(l) = repo.restic_locks()?.into_iter().find(|l| !l.stale) {
-            return Err(EngineError::Locked {
-                location: repo.storage.location(),
-                holder: format!(
-                    "plain restic holds {} lock {} ({}, {} s old): wait until it ends, or run \
-                     `restic unlock` if that process is gone",
-                    if l.exclusive { "an exclusive" } else { "a" },
-                    l.key,
-                    l.holder,
-                    l.age_secs
-                ),
-            });
-        }
         let replanned = repo.listing_fingerprint()? != self.seen;
         let (handle, plan) = if replanned {
             guarded(|| {

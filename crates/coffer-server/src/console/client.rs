@@ -50,7 +50,8 @@ pub fn query(pairs: &[(&str, Option<&str>)]) -> String {
 }
 
 impl Console {
-    /// Sends a request to the API with `token` and returns its response.
+    /// Sends a request to the API with `token` and a JSON body, and returns
+    /// its response.
     pub async fn send(
         &self,
         token: Option<&str>,
@@ -58,14 +59,24 @@ impl Console {
         path: &str,
         body: Option<&Value>,
     ) -> Response {
+        let body = body.map(|b| ("application/json".to_owned(), Body::from(b.to_string())));
+        self.send_body(token, method, path, body).await
+    }
+
+    /// Sends a request with any body (its content type, the body).
+    pub async fn send_body(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<(String, Body)>,
+    ) -> Response {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(t) = token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }
         let req = match body {
-            Some(b) => req
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(b.to_string())),
+            Some((content_type, b)) => req.header(header::CONTENT_TYPE, content_type).body(b),
             None => req.body(Body::empty()),
         };
         let req = match req {
@@ -86,32 +97,36 @@ impl Console {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, Failure> {
-        let res = self.send(token, method, path, body).await;
-        let status = res.status();
-        let bytes = to_bytes(res.into_body(), MAX_ANSWER)
-            .await
-            .map_err(|e| Failure {
-                status: StatusCode::BAD_GATEWAY,
-                message: format!("reading the API's answer: {e}"),
-                body: Value::Null,
-            })?;
-        let body: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
-        if status.is_success() {
-            Ok(body)
-        } else {
-            Err(Failure {
-                status,
-                message: body["message"]
-                    .as_str()
-                    .unwrap_or("the request failed")
-                    .to_owned(),
-                body,
-            })
-        }
+        answer(self.send(token, method, path, body).await).await
+    }
+}
+
+/// The JSON of an API response, or its failure.
+pub async fn answer(res: Response) -> Result<Value, Failure> {
+    let status = res.status();
+    let bytes = to_bytes(res.into_body(), MAX_ANSWER)
+        .await
+        .map_err(|e| Failure {
+            status: StatusCode::BAD_GATEWAY,
+            message: format!("reading the API's answer: {e}"),
+            body: Value::Null,
+        })?;
+    let body: Value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    };
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(Failure {
+            status,
+            message: body["message"]
+                .as_str()
+                .unwrap_or("the request failed")
+                .to_owned(),
+            body,
+        })
     }
 }
 

@@ -10,6 +10,7 @@
 //! the one file served here (a Content-Security-Policy without
 //! `unsafe-inline`). docs/console.md says why it is built this way.
 
+mod actions;
 mod assets;
 mod charts;
 mod client;

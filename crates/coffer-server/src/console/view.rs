@@ -41,15 +41,12 @@ pub fn span(secs: i64) -> String {
     }
 }
 
-/// The current time, in seconds since the Unix epoch.
-pub fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
-
 /// A time: its age, with the exact time as the element's datetime and title.
 pub fn when(v: &Value) -> Markup {
     match (v.as_str(), epoch(v)) {
-        (Some(t), Some(secs)) => html! { time datetime=(t) title=(t) { (age(now(), secs)) } },
+        (Some(t), Some(secs)) => {
+            html! { time datetime=(t) title=(t) { (age(crate::catalog::now(), secs)) } }
+        }
         _ => html! { "—" },
     }
 }
@@ -122,5 +119,12 @@ pub fn health(h: &Value) -> Markup {
             span.badge.bad { "unreachable" } " " span.hint { (text(&h["error"])) }
         }
         " " span.hint { (when(&h["probed_at"])) }
+    }
+}
+
+/// A job's log (`GET …/log`), oldest line first.
+pub fn job_log(l: &Value) -> Markup {
+    html! {
+        pre.log { @for line in items(&l["lines"]) { (text(&line["at"])) "  " (text(&line["line"])) "\n" } }
     }
 }

@@ -10,6 +10,7 @@ use maud::{Markup, html};
 use serde_json::{Value, json};
 
 use crate::console::ConsoleState;
+use crate::console::actions::{ApiCall, act};
 use crate::console::client::segment;
 use crate::console::forms::FormData;
 use crate::console::layout::{Section, alert, csrf, failure, page};
@@ -220,24 +221,6 @@ pub async fn create_user(
     }
 }
 
-async fn remove(
-    console: &ConsoleState,
-    session: &Session,
-    form: &FormData,
-    path: String,
-) -> Response {
-    if let Err(r) = session.check(form) {
-        return r.into_response();
-    }
-    match console
-        .call(session.bearer(), Method::DELETE, &path, None)
-        .await
-    {
-        Ok(_) => Redirect::to("/access").into_response(),
-        Err(f) => failure(session, Section::Access, &f),
-    }
-}
-
 /// `POST /tokens/{id}/revoke`.
 pub async fn revoke_token(
     State(console): State<ConsoleState>,
@@ -245,13 +228,8 @@ pub async fn revoke_token(
     Path(id): Path<String>,
     form: FormData,
 ) -> Response {
-    remove(
-        &console,
-        &session,
-        &form,
-        format!("/api/v1/tokens/{}", segment(&id)),
-    )
-    .await
+    let call = ApiCall::delete(format!("/api/v1/tokens/{}", segment(&id)));
+    act(&console, &session, &form, Section::Access, call, "/access").await
 }
 
 /// `POST /users/{id}/disable`.
@@ -261,11 +239,6 @@ pub async fn disable_user(
     Path(id): Path<String>,
     form: FormData,
 ) -> Response {
-    remove(
-        &console,
-        &session,
-        &form,
-        format!("/api/v1/users/{}", segment(&id)),
-    )
-    .await
+    let call = ApiCall::delete(format!("/api/v1/users/{}", segment(&id)));
+    act(&console, &session, &form, Section::Access, call, "/access").await
 }

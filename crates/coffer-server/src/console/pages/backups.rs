@@ -11,11 +11,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::console::ConsoleState;
+use crate::console::actions::{ApiCall, act, fragment};
 use crate::console::client::{query, segment};
 use crate::console::forms::FormData;
 use crate::console::layout::{Section, alert, csrf, failure, page};
 use crate::console::session::Session;
-use crate::console::view::{is_final, items, progress, size, size_of, span, status, text, when};
+use crate::console::view::{
+    is_final, items, job_log, progress, size, size_of, span, status, text, when,
+};
 
 /// The list's filters.
 #[derive(Debug, Deserialize)]
@@ -199,13 +202,7 @@ pub async fn live(
     Path(id): Path<String>,
 ) -> Response {
     let path = format!("/api/v1/backups/{}", segment(&id));
-    match console
-        .call(session.bearer(), Method::GET, &path, None)
-        .await
-    {
-        Ok(b) => components(&id, &b).into_response(),
-        Err(f) => (f.status, alert(&f.message)).into_response(),
-    }
+    fragment(&console, &session, &path, |b| components(&id, b)).await
 }
 
 /// `GET /backups/{id}`.
@@ -272,7 +269,7 @@ pub async fn show(
         @if let Some(l) = &log {
             section.card {
                 h2 { "Log" }
-                pre.log { @for line in items(&l["lines"]) { (text(&line["at"])) "  " (text(&line["line"])) "\n" } }
+                (job_log(l))
             }
         }
     };
@@ -345,28 +342,6 @@ fn restore_table(restores: &[Value]) -> Markup {
     }
 }
 
-/// Runs a state-changing call from a backup's page and goes back to it, or
-/// shows the API's refusal.
-async fn act(
-    console: &ConsoleState,
-    session: &Session,
-    form: &FormData,
-    api: &str,
-    body: &Value,
-    back: &str,
-) -> Response {
-    if let Err(r) = session.check(form) {
-        return r.into_response();
-    }
-    match console
-        .call(session.bearer(), Method::POST, api, Some(body))
-        .await
-    {
-        Ok(_) => Redirect::to(back).into_response(),
-        Err(f) => failure(session, Section::Backups, &f),
-    }
-}
-
 /// `POST /backups/{id}/cancel`.
 pub async fn cancel(
     State(console): State<ConsoleState>,
@@ -375,12 +350,13 @@ pub async fn cancel(
     form: FormData,
 ) -> Response {
     let seg = segment(&id);
+    let call = ApiCall::post(format!("/api/v1/backups/{seg}/cancel"), json!({}));
     act(
         &console,
         &session,
         &form,
-        &format!("/api/v1/backups/{seg}/cancel"),
-        &json!({}),
+        Section::Backups,
+        call,
         &format!("/backups/{seg}"),
     )
     .await
@@ -407,12 +383,13 @@ pub async fn export(
     if !recipients.is_empty() {
         body["age_recipient"] = json!(recipients);
     }
+    let call = ApiCall::post(format!("/api/v1/backups/{seg}/exports"), body);
     act(
         &console,
         &session,
         &form,
-        &format!("/api/v1/backups/{seg}/exports"),
-        &body,
+        Section::Backups,
+        call,
         &format!("/backups/{seg}"),
     )
     .await
@@ -441,17 +418,16 @@ pub async fn delete(
     Path(id): Path<String>,
     form: FormData,
 ) -> Response {
-    if let Err(r) = session.check(&form) {
-        return r.into_response();
-    }
-    let path = format!("/api/v1/backups/{}", segment(&id));
-    match console
-        .call(session.bearer(), Method::DELETE, &path, None)
-        .await
-    {
-        Ok(_) => Redirect::to("/backups").into_response(),
-        Err(f) => failure(&session, Section::Backups, &f),
-    }
+    let call = ApiCall::delete(format!("/api/v1/backups/{}", segment(&id)));
+    act(
+        &console,
+        &session,
+        &form,
+        Section::Backups,
+        call,
+        "/backups",
+    )
+    .await
 }
 
 /// `GET /exports/{id}/download`: the API's download, streamed through
@@ -503,18 +479,10 @@ pub async fn delete_export(
     Path(id): Path<String>,
     form: FormData,
 ) -> Response {
-    if let Err(r) = session.check(&form) {
-        return r.into_response();
-    }
-    let path = format!("/api/v1/exports/{}", segment(&id));
-    match console
-        .call(session.bearer(), Method::DELETE, &path, None)
-        .await
-    {
-        Ok(_) => match form.text("backup") {
-            Some(b) => Redirect::to(&format!("/backups/{}", segment(&b))).into_response(),
-            None => Redirect::to("/backups").into_response(),
-        },
-        Err(f) => failure(&session, Section::Backups, &f),
-    }
+    let back = form.text("backup").map_or_else(
+        || "/backups".to_owned(),
+        |b| format!("/backups/{}", segment(&b)),
+    );
+    let call = ApiCall::delete(format!("/api/v1/exports/{}", segment(&id)));
+    act(&console, &session, &form, Section::Backups, call, &back).await
 }

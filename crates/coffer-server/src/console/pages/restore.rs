@@ -12,11 +12,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::console::ConsoleState;
+use crate::console::actions::fragment;
 use crate::console::client::{Failure, segment};
 use crate::console::forms::FormData;
 use crate::console::layout::{Section, alert, csrf, failure, page};
 use crate::console::session::Session;
-use crate::console::view::{is_final, items, progress, status, text, when};
+use crate::console::view::{is_final, items, job_log, progress, status, text, when};
 
 const MODES: [(&str, &str); 3] = [
     ("refuse", "refuse a destination that is not empty (safest)"),
@@ -331,13 +332,7 @@ pub async fn live(
     Path(id): Path<String>,
 ) -> Response {
     let path = format!("/api/v1/restores/{}", segment(&id));
-    match console
-        .call(session.bearer(), Method::GET, &path, None)
-        .await
-    {
-        Ok(r) => components(&id, &r).into_response(),
-        Err(f) => (f.status, alert(&f.message)).into_response(),
-    }
+    fragment(&console, &session, &path, |r| components(&id, r)).await
 }
 
 /// `GET /restores/{id}`.
@@ -367,7 +362,7 @@ pub async fn show(
         }
         section.card { h2 { "Components" } (components(&id, &r)) }
         @if let Some(l) = &log {
-            section.card { h2 { "Log" } pre.log { @for line in items(&l["lines"]) { (text(&line["at"])) "  " (text(&line["line"])) "\n" } } }
+            section.card { h2 { "Log" } (job_log(l)) }
         }
     };
     page(&session, Section::Backups, &format!("Restore {id}"), body).into_response()

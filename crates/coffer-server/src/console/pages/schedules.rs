@@ -11,6 +11,7 @@ use maud::{Markup, html};
 use serde_json::{Map, Value, json};
 
 use crate::console::ConsoleState;
+use crate::console::actions::{ApiCall, act};
 use crate::console::client::segment;
 use crate::console::forms::FormData;
 use crate::console::layout::{Section, alert, csrf, failure, page};
@@ -265,15 +266,14 @@ pub async fn delete(
     Path(name): Path<String>,
     form: FormData,
 ) -> Response {
-    if let Err(r) = session.check(&form) {
-        return r.into_response();
-    }
-    let path = format!("/api/v1/schedules/{}", segment(&name));
-    match console
-        .call(session.bearer(), Method::DELETE, &path, None)
-        .await
-    {
-        Ok(_) => Redirect::to("/schedules").into_response(),
-        Err(f) => failure(&session, Section::Schedules, &f),
-    }
+    let call = ApiCall::delete(format!("/api/v1/schedules/{}", segment(&name)));
+    act(
+        &console,
+        &session,
+        &form,
+        Section::Schedules,
+        call,
+        "/schedules",
+    )
+    .await
 }

@@ -130,7 +130,7 @@ fn proven(
     let Ok(at) = at.parse::<i64>() else {
         return false;
     };
-    let age = crate::console::view::now() - at;
+    let age = crate::catalog::now() - at;
     (0..=PROOF_SECS).contains(&age)
         && given == Some(proof(console, session, at, name, spec).as_str())
 }
@@ -340,13 +340,7 @@ pub async fn submit(
     {
         Ok(report) => {
             let ok = report["ok"] == json!(true);
-            let proof = proof(
-                &console,
-                &session,
-                crate::console::view::now(),
-                &name,
-                &spec,
-            );
+            let proof = proof(&console, &session, crate::catalog::now(), &name, &spec);
             show(
                 StatusCode::OK,
                 Outcome::Report(&report, ok.then_some(proof)),

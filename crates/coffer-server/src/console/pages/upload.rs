@@ -8,14 +8,13 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Multipart, State};
-use axum::http::{Method, Request, StatusCode, header};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 use crate::console::ConsoleState;
-use crate::console::client::segment;
+use crate::console::client::{answer, segment};
 use crate::console::forms::FormData;
 use crate::console::layout::{Section, alert, csrf, page};
 use crate::console::session::{Session, nonce};
@@ -159,19 +158,6 @@ async fn forward(
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let body =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri("/api/v1/restores")
-        .header(header::AUTHORIZATION, format!("Bearer {}", session.token))
-        .header(
-            header::CONTENT_TYPE,
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(Body::from_stream(body));
-    let req = match req {
-        Ok(r) => r,
-        Err(e) => return refused(session, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    };
     let pump = async move {
         if tx.send(Ok(Bytes::from(head))).await.is_err() {
             return;
@@ -192,22 +178,19 @@ async fn forward(
         }
         let _ = tx.send(Ok(Bytes::from(tail))).await;
     };
-    let call = console.api.clone().oneshot(req);
-    let (answer, ()) = tokio::join!(call, pump);
-    let res = match answer {
-        Ok(res) => res,
-        Err(never) => match never {},
-    };
-    let status = res.status();
-    let body: Value = match axum::body::to_bytes(res.into_body(), 1 << 20).await {
-        Ok(b) => serde_json::from_slice(&b).unwrap_or(Value::Null),
-        Err(_) => Value::Null,
-    };
-    if status.is_success()
-        && let Some(id) = body["id"].as_str()
-    {
-        return Redirect::to(&format!("/restores/{}", segment(id))).into_response();
+    let content_type = format!("multipart/form-data; boundary={boundary}");
+    let call = console.send_body(
+        Some(&session.token),
+        Method::POST,
+        "/api/v1/restores",
+        Some((content_type, Body::from_stream(body))),
+    );
+    let (res, ()) = tokio::join!(call, pump);
+    match answer(res).await {
+        Ok(started) => match started["id"].as_str() {
+            Some(id) => Redirect::to(&format!("/restores/{}", segment(id))).into_response(),
+            None => refused(session, StatusCode::BAD_GATEWAY, "the API named no restore"),
+        },
+        Err(f) => refused(session, f.status, &f.message),
     }
-    let message = body["message"].as_str().unwrap_or("the upload was refused");
-    refused(session, status, message)
 }
