@@ -87,6 +87,7 @@ impl From<EngineError> for CliError {
             }
             EngineError::AlreadyInitialized { .. } => (ExitCode::Failure, "already_initialized"),
             EngineError::Locked { .. } => (ExitCode::Locked, "locked"),
+            EngineError::LockLost { .. } => (ExitCode::Failure, "lock_lost"),
             EngineError::Incomplete { .. } => (ExitCode::Partial, "incomplete"),
             EngineError::Cancelled { .. } => (ExitCode::Failure, "cancelled"),
             EngineError::DestinationNotEmpty(_) => (ExitCode::Usage, "destination_not_empty"),

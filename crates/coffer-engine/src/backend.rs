@@ -189,6 +189,18 @@ impl WriteBackend for StorageBackend {
     }
 
     fn remove(&self, tpe: FileType, id: &Id, _cacheable: bool) -> RusticResult<()> {
+        // A prune whose lock was lost closes its gate: it must not delete
+        // packs or index files another process may now be relying on.
+        if matches!(tpe, FileType::Pack | FileType::Index)
+            && let Some(gate) = &self.gate
+            && !gate.is_open()
+        {
+            return Err(RusticError::new(
+                ErrorKind::Verification,
+                "the operation was stopped; refusing to delete `{key}`",
+            )
+            .attach_context("key", key_of(tpe, id)));
+        }
         // Prune removes what the packs being written replace.
         self.uploads.barrier().map_err(backend_err)?;
         self.storage.delete(&key_of(tpe, id)).map_err(backend_err)

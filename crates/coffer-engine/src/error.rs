@@ -30,6 +30,16 @@ pub enum EngineError {
         /// Who holds the lock (operation, host, pid, age).
         holder: String,
     },
+    /// A held lock could not be refreshed before others would think it
+    /// stale, so the operation stopped before it could write anything more
+    /// (a backup records no snapshot; a prune deletes nothing more).
+    #[error("lost the lock on repository {location} (it could not be refreshed: {reason}); stopped so that nothing is written without it")]
+    LockLost {
+        /// Where the repository is.
+        location: String,
+        /// Why the refreshes failed.
+        reason: String,
+    },
     /// A backup did not capture everything it was given. Nothing was recorded.
     #[error("backup of component {component:?} is incomplete, nothing was recorded: {}", reasons.join("; "))]
     Incomplete {

@@ -11,6 +11,16 @@
 //! finds it, when its timestamp has not been refreshed for [`STALE_AFTER`],
 //! or when it was taken on this host by a process that no longer exists.
 //!
+//! **A lock that cannot be refreshed is lost.** When the lock object has
+//! not been refreshed for [`GIVE_UP_AFTER`] (two refreshes short of
+//! [`STALE_AFTER`]), or the restic lock file not renewed for
+//! [`RESTIC_GIVE_UP_AFTER`] (two renewals short of restic's 30 minutes),
+//! another process may soon take the repository as free. The holder then
+//! stops writing: the callbacks registered with [`RepoLock::on_loss`] run
+//! (a backup closes its snapshot gate and stops reading; a prune's
+//! storage refuses further deletions) and the operation ends with
+//! [`EngineError::LockLost`].
+//!
 //! * **For restic and rustic**: a repository's own operations (through
 //!   [`crate::Repo`]) also write a restic lock file (`locks/<id>`, encrypted
 //!   with the repository key, restic's fields) beside each lock object,
@@ -20,6 +30,7 @@
 //!   takes no lock that conflicts with a live one (see [`crate::restic_locks`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
@@ -40,6 +51,27 @@ pub const STALE_AFTER: Duration = Duration::from_secs(10 * 60);
 /// How often the restic lock file beside a held lock is renewed (restic
 /// renews its own every 5 minutes and thinks a lock stale after 30).
 pub const RESTIC_REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+/// A lock object not refreshed for this long is given up (two refreshes
+/// before [`STALE_AFTER`]).
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(8 * 60);
+/// A restic lock file not renewed for this long is given up (two renewals
+/// before restic's 30 minutes).
+pub const RESTIC_GIVE_UP_AFTER: Duration = Duration::from_secs(20 * 60);
+
+/// Divides every period above, for tests that watch locks being
+/// refreshed, going stale or lost within seconds (1 otherwise).
+static TIME_SCALE: AtomicU32 = AtomicU32::new(1);
+
+/// Makes this process's lock periods `divisor` times shorter — for tests
+/// only (a lock refreshed that often is a load on a real target).
+#[doc(hidden)]
+pub fn shorten_periods_for_tests(divisor: u32) {
+    TIME_SCALE.store(divisor.max(1), Ordering::SeqCst);
+}
+
+fn scaled(period: Duration) -> Duration {
+    period / TIME_SCALE.load(Ordering::SeqCst)
+}
 
 /// Shared (backup, restore, check) or exclusive (forget, prune, key changes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,7 +123,7 @@ impl LockInfo {
     }
 
     fn is_stale(&self, now: u64, host: &str) -> bool {
-        if now.saturating_sub(self.refreshed) > STALE_AFTER.as_secs() {
+        if now.saturating_sub(self.refreshed) > scaled(STALE_AFTER).as_secs() {
             return true;
         }
         self.host == host && !process_exists(self.pid)
@@ -174,6 +206,8 @@ pub struct RepoLock {
     key: String,
     /// The restic lock file mirroring it now (renewed by the refresher).
     restic: Option<Arc<Mutex<String>>>,
+    /// Set by the refresher once the lock is given up.
+    loss: Arc<Loss>,
     stop: Option<mpsc::Sender<()>>,
     refresher: Option<JoinHandle<()>>,
 }
@@ -229,6 +263,7 @@ impl RepoLock {
                 storage,
                 key: held.key,
                 restic: held.restic,
+                loss: held.loss,
                 stop: Some(held.stop),
                 refresher: Some(held.refresher),
             }),
@@ -288,7 +323,7 @@ impl RepoLock {
         remove_orphans(&**storage);
         let host = hostname();
         let now = now_secs();
-        let mut info = LockInfo {
+        let info = LockInfo {
             id: format!("{:032x}", rand::random::<u128>()),
             mode,
             owner: owner.to_owned(),
@@ -375,43 +410,51 @@ impl RepoLock {
         }
 
         let (stop, stopped) = mpsc::channel::<()>();
-        let refresh_storage = Arc::clone(storage);
-        let refresh_key = key.clone();
-        let renew = restic
-            .as_ref()
-            .zip(repo_key)
-            .map(|(r, k)| (Arc::clone(r), k.clone()));
+        let loss = Arc::new(Loss::default());
+        let mut refresher = Refresher {
+            storage: Arc::clone(storage),
+            key: key.clone(),
+            info,
+            restic: restic
+                .as_ref()
+                .zip(repo_key)
+                .map(|(r, k)| (Arc::clone(r), k.clone())),
+            loss: Arc::clone(&loss),
+        };
         let refresher = std::thread::Builder::new()
             .name("coffer-lock-refresh".into())
-            .spawn(move || {
-                let mut renewed = std::time::Instant::now();
-                loop {
-                    match stopped.recv_timeout(REFRESH_EVERY) {
-                        Err(RecvTimeoutError::Timeout) => {
-                            info.refreshed = now_secs();
-                            if let Ok(body) = serde_json::to_vec(&info)
-                                && let Err(e) = refresh_storage.put(&refresh_key, &body)
-                            {
-                                log::warn!("could not refresh lock {refresh_key}: {e}");
-                            }
-                            if let Some((current, k)) = &renew
-                                && renewed.elapsed() >= RESTIC_REFRESH_EVERY
-                            {
-                                renewed = std::time::Instant::now();
-                                renew_restic(&*refresh_storage, current, k, &info);
-                            }
-                        }
-                        _ => return,
-                    }
-                }
-            })
+            .spawn(move || refresher.run(&stopped))
             .map_err(|e| EngineError::io("starting the lock refresher", e))?;
         Ok(Held {
             key,
             restic,
+            loss,
             stop,
             refresher,
         })
+    }
+
+    /// Runs `f` (with the reason) once this lock is given up because it
+    /// could not be refreshed — at once if it already is. Callbacks stop the
+    /// holder's writes (see the module's documentation).
+    pub(crate) fn on_loss(&self, f: impl Fn(&str) + Send + 'static) {
+        let mut state = self.loss.state.lock().unwrap_or_else(|e| e.into_inner());
+        match &state.reason {
+            Some(reason) => f(reason),
+            None => state.callbacks.push(Box::new(f)),
+        }
+    }
+
+    /// [`EngineError::LockLost`] if this lock was given up.
+    pub(crate) fn ensure_held(&self) -> EngineResult<()> {
+        let state = self.loss.state.lock().unwrap_or_else(|e| e.into_inner());
+        match &state.reason {
+            Some(reason) => Err(EngineError::LockLost {
+                location: self.location.clone(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Lists the lock objects in a repository, for display.
@@ -432,8 +475,112 @@ impl RepoLock {
 struct Held {
     key: String,
     restic: Option<Arc<Mutex<String>>>,
+    loss: Arc<Loss>,
     stop: mpsc::Sender<()>,
     refresher: JoinHandle<()>,
+}
+
+type LossCallback = Box<dyn Fn(&str) + Send>;
+
+/// Whether a held lock was given up, and who to tell when it is.
+#[derive(Default)]
+struct Loss {
+    state: Mutex<LossState>,
+}
+
+#[derive(Default)]
+struct LossState {
+    reason: Option<String>,
+    callbacks: Vec<LossCallback>,
+}
+
+impl std::fmt::Debug for Loss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f.debug_struct("Loss")
+            .field("reason", &state.reason)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Loss {
+    fn give_up(&self, reason: String) {
+        log::error!("giving up a repository lock: {reason}");
+        let callbacks = {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if state.reason.is_some() {
+                return;
+            }
+            state.reason = Some(reason.clone());
+            std::mem::take(&mut state.callbacks)
+        };
+        for f in callbacks {
+            f(&reason);
+        }
+    }
+}
+
+/// The thread that keeps a held lock fresh: the lock object every
+/// [`REFRESH_EVERY`], the restic lock file every [`RESTIC_REFRESH_EVERY`]
+/// (retried at every tick after a failure), until told to stop — or until
+/// one of them has gone unrefreshed too long, when the lock is given up.
+struct Refresher {
+    storage: Arc<dyn Storage>,
+    key: String,
+    info: LockInfo,
+    restic: Option<(Arc<Mutex<String>>, MasterKey)>,
+    loss: Arc<Loss>,
+}
+
+impl Refresher {
+    fn run(&mut self, stopped: &mpsc::Receiver<()>) {
+        let mut refreshed = std::time::Instant::now();
+        let mut renewed = refreshed;
+        let mut last_error = String::new();
+        loop {
+            match stopped.recv_timeout(scaled(REFRESH_EVERY)) {
+                Err(RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+            self.info.refreshed = now_secs();
+            let put = serde_json::to_vec(&self.info)
+                .map_err(|e| e.to_string())
+                .and_then(|body| {
+                    self.storage
+                        .put(&self.key, &body)
+                        .map_err(|e| e.to_string())
+                });
+            match put {
+                Ok(()) => refreshed = std::time::Instant::now(),
+                Err(e) => {
+                    log::warn!("could not refresh lock {}: {e}", self.key);
+                    last_error = e;
+                }
+            }
+            if let Some((current, k)) = &self.restic
+                && renewed.elapsed() >= scaled(RESTIC_REFRESH_EVERY)
+            {
+                match renew_restic(&*self.storage, current, k, &self.info) {
+                    Ok(()) => renewed = std::time::Instant::now(),
+                    Err(e) => last_error = e,
+                }
+            }
+            let late = if refreshed.elapsed() >= scaled(GIVE_UP_AFTER) {
+                Some(("lock object", refreshed))
+            } else if renewed.elapsed() >= scaled(RESTIC_GIVE_UP_AFTER) {
+                Some(("restic lock file", renewed))
+            } else {
+                None
+            };
+            if let Some((what, since)) = late {
+                self.loss.give_up(format!(
+                    "its {what} was last refreshed {} s ago: {last_error}",
+                    since.elapsed().as_secs()
+                ));
+                return;
+            }
+        }
+    }
 }
 
 fn lock_name(current: &Mutex<String>) -> String {
@@ -443,17 +590,26 @@ fn lock_name(current: &Mutex<String>) -> String {
 /// Renews a restic lock file as restic does: a new one with the time now,
 /// then the old one removed (a lock file is named by its content, so it
 /// cannot be rewritten in place).
-fn renew_restic(storage: &dyn Storage, current: &Mutex<String>, key: &MasterKey, info: &LockInfo) {
+fn renew_restic(
+    storage: &dyn Storage,
+    current: &Mutex<String>,
+    key: &MasterKey,
+    info: &LockInfo,
+) -> Result<(), String> {
     let exclusive = info.mode == LockMode::Exclusive;
     match restic_locks::write(storage, key, exclusive, &info.host, &info.id) {
         Ok(new) => {
             let old =
                 std::mem::replace(&mut *current.lock().unwrap_or_else(|e| e.into_inner()), new);
-            if let Err(e) = storage.delete(&old) {
-                log::warn!("could not remove the old restic lock {old}: {e}");
-            }
+            // A leftover old file is one more live-looking lock until
+            // restic thinks it stale; it is not a reason to give up.
+            remove_or_remember(storage, &old);
+            Ok(())
         }
-        Err(e) => log::warn!("could not renew the restic lock of {}: {e}", info.id),
+        Err(e) => {
+            log::warn!("could not renew the restic lock of {}: {e}", info.id);
+            Err(e.to_string())
+        }
     }
 }
 

@@ -13,6 +13,7 @@
 //!   that injects faults (cuts, an outage), one that shapes the link (a
 //!   delay each way, a bandwidth cap) as a remote target would.
 
+pub mod faulty;
 pub mod proxy;
 pub mod s3;
 pub mod shaping;

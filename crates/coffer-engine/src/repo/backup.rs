@@ -36,9 +36,12 @@ pub struct TreeBackupOptions {
 /// What one component's backup holds while it runs.
 struct BackupJob {
     /// Held until the backup ends.
-    _lock: RepoLock,
+    lock: RepoLock,
     /// Refuses the snapshot file once any failure is recorded.
     gate: Arc<SnapshotGate>,
+    /// What the sources read under: the caller's token, and fired too
+    /// when the lock is lost.
+    cancel: CancelToken,
     /// What the source yielded, for the cross-check.
     tally: Arc<SourceTally>,
     counters: Arc<Counters>,
@@ -124,8 +127,9 @@ impl Repo {
             );
         }
         let BackupJob {
-            _lock,
+            lock,
             gate,
+            cancel,
             tally,
             counters,
             component,
@@ -147,7 +151,7 @@ impl Repo {
                 Arc::clone(&gate),
                 Arc::clone(&tally),
                 Arc::clone(&counters),
-                self.cancel.clone(),
+                Some(cancel.clone()),
             );
             let snap = self.snapshot_template(backup, ContentKind::Tree)?;
             let parent_opts = match parent {
@@ -160,7 +164,7 @@ impl Repo {
                 .as_path(PathBuf::from(format!("/{component}")))
                 .parent_opts(parent_opts);
             let result = repo.archive(&bopts, &src, snap, std::slice::from_ref(&source));
-            self.finish_backup(&repo, &component, &gate, result, |summary| {
+            self.finish_backup(&repo, &component, &lock, &gate, result, |summary| {
                 let seen = tally.files.load(Ordering::Relaxed);
                 (summary.total_files_processed != seen).then(|| {
                     format!(
@@ -215,8 +219,9 @@ impl Repo {
         kind: ContentKind,
     ) -> EngineResult<SnapshotInfo> {
         let BackupJob {
-            _lock,
+            lock,
             gate,
+            cancel,
             tally,
             counters,
             component,
@@ -230,14 +235,14 @@ impl Repo {
                 Arc::clone(&gate),
                 Arc::clone(&tally),
                 Arc::clone(&counters),
-                self.cancel.clone(),
+                Some(cancel.clone()),
             );
             let snap = self.snapshot_template(backup, kind)?;
             // A stream has no useful parent: its content is chunked and
             // deduplicated against the whole repository anyway.
             let bopts = BackupOptions::default().parent_opts(ParentOptions::default().force(true));
             let result = repo.archive(&bopts, &src, snap, &[path]);
-            self.finish_backup(&repo, &component, &gate, result, |summary| {
+            self.finish_backup(&repo, &component, &lock, &gate, result, |summary| {
                 let read = tally.bytes_read.load(Ordering::Relaxed);
                 (summary.total_bytes_processed != read || summary.total_files_processed != 1).then(
                     || {
@@ -271,9 +276,24 @@ impl Repo {
         backup: &BackupRef,
         progress: Option<ProgressFn>,
     ) -> EngineResult<BackupJob> {
+        let lock = self.lock(LockMode::Shared, "backup")?;
+        let gate = Arc::new(SnapshotGate::default());
+        let cancel = self
+            .cancel
+            .as_ref()
+            .map(CancelToken::child)
+            .unwrap_or_default();
+        {
+            let (gate, cancel) = (Arc::clone(&gate), cancel.clone());
+            lock.on_loss(move |reason| {
+                gate.fail(format!("the repository lock was lost: {reason}"));
+                cancel.cancel();
+            });
+        }
         Ok(BackupJob {
-            _lock: self.lock(LockMode::Shared, "backup")?,
-            gate: Arc::new(SnapshotGate::default()),
+            lock,
+            gate,
+            cancel,
             tally: Arc::new(SourceTally::default()),
             counters: Counters::new(progress),
             component: backup.component.to_string(),
@@ -285,23 +305,28 @@ impl Repo {
         &self,
         repo: &Repository<S>,
         component: &str,
+        lock: &RepoLock,
         gate: &SnapshotGate,
         result: rustic_core::RusticResult<SnapshotFile>,
         cross_check: impl FnOnce(&rustic_core::repofile::SnapshotSummary) -> Option<String>,
     ) -> EngineResult<SnapshotInfo> {
         let cancelled = self.cancel.as_ref().is_some_and(CancelToken::is_cancelled);
+        let lost = lock.ensure_held();
         let mut reasons = gate.failures();
-        if cancelled {
-            // Whatever else failed followed from the cancellation.
+        if cancelled || lost.is_err() {
+            // Whatever else failed followed from the cancellation or the
+            // lost lock (whose gate kept the snapshot out; removed anyway
+            // should it have been written before).
             if let Ok(snap) = &result
                 && let Err(e) = repo.delete_snapshots(&[snap.id])
             {
                 log::warn!(
-                    "removing the cancelled snapshot {}: {}",
+                    "removing the stopped backup's snapshot {}: {}",
                     snap.id,
                     e.display_log()
                 );
             }
+            lost?;
             return Err(EngineError::Cancelled {
                 component: component.to_owned(),
             });

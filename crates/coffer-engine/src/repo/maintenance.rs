@@ -7,6 +7,7 @@ use rustic_core::{CheckOptions, PruneOptions, ReadSubsetOption};
 use serde::{Deserialize, Serialize};
 
 use super::{Repo, guarded};
+use crate::backend::SnapshotGate;
 use crate::lock::{IN_PROCESS_PATIENCE, LockMode};
 use crate::progress::{Counters, ProgressFn};
 use crate::restic_locks::{self, ResticLock};
@@ -184,8 +185,9 @@ impl Repo {
             self.lock_patiently(LockMode::Shared, "prune (planning)", IN_PROCESS_PATIENCE)?;
         let seen = self.listing_fingerprint()?;
         let counters = progress.map(|p| Counters::new(Some(p)));
+        let gate = Arc::new(SnapshotGate::default());
         let (handle, plan) = guarded(|| {
-            let handle = self.handle(None, counters.clone())?;
+            let handle = self.handle(Some(Arc::clone(&gate)), counters.clone())?;
             let plan = handle
                 .prune_plan(&opts)
                 .map_err(|e| EngineError::rustic(&e))?;
@@ -197,6 +199,7 @@ impl Repo {
             opts,
             counters,
             seen,
+            gate,
             handle,
             plan,
             planning_secs: started.elapsed().as_secs_f64(),
@@ -222,6 +225,8 @@ pub struct PrunePrepared {
     opts: PruneOptions,
     counters: Option<Arc<Counters>>,
     seen: Vec<String>,
+    /// Closed when the exclusive lock is lost: no deletion after that.
+    gate: Arc<SnapshotGate>,
     handle: rustic_core::Repository<rustic_core::OpenStatus>,
     plan: rustic_core::PrunePlan,
     planning_secs: f64,
@@ -247,12 +252,14 @@ impl PrunePrepared {
     pub fn execute(self, patience: Duration) -> EngineResult<PruneReport> {
         let repo = &self.repo;
         let waited = Instant::now();
-        let _lock = repo.lock_patiently(LockMode::Exclusive, "prune", patience)?;
+        let lock = repo.lock_patiently(LockMode::Exclusive, "prune", patience)?;
+        let gate = Arc::clone(&self.gate);
+        lock.on_loss(move |reason| gate.fail(format!("the prune's lock was lost: {reason}")));
         let locked = Instant::now();
         let replanned = repo.listing_fingerprint()? != self.seen;
         let (handle, plan) = if replanned {
             guarded(|| {
-                let handle = repo.handle(None, self.counters.clone())?;
+                let handle = repo.handle(Some(Arc::clone(&self.gate)), self.counters.clone())?;
                 let plan = handle
                     .prune_plan(&self.opts)
                     .map_err(|e| EngineError::rustic(&e))?;
@@ -262,11 +269,14 @@ impl PrunePrepared {
             (self.handle, self.plan)
         };
         let mut report = report_of(&plan, self.settings.instant);
-        guarded(|| {
+        let pruned = guarded(|| {
             handle
                 .prune(&self.opts, plan)
                 .map_err(|e| EngineError::rustic(&e))
-        })?;
+        });
+        // A refused deletion is the lost lock's doing: say so.
+        lock.ensure_held()?;
+        pruned?;
         report.planning_secs = self.planning_secs;
         report.waited_secs = locked.duration_since(waited).as_secs_f64();
         report.exclusive_secs = locked.elapsed().as_secs_f64();
