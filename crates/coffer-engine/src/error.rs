@@ -33,7 +33,9 @@ pub enum EngineError {
     /// A held lock could not be refreshed before others would think it
     /// stale, so the operation stopped before it could write anything more
     /// (a backup records no snapshot; a prune deletes nothing more).
-    #[error("lost the lock on repository {location} (it could not be refreshed: {reason}); stopped so that nothing is written without it")]
+    #[error(
+        "lost the lock on repository {location} (it could not be refreshed: {reason}); stopped so that nothing is written without it"
+    )]
     LockLost {
         /// Where the repository is.
         location: String,

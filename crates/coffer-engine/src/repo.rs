@@ -21,6 +21,7 @@ use crate::progress::{Counters, EngineProgressBars};
 use crate::seal::{AgeIdentity, AgeRecipients};
 use crate::{EngineError, EngineResult};
 
+mod audit;
 mod backup;
 mod browse;
 mod copy;
@@ -31,6 +32,7 @@ mod portable;
 mod restore;
 mod sealed;
 
+pub use audit::{AUDIT_PREFIX, AuditCopy};
 pub use backup::TreeBackupOptions;
 pub use browse::{EntryKind, TreeEntry};
 pub use damage::{Affected, Damage};
