@@ -90,6 +90,9 @@ fn batches_read_back_as_one_chain_and_tampering_is_named() {
     // (append_audit moved the head back to 6; the forger would restore it.)
     assert_ne!(repo.audit_head().unwrap(), head);
     let p = repo.read_audit().unwrap().problems;
-    assert!(p.iter().any(|m| m.contains("entry 6 does not link")), "{p:?}");
+    assert!(
+        p.iter().any(|m| m.contains("entry 6 does not link")),
+        "{p:?}"
+    );
     assert!(p.iter().any(|m| m.contains("past its head")), "{p:?}");
 }

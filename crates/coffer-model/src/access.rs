@@ -42,6 +42,9 @@ pub enum Scope {
     NotificationsWrite,
     /// Create, list and revoke tokens and users.
     TokensAdmin,
+    /// Read and verify the audit log (unlimited tokens only: it tells of
+    /// every component).
+    AuditRead,
     /// Touch sensitive components at all (with the scope the operation needs).
     Sensitive,
     /// Restore an upload into components this server does not configure
@@ -51,7 +54,7 @@ pub enum Scope {
 
 impl Scope {
     /// Every scope, in documentation order.
-    pub const ALL: [Scope; 16] = [
+    pub const ALL: [Scope; 17] = [
         Scope::BackupsRead,
         Scope::BackupsWrite,
         Scope::BackupsDelete,
@@ -66,6 +69,7 @@ impl Scope {
         Scope::NotificationsRead,
         Scope::NotificationsWrite,
         Scope::TokensAdmin,
+        Scope::AuditRead,
         Scope::Sensitive,
         Scope::Admin,
     ];
@@ -87,6 +91,7 @@ impl Scope {
             Scope::NotificationsRead => "notifications:read",
             Scope::NotificationsWrite => "notifications:write",
             Scope::TokensAdmin => "tokens:admin",
+            Scope::AuditRead => "audit:read",
             Scope::Sensitive => "sensitive",
             Scope::Admin => "admin",
         }

@@ -111,6 +111,9 @@ pub struct ServerConfig {
     /// (`server.target_allow`); empty: any host but link-local and cloud
     /// metadata addresses.
     pub target_allow: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` is believed (`server.trusted_proxies`:
+    /// addresses and CIDR networks); empty: the client is the peer.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Time a client has to send a request's headers, from the connection's
     /// start or the end of the previous response (`server.header_read_timeout_secs`).
     pub header_read_timeout: Duration,
@@ -232,6 +235,7 @@ struct ServerSection {
     max_upload_mib: Option<u64>,
     restore_roots: Option<Vec<PathBuf>>,
     target_allow: Option<Vec<String>>,
+    trusted_proxies: Option<Vec<String>>,
     header_read_timeout_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
     max_connections: Option<usize>,
@@ -450,6 +454,21 @@ impl ServerConfig {
                  such as \"10.0.0.0/8\""
             )));
         }
+        let trusted_proxies = s
+            .trusted_proxies
+            .unwrap_or_default()
+            .iter()
+            .map(|a| {
+                a.parse::<ipnet::IpNet>()
+                    .or_else(|_| a.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        invalid(format!(
+                            "server.trusted_proxies: {a:?} is neither an IP address nor a CIDR \
+                             network such as \"10.0.0.0/8\""
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let positive = |name: &str, v: Option<u64>, default: u64| match v {
             Some(0) => Err(invalid(format!("server.{name} must be at least 1"))),
             v => Ok(v.unwrap_or(default)),
@@ -500,6 +519,7 @@ impl ServerConfig {
             max_upload: max_upload_mib.saturating_mul(1 << 20),
             restore_roots,
             target_allow,
+            trusted_proxies,
             header_read_timeout: Duration::from_secs(header_read_timeout),
             idle_timeout: Duration::from_secs(idle_timeout),
             max_connections,

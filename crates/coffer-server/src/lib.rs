@@ -21,6 +21,7 @@
 
 mod access;
 mod api;
+mod audit;
 mod backups;
 mod browse;
 mod catalog;
@@ -295,7 +296,10 @@ async fn serve(
         context: "starting the scheduler".into(),
         source,
     })?;
-    let app = console::router(Arc::clone(&state), api::router(Arc::clone(&state)));
+    audit::sync::spawn(Arc::clone(&state));
+    let app = console::router(Arc::clone(&state), api::router(Arc::clone(&state))).layer(
+        axum::middleware::from_fn_with_state(Arc::clone(&state), audit::request::client_address),
+    );
     let limits = api::serve::Limits {
         max_connections: state.config.max_connections,
         header_read_timeout: state.config.header_read_timeout,

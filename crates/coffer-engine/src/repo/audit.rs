@@ -14,7 +14,7 @@ pub const AUDIT_PREFIX: &str = "coffer/audit/";
 const HEAD_KEY: &str = "coffer/audit/head";
 
 /// The audit log as a repository holds it, and what is wrong with it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct AuditCopy {
     /// The entries, by sequence number.
     pub entries: Vec<AuditEntry>,

@@ -167,6 +167,8 @@ pub fn create_user(catalog: &Catalog, u: &NewUser) -> Result<UserRow, UserError>
 /// A successful login.
 #[derive(Debug, Clone)]
 pub struct Login {
+    /// The user it names.
+    pub user_id: String,
     /// The JWT.
     pub token: String,
     /// Its expiry (Unix seconds).
@@ -206,7 +208,11 @@ pub fn login(
         return Err(wrong());
     };
     let (token, expires_at) = jwt::issue(keys, &user.id, lifetime_secs)?;
-    Ok(Login { token, expires_at })
+    Ok(Login {
+        user_id: user.id,
+        token,
+        expires_at,
+    })
 }
 
 #[cfg(test)]

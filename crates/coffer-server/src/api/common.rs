@@ -18,6 +18,7 @@ use utoipa::ToSchema;
 use crate::access::Principal;
 use crate::access::tokens::authenticate;
 use crate::api::error::{ApiError, from_bytes_rejection, from_rejection};
+use crate::audit::request::Actor;
 use crate::error::{ServiceError, ServiceResult};
 use crate::state::Shared;
 
@@ -59,19 +60,22 @@ pub async fn guard(
         },
     };
     let st = std::sync::Arc::clone(&state);
-    let principal = blocking(move || {
-        let p = authenticate(&st.catalog, &st.login, header.as_deref())?;
-        p.require(scope)?;
-        Ok(p)
-    })
-    .await;
-    match principal {
-        Ok(p) => {
+    let principal = blocking(move || authenticate(&st.catalog, &st.login, header.as_deref())).await;
+    let p = match principal {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    // The audit log names whoever was authenticated, refused or not.
+    let actor = Actor(p.id.clone());
+    let mut response = match p.require(scope) {
+        Ok(()) => {
             req.extensions_mut().insert(p);
             next.run(req).await
         }
-        Err(e) => e.into_response(),
-    }
+        Err(e) => ApiError::from(e).into_response(),
+    };
+    response.extensions_mut().insert(actor);
+    response
 }
 
 impl FromRequestParts<Shared> for Principal {

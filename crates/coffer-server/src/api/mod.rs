@@ -4,6 +4,7 @@
 //! handler reads anything — and tests hold it, the OpenAPI document and
 //! docs/api.md's table to the same answer.
 
+pub mod audit;
 pub mod backups;
 pub mod browse;
 pub mod checks;
@@ -134,6 +135,8 @@ api_routes! {
     get "/api/v1/users", Some(Scope::TokensAdmin) => users::list_users;
     post "/api/v1/users", Some(Scope::TokensAdmin) => users::create_user;
     delete "/api/v1/users/{id}", Some(Scope::TokensAdmin) => users::disable_user;
+    get "/api/v1/audit", Some(Scope::AuditRead) => audit::list_audit;
+    get "/api/v1/audit/verify", Some(Scope::AuditRead) => audit::verify_audit;
 }
 
 struct BearerAuth;
@@ -186,6 +189,7 @@ impl Modify for BearerAuth {
         notifications::delete_notification, notifications::test_notification,
         tokens::create_token, tokens::list_tokens, tokens::revoke_token,
         users::login, users::create_user, users::list_users, users::disable_user,
+        audit::list_audit, audit::verify_audit,
         openapi,
     ),
     modifiers(&BearerAuth)
@@ -211,6 +215,10 @@ pub fn router(state: Shared) -> Router {
     routes(&state)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(from_fn_with_state(
+            Arc::clone(&state),
+            crate::audit::request::record,
+        ))
         .with_state(state)
 }
 

@@ -1,9 +1,9 @@
 //! Users: `/api/v1/users` (create with at most the caller's own powers, list,
 //! disable) and `POST /api/v1/auth/login`.
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -12,6 +12,7 @@ use crate::access::login::log_in;
 use crate::access::users::{self, new_user};
 use crate::api::common::{ApiResult, JsonBody, blocking, time};
 use crate::api::error::ErrorBody;
+use crate::audit::request::Actor;
 use crate::catalog::UserRow;
 use crate::state::Shared;
 
@@ -45,12 +46,15 @@ pub struct LoginResponse {
 pub async fn login(
     State(state): State<Shared>,
     JsonBody(req): JsonBody<LoginRequest>,
-) -> ApiResult<Json<LoginResponse>> {
+) -> ApiResult<(Extension<Actor>, Json<LoginResponse>)> {
     let l = blocking(move || log_in(&state, &req.name, &req.password)).await?;
-    Ok(Json(LoginResponse {
-        token: l.token,
-        expires_at: time(l.expires_at),
-    }))
+    Ok((
+        Extension(Actor(l.user_id)),
+        Json(LoginResponse {
+            token: l.token,
+            expires_at: time(l.expires_at),
+        }),
+    ))
 }
 
 /// A user (never the password).

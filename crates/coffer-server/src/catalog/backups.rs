@@ -226,6 +226,7 @@ impl Catalog {
                 params![id, status.as_str(), error, now()],
             )
             .ctx("finishing a backup")?;
+        self.audit_job_end("backup", id, status.as_str(), error);
         Ok(())
     }
 

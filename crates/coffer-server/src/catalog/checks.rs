@@ -49,6 +49,7 @@ impl Catalog {
                 params![id, status, error, report, now()],
             )
             .ctx("finishing a check")?;
+        self.audit_job_end("check", id, status, error);
         Ok(())
     }
 

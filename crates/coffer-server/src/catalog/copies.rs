@@ -56,6 +56,7 @@ impl Catalog {
                 params![backup_id, target, status, error, snaps, now()],
             )
             .ctx("finishing a copy")?;
+        self.audit_job_end("copy", &format!("{backup_id} to {target}"), status, error);
         Ok(())
     }
 

@@ -45,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_notifications.sql"),
     include_str!("migrations/0010_copies.sql"),
     include_str!("migrations/0011_checks.sql"),
+    include_str!("migrations/0012_audit.sql"),
 ];
 
 /// Seconds since the Unix epoch.

@@ -120,7 +120,10 @@ impl Catalog {
             )
             .ctx("marking a backup verified")?;
         }
-        tx.commit().ctx("finishing a drill")
+        tx.commit().ctx("finishing a drill")?;
+        drop(conn);
+        self.audit_job_end("drill", id, st.as_str(), error);
+        Ok(())
     }
 
     /// One drill.

@@ -92,6 +92,10 @@ impl Catalog {
         outcome: Result<(&coffer_export::Digests, Option<i64>), &str>,
     ) -> CatalogResult<()> {
         let conn = self.conn();
+        let (status, error) = match outcome {
+            Ok(_) => ("READY", None),
+            Err(reason) => ("ERROR", Some(reason)),
+        };
         match outcome {
             Ok((d, expires_at)) => conn.execute(
                 "UPDATE exports SET status = 'READY', size = ?2, sha256 = ?3, md5 = ?4,
@@ -104,6 +108,8 @@ impl Catalog {
             ),
         }
         .ctx("finishing an export")?;
+        drop(conn);
+        self.audit_job_end("export", id, status, error);
         Ok(())
     }
 

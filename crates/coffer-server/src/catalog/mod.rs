@@ -12,6 +12,7 @@
 //! the same mode) is readable by its owner only: it holds sealed secrets
 //! and token hashes.
 
+mod audit;
 pub(super) mod backups;
 mod checks;
 mod copies;
@@ -28,6 +29,7 @@ mod targets;
 mod tokens;
 mod users;
 
+pub use audit::AuditEvent;
 pub use backups::{BackupComponentRow, BackupRow, NewBackupComponent};
 pub use checks::CheckRow;
 pub use copies::CopyRow;

@@ -70,6 +70,7 @@ impl Catalog {
                 params![id, status.as_str(), report, error, now()],
             )
             .ctx("finishing a prune")?;
+        self.audit_job_end("prune", id, status.as_str(), error.as_deref());
         Ok(())
     }
 

@@ -119,6 +119,7 @@ impl Catalog {
                 params![id, status.as_str(), error, now()],
             )
             .ctx("finishing a restore")?;
+        self.audit_job_end("restore", id, status.as_str(), error);
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! `coffer repo …`: offline repository commands, one file each. They need
 //! no server and no catalog, and double as the disaster-recovery tool.
 
+mod audit;
 mod backup;
 mod check;
 mod forget;
@@ -67,6 +68,9 @@ enum RepoCommand {
     Key(key::KeyCommand),
     /// List the Coffer lock objects in the repository (no password needed).
     Locks,
+    /// Read and verify the audit log a Coffer server copied here (exit 7 if an entry was
+    /// removed, altered or cut off).
+    Audit(audit::AuditArgs),
     /// Probe the target (reachable, authenticated, write, read, ranged read, list,
     /// overwrite, delete, multipart, free space, clock skew, throughput) with at most
     /// 16 MiB of test data; no password needed. Exit 0 only if every step passed.
@@ -124,6 +128,7 @@ pub fn run(args: RepoArgs, out: Output) -> CliResult<Outcome> {
         RepoCommand::Prune(a) => prune::run(a, &location.open()?, out).map(done),
         RepoCommand::Key(k) => key::run(k, &location.open()?, out).map(done),
         RepoCommand::Locks => locks::run(&*location.storage(), out).map(done),
+        RepoCommand::Audit(a) => audit::run(a, &location.open()?, out),
         RepoCommand::Validate => validate::run(location.target(), out),
     }
 }
