@@ -32,6 +32,7 @@ const ALL: &[&str] = &[
     "notifications:read",
     "notifications:write",
     "tokens:admin",
+    "audit:read",
     "sensitive",
     "admin",
 ];

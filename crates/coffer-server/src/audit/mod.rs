@@ -23,10 +23,11 @@ use crate::state::AppState;
 /// Forbidden unless `p` holds `audit:read` for the whole installation.
 pub fn require_reader(p: &Principal) -> ServiceResult<()> {
     p.require(Scope::AuditRead)?;
-    if p.components.is_some() {
-        return Err(ServiceError::Forbidden(
-            "this token is limited to components: the audit log tells of every component".into(),
-        ));
+    if let Some(mine) = &p.components {
+        return Err(ServiceError::Forbidden(format!(
+            "this token is limited to components {}: the audit log tells of every component",
+            mine.iter().cloned().collect::<Vec<_>>().join(", ")
+        )));
     }
     Ok(())
 }
