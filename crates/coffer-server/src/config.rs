@@ -117,6 +117,9 @@ pub struct ServerConfig {
     /// Time a client has to send a request's headers, from the connection's
     /// start or the end of the previous response (`server.header_read_timeout_secs`).
     pub header_read_timeout: Duration,
+    /// How long a stop (SIGTERM, SIGINT) waits for running jobs before it
+    /// marks them cancelled (`server.shutdown_grace_secs`, default 30).
+    pub shutdown_grace: Duration,
     /// Longest pause while a request body arrives (`server.idle_timeout_secs`).
     pub idle_timeout: Duration,
     /// Connections served at once; more wait in the kernel's queue
@@ -238,6 +241,7 @@ struct ServerSection {
     trusted_proxies: Option<Vec<String>>,
     header_read_timeout_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
+    shutdown_grace_secs: Option<u64>,
     max_connections: Option<usize>,
     login_concurrency: Option<usize>,
     login_rate_per_minute: Option<u32>,
@@ -476,6 +480,7 @@ impl ServerConfig {
         let header_read_timeout =
             positive("header_read_timeout_secs", s.header_read_timeout_secs, 30)?;
         let idle_timeout = positive("idle_timeout_secs", s.idle_timeout_secs, 60)?;
+        let shutdown_grace = positive("shutdown_grace_secs", s.shutdown_grace_secs, 30)?;
         let max_connections =
             positive("max_connections", s.max_connections.map(|n| n as u64), 256)? as usize;
         let login_concurrency = positive(
@@ -522,6 +527,7 @@ impl ServerConfig {
             trusted_proxies,
             header_read_timeout: Duration::from_secs(header_read_timeout),
             idle_timeout: Duration::from_secs(idle_timeout),
+            shutdown_grace: Duration::from_secs(shutdown_grace),
             max_connections,
             login_concurrency,
             login_rate_per_minute,

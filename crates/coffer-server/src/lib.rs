@@ -317,6 +317,21 @@ async fn serve(
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    // What did not end in time (a restore cannot stop half-way) is
+    // cancelled by this stop, and says so, rather than being found
+    // running — "interrupted by restart" — at the next start.
+    let st = Arc::clone(&state);
+    let reason = format!(
+        "cancelled: the server was stopped and the job did not end within \
+         server.shutdown_grace_secs ({} s)",
+        grace.as_secs()
+    );
+    match tokio::task::spawn_blocking(move || st.catalog.end_running_jobs(&reason)).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::warn!("shutting down: {n} job(s) did not end in time, marked ERROR"),
+        Ok(Err(e)) => tracing::error!("shutting down: marking unfinished jobs: {e}"),
+        Err(e) => tracing::error!("shutting down: marking unfinished jobs: {e}"),
+    }
     Ok(())
 }
 
@@ -366,7 +381,8 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         // Tests and scripts read this line to find the port.
         eprintln!("coffer server listening on {scheme}://{bound}");
         tracing::info!(data_dir = %data_dir.display(), "coffer server listening on {scheme}://{bound}");
-        serve(state, listener, tls, shutdown_signal(), Duration::from_secs(30)).await
+        let grace = state.config.shutdown_grace;
+        serve(state, listener, tls, shutdown_signal(), grace).await
     })
 }
 

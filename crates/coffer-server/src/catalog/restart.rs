@@ -8,9 +8,15 @@ impl Catalog {
     /// Marks every job still running as `ERROR` ("interrupted by restart"):
     /// a job found running at start was cut short. Returns how many.
     pub fn interrupt_running_jobs(&self) -> CatalogResult<usize> {
+        self.end_running_jobs("interrupted by restart")
+    }
+
+    /// Marks every job still running as `ERROR` with `reason` (drills
+    /// excepted: their scratch copies are removed at the next start, which
+    /// records them). Returns how many.
+    pub fn end_running_jobs(&self, reason: &str) -> CatalogResult<usize> {
         let mut conn = self.conn();
         let tx = conn.transaction().ctx("marking interrupted jobs")?;
-        let reason = "interrupted by restart";
         let t = now();
         let mut n = tx
             .execute(
