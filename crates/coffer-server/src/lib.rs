@@ -305,6 +305,7 @@ async fn serve(
         header_read_timeout: state.config.header_read_timeout,
     };
     api::serve::serve(listener, app, tls, limits, shutdown, grace).await;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     state.scheduler.stop();
     let running = state.jobs.cancel_all();
     if running > 0 {
@@ -381,6 +382,10 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         // Tests and scripts read this line to find the port.
         eprintln!("coffer server listening on {scheme}://{bound}");
         tracing::info!(data_dir = %data_dir.display(), "coffer server listening on {scheme}://{bound}");
+        // Readiness for systemd (`Type=notify`): a no-op without NOTIFY_SOCKET.
+        if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+            tracing::warn!("telling the service manager we are ready: {e}");
+        }
         let grace = state.config.shutdown_grace;
         serve(state, listener, tls, shutdown_signal(), grace).await
     })
