@@ -105,9 +105,6 @@ fn an_unprivileged_user_runs_the_whole_job() {
     assert_eq!(catalog.mode() & 0o777, 0o600);
     if root {
         assert_eq!(catalog.uid(), NOBODY, "the server ran as the user");
-        assert_eq!(
-            std::fs::metadata(restored.join("a")).unwrap().uid(),
-            NOBODY
-        );
+        assert_eq!(std::fs::metadata(restored.join("a")).unwrap().uid(), NOBODY);
     }
 }

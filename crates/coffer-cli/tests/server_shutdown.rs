@@ -73,10 +73,13 @@ fn sigterm_ends_running_jobs_as_cancelled() {
     // The audit log tells the same.
     let (_, log) = srv.admin("GET", "/api/v1/audit?limit=1000", None);
     assert!(
-        log["entries"].as_array().unwrap().iter().any(|e| e["action"]
-            == "job backup"
-            && e["subject"] == backup.as_str()
-            && e["outcome"].as_str().unwrap().contains("cancelled")),
+        log["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "job backup"
+                && e["subject"] == backup.as_str()
+                && e["outcome"].as_str().unwrap().contains("cancelled")),
         "{log:#}"
     );
 }
