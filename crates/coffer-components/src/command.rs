@@ -68,7 +68,7 @@ pub(crate) fn restore(
         drop(file);
         output(c, &mut build(spec, argv, Some(&path)), b"")?;
     } else {
-        ctx.stream_into_command(c, &mut build(spec, argv, None))?;
+        ctx.stream_into_command(c, &mut build(spec, argv, None), "restore.command.running")?;
     }
     Ok(RestoreReport {
         notes: vec![format!("restore command {:?} succeeded", argv[0])],

@@ -207,12 +207,22 @@ impl RestoreContext<'_> {
 
     /// Feeds the snapshot's stream to `cmd`'s standard input (`pg_restore`,
     /// the `mariadb` client, a restore command).
+    /// Streams the source into `cmd`'s standard input; `point` is the
+    /// crash point passed once the first bytes went in (the program is
+    /// loading them: see [`coffer_model::crash`]).
     pub(crate) fn stream_into_command(
         &self,
         c: &Ctx,
         cmd: &mut std::process::Command,
+        point: &'static str,
     ) -> Result<(), ComponentError> {
-        tools::pipe_into(c, cmd, |stdin| self.stream_into(c, stdin))
+        tools::pipe_into(c, cmd, |stdin| {
+            let mut fed = CrashAfterFirstWrite {
+                inner: stdin,
+                point: Some(point),
+            };
+            self.stream_into(c, &mut fed)
+        })
     }
 }
 
@@ -481,4 +491,26 @@ pub(crate) fn check_source_fits(
         sniff::check(c, spec, f)?;
     }
     Ok(())
+}
+
+/// A writer that passes a crash point once its first bytes are written.
+struct CrashAfterFirstWrite<'a, W: std::io::Write> {
+    inner: &'a mut W,
+    point: Option<&'static str>,
+}
+
+impl<W: std::io::Write> std::io::Write for CrashAfterFirstWrite<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if n > 0
+            && let Some(point) = self.point.take()
+        {
+            coffer_model::crash::crash_point(point);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }

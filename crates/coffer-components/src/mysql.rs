@@ -185,18 +185,20 @@ pub(crate) fn restore(
     }
     let mut cmd = my.replay_client()?;
     cmd.arg(db);
-    let result = ctx.stream_into_command(c, &mut cmd).map_err(|e| match e {
-        ComponentError::Tool { component, message } if message.contains("Unknown command") => {
-            ComponentError::Tool {
-                component,
-                message: format!(
-                    "{message} (the dump contains a client command such as \\! or system: \
+    let result = ctx
+        .stream_into_command(c, &mut cmd, "restore.mysql.loading")
+        .map_err(|e| match e {
+            ComponentError::Tool { component, message } if message.contains("Unknown command") => {
+                ComponentError::Tool {
+                    component,
+                    message: format!(
+                        "{message} (the dump contains a client command such as \\! or system: \
                      restores run the client in --binary-mode, which refuses them)"
-                ),
+                    ),
+                }
             }
-        }
-        other => other,
-    });
+            other => other,
+        });
     if let Err(e) = result {
         if created && let Err(drop_err) = my.sql(&format!("DROP DATABASE {};\n", ident(db))) {
             log::warn!(

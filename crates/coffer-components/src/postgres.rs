@@ -209,7 +209,7 @@ pub(crate) fn restore(
     if let Some(role) = &opts.role {
         cmd.arg(format!("--role={role}"));
     }
-    let result = ctx.stream_into_command(c, &mut cmd);
+    let result = ctx.stream_into_command(c, &mut cmd, "restore.postgres.loading");
     if let Err(e) = result {
         // Leave the server as it was: drop the database we created.
         if created

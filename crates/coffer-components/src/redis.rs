@@ -441,7 +441,9 @@ fn copy_database(
             cmd.ignore();
             copied += 1;
         }
-        write.exec(dest)
+        write.exec(dest)?;
+        coffer_model::crash::crash_point("restore.redis.copying");
+        Ok(())
     })?;
     Ok(copied)
 }

@@ -503,6 +503,7 @@ fn upload_all(
             .map_err(|e| s3_error(c, e))?;
         let (_, sha256) = hashing.finish();
         keys.insert(full, Written { size, sha256, meta });
+        coffer_model::crash::crash_point("restore.s3.uploading");
     }
     Ok(keys)
 }

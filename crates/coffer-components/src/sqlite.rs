@@ -89,6 +89,7 @@ pub(crate) fn restore(
         .as_file()
         .sync_all()
         .map_err(|e| c.io("flushing the restored database", e))?;
+    coffer_model::crash::crash_point("restore.sqlite.staged");
     integrity_check(c, staged.path())?;
     if let Some(meta) = &existing {
         keep_owner_and_mode(c, staged.path(), meta)?;

@@ -4,12 +4,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::uploads::Uploads;
 use bytes::Bytes;
+use coffer_model::crash::crash_point;
 use coffer_targets::{Storage, StorageError, StorageErrorKind};
 use rustic_core::{
     BytesList, ErrorKind, FileType, Id, ReadBackend, RusticError, RusticResult, WriteBackend,
 };
+
+use crate::uploads::Uploads;
 
 /// Problems found while a backup ran. The backend refuses to write a snapshot
 /// file while the gate holds any, so an incomplete backup is never recorded —
@@ -167,10 +169,13 @@ impl WriteBackend for StorageBackend {
         content: BytesList,
     ) -> RusticResult<()> {
         if tpe == FileType::Pack {
-            return self
+            crash_point("store.pack.before");
+            let stored = self
                 .uploads
                 .put_pack(key_of(tpe, id), content)
                 .map_err(backend_err);
+            crash_point("store.pack.after");
+            return stored;
         }
         // An index or snapshot must never name a pack that is not stored.
         self.uploads.barrier().map_err(backend_err)?;
@@ -183,9 +188,17 @@ impl WriteBackend for StorageBackend {
                 "backup is incomplete; refusing to record its snapshot",
             ));
         }
+        let (before, after) = match tpe {
+            FileType::Snapshot => ("store.snapshot.before", "store.snapshot.after"),
+            _ => ("store.index.before", "store.index.after"),
+        };
+        crash_point(before);
         // Index writes can run on rustic_core's packer threads too: a
         // panic there is an error here, never a pipeline that ends early.
-        crate::uploads::store(&*self.storage, &key_of(tpe, id), &content).map_err(backend_err)
+        let stored =
+            crate::uploads::store(&*self.storage, &key_of(tpe, id), &content).map_err(backend_err);
+        crash_point(after);
+        stored
     }
 
     fn remove(&self, tpe: FileType, id: &Id, _cacheable: bool) -> RusticResult<()> {
@@ -203,6 +216,14 @@ impl WriteBackend for StorageBackend {
         }
         // Prune removes what the packs being written replace.
         self.uploads.barrier().map_err(backend_err)?;
-        self.storage.delete(&key_of(tpe, id)).map_err(backend_err)
+        let (before, after) = match tpe {
+            FileType::Pack => ("remove.pack.before", "remove.pack.after"),
+            FileType::Index => ("remove.index.before", "remove.index.after"),
+            _ => ("remove.snapshot.before", "remove.snapshot.after"),
+        };
+        crash_point(before);
+        let removed = self.storage.delete(&key_of(tpe, id)).map_err(backend_err);
+        crash_point(after);
+        removed
     }
 }

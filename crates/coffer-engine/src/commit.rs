@@ -24,6 +24,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use coffer_model::crash::crash_point;
+
 use crate::fsops::{exchange, rename_noreplace, resolve_existing, same_mount, unsupported};
 use crate::restore::{RestoreMode, sync_filesystem};
 use crate::{EngineError, EngineResult};
@@ -131,7 +133,15 @@ impl Drop for Staging {
 /// Moves the completed staging tree into its destination according to
 /// `mode` (see the module documentation), then deletes what it displaced.
 pub(crate) fn commit(staging: &Staging, mode: RestoreMode) -> EngineResult<()> {
-    commit_with(staging, mode, true, &mut |_| Ok(()))
+    crash_point("restore.tree.staged");
+    commit_with(staging, mode, true, &mut |step| {
+        if step > 0 {
+            crash_point("restore.tree.commit.step");
+        }
+        Ok(())
+    })?;
+    crash_point("restore.tree.committed");
+    Ok(())
 }
 
 /// [`commit`], trying `RENAME_EXCHANGE` only with `exchange`, and with

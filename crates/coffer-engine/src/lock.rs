@@ -36,6 +36,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use coffer_model::crash::crash_point;
 use coffer_targets::Storage;
 use rustic_core::repofile::MasterKey;
 use serde::{Deserialize, Serialize};
@@ -335,11 +336,15 @@ impl RepoLock {
         let key = format!("{LOCK_PREFIX}{}.json", info.id);
         let body = serde_json::to_vec(&info).map_err(|e| EngineError::Engine(e.to_string()))?;
         storage.put(&key, &body)?;
+        crash_point("lock.object.written");
         let exclusive = mode == LockMode::Exclusive;
         let restic = match repo_key {
             None => None,
             Some(k) => match restic_locks::write(&**storage, k, exclusive, &host, &info.id) {
-                Ok(name) => Some(Arc::new(Mutex::new(name))),
+                Ok(name) => {
+                    crash_point("lock.restic.written");
+                    Some(Arc::new(Mutex::new(name)))
+                }
                 Err(e) => {
                     let _ = storage.delete(&key);
                     return Err(e);
@@ -621,6 +626,7 @@ impl Drop for RepoLock {
         }
         if let Some(r) = &self.restic {
             remove_or_remember(&*self.storage, &lock_name(r));
+            crash_point("lock.releasing");
         }
         remove_or_remember(&*self.storage, &self.key);
         Self::release_local(&self.location, self.mode);

@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod component;
+pub mod crash;
 pub mod s3;
 pub mod secret;
 pub mod target;

@@ -223,6 +223,7 @@ pub fn delete(state: &AppState, p: &Principal, id: &str) -> ServiceResult<usize>
         .into_iter()
         .map(|s| s.id)
         .collect();
+    coffer_model::crash::crash_point("delete.forgetting");
     let removed = if ids.is_empty() {
         0
     } else {
@@ -231,6 +232,7 @@ pub fn delete(state: &AppState, p: &Principal, id: &str) -> ServiceResult<usize>
             e => ServiceError::Upstream(e.to_string()),
         })?
     };
+    coffer_model::crash::crash_point("delete.forgotten");
     crate::copies::delete_copies(state, id);
     state.catalog.delete_backup(id)?;
     tracing::info!(backup = %id, by = %p.id, snapshots = removed, "backup deleted");

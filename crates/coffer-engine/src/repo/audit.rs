@@ -35,6 +35,7 @@ impl Repo {
         let body = serde_json::to_vec(entries).map_err(|e| EngineError::Engine(e.to_string()))?;
         let key = format!("{AUDIT_PREFIX}{:020}-{:020}.json", first.seq, last.seq);
         self.storage.put(&key, &encrypt(&c, &body))?;
+        coffer_model::crash::crash_point("audit.batch.written");
         let head = AuditHead::of(entries);
         let head = serde_json::to_vec(&head).map_err(|e| EngineError::Engine(e.to_string()))?;
         self.storage.put(HEAD_KEY, &encrypt(&c, &head))?;

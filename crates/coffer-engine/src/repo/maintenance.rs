@@ -193,6 +193,7 @@ impl Repo {
                 .map_err(|e| EngineError::rustic(&e))?;
             Ok((handle, plan))
         })?;
+        coffer_model::crash::crash_point("prune.planned");
         Ok(PrunePrepared {
             repo: self.clone(),
             settings,
@@ -255,6 +256,7 @@ impl PrunePrepared {
         let lock = repo.lock_patiently(LockMode::Exclusive, "prune", patience)?;
         let gate = Arc::clone(&self.gate);
         lock.on_loss(move |reason| gate.fail(format!("the prune's lock was lost: {reason}")));
+        coffer_model::crash::crash_point("prune.locked");
         let locked = Instant::now();
         let replanned = repo.listing_fingerprint()? != self.seen;
         let (handle, plan) = if replanned {

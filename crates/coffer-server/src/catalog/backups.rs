@@ -124,7 +124,9 @@ impl Catalog {
             )
             .ctx("recording a backup component")?;
         }
-        tx.commit().ctx("recording a backup")
+        tx.commit().ctx("recording a backup")?;
+        coffer_model::crash::crash_point("backup.recorded");
+        Ok(())
     }
 
     /// Records a backup found in a repository (catalog rebuild), with its
@@ -177,6 +179,7 @@ impl Catalog {
                 params![id, component, now()],
             )
             .ctx("updating a backup component")?;
+        coffer_model::crash::crash_point("backup.component.started");
         Ok(())
     }
 
@@ -210,6 +213,7 @@ impl Catalog {
             ),
         }
         .ctx("updating a backup component")?;
+        coffer_model::crash::crash_point("backup.component.recorded");
         Ok(())
     }
 
@@ -227,6 +231,7 @@ impl Catalog {
             )
             .ctx("finishing a backup")?;
         self.audit_job_end("backup", id, status.as_str(), error);
+        coffer_model::crash::crash_point("backup.finished");
         Ok(())
     }
 

@@ -37,6 +37,7 @@ impl Catalog {
                 params![c.id, c.target, c.schedule, c.read_data, c.created_at],
             )
             .ctx("recording a check")?;
+        coffer_model::crash::crash_point("check.recorded");
         Ok(())
     }
 
@@ -50,6 +51,7 @@ impl Catalog {
             )
             .ctx("finishing a check")?;
         self.audit_job_end("check", id, status, error);
+        coffer_model::crash::crash_point("check.finished");
         Ok(())
     }
 

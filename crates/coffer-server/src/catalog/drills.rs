@@ -123,6 +123,7 @@ impl Catalog {
         tx.commit().ctx("finishing a drill")?;
         drop(conn);
         self.audit_job_end("drill", id, st.as_str(), error);
+        coffer_model::crash::crash_point("drill.finished");
         Ok(())
     }
 

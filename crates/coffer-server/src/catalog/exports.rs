@@ -82,6 +82,7 @@ impl Catalog {
                 ],
             )
             .ctx("recording an export")?;
+        coffer_model::crash::crash_point("export.recorded");
         Ok(())
     }
 
@@ -110,6 +111,7 @@ impl Catalog {
         .ctx("finishing an export")?;
         drop(conn);
         self.audit_job_end("export", id, status, error);
+        coffer_model::crash::crash_point("export.finished");
         Ok(())
     }
 

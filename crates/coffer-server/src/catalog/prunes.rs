@@ -55,6 +55,7 @@ impl Catalog {
                 ],
             )
             .ctx("recording a prune")?;
+        coffer_model::crash::crash_point("prune.recorded");
         Ok(())
     }
 
@@ -71,6 +72,7 @@ impl Catalog {
             )
             .ctx("finishing a prune")?;
         self.audit_job_end("prune", id, status.as_str(), error.as_deref());
+        coffer_model::crash::crash_point("prune.finished");
         Ok(())
     }
 

@@ -63,7 +63,9 @@ impl Catalog {
             )
             .ctx("recording a restore component")?;
         }
-        tx.commit().ctx("recording a restore")
+        tx.commit().ctx("recording a restore")?;
+        coffer_model::crash::crash_point("restore.recorded");
+        Ok(())
     }
 
     /// A restore component started.
@@ -74,6 +76,7 @@ impl Catalog {
                 params![id, component, now()],
             )
             .ctx("updating a restore component")?;
+        coffer_model::crash::crash_point("restore.component.started");
         Ok(())
     }
 
@@ -103,6 +106,7 @@ impl Catalog {
             ),
         }
         .ctx("updating a restore component")?;
+        coffer_model::crash::crash_point("restore.component.recorded");
         Ok(())
     }
 
@@ -120,6 +124,7 @@ impl Catalog {
             )
             .ctx("finishing a restore")?;
         self.audit_job_end("restore", id, status.as_str(), error);
+        coffer_model::crash::crash_point("restore.finished");
         Ok(())
     }
 

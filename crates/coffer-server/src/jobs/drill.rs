@@ -263,6 +263,8 @@ fn drill_component(
         };
         drill::run(&scratch, &ctx, snapshot).map_err(|e| e.to_string())
     })();
+    // Restored and proved; the scratch copy is still there.
+    coffer_model::crash::crash_point("drill.restored");
     // The recovery time: the restore and its proof, not the removal after.
     let seconds = started.elapsed().as_secs_f64();
     let cleanup = remove_scratch(&scratch).map_err(|e| e.to_string());

@@ -173,6 +173,7 @@ pub(crate) fn write_file(
         std::fs::rename(&part, &done)
             .map_err(|e| format!("moving {} into place: {e}", part.display()))?;
         sync_dir(&dir)?;
+        coffer_model::crash::crash_point("export.file.written");
         Ok(digests)
     });
     if result.is_err() {
@@ -207,6 +208,7 @@ fn fill(
             &job.id,
             &format!("component {} ({} bytes) written", c.component, form.len),
         );
+        coffer_model::crash::crash_point("export.file.writing");
     }
     let info = BackupInfo {
         backup_id: job.backup.id.clone(),

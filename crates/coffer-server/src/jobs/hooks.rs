@@ -75,6 +75,14 @@ pub fn run_hooks(
         );
         result?;
     }
+    if !list.is_empty() {
+        coffer_model::crash::crash_point(match point {
+            HookPoint::PreBackup => "hook.pre-backup.ran",
+            HookPoint::PostBackup => "hook.post-backup.ran",
+            HookPoint::PreRestore => "hook.pre-restore.ran",
+            HookPoint::PostRestore => "hook.post-restore.ran",
+        });
+    }
     Ok(())
 }
 

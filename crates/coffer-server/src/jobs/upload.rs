@@ -108,6 +108,7 @@ pub fn restore_export(
     config: UploadConfig,
 ) -> ServiceResult<String> {
     p.require(Scope::Restore)?;
+    coffer_model::crash::crash_point("upload.spooled");
     let secret = match (&config.password, &config.identity) {
         (Some(pw), None) if !pw.is_empty() => Secret::passphrase(pw),
         (None, Some(i)) => Secret::identity(i)
@@ -151,6 +152,7 @@ pub fn restore_export(
         )
         .map_err(export_refused)?
     };
+    coffer_model::crash::crash_point("upload.unpacked");
     // The unpacked files are what is restored; free the space now.
     let _ = std::fs::remove_file(&file);
     let manifest = &unpacked.manifest;
