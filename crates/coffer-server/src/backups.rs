@@ -223,14 +223,32 @@ pub fn delete(state: &AppState, p: &Principal, id: &str) -> ServiceResult<usize>
         .into_iter()
         .map(|s| s.id)
         .collect();
+    // Marked first: a crash between forgetting the snapshots and removing
+    // the record must not leave a READY backup whose data is gone.
+    state.catalog.mark_backup_deleting(id)?;
     coffer_model::crash::crash_point("delete.forgetting");
-    let removed = if ids.is_empty() {
-        0
+    let forgotten = if ids.is_empty() {
+        Ok(0)
     } else {
-        state.repo(&b.target)?.forget(&ids).map_err(|e| match e {
-            EngineError::Locked { .. } => ServiceError::Conflict(e.to_string()),
-            e => ServiceError::Upstream(e.to_string()),
-        })?
+        state.repo(&b.target).and_then(|r| {
+            r.forget(&ids).map_err(|e| match e {
+                EngineError::Locked { .. } => ServiceError::Conflict(e.to_string()),
+                e => ServiceError::Upstream(e.to_string()),
+            })
+        })
+    };
+    let removed = match forgotten {
+        Ok(n) => n,
+        Err(e @ ServiceError::Conflict(_)) => {
+            // Refused by a lock before anything was removed: the backup is
+            // what it was.
+            state
+                .catalog
+                .set_backup_state(id, b.status, b.error.as_deref())?;
+            return Err(e);
+        }
+        // Some snapshots may be gone: it stays marked, to be deleted again.
+        Err(e) => return Err(e),
     };
     coffer_model::crash::crash_point("delete.forgotten");
     crate::copies::delete_copies(state, id);

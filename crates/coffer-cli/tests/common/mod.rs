@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod crash;
 pub mod fixture;
 pub mod schedule;
 pub mod webhook;

@@ -217,6 +217,38 @@ impl Catalog {
         Ok(())
     }
 
+    /// A backup whose deletion starts: `ERROR` until its record goes, so an
+    /// interrupted deletion never leaves it `READY` without its snapshots.
+    pub fn mark_backup_deleting(&self, id: &str) -> CatalogResult<()> {
+        self.conn()
+            .execute(
+                "UPDATE backups SET status = 'ERROR', error = ?2 WHERE id = ?1",
+                params![
+                    id,
+                    "being deleted (if this stays, the deletion was interrupted: delete the \
+                     backup again)"
+                ],
+            )
+            .ctx("marking a backup deleted")?;
+        Ok(())
+    }
+
+    /// Puts a backup's state back (a deletion that could not start).
+    pub fn set_backup_state(
+        &self,
+        id: &str,
+        status: BackupStatus,
+        error: Option<&str>,
+    ) -> CatalogResult<()> {
+        self.conn()
+            .execute(
+                "UPDATE backups SET status = ?2, error = ?3 WHERE id = ?1",
+                params![id, status.as_str(), error],
+            )
+            .ctx("restoring a backup's state")?;
+        Ok(())
+    }
+
     /// The backup ended.
     pub fn finish_backup(
         &self,
