@@ -1,6 +1,7 @@
 //! The S3 target against the real S3 server (Garage) from scripts/services.sh:
 //! the storage contract, the engine through it (judged by plain restic),
-//! validation, and faults injected by a TCP proxy.
+//! validation, and faults injected by a TCP proxy (the server going down, slow
+//! links, resets) and an HTTP one (S3 errors, responses cut short).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use coffer_engine::{Repo, RestoreMode, TreeBackupOptions};
 use coffer_model::{BackupId, BackupRef, ComponentName, Label};
 use coffer_targets::validate::{StepStatus, ValidateOptions, validate_local, validate_s3};
 use coffer_targets::{LocalStorage, RetryPolicy, S3Settings, S3Storage, Storage, StorageErrorKind};
+use coffer_testkit::http_faults::HttpFaultProxy;
 use coffer_testkit::proxy::FaultProxy;
 use coffer_testkit::tree::{self, assert_same_tree};
 use coffer_testkit::{restic_url, service_setting};
@@ -57,6 +59,18 @@ impl Env {
             attempts: 3,
             base: Duration::from_millis(50),
             cap: Duration::from_millis(200),
+        };
+        s
+    }
+
+    /// Settings that go through an HTTP fault proxy, retrying quickly.
+    fn via_http(&self, proxy: &HttpFaultProxy, prefix: &str) -> S3Settings {
+        let mut s = self.settings(prefix);
+        s.endpoint = format!("http://{}", proxy.addr());
+        s.retry = RetryPolicy {
+            attempts: 4,
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(100),
         };
         s
     }
@@ -418,4 +432,110 @@ fn restores_through_a_slow_link_and_a_reset_are_exact() {
     let remote = Repo::open(Arc::new(S3Storage::new(via).unwrap()), PW).unwrap();
     common::restore_through_link(&remote, &link, &snap.id, &src, tmp.path());
     wipe(&storage);
+}
+
+fn eight_files(dir: &std::path::Path) -> std::path::PathBuf {
+    let src = dir.join("src");
+    for i in 0..8 {
+        tree::write(
+            &src.join(format!("f{i}.bin")),
+            &tree::random_bytes(100 + i, 1 << 20),
+        );
+    }
+    src
+}
+
+/// Bursts of `503 SlowDown` and `500 InternalError` (every 4th request) are
+/// retried: the backup and the restore through them are whole.
+#[test]
+fn slowdown_and_internal_errors_are_retried_and_the_data_is_whole() {
+    let Some(env) = Env::get() else { return };
+    let proxy = HttpFaultProxy::start(env.upstream());
+    let prefix = unique("slowdown");
+    let storage = Arc::new(S3Storage::new(env.via_http(&proxy, &prefix)).unwrap());
+    let repo = Repo::init(storage.clone(), PW).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = eight_files(tmp.path());
+    proxy.fail_every(4, 503, "SlowDown");
+    let snap = repo
+        .backup_tree(&src, &bref("files"), &TreeBackupOptions::default(), None)
+        .expect("a backup through SlowDown answers");
+    let during_backup = proxy.injected();
+    assert!(during_backup > 3, "{during_backup} answers injected");
+    proxy.fail_every(4, 500, "InternalError");
+    let dest = tmp.path().join("restored");
+    repo.restore_tree(&snap.id, &dest, RestoreMode::RefuseNonEmpty, None)
+        .expect("a restore through InternalError answers");
+    assert!(proxy.injected() > during_backup);
+    assert_same_tree(&src, &dest);
+    proxy.heal();
+    env.restic_check(&prefix);
+    wipe(&S3Storage::new(env.settings(&prefix)).unwrap());
+}
+
+/// A server that answers `500` to everything fails the backup cleanly
+/// (the error names the status), records nothing and leaves no lock; once
+/// it answers again the next backup works.
+#[test]
+fn a_server_failing_every_request_fails_the_backup_cleanly() {
+    let Some(env) = Env::get() else { return };
+    let proxy = HttpFaultProxy::start(env.upstream());
+    let prefix = unique("fail500");
+    let storage = Arc::new(S3Storage::new(env.via_http(&proxy, &prefix)).unwrap());
+    let repo = Repo::init(storage.clone(), PW).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = eight_files(tmp.path());
+    // The backup starts (lock, listings, the first packs), then every
+    // request fails.
+    proxy.fail_all_after(12, 500, "InternalError");
+    let err = repo
+        .backup_tree(&src, &bref("files"), &TreeBackupOptions::default(), None)
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("500") || msg.contains("InternalError"),
+        "{msg}"
+    );
+    proxy.heal();
+    assert!(repo.snapshots(&Default::default()).unwrap().is_empty());
+    env.restic_check(&prefix);
+    let snap = repo
+        .backup_tree(&src, &bref("files"), &TreeBackupOptions::default(), None)
+        .expect("the backup after the server recovered");
+    // The lock files the failed backup could not remove went with it.
+    assert!(
+        storage.list("locks/").unwrap().is_empty(),
+        "a lock was left"
+    );
+    assert!(storage.list("coffer/locks/").unwrap().is_empty());
+    let dest = tmp.path().join("restored");
+    repo.restore_tree(&snap.id, &dest, RestoreMode::RefuseNonEmpty, None)
+        .unwrap();
+    assert_same_tree(&src, &dest);
+    env.restic_check(&prefix);
+    wipe(&S3Storage::new(env.settings(&prefix)).unwrap());
+}
+
+/// Responses cut short of their `Content-Length` are read again: the
+/// restore is exact, never restored from a truncated body.
+#[test]
+fn bodies_cut_short_are_read_again_and_the_restore_is_exact() {
+    let Some(env) = Env::get() else { return };
+    let proxy = HttpFaultProxy::start(env.upstream());
+    let prefix = unique("cut");
+    let storage = Arc::new(S3Storage::new(env.via_http(&proxy, &prefix)).unwrap());
+    let repo = Repo::init(storage.clone(), PW).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = eight_files(tmp.path());
+    let snap = repo
+        .backup_tree(&src, &bref("files"), &TreeBackupOptions::default(), None)
+        .unwrap();
+    // Three responses cut after their headers and a little of the body.
+    proxy.cut_next_gets(3, 700);
+    let dest = tmp.path().join("restored");
+    repo.restore_tree(&snap.id, &dest, RestoreMode::RefuseNonEmpty, None)
+        .expect("a restore through cut responses");
+    assert_eq!(proxy.injected(), 3);
+    assert_same_tree(&src, &dest);
+    wipe(&S3Storage::new(env.settings(&prefix)).unwrap());
 }
