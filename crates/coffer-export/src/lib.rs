@@ -78,6 +78,13 @@ pub enum ExportError {
     /// entry counts, expansion ratio.
     #[error("the export is refused: {0}")]
     Refused(String),
+    /// Its components declare more bytes than the reader may unpack
+    /// ([`Limits::max_bytes`]).
+    #[error("the export is refused: its components declare more than the {allowed} bytes allowed")]
+    TooLarge {
+        /// The limit.
+        allowed: u64,
+    },
     /// A local file could not be written or read.
     #[error("{context}: {source}")]
     Io {

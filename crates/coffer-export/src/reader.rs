@@ -258,10 +258,9 @@ pub fn unpack_tar(
         }
         total = total.saturating_add(size);
         if total > limits.max_bytes {
-            return Err(ExportError::Refused(format!(
-                "its components declare more than the {} bytes allowed",
-                limits.max_bytes
-            )));
+            return Err(ExportError::TooLarge {
+                allowed: limits.max_bytes,
+            });
         }
         let dir = dest.join(&name);
         std::fs::create_dir(&dir).map_err(io_err(format!("creating {}", dir.display())))?;

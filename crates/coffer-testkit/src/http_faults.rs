@@ -149,7 +149,7 @@ impl State {
         let fail = p.all
             || (p.all_after > 0 && n > p.all_after)
             || p.next > 0
-            || (p.every > 0 && n % p.every == 0);
+            || (p.every > 0 && n.is_multiple_of(p.every));
         if fail {
             p.next = p.next.saturating_sub(1);
             self.injected.fetch_add(1, Ordering::SeqCst);

@@ -59,12 +59,19 @@ pub struct UploadConfig {
 /// How long an upload waits for the one before it to finish unpacking.
 const UNPACK_QUEUE: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Space left free on the spool's filesystem while an upload unpacks.
-const UNPACK_RESERVE: u64 = 64 << 20;
-
-/// An export that cannot be opened or is not sound, as the caller's error.
-fn export_refused(e: ExportError) -> ServiceError {
+/// An export that cannot be opened or is not sound, as the caller's error;
+/// `space` is what the spool's disk could take, to tell a full disk (507)
+/// from an export too large for its own size (422).
+fn export_refused(e: ExportError, space: &Space) -> ServiceError {
     match e {
+        ExportError::TooLarge { allowed } if allowed == space.bound => {
+            ServiceError::InsufficientStorage(format!(
+                "the export's components need more than the {allowed} bytes {} can take ({} \
+                 bytes free, server.preflight_reserve_mib kept free); nothing was restored",
+                space.dir.display(),
+                space.free
+            ))
+        }
         ExportError::WrongSecret => ServiceError::Invalid(
             "password: wrong password or identity: the export cannot be decrypted with it \
              (nothing was restored)"
@@ -80,21 +87,36 @@ fn export_refused(e: ExportError) -> ServiceError {
     }
 }
 
+/// What the spool's disk can take.
+struct Space {
+    dir: PathBuf,
+    free: u64,
+    /// Free space minus `server.preflight_reserve_mib`.
+    bound: u64,
+}
+
 /// The unpack limits for an upload of `upload_len` bytes into `dir`: what
-/// the disk can hold (minus a reserve) and at most the expansion ratio's
-/// worth of the upload — never more than `server.max_upload_mib` allows.
-fn limits(state: &AppState, dir: &Path, upload_len: u64) -> ServiceResult<Limits> {
+/// the disk can hold (minus `server.preflight_reserve_mib`) and at most the
+/// expansion ratio's worth of the upload — never more than
+/// `server.max_upload_mib` allows.
+fn limits(state: &AppState, dir: &Path, upload_len: u64) -> ServiceResult<(Limits, Space)> {
     let free = coffer_targets::free_space_at(dir)
         .map_err(|e| ServiceError::internal(format!("free space of {}: {e}", dir.display())))?;
+    let space = Space {
+        dir: dir.to_owned(),
+        free,
+        bound: free.saturating_sub(state.config.preflight_reserve),
+    };
     let defaults = Limits::default();
     let by_ratio = upload_len.max(1).saturating_mul(defaults.max_ratio);
-    Ok(Limits {
-        max_bytes: free
-            .saturating_sub(UNPACK_RESERVE)
+    let limits = Limits {
+        max_bytes: space
+            .bound
             .min(by_ratio)
             .min(state.config.max_upload.saturating_mul(defaults.max_ratio)),
         ..defaults
-    })
+    };
+    Ok((limits, space))
 }
 
 /// Restores an uploaded export (spooled at `file` inside `spool`) into this
@@ -130,7 +152,7 @@ pub fn restore_export(
     std::fs::create_dir(&dir)
         .map_err(|e| ServiceError::internal(format!("creating {}: {e}", dir.display())))?;
     let upload_len = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-    let limits = limits(state, &dir, upload_len)?;
+    let (limits, space) = limits(state, &dir, upload_len)?;
     let unpacked = {
         // One upload at a time: each may cost an scrypt derivation and a disk's worth of space.
         let _slot = state
@@ -150,7 +172,7 @@ pub fn restore_export(
             &dir,
             &limits,
         )
-        .map_err(export_refused)?
+        .map_err(|e| export_refused(e, &space))?
     };
     coffer_model::crash::crash_point("upload.unpacked");
     // The unpacked files are what is restored; free the space now.
