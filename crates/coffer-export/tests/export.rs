@@ -322,7 +322,10 @@ fn hostile_archives_are_refused_and_nothing_lands_outside() {
         let sealed = wrap(&finish_tar(tar), &protection);
         let e = unpack(sealed.as_slice(), &secret, &dest, &limits).unwrap_err();
         assert!(
-            matches!(e, ExportError::Refused(_) | ExportError::Corrupt(_)),
+            matches!(
+                e,
+                ExportError::Refused(_) | ExportError::Corrupt(_) | ExportError::TooLarge { .. }
+            ),
             "{what}: {e}"
         );
         let mut all = files_under(outside.path());
@@ -370,11 +373,27 @@ fn a_decompression_bomb_is_stopped_by_the_ratio() {
 // ---------------------------------------------------------------------- fuzzing
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    // COFFER_FUZZ_CASES cases each (docs/testing.md records the long runs).
+    #![proptest_config(coffer_testkit::fuzz::config())]
+
+    /// A real export's decrypted tar (manifest, digests, two components)
+    /// with random edits: refused, or unpacked with every file verified
+    /// against the manifest — never a panic, never a file outside.
+    #[test]
+    fn a_real_exports_tar_mutated_is_refused_or_verified(
+        tar in coffer_testkit::fuzz::mutated(real_tar().to_vec())
+    ) {
+        let outside = tempfile::tempdir().unwrap();
+        let dest = outside.path().join("d");
+        std::fs::create_dir(&dest).unwrap();
+        if let Ok(u) = unpack_tar(tar.as_slice(), &dest, &Limits::default(), None) {
+            for (name, path) in &u.files {
+                prop_assert!(path.starts_with(&dest), "{name}: {}", path.display());
+            }
+        }
+        let all = files_under(outside.path());
+        prop_assert!(all.iter().all(|p| p.starts_with('d')), "{all:?}");
+    }
 
     /// Arbitrary bytes through the tar layer: an error or a verified
     /// result, never a panic, never a file outside the destination.
@@ -423,6 +442,22 @@ proptest! {
         let r = unpack(bad.as_slice(), &Secret::Identity(id.clone()), dest.path(), &Limits::default());
         prop_assert!(r.is_err());
     }
+}
+
+/// The plain tar inside [`fixed_export`]: decrypted and decompressed.
+fn real_tar() -> &'static [u8] {
+    static TAR: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    TAR.get_or_init(|| {
+        let (id, bytes) = fixed_export();
+        let mut plain = Vec::new();
+        age::Decryptor::new(bytes.as_slice())
+            .unwrap()
+            .decrypt(std::iter::once(id as &dyn age::Identity))
+            .unwrap()
+            .read_to_end(&mut plain)
+            .unwrap();
+        zstd::decode_all(plain.as_slice()).unwrap()
+    })
 }
 
 /// One export and its identity, made once for all property cases.

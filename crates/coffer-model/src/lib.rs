@@ -242,6 +242,33 @@ mod tests {
     }
 
     proptest! {
+        // COFFER_FUZZ_CASES cases (docs/testing.md records the long runs).
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("COFFER_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Any text as a label, component name or backup id: refused, or
+        /// accepted only when it keeps the rule.
+        #[test]
+        fn names_from_outside_are_refused_or_keep_the_rule(s in any::<String>(), t in "[A-Za-z0-9_.-]{0,70}") {
+            for text in [s.as_str(), t.as_str()] {
+                if let Ok(l) = Label::new(text) {
+                    prop_assert!((3..=25).contains(&l.as_str().len()) && !text.starts_with(".."));
+                    prop_assert!(text.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)));
+                }
+                if ComponentName::new(text).is_ok() {
+                    prop_assert!((1..=64).contains(&text.len()));
+                    prop_assert!(!text.starts_with('.') && !text.starts_with('-'));
+                    prop_assert!(text.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)));
+                }
+                if let Ok(id) = BackupId::parse(text) {
+                    prop_assert_eq!(id.as_str(), text);
+                }
+            }
+        }
+
         #[test]
         fn any_valid_label_makes_a_parsable_id(s in "[A-Za-z0-9_.-]{3,25}") {
             prop_assume!(!s.starts_with(".."));

@@ -14,6 +14,7 @@
 //!   delay each way, a bandwidth cap) as a remote target would.
 
 pub mod faulty;
+pub mod fuzz;
 pub mod http_faults;
 pub mod proxy;
 pub mod s3;

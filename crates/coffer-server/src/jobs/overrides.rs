@@ -595,4 +595,118 @@ mod tests {
             "o.x",
         ));
     }
+
+    // ------------------------------------------------------------ fuzzing
+
+    fn any_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            "(/srv/restores/[a-z]{1,8}|/srv/restores/\\.\\./x|\\.\\./\\.\\./etc|/etc/passwd|127\\.0\\.0\\.1|[a-z0-9_.:/-]{0,20})"
+                .prop_map(Value::String),
+            any::<String>().prop_map(Value::String),
+            Just(json!({"file": "/etc/shadow"})),
+            Just(json!({"env": "HOME"})),
+        ];
+        leaf.prop_recursive(2, 8, 3, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-z]{1,6}", inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    const KEYS: &[&str] = &[
+        "path",
+        "database",
+        "host",
+        "port",
+        "user",
+        "password",
+        "sslmode",
+        "bucket",
+        "prefix",
+        "endpoint",
+        "region",
+        "path_style",
+        "access_key",
+        "secret_key",
+        "kind",
+        "backup",
+        "restore",
+        "name",
+        "sensitive",
+        "on_change",
+        "drill_bucket",
+        "excludes",
+        "x",
+    ];
+
+    fn specs() -> Vec<ComponentSpec> {
+        [
+            "kind = \"files\"\npath = \"/srv/app\"",
+            "kind = \"sqlite\"\npath = \"/srv/app.db\"",
+            "kind = \"postgres\"\nhost = \"db\"\nuser = \"u\"\npassword = \"p\"\ndatabase = \"app\"",
+            "kind = \"mysql\"\nhost = \"db\"\nuser = \"u\"\npassword = \"p\"\ndatabase = \"app\"",
+            "kind = \"redis\"\nhost = \"cache\"",
+            "kind = \"s3\"\nendpoint = \"https://s3\"\nbucket = \"app-data\"\naccess_key = \"k\"\nsecret_key = \"s\"",
+            "kind = \"command\"\nbackup = [\"dump\"]\nrestore = [\"load\"]",
+        ]
+        .iter()
+        .map(|body| spec(&format!("[[components]]\nname = \"c\"\n{body}\n")))
+        .collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(coffer_testkit::fuzz::config())]
+
+        /// Any overrides object, from a caller with `restore` alone and with
+        /// `restore:redirect`: refused, or only the fields the scope allows
+        /// changed — never what runs, never a path outside the restore roots.
+        #[test]
+        fn any_overrides_change_only_what_the_scope_allows(
+            pairs in proptest::collection::vec((proptest::sample::select(KEYS), any_value()), 0..5),
+            redirect in proptest::prelude::any::<bool>(),
+        ) {
+            let roots = vec![PathBuf::from("/srv/restores")];
+            let rules = Rules { restore_roots: &roots, target_allow: &[], protected: vec![] };
+            let scopes: &[Scope] = if redirect {
+                &[Scope::Restore, Scope::RestoreRedirect]
+            } else {
+                &[Scope::Restore]
+            };
+            let p = principal(scopes);
+            let over = Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
+            for spec in specs() {
+                let Ok(out) = overridden(&spec, &over, &p, &rules, "overrides.c") else {
+                    continue;
+                };
+                let (plain, redirectable) = allowed(&spec.kind);
+                let before = serde_json::to_value(&spec.kind).unwrap();
+                let after = serde_json::to_value(&out.kind).unwrap();
+                proptest::prop_assert_eq!(out.name.as_str(), spec.name.as_str());
+                proptest::prop_assert_eq!(out.kind.name(), spec.kind.name());
+                for (k, v) in before.as_object().unwrap() {
+                    let may = plain.contains(&k.as_str())
+                        || (redirect && redirectable.contains(&k.as_str()));
+                    if !may {
+                        proptest::prop_assert_eq!(Some(v), after.get(k), "{} changed: {}", k, over);
+                    }
+                }
+                if let Some(path) = after.get("path").and_then(Value::as_str) {
+                    let configured = before.get("path").and_then(Value::as_str);
+                    let path = std::path::Path::new(path);
+                    proptest::prop_assert!(
+                        Some(path.to_str().unwrap_or_default()) == configured
+                            || (path.starts_with("/srv/restores")
+                                && !path.components().any(|c| c == std::path::Component::ParentDir)),
+                        "path {} allowed: {}", path.display(), over
+                    );
+                }
+            }
+        }
+    }
 }
