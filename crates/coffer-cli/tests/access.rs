@@ -153,7 +153,8 @@ fn request(f: &Fixture, method: &str, template: &str, s: &Subject, n: usize) -> 
             | "/api/v1/notifications/{name}/test"
             | "/api/v1/targets/{name}/check"
             | "/api/v1/targets/{name}/validate"
-            | "/api/v1/targets/{name}/rebuild",
+            | "/api/v1/targets/{name}/rebuild"
+            | "/api/v1/targets/{name}/state",
         )
         | ("get" | "delete", _) => Body::None,
         other => panic!("no matrix row for {other:?}: add one to access.rs `request`"),

@@ -29,6 +29,7 @@ mod damage;
 mod keys;
 mod maintenance;
 mod portable;
+mod private;
 mod restore;
 mod sealed;
 

@@ -30,6 +30,7 @@ pub mod config;
 mod console;
 mod copies;
 mod error;
+mod escrow;
 mod exports;
 mod jobs;
 mod keys;

@@ -5,7 +5,6 @@
 
 use super::Repo;
 use crate::audit::{AuditEntry, AuditHead, verify_chain};
-use crate::crypto::{cipher, decrypt, encrypt};
 use crate::{EngineError, EngineResult};
 
 /// Where the audit log's copy lives.
@@ -31,28 +30,22 @@ impl Repo {
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             return Ok(());
         };
-        let c = cipher(&self.key);
         let body = serde_json::to_vec(entries).map_err(|e| EngineError::Engine(e.to_string()))?;
         let key = format!("{AUDIT_PREFIX}{:020}-{:020}.json", first.seq, last.seq);
-        self.storage.put(&key, &encrypt(&c, &body))?;
+        self.put_private(&key, &body)?;
         coffer_model::crash::crash_point("audit.batch.written");
         let head = AuditHead::of(entries);
         let head = serde_json::to_vec(&head).map_err(|e| EngineError::Engine(e.to_string()))?;
-        self.storage.put(HEAD_KEY, &encrypt(&c, &head))?;
+        self.put_private(HEAD_KEY, &head)?;
         log::debug!("audit entries {}–{} written to {key}", first.seq, last.seq);
         Ok(())
     }
 
     /// The head of this repository's copy (`None`: nothing written yet).
     pub fn audit_head(&self) -> EngineResult<Option<AuditHead>> {
-        let found = self.storage.list(HEAD_KEY)?;
-        if !found.iter().any(|o| o.key == HEAD_KEY) {
+        let Some(plain) = self.get_private(HEAD_KEY)? else {
             return Ok(None);
-        }
-        let body = self.storage.get(HEAD_KEY)?;
-        let plain = decrypt(&cipher(&self.key), &body).map_err(|e| {
-            EngineError::Engine(format!("the audit head {HEAD_KEY} does not open: {e}"))
-        })?;
+        };
         serde_json::from_slice(&plain).map(Some).map_err(|e| {
             EngineError::Engine(format!("the audit head {HEAD_KEY} is not valid: {e}"))
         })
@@ -62,7 +55,6 @@ impl Repo {
     /// batch opens, the entries form one chain (an entry written twice by a
     /// retried batch counts once) and it ends at the head.
     pub fn read_audit(&self) -> EngineResult<AuditCopy> {
-        let c = cipher(&self.key);
         let mut problems = Vec::new();
         let mut entries: Vec<AuditEntry> = Vec::new();
         for o in self.storage.list(AUDIT_PREFIX)? {
@@ -70,10 +62,9 @@ impl Repo {
                 continue;
             }
             let batch = self
-                .storage
-                .get(&o.key)
+                .get_private(&o.key)
                 .map_err(|e| e.to_string())
-                .and_then(|b| decrypt(&c, &b).map_err(|e| e.to_string()))
+                .and_then(|p| p.ok_or_else(|| "it vanished".to_owned()))
                 .and_then(|p| {
                     serde_json::from_slice::<Vec<AuditEntry>>(&p).map_err(|e| e.to_string())
                 });

@@ -111,6 +111,7 @@ api_routes! {
     delete "/api/v1/targets/{name}", Some(Scope::TargetsWrite) => targets::delete_target;
     post "/api/v1/targets/{name}/validate", Some(Scope::TargetsWrite) => targets::validate_target;
     post "/api/v1/targets/{name}/rebuild", Some(Scope::TargetsWrite) => targets::rebuild_target;
+    post "/api/v1/targets/{name}/state", Some(Scope::Admin) => targets::restore_state;
     post "/api/v1/targets/{name}/prune", Some(Scope::Maintenance) => prunes::prune_target;
     get "/api/v1/prunes/{id}", Some(Scope::Maintenance) => prunes::show_prune;
     post "/api/v1/targets/{name}/check", Some(Scope::Maintenance) => checks::check_target;
@@ -179,7 +180,8 @@ impl Modify for BearerAuth {
         tfe::backup, tfe::restore,
         uploads::component_restore, uploads::component_download_flowg, uploads::component_restore_flowg,
         targets::list_targets, targets::show_target, targets::create_target, targets::update_target,
-        targets::validate_target, targets::probe_target, targets::rebuild_target, targets::delete_target,
+        targets::validate_target, targets::probe_target, targets::rebuild_target, targets::restore_state,
+        targets::delete_target,
         prunes::prune_target, prunes::show_prune, checks::check_target, checks::show_check,
         schedules::list_schedules, schedules::show_schedule, schedules::create_schedule,
         schedules::update_schedule, schedules::delete_schedule, schedules::run_schedule,

@@ -14,6 +14,7 @@ use crate::access::Principal;
 use crate::api::common::{ApiResult, JsonBody, blocking, time};
 use crate::api::error::{ErrorBody, ValidationFailed};
 use crate::error::ServiceError;
+use crate::escrow::StateReport;
 use crate::rebuild::RebuildReport;
 use crate::state::{AppState, Shared};
 use crate::targets::{self, NewTarget, SAME_DISK_WARNING, TargetChange, TargetInfo, is_same_disk};
@@ -291,6 +292,24 @@ pub async fn rebuild_target(
     let st = Arc::clone(&state);
     Ok(Json(
         blocking(move || targets::rebuild(&st, &p, &name)).await?,
+    ))
+}
+
+/// Restores the server state escrowed in the target's repository (targets
+/// with their credentials, schedules, notification destinations, users and
+/// tokens) into this installation: what it lacks, nothing it has replaced.
+#[utoipa::path(post, path = "/api/v1/targets/{name}/state", params(("name" = String, Path, description = "Target name")),
+    security(("bearer" = ["admin"])),
+    extensions(("x-coffer-components" = json!("all"))),
+    responses((status = 200, body = StateReport), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)))]
+pub async fn restore_state(
+    State(state): State<Shared>,
+    p: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<Json<StateReport>> {
+    Ok(Json(
+        blocking(move || crate::escrow::restore(&state, &p, &name)).await?,
     ))
 }
 

@@ -1,4 +1,5 @@
-//! Copies the audit log into every owned target's repository, every
+//! Copies the audit log — and, through [`crate::escrow`], the server's own
+//! state — into every owned target's repository, every
 //! [`EVERY`]: the entries past the repository's own head, as one batch, then
 //! the head (see [`coffer_engine::Repo::append_audit`]). The repository's
 //! head says what it holds, so a copy interrupted anywhere is completed by
@@ -25,6 +26,8 @@ const BATCH: usize = 1000;
 /// What the copier knows between rounds.
 #[derive(Debug, Default)]
 struct Copier {
+    /// Per target, the digest of the escrowed state it holds.
+    escrowed: HashMap<String, [u8; 32]>,
     /// The sequence number each target's copy is known to hold.
     synced: HashMap<String, u64>,
     /// Targets that failed, and when to try them again.
@@ -58,6 +61,8 @@ pub fn spawn(state: Shared) {
 
 impl Copier {
     fn round(&mut self, state: &AppState) {
+        // The server's own state goes with its log (see `crate::escrow`).
+        crate::escrow::round(state, &mut self.escrowed);
         let last = match state.catalog.audit_last_seq() {
             Ok(s) => s,
             Err(e) => {

@@ -34,7 +34,7 @@ pub fn open_spec(state: &AppState, row: &NotificationRow) -> ServiceResult<Notif
         .map_err(|e| ServiceError::internal(format!("notification {}: {e}", row.name)))
 }
 
-fn seal(state: &AppState, spec: &NotificationSpec) -> ServiceResult<Vec<u8>> {
+pub(crate) fn seal(state: &AppState, spec: &NotificationSpec) -> ServiceResult<Vec<u8>> {
     let json = reveal_secrets(|| serde_json::to_vec(spec)).map_err(ServiceError::internal)?;
     Ok(state.key.seal(SEAL, &json))
 }

@@ -54,7 +54,7 @@ pub fn open_spec(state: &AppState, row: &ScheduleRow) -> ServiceResult<ScheduleS
         .map_err(|e| ServiceError::internal(format!("schedule {}: {e}", row.name)))
 }
 
-fn seal_spec(state: &AppState, spec: &ScheduleSpec) -> ServiceResult<Vec<u8>> {
+pub(crate) fn seal_spec(state: &AppState, spec: &ScheduleSpec) -> ServiceResult<Vec<u8>> {
     let json = reveal_secrets(|| serde_json::to_vec(spec)).map_err(ServiceError::internal)?;
     Ok(state.key.seal(SEAL, &json))
 }
