@@ -40,6 +40,12 @@ const CASES: &[(&str, Scenario)] = &[
     ("restore.tree.staged", Scenario::RestoreFiles),
     ("restore.tree.commit.step", Scenario::RestoreFiles),
     ("restore.tree.committed", Scenario::RestoreFiles),
+    // The moves into place again, for the other modes.
+    ("restore.tree.staged", Scenario::RestoreFilesMirror),
+    ("restore.tree.commit.step", Scenario::RestoreFilesMirror),
+    ("restore.tree.committed", Scenario::RestoreFilesMirror),
+    ("restore.tree.staged", Scenario::RestoreFilesElsewhere),
+    ("restore.tree.committed", Scenario::RestoreFilesElsewhere),
     ("restore.sqlite.staged", Scenario::RestoreSqlite),
     ("restore.postgres.loading", Scenario::RestorePostgres),
     ("restore.mysql.loading", Scenario::RestoreMysql),
@@ -135,6 +141,14 @@ fn crashes_while_backing_up() {
 #[test]
 fn crashes_while_restoring_a_tree() {
     run(&[Scenario::RestoreFiles]);
+}
+
+#[test]
+fn crashes_while_mirroring_a_tree_and_restoring_it_elsewhere() {
+    run(&[
+        Scenario::RestoreFilesMirror,
+        Scenario::RestoreFilesElsewhere,
+    ]);
 }
 
 #[test]

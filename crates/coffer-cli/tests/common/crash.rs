@@ -27,6 +27,10 @@ pub enum Scenario {
     Backup,
     /// Restore a files component over a changed tree (`overwrite`).
     RestoreFiles,
+    /// The same with `mirror`, over a tree with files the backup lacks.
+    RestoreFilesMirror,
+    /// Restore a files component into a new path (`refuse`, the default).
+    RestoreFilesElsewhere,
     /// Restore a SQLite database over a changed one.
     RestoreSqlite,
     /// Restore a PostgreSQL database over changed rows (`clean`).
@@ -353,6 +357,19 @@ fn restore(srv: &Server, backup: &str, component: &str) -> Value {
     srv.wait_restore(v["id"].as_str().unwrap())
 }
 
+/// The crashed restore's request.
+fn scenario_body(elsewhere: &Path, scenario: Scenario) -> Value {
+    match scenario {
+        Scenario::RestoreFilesMirror => json!({
+            "components": ["files"], "options": { "mode": "mirror" }
+        }),
+        Scenario::RestoreFilesElsewhere => json!({
+            "components": ["files"], "overrides": { "files": { "path": elsewhere } }
+        }),
+        _ => restore_body(restored_component(scenario)),
+    }
+}
+
 fn restore_body(component: &str) -> Value {
     json!({
         "components": [component],
@@ -378,13 +395,25 @@ fn wait_job(srv: &Server, path: &str, running: &str) -> Value {
 struct Prepared {
     backup: String,
     export: PathBuf,
+    /// The new path a restore goes to ([`Scenario::RestoreFilesElsewhere`]).
+    elsewhere: PathBuf,
 }
 
 fn prepare(site: &Site, srv: &Server, scenario: Scenario) -> Prepared {
-    let mut p = Prepared::default();
+    let mut p = Prepared {
+        elsewhere: site.tmp.path().join("elsewhere"),
+        ..Prepared::default()
+    };
     match scenario {
         Scenario::Backup | Scenario::Audit => {}
+        Scenario::RestoreFilesMirror => {
+            p.backup = backup(srv, &["files"], None);
+            site.change_sources();
+            std::fs::write(site.files.join("extra"), V2).unwrap();
+            std::fs::write(site.files.join("sub/extra"), V2).unwrap();
+        }
         Scenario::RestoreFiles
+        | Scenario::RestoreFilesElsewhere
         | Scenario::RestoreSqlite
         | Scenario::RestorePostgres
         | Scenario::RestoreMysql
@@ -477,7 +506,7 @@ fn trigger(srv: &Server, scenario: Scenario, p: &Prepared) {
             srv,
             "POST",
             &format!("/api/v1/backups/{b}/restore"),
-            &restore_body(restored_component(scenario)),
+            &scenario_body(&p.elsewhere, scenario),
         ),
     }
 }
@@ -600,8 +629,19 @@ fn after_crash(site: &Site, srv: &Server, point: &str, scenario: Scenario, p: &P
             assert_eq!(d["status"], "READY", "{point}: {d:#}");
         }
         _ => {
-            let c = restored_component(scenario);
-            let r = restore(srv, &p.backup, c);
+            let mut body = scenario_body(&p.elsewhere, scenario);
+            if scenario == Scenario::RestoreFilesElsewhere {
+                // What the crash left there (the whole tree, or nothing)
+                // is replaced.
+                body["options"] = json!({ "mode": "overwrite" });
+            }
+            let (code, v) = srv.admin(
+                "POST",
+                &format!("/api/v1/backups/{}/restore", p.backup),
+                Some(&body),
+            );
+            assert_eq!(code, 202, "{point}: {v}");
+            let r = srv.wait_restore(v["id"].as_str().unwrap());
             assert_eq!(r["status"], "READY", "{point}: {r:#}");
             check_restored(site, point, scenario);
         }
@@ -620,6 +660,37 @@ fn check_destination(site: &Site, point: &str, scenario: Scenario) {
             for name in ["a", "b", "sub/c", "sub/d"] {
                 let now = std::fs::read(site.files.join(name)).unwrap();
                 assert!(now == V1 || now == V2, "{point}: {name} is neither version");
+            }
+        }
+        // Mirror: also per entry; what the backup lacks is still there or
+        // moved aside (into the staging directory's old/), never lost.
+        Scenario::RestoreFilesMirror => {
+            for name in ["a", "b", "sub/c", "sub/d"] {
+                let now = std::fs::read(site.files.join(name)).unwrap();
+                assert!(now == V1 || now == V2, "{point}: {name} is neither version");
+            }
+            let complete = ["a", "b", "sub/c", "sub/d"]
+                .iter()
+                .all(|n| std::fs::read(site.files.join(n)).unwrap() == V1);
+            for extra in ["extra", "sub/extra"] {
+                let kept = site.files.join(extra).exists() || aside(site.tmp.path(), &site.files);
+                assert!(
+                    kept || complete,
+                    "{point}: {extra} is gone before the mirror completed, and not set aside"
+                );
+            }
+        }
+        // A new path: the whole tree moves in with one rename.
+        Scenario::RestoreFilesElsewhere => {
+            let dest = site.tmp.path().join("elsewhere");
+            if dest.exists() {
+                for name in ["a", "b", "sub/c", "sub/d"] {
+                    assert_eq!(
+                        std::fs::read(dest.join(name)).unwrap(),
+                        V1,
+                        "{point}: {name}"
+                    );
+                }
             }
         }
         // An atomic rename: the old database or the new, whole.
@@ -655,6 +726,23 @@ fn check_restored(site: &Site, point: &str, scenario: Scenario) {
                     "{point}: {name}"
                 );
             }
+        }
+        Scenario::RestoreFilesMirror => {
+            for name in ["a", "b", "sub/c", "sub/d"] {
+                assert_eq!(
+                    std::fs::read(site.files.join(name)).unwrap(),
+                    V1,
+                    "{point}: {name}"
+                );
+            }
+            assert!(
+                !site.files.join("extra").exists(),
+                "{point}: mirror kept extra"
+            );
+        }
+        Scenario::RestoreFilesElsewhere => {
+            let dest = site.tmp.path().join("elsewhere");
+            assert_eq!(std::fs::read(dest.join("sub/c")).unwrap(), V1, "{point}");
         }
         Scenario::RestoreSqlite => assert_eq!(sqlite_rows(&site.sqlite).len(), 50, "{point}"),
         Scenario::RestorePostgres => {
@@ -701,4 +789,20 @@ fn wait_audit_sound(srv: &Server, point: &str) {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// Whether a `.coffer-restore-*` staging directory beside or inside `files`
+/// holds what a mirror set aside.
+fn aside(root: &Path, files: &Path) -> bool {
+    [root, files].iter().any(|dir| {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".coffer-restore-")
+            })
+    })
 }
