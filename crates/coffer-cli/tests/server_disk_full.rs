@@ -11,28 +11,9 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use coffer_testkit::tmpfs::Tmpfs;
 use common::{Server, export_to_file, small_dir, write_config_with};
 use serde_json::json;
-
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, mib: u32) -> Option<Self> {
-        std::fs::create_dir_all(dir).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Self(dir.to_owned()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
 
 /// A SQLite database of about 3 MiB of incompressible rows.
 fn big_sqlite(path: &Path) {

@@ -5,45 +5,13 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use coffer_engine::{Repo, RestoreMode, TreeBackupOptions};
 use coffer_targets::LocalStorage;
+use coffer_testkit::tmpfs::Tmpfs;
 use coffer_testkit::tree::{self, assert_same_tree};
 use common::*;
-
-/// A tmpfs of `mib` MiB at `dir`, unmounted when dropped; `None` when this
-/// process may not mount (not root).
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, mib: u32) -> Option<Self> {
-        std::fs::create_dir_all(dir).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Self(dir.to_owned()))
-    }
-
-    fn grow(&self, mib: u32) {
-        let ok = Command::new("mount")
-            .args(["-o", &format!("remount,size={mib}m")])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
 
 #[test]
 fn a_full_local_target_fails_the_backup_cleanly() {
@@ -77,7 +45,7 @@ fn a_full_local_target_fails_the_backup_cleanly() {
     );
     coffer_testkit::restic_check(&dir, PW);
 
-    fs.grow(64);
+    fs.resize(64);
     let snap = backup_dir(&repo, &src, "files");
     assert!(
         std::fs::read_dir(dir.join("locks")).unwrap().count() == 0,

@@ -14,24 +14,6 @@ use coffer_targets::{Storage, StorageErrorKind};
 use coffer_testkit::faulty::{FaultyStorage, Op, Rule};
 use common::*;
 
-/// A reader that hands out what a channel sends and ends when it closes.
-struct Waiting(std::sync::mpsc::Receiver<Vec<u8>>, Vec<u8>);
-
-impl std::io::Read for Waiting {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.1.is_empty() {
-            match self.0.recv() {
-                Ok(chunk) => self.1 = chunk,
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.1.len());
-        buf[..n].copy_from_slice(&self.1[..n]);
-        self.1.drain(..n);
-        Ok(n)
-    }
-}
-
 fn count(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }

@@ -85,25 +85,6 @@ fn a_running_restic_backup_blocks_prune_until_it_ends() {
     coffer_testkit::restic_check(&dir, PW);
 }
 
-/// A reader that hands out what a channel sends, then ends when it closes:
-/// a backup that waits for its input holds its locks meanwhile.
-struct Waiting(std::sync::mpsc::Receiver<Vec<u8>>, Vec<u8>);
-
-impl std::io::Read for Waiting {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.1.is_empty() {
-            match self.0.recv() {
-                Ok(chunk) => self.1 = chunk,
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.1.len());
-        buf[..n].copy_from_slice(&self.1[..n]);
-        self.1.drain(..n);
-        Ok(n)
-    }
-}
-
 fn restic(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     Command::new("restic")
         .arg("-r")

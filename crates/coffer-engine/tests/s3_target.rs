@@ -434,6 +434,63 @@ fn restores_through_a_slow_link_and_a_reset_are_exact() {
     wipe(&storage);
 }
 
+/// A repository through an HTTP fault proxy, and eight 1 MiB files to back up.
+struct Faulty {
+    env: Env,
+    proxy: HttpFaultProxy,
+    prefix: String,
+    storage: Arc<S3Storage>,
+    repo: Repo,
+    tmp: tempfile::TempDir,
+    src: std::path::PathBuf,
+}
+
+impl Faulty {
+    fn new(name: &str) -> Option<Self> {
+        let env = Env::get()?;
+        let proxy = HttpFaultProxy::start(env.upstream());
+        let prefix = unique(name);
+        let storage = Arc::new(S3Storage::new(env.via_http(&proxy, &prefix)).unwrap());
+        let repo = Repo::init(storage.clone(), PW).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let src = eight_files(tmp.path());
+        Some(Self {
+            env,
+            proxy,
+            prefix,
+            storage,
+            repo,
+            tmp,
+            src,
+        })
+    }
+
+    fn backup(&self) -> coffer_engine::EngineResult<coffer_engine::SnapshotInfo> {
+        self.repo.backup_tree(
+            &self.src,
+            &bref("files"),
+            &TreeBackupOptions::default(),
+            None,
+        )
+    }
+
+    /// Restores `snap` and compares it with the source.
+    fn restores_exactly(&self, snap: &str, what: &str) {
+        let dest = self.tmp.path().join(unique("restored"));
+        self.repo
+            .restore_tree(snap, &dest, RestoreMode::RefuseNonEmpty, None)
+            .expect(what);
+        assert_same_tree(&self.src, &dest);
+    }
+
+    /// Checks the repository with restic, then removes it.
+    fn checked_and_wiped(self) {
+        self.proxy.heal();
+        self.env.restic_check(&self.prefix);
+        wipe(&S3Storage::new(self.env.settings(&self.prefix)).unwrap());
+    }
+}
+
 fn eight_files(dir: &std::path::Path) -> std::path::PathBuf {
     let src = dir.join("src");
     for i in 0..8 {
@@ -449,93 +506,57 @@ fn eight_files(dir: &std::path::Path) -> std::path::PathBuf {
 /// retried: the backup and the restore through them are whole.
 #[test]
 fn slowdown_and_internal_errors_are_retried_and_the_data_is_whole() {
-    let Some(env) = Env::get() else { return };
-    let proxy = HttpFaultProxy::start(env.upstream());
-    let prefix = unique("slowdown");
-    let storage = Arc::new(S3Storage::new(env.via_http(&proxy, &prefix)).unwrap());
-    let repo = Repo::init(storage.clone(), PW).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let src = eight_files(tmp.path());
-    proxy.fail_every(4, 503, "SlowDown");
-    let snap = repo
-        .backup_tree(&src, &bref("files"), &TreeBackupOptions::default(), None)
-        .expect("a backup through SlowDown answers");
-    let during_backup = proxy.injected();
+    let Some(f) = Faulty::new("slowdown") else {
+        return;
+    };
+    f.proxy.fail_every(4, 503, "SlowDown");
+    let snap = f.backup().expect("a backup through SlowDown answers");
+    let during_backup = f.proxy.injected();
     assert!(during_backup > 3, "{during_backup} answers injected");
-    proxy.fail_every(4, 500, "InternalError");
-    let dest = tmp.path().join("restored");
-    repo.restore_tree(&snap.id, &dest, RestoreMode::RefuseNonEmpty, None)
-        .expect("a restore through InternalError answers");
-    assert!(proxy.injected() > during_backup);
-    assert_same_tree(&src, &dest);
-    proxy.heal();
-    env.restic_check(&prefix);
-    wipe(&S3Storage::new(env.settings(&prefix)).unwrap());
+    f.proxy.fail_every(4, 500, "InternalError");
+    f.restores_exactly(&snap.id, "a restore through InternalError answers");
+    assert!(f.proxy.injected() > during_backup);
+    f.checked_and_wiped();
 }
 
 /// A server that answers `500` to everything fails the backup cleanly
-/// (the error names the status), records nothing and leaves no lock; once
-/// it answers again the next backup works.
+/// (the error names the status), records nothing; once it answers again
+/// the next backup works and the failed one's locks go with it.
 #[test]
 fn a_server_failing_every_request_fails_the_backup_cleanly() {
-    let Some(env) = Env::get() else { return };
-    let proxy = HttpFaultProxy::start(env.upstream());
-    let prefix = unique("fail500");
-    let storage = Arc::new(S3Storage::new(env.via_http(&proxy, &prefix)).unwrap());
-    let repo = Repo::init(storage.clone(), PW).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let src = eight_files(tmp.path());
+    let Some(f) = Faulty::new("fail500") else {
+        return;
+    };
     // The backup starts (lock, listings, the first packs), then every
     // request fails.
-    proxy.fail_all_after(12, 500, "InternalError");
-    let err = repo
-        .backup_tree(&src, &bref("files"), &TreeBackupOptions::default(), None)
-        .unwrap_err();
-    let msg = err.to_string();
+    f.proxy.fail_all_after(12, 500, "InternalError");
+    let msg = f.backup().unwrap_err().to_string();
     assert!(
         msg.contains("500") || msg.contains("InternalError"),
         "{msg}"
     );
-    proxy.heal();
-    assert!(repo.snapshots(&Default::default()).unwrap().is_empty());
-    env.restic_check(&prefix);
-    let snap = repo
-        .backup_tree(&src, &bref("files"), &TreeBackupOptions::default(), None)
-        .expect("the backup after the server recovered");
-    // The lock files the failed backup could not remove went with it.
+    f.proxy.heal();
+    assert!(f.repo.snapshots(&Default::default()).unwrap().is_empty());
+    f.env.restic_check(&f.prefix);
+    let snap = f.backup().expect("the backup after the server recovered");
     assert!(
-        storage.list("locks/").unwrap().is_empty(),
+        f.storage.list("locks/").unwrap().is_empty(),
         "a lock was left"
     );
-    assert!(storage.list("coffer/locks/").unwrap().is_empty());
-    let dest = tmp.path().join("restored");
-    repo.restore_tree(&snap.id, &dest, RestoreMode::RefuseNonEmpty, None)
-        .unwrap();
-    assert_same_tree(&src, &dest);
-    env.restic_check(&prefix);
-    wipe(&S3Storage::new(env.settings(&prefix)).unwrap());
+    assert!(f.storage.list("coffer/locks/").unwrap().is_empty());
+    f.restores_exactly(&snap.id, "a restore after the server recovered");
+    f.checked_and_wiped();
 }
 
 /// Responses cut short of their `Content-Length` are read again: the
 /// restore is exact, never restored from a truncated body.
 #[test]
 fn bodies_cut_short_are_read_again_and_the_restore_is_exact() {
-    let Some(env) = Env::get() else { return };
-    let proxy = HttpFaultProxy::start(env.upstream());
-    let prefix = unique("cut");
-    let storage = Arc::new(S3Storage::new(env.via_http(&proxy, &prefix)).unwrap());
-    let repo = Repo::init(storage.clone(), PW).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let src = eight_files(tmp.path());
-    let snap = repo
-        .backup_tree(&src, &bref("files"), &TreeBackupOptions::default(), None)
-        .unwrap();
+    let Some(f) = Faulty::new("cut") else { return };
+    let snap = f.backup().unwrap();
     // Three responses cut after their headers and a little of the body.
-    proxy.cut_next_gets(3, 700);
-    let dest = tmp.path().join("restored");
-    repo.restore_tree(&snap.id, &dest, RestoreMode::RefuseNonEmpty, None)
-        .expect("a restore through cut responses");
-    assert_eq!(proxy.injected(), 3);
-    assert_same_tree(&src, &dest);
-    wipe(&S3Storage::new(env.settings(&prefix)).unwrap());
+    f.proxy.cut_next_gets(3, 700);
+    f.restores_exactly(&snap.id, "a restore through cut responses");
+    assert_eq!(f.proxy.injected(), 3);
+    f.checked_and_wiped();
 }

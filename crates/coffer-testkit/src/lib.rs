@@ -20,6 +20,7 @@ pub mod proxy;
 pub mod s3;
 pub mod shaping;
 pub mod storage;
+pub mod tmpfs;
 pub mod tree;
 
 use std::path::Path;

@@ -133,3 +133,22 @@ pub fn restore_through_link(
     });
     coffer_testkit::tree::assert_same_tree(src, &dest);
 }
+
+/// A reader that hands out what a channel sends, then ends when it closes:
+/// a backup that waits for its input holds its locks meanwhile.
+pub struct Waiting(pub std::sync::mpsc::Receiver<Vec<u8>>, pub Vec<u8>);
+
+impl Read for Waiting {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.1.is_empty() {
+            match self.0.recv() {
+                Ok(chunk) => self.1 = chunk,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.1.len());
+        buf[..n].copy_from_slice(&self.1[..n]);
+        self.1.drain(..n);
+        Ok(n)
+    }
+}

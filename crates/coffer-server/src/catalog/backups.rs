@@ -220,17 +220,14 @@ impl Catalog {
     /// A backup whose deletion starts: `ERROR` until its record goes, so an
     /// interrupted deletion never leaves it `READY` without its snapshots.
     pub fn mark_backup_deleting(&self, id: &str) -> CatalogResult<()> {
-        self.conn()
-            .execute(
-                "UPDATE backups SET status = 'ERROR', error = ?2 WHERE id = ?1",
-                params![
-                    id,
-                    "being deleted (if this stays, the deletion was interrupted: delete the \
-                     backup again)"
-                ],
-            )
-            .ctx("marking a backup deleted")?;
-        Ok(())
+        self.set_backup_state(
+            id,
+            BackupStatus::Error,
+            Some(
+                "being deleted (if this stays, the deletion was interrupted: delete the backup \
+                 again)",
+            ),
+        )
     }
 
     /// Puts a backup's state back (a deletion that could not start).
