@@ -181,7 +181,17 @@ fn load(
         )));
     }
     let file_name = rdb.file_name().unwrap_or_default();
-    let mut cmd = Command::new(&server_bin);
+    // Killed with this thread if the server dies (a crash would otherwise
+    // leave it running on its socket): util-linux's `setpriv --pdeathsig`,
+    // when there is one, sets that up without `unsafe` here.
+    let mut cmd = match find_program(c, None, &["setpriv"]) {
+        Ok(setpriv) => {
+            let mut cmd = Command::new(setpriv);
+            cmd.args(["--pdeathsig", "KILL", "--"]).arg(&server_bin);
+            cmd
+        }
+        Err(_) => Command::new(&server_bin),
+    };
     cmd.arg("--port")
         .arg("0")
         .arg("--unixsocket")

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod crash;
+pub mod crash_site;
 pub mod fixture;
 pub mod schedule;
 pub mod webhook;
