@@ -72,15 +72,24 @@ pub async fn client_address(State(state): State<Shared>, req: Request, next: Nex
     CLIENT.scope(client, next.run(req)).await
 }
 
-/// Appends every state-changing request, once answered, to the audit log.
+/// Reads that take data out of the installation: recorded like changes.
+const DOWNLOADS: &[&str] = &[
+    "/api/v1/exports/{id}/download",
+    "/api/v1/components/{name}/backup",
+    "/api/v1/backup/{name}",
+];
+
+/// Appends every state-changing request and every download, once
+/// answered, to the audit log.
 pub async fn record(State(state): State<Shared>, req: Request, next: Next) -> Response {
-    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-        return next.run(req).await;
-    }
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "(no such route)".to_owned(), |m| m.as_str().to_owned());
+    let read = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if read && !DOWNLOADS.contains(&route.as_str()) {
+        return next.run(req).await;
+    }
     let action = format!("{} {route}", req.method());
     let subject = req.uri().path().to_owned();
     let response = next.run(req).await;
