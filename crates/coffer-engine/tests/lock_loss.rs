@@ -14,10 +14,6 @@ use coffer_targets::{Storage, StorageErrorKind};
 use coffer_testkit::faulty::{FaultyStorage, Op, Rule};
 use common::*;
 
-fn count(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
-}
-
 /// Starts a backup of a slow stream, breaks the writes under
 /// `broken_prefix` once its lock is taken, and expects the backup to end
 /// within `wait` with the lock lost and nothing recorded.
@@ -29,21 +25,7 @@ fn backup_with_broken_refreshes(broken_prefix: &str, wait: Duration) {
     let faulty = FaultyStorage::new(storage(&dir));
     let repo = Repo::open(Arc::clone(&faulty) as Arc<dyn Storage>, PW).unwrap();
 
-    let (tx, rx) = std::sync::mpsc::channel();
-    let backing_up = repo.clone();
-    let backup = std::thread::spawn(move || {
-        backing_up.backup_stream(
-            Box::new(Waiting(rx, Vec::new())),
-            "db.dump",
-            &bref("lost", "db", 1),
-            None,
-        )
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while count(&dir.join("coffer/locks")) == 0 || count(&dir.join("locks")) == 0 {
-        assert!(Instant::now() < deadline, "the backup never took its lock");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (tx, backup) = waiting_backup(&repo, &dir, "lost");
     faulty.inject(Rule::always(
         &[Op::Put],
         broken_prefix,

@@ -6,7 +6,6 @@ mod common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use coffer_engine::{EngineError, PruneSettings};
 use common::*;
@@ -36,14 +35,10 @@ fn a_running_restic_backup_blocks_prune_until_it_ends() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let lock = loop {
-        if let Some(l) = repo.restic_locks().unwrap().into_iter().next() {
-            break l;
-        }
-        assert!(Instant::now() < deadline, "restic never took its lock");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    wait_for("restic never took its lock", || {
+        !repo.restic_locks().unwrap().is_empty()
+    });
+    let lock = repo.restic_locks().unwrap().remove(0);
     assert!(!lock.stale && !lock.exclusive, "{lock:?}");
     assert!(lock.key.starts_with("locks/"), "{lock:?}");
     assert!(lock.holder.contains("pid"), "{lock:?}");
@@ -104,28 +99,7 @@ fn restic_sees_coffer_at_work_and_refuses_to_prune_under_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("repo");
     let repo = new_repo(&dir);
-    let (tx, rx) = std::sync::mpsc::channel();
-    let backing_up = repo.clone();
-    let backup = std::thread::spawn(move || {
-        backing_up.backup_stream(
-            Box::new(Waiting(rx, Vec::new())),
-            "db.dump",
-            &bref("slow", "db", 1),
-            None,
-        )
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::read_dir(dir.join("locks"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-        == 0
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no restic lock file while Coffer backs up"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (tx, backup) = waiting_backup(&repo, &dir, "slow");
     // restic reads Coffer's lock: its prune is refused, naming this process.
     let prune = restic(&dir, &["prune"]);
     let said = String::from_utf8_lossy(&prune.stderr);
@@ -183,11 +157,9 @@ fn coffer_refuses_to_work_under_an_exclusive_restic_lock() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while repo.restic_locks().unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "restic never took its lock");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for("restic never took its lock", || {
+        !repo.restic_locks().unwrap().is_empty()
+    });
     let err = repo
         .backup_tree(
             &src,

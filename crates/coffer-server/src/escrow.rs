@@ -147,18 +147,7 @@ fn capture(state: &AppState) -> ServiceResult<Escrow> {
             revoked_at: t.revoked_at,
         })
         .collect();
-    let last = state.catalog.audit_last_seq()?;
-    let audit_head = match state
-        .catalog
-        .audit_entries(last.saturating_sub(1), 1)?
-        .pop()
-    {
-        Some(e) => AuditHead {
-            seq: e.seq,
-            hash: e.hash,
-        },
-        None => AuditHead::empty(),
-    };
+    let audit_head = state.catalog.audit_head()?;
     Ok(Escrow {
         targets,
         schedules,
@@ -170,15 +159,16 @@ fn capture(state: &AppState) -> ServiceResult<Escrow> {
 }
 
 /// Writes the state into every owned target whose copy differs from it.
-/// `written` remembers, per target, the digest of what it holds. Blocking.
-pub fn round(state: &AppState, written: &mut HashMap<String, [u8; 32]>) {
+/// `written` remembers, per target, the digest of what it holds. Returns
+/// whether every owned target holds it now. Blocking.
+pub fn round(state: &AppState, written: &mut HashMap<String, [u8; 32]>) -> bool {
     let json = match capture(state)
         .and_then(|e| reveal_secrets(|| serde_json::to_vec(&e)).map_err(ServiceError::internal))
     {
         Ok(j) => j,
         Err(e) => {
             tracing::error!("escrowing the server's state: {e}");
-            return;
+            return false;
         }
     };
     let digest: [u8; 32] = Sha256::digest(&json).into();
@@ -186,9 +176,10 @@ pub fn round(state: &AppState, written: &mut HashMap<String, [u8; 32]>) {
         Ok(t) => t.into_iter().filter(|t| t.mode == TargetMode::Own),
         Err(e) => {
             tracing::error!("escrowing the server's state: {e}");
-            return;
+            return false;
         }
     };
+    let mut all = true;
     for t in owned {
         if written.get(&t.name) == Some(&digest) {
             continue;
@@ -201,9 +192,13 @@ pub fn round(state: &AppState, written: &mut HashMap<String, [u8; 32]>) {
             Ok(()) => {
                 written.insert(t.name, digest);
             }
-            Err(e) => tracing::warn!("escrowing the server's state in target {}: {e}", t.name),
+            Err(e) => {
+                all = false;
+                tracing::warn!("escrowing the server's state in target {}: {e}", t.name);
+            }
         }
     }
+    all
 }
 
 /// What a restore of the escrowed state added, and what it left alone.

@@ -152,3 +152,40 @@ impl Read for Waiting {
         Ok(n)
     }
 }
+
+/// Waits up to 30 s for `done`, failing with `what` otherwise.
+pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Files in `dir` (0 when it does not exist).
+pub fn count(dir: &Path) -> usize {
+    fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+/// A stream backup of component `db` on its own thread, reading what the
+/// returned sender sends (it ends when the sender is dropped); returns once
+/// the backup holds its lock object and its restic lock file in `dir`.
+pub fn waiting_backup(
+    repo: &Repo,
+    dir: &Path,
+    label: &str,
+) -> (
+    std::sync::mpsc::Sender<Vec<u8>>,
+    std::thread::JoinHandle<coffer_engine::EngineResult<coffer_engine::SnapshotInfo>>,
+) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let backing_up = repo.clone();
+    let r = bref(label, "db", 1);
+    let backup = std::thread::spawn(move || {
+        backing_up.backup_stream(Box::new(Waiting(rx, Vec::new())), "db.dump", &r, None)
+    });
+    wait_for("the backup never took its locks", || {
+        count(&dir.join("coffer/locks")) > 0 && count(&dir.join("locks")) > 0
+    });
+    (tx, backup)
+}

@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 use crate::access::Principal;
 use crate::api::common::{ApiResult, blocking, time};
 use crate::api::error::ErrorBody;
+use crate::audit;
 use crate::audit::verify::AuditReport;
-use crate::audit::{self, MAX_PAGE};
 use crate::state::Shared;
 
 /// Which entries to list.
@@ -80,9 +80,11 @@ pub async fn list_audit(
 ) -> ApiResult<Json<AuditList>> {
     let limit = q.limit.unwrap_or(100);
     let entries = blocking(move || audit::list(&state, &p, q.after.unwrap_or(0), limit)).await?;
-    let next_after = (entries.len() == limit.min(MAX_PAGE))
-        .then(|| entries.last().map(|e| e.seq))
-        .flatten();
+    // A full page may have a next one (the limit was checked: ≤ MAX_PAGE).
+    let next_after = entries
+        .last()
+        .filter(|_| entries.len() == limit)
+        .map(|e| e.seq);
     Ok(Json(AuditList {
         entries: entries.into_iter().map(view).collect(),
         next_after,

@@ -28,6 +28,10 @@ const BATCH: usize = 1000;
 struct Copier {
     /// Per target, the digest of the escrowed state it holds.
     escrowed: HashMap<String, [u8; 32]>,
+    /// The audit head every owned target's escrow is up to: every change
+    /// of the state is an audited request, so until the head moves there
+    /// is nothing new to capture.
+    escrowed_at: Option<u64>,
     /// The sequence number each target's copy is known to hold.
     synced: HashMap<String, u64>,
     /// Targets that failed, and when to try them again.
@@ -61,15 +65,17 @@ pub fn spawn(state: Shared) {
 
 impl Copier {
     fn round(&mut self, state: &AppState) {
-        // The server's own state goes with its log (see `crate::escrow`).
-        crate::escrow::round(state, &mut self.escrowed);
-        let last = match state.catalog.audit_last_seq() {
-            Ok(s) => s,
+        let last = match state.catalog.audit_head() {
+            Ok(h) => h.seq,
             Err(e) => {
                 tracing::error!("audit copy: {e}");
                 return;
             }
         };
+        // The server's own state goes with its log (see `crate::escrow`).
+        if self.escrowed_at != Some(last) && crate::escrow::round(state, &mut self.escrowed) {
+            self.escrowed_at = Some(last);
+        }
         let targets = match state.catalog.targets() {
             Ok(t) => t,
             Err(e) => {

@@ -38,26 +38,31 @@ fn entry_from(r: &rusqlite::Row) -> rusqlite::Result<AuditEntry> {
     })
 }
 
+/// The last entry's sequence number and hash (the empty head: none).
+fn head_of(conn: &rusqlite::Connection) -> CatalogResult<AuditHead> {
+    Ok(conn
+        .query_row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| {
+                Ok(AuditHead {
+                    seq: r.get::<_, i64>(0)?.try_into().unwrap_or(0),
+                    hash: r.get(1)?,
+                })
+            },
+        )
+        .optional()
+        .ctx("reading the audit head")?
+        .unwrap_or_else(AuditHead::empty))
+}
+
 const COLUMNS: &str = "seq, time, actor, address, action, subject, outcome, prev, hash";
 
 impl Catalog {
     /// Appends `event` as the next entry of the chain.
     pub fn append_audit(&self, event: AuditEvent) -> CatalogResult<AuditEntry> {
         let conn = self.conn();
-        let head = conn
-            .query_row(
-                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| {
-                    Ok(AuditHead {
-                        seq: r.get::<_, i64>(0)?.try_into().unwrap_or(0),
-                        hash: r.get(1)?,
-                    })
-                },
-            )
-            .optional()
-            .ctx("reading the audit head")?
-            .unwrap_or_else(AuditHead::empty);
+        let head = head_of(&conn)?;
         let e = AuditEntry::next(
             &head,
             AuditRecord {
@@ -127,12 +132,8 @@ impl Catalog {
         rows.collect::<Result<_, _>>().ctx("reading the audit log")
     }
 
-    /// The last entry's sequence number (0: none).
-    pub fn audit_last_seq(&self) -> CatalogResult<u64> {
-        let seq: Option<i64> = self
-            .conn()
-            .query_row("SELECT MAX(seq) FROM audit", [], |r| r.get(0))
-            .ctx("reading the audit head")?;
-        Ok(seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
+    /// The last entry's sequence number and hash.
+    pub fn audit_head(&self) -> CatalogResult<AuditHead> {
+        head_of(&self.conn())
     }
 }
