@@ -4,7 +4,7 @@
 //! fast restores (see [`crate::fetch`]).
 
 use aes256ctr_poly1305aes::Aes256CtrPoly1305Aes;
-use aes256ctr_poly1305aes::aead::{Aead, generic_array::GenericArray};
+use aes256ctr_poly1305aes::aead::{Aead, AeadInPlace, generic_array::GenericArray};
 use rustic_core::repofile::MasterKey;
 
 /// Why an encrypted object did not open.
@@ -56,4 +56,18 @@ pub(crate) fn encrypt(cipher: &Aes256CtrPoly1305Aes, plain: &[u8]) -> Vec<u8> {
         Err(_) => out.clear(),
     }
     out
+}
+
+/// Appends `plain` to `out` encrypted as [`encrypt`] does, without a
+/// buffer of its own (the archiver's packs are written this way).
+pub(crate) fn encrypt_into(cipher: &Aes256CtrPoly1305Aes, plain: &[u8], out: &mut Vec<u8>) {
+    let iv: [u8; 16] = rand::random();
+    out.extend_from_slice(&iv);
+    let start = out.len();
+    out.extend_from_slice(plain);
+    // Encryption of a slice in memory cannot fail for this cipher.
+    match cipher.encrypt_in_place_detached(GenericArray::from_slice(&iv), b"", &mut out[start..]) {
+        Ok(tag) => out.extend_from_slice(&tag),
+        Err(_) => out.truncate(start - iv.len()),
+    }
 }

@@ -24,6 +24,7 @@
 //! The API is synchronous and may block for a long time: async callers run it
 //! with `tokio::task::spawn_blocking`.
 
+mod archiver;
 pub mod audit;
 mod backend;
 mod cancel;
@@ -52,9 +53,10 @@ pub use cancel::CancelToken;
 pub use error::{EngineError, EngineResult};
 pub use progress::{ProgressFn, ProgressInfo};
 pub use repo::{
-    AUDIT_PREFIX, Affected, AuditCopy, CheckReport, ContentKind, Damage, EntryKind, KeyInfo,
-    PortableForm, PrunePrepared, PruneReport, PruneSettings, Repo, SnapshotFilter, SnapshotInfo,
-    TreeBackupOptions, TreeEntry, restore_tree_from_tar, tags, write_command_output, write_dir_tar,
+    AUDIT_PREFIX, Affected, ArchiverKind, AuditCopy, CheckReport, ContentKind, Damage, EntryKind,
+    KeyInfo, PortableForm, PrunePrepared, PruneReport, PruneSettings, Repo, SnapshotFilter,
+    SnapshotInfo, TreeBackupOptions, TreeEntry, restore_tree_from_tar, tags, write_command_output,
+    write_dir_tar,
 };
 pub use restic_locks::ResticLock;
 pub use restore::RestoreMode;

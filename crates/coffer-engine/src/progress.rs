@@ -75,6 +75,11 @@ impl Counters {
         self.notify();
     }
 
+    /// Whether anybody watches the progress (worth a walk to size it).
+    pub(crate) fn has_listener(&self) -> bool {
+        self.callback.is_some()
+    }
+
     pub(crate) fn set_totals(&self, bytes: Option<u64>, files: Option<u64>) {
         if let Some(b) = bytes {
             self.bytes_total.store(b, Ordering::Relaxed);

@@ -181,6 +181,42 @@ impl SnapshotFilter {
     }
 }
 
+/// Which archiver writes backups.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchiverKind {
+    /// Coffer's own parallel archiver (see `archiver` in the engine's
+    /// architecture notes).
+    #[default]
+    Coffer,
+    /// rustic_core's archiver, as before Coffer had its own.
+    Rustic,
+}
+
+impl ArchiverKind {
+    /// `coffer` or `rustic`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Coffer => "coffer",
+            Self::Rustic => "rustic",
+        }
+    }
+}
+
+impl std::str::FromStr for ArchiverKind {
+    type Err = EngineError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "coffer" => Ok(Self::Coffer),
+            "rustic" => Ok(Self::Rustic),
+            other => Err(EngineError::InvalidInput(format!(
+                "unknown archiver {other:?}: use \"coffer\" or \"rustic\""
+            ))),
+        }
+    }
+}
+
 /// An open repository. Cheap to clone: every operation opens its own engine
 /// handle from the cached master key, so each job sees a fresh index (rustic_core
 /// does not see blobs written through another handle).
@@ -195,6 +231,8 @@ pub struct Repo {
     seal: Option<Arc<AgeRecipients>>,
     /// Restores through this handle can open snapshots sealed to this identity.
     identity: Option<Arc<AgeIdentity>>,
+    /// What writes this handle's backups.
+    archiver: ArchiverKind,
 }
 
 impl std::fmt::Debug for Repo {
@@ -329,6 +367,7 @@ impl Repo {
                 cancel: None,
                 seal: None,
                 identity: None,
+                archiver: ArchiverKind::default(),
                 storage: Arc::clone(&storage),
             })
         })
@@ -358,6 +397,7 @@ impl Repo {
                 cancel: None,
                 seal: None,
                 identity: None,
+                archiver: ArchiverKind::default(),
                 storage: Arc::clone(&storage),
             })
         })
@@ -388,6 +428,14 @@ impl Repo {
     pub fn with_identity(&self, identity: Arc<AgeIdentity>) -> Self {
         Self {
             identity: Some(identity),
+            ..self.clone()
+        }
+    }
+
+    /// A handle on the same repository whose backups `kind` writes.
+    pub fn with_archiver(&self, kind: ArchiverKind) -> Self {
+        Self {
+            archiver: kind,
             ..self.clone()
         }
     }

@@ -728,28 +728,3 @@ fn progress_is_reported() {
     assert_eq!((p.bytes_done, p.bytes_total), (500_000, Some(500_000)));
     assert_eq!((p.files_done, p.files_total), (5, Some(5)));
 }
-
-#[test]
-fn a_file_over_4_gib_round_trips() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    fs::create_dir_all(&src).unwrap();
-    // Mostly a hole, so the test is cheap on disk, with data past 4 GiB.
-    let big = src.join("big.img");
-    {
-        use std::io::{Seek, SeekFrom, Write};
-        let mut f = fs::File::create(&big).unwrap();
-        f.write_all(&tree::random_bytes(20, 1 << 20)).unwrap();
-        f.seek(SeekFrom::Start((4 << 30) + 12345)).unwrap();
-        f.write_all(&tree::random_bytes(21, 1 << 20)).unwrap();
-    }
-    let dir = tmp.path().join("repo");
-    let repo = new_repo(&dir);
-    let snap = backup_dir(&repo, &src, "big");
-    assert!(snap.bytes > 4 << 30);
-    let dest = tmp.path().join("dest");
-    repo.restore_tree(&snap.id, &dest, RestoreMode::RefuseNonEmpty, None)
-        .unwrap();
-    assert_same_tree(&src, &dest);
-    assert!(tree::allocated_bytes(&dest.join("big.img")) < 64 << 20);
-}

@@ -120,6 +120,8 @@ pub struct ServerConfig {
     /// How long a stop (SIGTERM, SIGINT) waits for running jobs before it
     /// marks them cancelled (`server.shutdown_grace_secs`, default 30).
     pub shutdown_grace: Duration,
+    /// What writes backups into the repositories (`server.archiver`).
+    pub archiver: coffer_engine::ArchiverKind,
     /// Longest pause while a request body arrives (`server.idle_timeout_secs`).
     pub idle_timeout: Duration,
     /// Connections served at once; more wait in the kernel's queue
@@ -242,6 +244,7 @@ struct ServerSection {
     header_read_timeout_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
+    archiver: Option<coffer_engine::ArchiverKind>,
     max_connections: Option<usize>,
     login_concurrency: Option<usize>,
     login_rate_per_minute: Option<u32>,
@@ -528,6 +531,7 @@ impl ServerConfig {
             header_read_timeout: Duration::from_secs(header_read_timeout),
             idle_timeout: Duration::from_secs(idle_timeout),
             shutdown_grace: Duration::from_secs(shutdown_grace),
+            archiver: s.archiver.unwrap_or_default(),
             max_connections,
             login_concurrency,
             login_rate_per_minute,

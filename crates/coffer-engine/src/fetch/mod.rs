@@ -134,6 +134,15 @@ impl Fetcher {
         Ok(())
     }
 
+    /// Reads and opens one blob.
+    pub fn read_blob(&self, blob: &BlobRef) -> EngineResult<Vec<u8>> {
+        let key = crate::backend::key_of(rustic_core::FileType::Pack, &blob.pack);
+        let raw = self
+            .storage
+            .get_range(&key, blob.offset.into(), blob.length.into())?;
+        self.open(blob, &raw)
+    }
+
     /// The plain content of each blob of `span`, in the span's order, from
     /// the span's bytes.
     fn open_span<T>(&self, span: &PackSpan<T>, raw: &[u8]) -> EngineResult<Vec<Vec<u8>>> {

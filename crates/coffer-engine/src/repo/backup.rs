@@ -10,13 +10,15 @@ use coffer_model::BackupRef;
 use rustic_core::repofile::SnapshotFile;
 use rustic_core::{
     BackupOptions, Excludes, LocalSource, LocalSourceFilterOptions, LocalSourceSaveOptions,
-    OpenStatus, ParentOptions, Repository, SnapshotGroupCriterion, SnapshotOptions,
+    OpenStatus, ParentOptions, ReadSource, Repository, SnapshotGroupCriterion, SnapshotOptions,
 };
 
+use super::ArchiverKind;
 use super::{
     ContentKind, Repo, SnapshotInfo, canonical_dir, exclude_globs, full_hex, guarded,
     stream_name_ok, tags,
 };
+use crate::archiver;
 use crate::backend::SnapshotGate;
 use crate::cancel::CancelToken;
 use crate::child::ChildReader;
@@ -31,6 +33,19 @@ use crate::{EngineError, EngineResult};
 pub struct TreeBackupOptions {
     /// Glob patterns to exclude (gitignore syntax, e.g. `*.tmp`, `cache/`).
     pub excludes: Vec<String>,
+}
+
+/// Where a component's source is and what it is recorded under.
+struct Archiving<'a> {
+    /// The source's path as its entries name it.
+    source: &'a Path,
+    /// `/<component>` for a tree; a stream is recorded under its own name.
+    as_path: Option<&'a Path>,
+    /// The parent snapshot, for change detection.
+    parent: Option<&'a SnapshotFile>,
+    gate: &'a Arc<SnapshotGate>,
+    counters: &'a Arc<Counters>,
+    cancel: &'a CancelToken,
 }
 
 /// What one component's backup holds while it runs.
@@ -77,7 +92,7 @@ impl Repo {
         repo: &Repository<OpenStatus>,
         component: &str,
         kind: ContentKind,
-    ) -> EngineResult<Option<String>> {
+    ) -> EngineResult<Option<SnapshotFile>> {
         let snaps = repo
             .get_all_snapshots()
             .map_err(|e| EngineError::rustic(&e))?;
@@ -91,7 +106,20 @@ impl Repo {
                         .is_some_and(|b| b.component.as_str() == component)
             })
             .max_by_key(|s| s.time.timestamp())
-            .map(|s| full_hex(&s.id)))
+            .cloned())
+    }
+
+    /// How Coffer's archiver writes into `repo`; `None` where rustic_core's
+    /// archiver must (it was chosen, or the repository uses a chunker only
+    /// rustic_core has).
+    fn coffer_archiver(
+        &self,
+        repo: &Repository<OpenStatus>,
+    ) -> EngineResult<Option<archiver::Settings>> {
+        match self.archiver {
+            ArchiverKind::Rustic => Ok(None),
+            ArchiverKind::Coffer => archiver::Settings::of(repo.config()),
+        }
     }
 
     /// Backs up the directory tree at `source` as one component of a backup.
@@ -137,7 +165,6 @@ impl Repo {
         guarded(|| {
             let repo = self.handle(Some(Arc::clone(&gate)), Some(Arc::clone(&counters)))?;
             let parent = self.parent_of(&repo, &component, ContentKind::Tree)?;
-            let repo = repo.to_indexed_ids().map_err(|e| EngineError::rustic(&e))?;
             let excludes = Excludes::default().globs(exclude_globs(&opts.excludes)?);
             let local = LocalSource::new(
                 LocalSourceSaveOptions::default(),
@@ -154,16 +181,16 @@ impl Repo {
                 Some(cancel.clone()),
             );
             let snap = self.snapshot_template(backup, ContentKind::Tree)?;
-            let parent_opts = match parent {
-                Some(id) => ParentOptions::default()
-                    .group_by(SnapshotGroupCriterion::new())
-                    .parents(vec![id]),
-                None => ParentOptions::default().force(true),
+            let as_path = PathBuf::from(format!("/{component}"));
+            let how = Archiving {
+                source: &source,
+                as_path: Some(&as_path),
+                parent: parent.as_ref(),
+                gate: &gate,
+                counters: &counters,
+                cancel: &cancel,
             };
-            let bopts = BackupOptions::default()
-                .as_path(PathBuf::from(format!("/{component}")))
-                .parent_opts(parent_opts);
-            let result = repo.archive(&bopts, &src, snap, std::slice::from_ref(&source));
+            let result = self.archive(&repo, &src, snap, &how);
             self.finish_backup(&repo, &component, &lock, &gate, result, |summary| {
                 let seen = tally.files.load(Ordering::Relaxed);
                 (summary.total_files_processed != seen).then(|| {
@@ -228,7 +255,6 @@ impl Repo {
         } = self.start_backup(backup, progress)?;
         guarded(|| {
             let repo = self.handle(Some(Arc::clone(&gate)), Some(Arc::clone(&counters)))?;
-            let repo = repo.to_indexed_ids().map_err(|e| EngineError::rustic(&e))?;
             let path = PathBuf::from(name);
             let src = CheckedSource::new(
                 StreamSource::new(&path, reader),
@@ -240,8 +266,15 @@ impl Repo {
             let snap = self.snapshot_template(backup, kind)?;
             // A stream has no useful parent: its content is chunked and
             // deduplicated against the whole repository anyway.
-            let bopts = BackupOptions::default().parent_opts(ParentOptions::default().force(true));
-            let result = repo.archive(&bopts, &src, snap, &[path]);
+            let how = Archiving {
+                source: &path,
+                as_path: None,
+                parent: None,
+                gate: &gate,
+                counters: &counters,
+                cancel: &cancel,
+            };
+            let result = self.archive(&repo, &src, snap, &how);
             self.finish_backup(&repo, &component, &lock, &gate, result, |summary| {
                 let read = tally.bytes_read.load(Ordering::Relaxed);
                 (summary.total_bytes_processed != read || summary.total_files_processed != 1).then(
@@ -254,6 +287,54 @@ impl Repo {
                 )
             })
         })
+    }
+
+    /// Records `src` as `snap` with the archiver this handle uses.
+    fn archive<R>(
+        &self,
+        repo: &Repository<OpenStatus>,
+        src: &R,
+        snap: SnapshotFile,
+        how: &Archiving<'_>,
+    ) -> EngineResult<SnapshotFile>
+    where
+        R: ReadSource + 'static,
+        R::Open: Send,
+        R::Iter: Send,
+    {
+        if let Some(settings) = self.coffer_archiver(repo)? {
+            let job = archiver::Job {
+                repo,
+                storage: Arc::clone(&self.storage),
+                key: &self.key,
+                settings,
+                gate: Arc::clone(how.gate),
+                counters: Arc::clone(how.counters),
+                cancel: how.cancel.clone(),
+            };
+            let layout = archiver::Layout {
+                source: how.source,
+                as_path: how.as_path,
+                parent: how.parent.map(|p| (p.id, *p.tree)),
+            };
+            return archiver::archive(job, src, &layout, snap);
+        }
+        let parent_opts = match how.parent {
+            Some(p) => ParentOptions::default()
+                .group_by(SnapshotGroupCriterion::new())
+                .parents(vec![full_hex(&p.id)]),
+            None => ParentOptions::default().force(true),
+        };
+        let mut bopts = BackupOptions::default().parent_opts(parent_opts);
+        if let Some(as_path) = how.as_path {
+            bopts = bopts.as_path(as_path.to_path_buf());
+        }
+        // A handle of its own: rustic_core's indexed handle consumes the
+        // one it is made from.
+        self.handle(Some(Arc::clone(how.gate)), Some(Arc::clone(how.counters)))?
+            .to_indexed_ids()
+            .and_then(|indexed| indexed.archive(&bopts, src, snap, &[how.source.to_path_buf()]))
+            .map_err(|e| EngineError::rustic(&e))
     }
 
     /// Runs `command` and backs up its standard output as a stream (see
@@ -301,13 +382,13 @@ impl Repo {
     }
 
     /// Turns the archive result into a recorded snapshot or a clean failure.
-    fn finish_backup<S: rustic_core::IndexedIds>(
+    fn finish_backup(
         &self,
-        repo: &Repository<S>,
+        repo: &Repository<OpenStatus>,
         component: &str,
         lock: &RepoLock,
         gate: &SnapshotGate,
-        result: rustic_core::RusticResult<SnapshotFile>,
+        result: EngineResult<SnapshotFile>,
         cross_check: impl FnOnce(&rustic_core::repofile::SnapshotSummary) -> Option<String>,
     ) -> EngineResult<SnapshotInfo> {
         let cancelled = self.cancel.as_ref().is_some_and(CancelToken::is_cancelled);
@@ -335,7 +416,7 @@ impl Repo {
             Ok(snap) => snap,
             Err(e) => {
                 if reasons.is_empty() {
-                    reasons.push(e.display_log());
+                    reasons.push(e.to_string());
                 }
                 return Err(EngineError::Incomplete {
                     component: component.to_owned(),

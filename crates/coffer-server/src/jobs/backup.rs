@@ -481,7 +481,9 @@ fn run(state: &Shared, job: BackupJob, reservation: Reservation) {
                     if token.is_cancelled() {
                         return Err("cancelled".to_owned());
                     }
-                    let repo = repo.with_cancel(token.clone());
+                    let repo = repo
+                        .with_cancel(token.clone())
+                        .with_archiver(state.config.archiver);
                     // Sensitive components are sealed to the configured age
                     // recipients (the configuration refuses them without).
                     let repo = match &state.config.sensitive_recipients {

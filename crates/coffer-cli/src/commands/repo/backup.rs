@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use coffer_components::BackupContext;
-use coffer_engine::{AgeRecipients, EngineError, SnapshotInfo, TreeBackupOptions};
+use coffer_engine::{AgeRecipients, ArchiverKind, EngineError, SnapshotInfo, TreeBackupOptions};
 use coffer_model::component::ComponentSpec;
 use coffer_model::{BackupId, BackupRef, ComponentName, Label};
 use serde::Serialize;
@@ -57,6 +57,10 @@ pub struct BackupArgs {
     /// Seal every component of this backup, not only sensitive ones.
     #[arg(long)]
     seal: bool,
+    /// What writes the backup: Coffer's parallel archiver, or rustic_core's
+    /// (the one before it; kept while the new one proves itself).
+    #[arg(long, env = "COFFER_ARCHIVER", default_value = "coffer", value_parser = ["coffer", "rustic"])]
+    archiver: String,
 }
 
 /// The result of one component of `repo backup`.
@@ -214,6 +218,8 @@ pub fn run(args: BackupArgs, location: &RepoLocation, out: Output) -> CliResult<
     coffer_components::check_staging_space(&configured, &staging)
         .map_err(|msg| CliError::failure("preflight", msg))?;
     let count = u32::try_from(specs.len()).unwrap_or(u32::MAX);
+    // The parser allows only the two names.
+    let archiver: ArchiverKind = args.archiver.parse().unwrap_or_default();
     let opts = TreeBackupOptions {
         excludes: args.excludes.clone(),
     };
@@ -231,7 +237,8 @@ pub fn run(args: BackupArgs, location: &RepoLocation, out: Output) -> CliResult<
         let repo = &match &seal {
             Some(r) if args.seal || sensitive => repo.sealed_to(Arc::clone(r)),
             _ => repo.clone(),
-        };
+        }
+        .with_archiver(archiver);
         let progress = out.progress(&what);
         let cb = progress.callback();
         let res = match spec {
