@@ -168,6 +168,56 @@ struct DataStats {
     packed: AtomicU64,
 }
 
+impl DataStats {
+    /// Adds what the sealers stored to `summary` (which counts the trees).
+    fn count_into(&self, summary: &mut rustic_core::repofile::SnapshotSummary) {
+        summary.data_blobs = self.blobs.load(Ordering::Relaxed);
+        summary.data_added_files = self.plain.load(Ordering::Relaxed);
+        summary.data_added_files_packed = self.packed.load(Ordering::Relaxed);
+        summary.data_added += summary.data_added_files;
+        summary.data_added_packed += summary.data_added_files_packed;
+    }
+}
+
+/// A sealer: hashes each chunk and, unless the repository or this backup
+/// has it, compresses and encrypts it into a pack of its own (no lock).
+/// After a failure it only drains its queue.
+fn seal_chunks(
+    chunk_rx: &Mutex<std::sync::mpsc::Receiver<ChunkJob>>,
+    mut sealer: Option<Sealer>,
+    failure: &Failure,
+    sink: &Sink,
+    stats: &DataStats,
+    pool: &BufferPool,
+    known: &Known,
+) {
+    let mut pack = OpenPack::default();
+    while let Ok(ChunkJob { file, index, data }) = lock(chunk_rx).recv() {
+        let Some(sealer) = sealer.as_mut().filter(|_| !failure.stopped()) else {
+            continue;
+        };
+        let id = hash(&data);
+        file.set_id(index, id);
+        if known.take_on(Id::new(id), BlobType::Data) {
+            if pack.is_empty() {
+                pack = OpenPack::with_capacity(sink.pack_size);
+            }
+            let sealed = sealer.seal_into(id, BlobType::Data, &data, &mut pack);
+            stats.blobs.fetch_add(1, Ordering::Relaxed);
+            stats.plain.fetch_add(data.len() as u64, Ordering::Relaxed);
+            stats.packed.fetch_add(sealed.packed, Ordering::Relaxed);
+            if pack.len() >= sink.pack_size {
+                failure.check(sink.store(std::mem::take(&mut pack)));
+            }
+        }
+        pool.give(data);
+        file.done();
+    }
+    if !pack.is_empty() && !failure.stopped() {
+        failure.check(sink.store(pack));
+    }
+}
+
 /// A file for a reader.
 struct FileJob<O> {
     open: O,
@@ -247,37 +297,11 @@ where
             let (failure, sink, stats, pool, known) = (&failure, &sink, &stats, &pool, &known);
             let level = job.settings.level;
             let cipher = cipher.clone();
-            // Each sealer hashes a chunk, and stores it unless the repository
-            // or this backup has it, into a pack of its own (no lock).
             s.spawn(move || {
-                let mut sealer = failure.check(
+                let sealer = failure.check(
                     Sealer::new(cipher, level).map_err(|e| EngineError::io("starting zstd", e)),
                 );
-                let mut pack = OpenPack::default();
-                while let Ok(ChunkJob { file, index, data }) = lock(&chunk_rx).recv() {
-                    let Some(sealer) = sealer.as_mut().filter(|_| !failure.stopped()) else {
-                        continue;
-                    };
-                    let id = hash(&data);
-                    file.set_id(index, id);
-                    if known.take_on(Id::new(id), BlobType::Data) {
-                        if pack.is_empty() {
-                            pack = OpenPack::with_capacity(sink.pack_size);
-                        }
-                        let sealed = sealer.seal_into(id, BlobType::Data, &data, &mut pack);
-                        stats.blobs.fetch_add(1, Ordering::Relaxed);
-                        stats.plain.fetch_add(data.len() as u64, Ordering::Relaxed);
-                        stats.packed.fetch_add(sealed.packed, Ordering::Relaxed);
-                        if pack.len() >= sink.pack_size {
-                            failure.check(sink.store(std::mem::take(&mut pack)));
-                        }
-                    }
-                    pool.give(data);
-                    file.done();
-                }
-                if !pack.is_empty() && !failure.stopped() {
-                    failure.check(sink.store(pack));
-                }
+                seal_chunks(&chunk_rx, sealer, failure, sink, stats, pool, known);
             });
         }
         drop(chunk_rx);
@@ -319,11 +343,7 @@ where
     packs.append(&mut lock(&tree_sink.packs));
     index::write_index(&sink.backend, &cipher, job.settings.level, &packs)?;
 
-    summary.data_blobs = stats.blobs.load(Ordering::Relaxed);
-    summary.data_added_files = stats.plain.load(Ordering::Relaxed);
-    summary.data_added_files_packed = stats.packed.load(Ordering::Relaxed);
-    summary.data_added += summary.data_added_files;
-    summary.data_added_packed += summary.data_added_files_packed;
+    stats.count_into(&mut summary);
     let end = rustic_core::jiff::Zoned::now();
     let seconds = |from: &rustic_core::jiff::Zoned| {
         end.since(from)
