@@ -103,7 +103,7 @@ impl RusticProgress for BytesProgress {
     fn is_hidden(&self) -> bool {
         // rustic_core scans the source for its total size only for visible
         // bars: do that walk only when somebody listens.
-        self.0.callback.is_none()
+        !self.0.has_listener()
     }
     fn set_length(&self, len: u64) {
         self.0.set_totals(Some(len), None);

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use rustic_core::{DataId, Id, ReadSourceOpen};
 
+use super::Job;
 use super::chunker::{BufferPool, Chunks};
 use super::tree::FileResult;
-use super::{Job, lock};
+use crate::uploads::lock;
 use crate::{EngineError, EngineResult};
 
 /// A chunk for the sealers: its file, its place in the file and its bytes.

@@ -51,12 +51,13 @@ use crate::backend::{SnapshotGate, StorageBackend};
 use crate::cancel::CancelToken;
 use crate::fetch::Fetcher;
 use crate::progress::Counters;
+use crate::uploads::lock;
 use crate::{EngineError, EngineResult};
 
 /// Data packs are closed at this size (restic's default pack size).
-const DATA_PACK_SIZE: usize = 16 * 1024 * 1024;
+pub(crate) const DATA_PACK_SIZE: usize = 16 * 1024 * 1024;
 /// Tree packs too: trees are small, so few tree packs are written.
-const TREE_PACK_SIZE: usize = 4 * 1024 * 1024;
+pub(crate) const TREE_PACK_SIZE: usize = 4 * 1024 * 1024;
 /// The zstd level where the repository asks for the default: level 3 is
 /// zstd's own default and close to what restic's "auto" writes.
 const DEFAULT_LEVEL: i32 = 1;
@@ -114,12 +115,12 @@ pub(crate) struct Layout<'a> {
     pub parent: Option<(rustic_core::repofile::SnapshotId, Id)>,
 }
 
-/// Stores packs and remembers what the index must list.
+/// Stores packs (of data and of trees) and remembers what the index must
+/// list.
 pub(crate) struct Sink {
     backend: StorageBackend,
     cipher: Aes256CtrPoly1305Aes,
     packs: Mutex<Vec<IndexedPack>>,
-    pack_size: usize,
 }
 
 impl Sink {
@@ -131,10 +132,6 @@ impl Sink {
         lock(&self.packs).push(sealed.index);
         Ok(())
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The first failure of any thread; once set, every thread stops.
@@ -200,13 +197,13 @@ fn seal_chunks(
         file.set_id(index, id);
         if known.take_on(Id::new(id), BlobType::Data) {
             if pack.is_empty() {
-                pack = OpenPack::with_capacity(sink.pack_size);
+                pack = OpenPack::with_capacity(DATA_PACK_SIZE);
             }
             let sealed = sealer.seal_into(id, BlobType::Data, &data, &mut pack);
             stats.blobs.fetch_add(1, Ordering::Relaxed);
             stats.plain.fetch_add(data.len() as u64, Ordering::Relaxed);
             stats.packed.fetch_add(sealed.packed, Ordering::Relaxed);
-            if pack.len() >= sink.pack_size {
+            if pack.len() >= DATA_PACK_SIZE {
                 failure.check(sink.store(std::mem::take(&mut pack)));
             }
         }
@@ -245,7 +242,6 @@ where
         backend: StorageBackend::new(Arc::clone(&job.storage), Some(Arc::clone(&job.gate))),
         cipher: cipher.clone(),
         packs: Mutex::new(Vec::new()),
-        pack_size: DATA_PACK_SIZE,
     };
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 16));
     let failure = Failure::default();
@@ -264,12 +260,6 @@ where
     );
     let tree_sealer = Sealer::new(cipher.clone(), job.settings.level)
         .map_err(|e| EngineError::io("starting zstd", e))?;
-    let tree_sink = Sink {
-        backend: sink.backend.clone(),
-        cipher: cipher.clone(),
-        packs: Mutex::new(Vec::new()),
-        pack_size: TREE_PACK_SIZE,
-    };
 
     let assembled = std::thread::scope(|s| {
         if job.counters.has_listener() {
@@ -306,7 +296,7 @@ where
         }
         drop(chunk_rx);
         let assembler = s.spawn(|| {
-            let mut assembler = Assembler::new(&known, &tree_sink, tree_sealer);
+            let mut assembler = Assembler::new(&known, &sink, tree_sealer);
             for event in event_rx {
                 if !failure.stopped() {
                     // A file that could not be read is left out; the gate
@@ -339,8 +329,7 @@ where
     }
     let (root, mut summary) =
         assembled.ok_or_else(|| EngineError::Engine("the backup stopped".into()))?;
-    let mut packs = std::mem::take(&mut *lock(&sink.packs));
-    packs.append(&mut lock(&tree_sink.packs));
+    let packs = std::mem::take(&mut *lock(&sink.packs));
     index::write_index(&sink.backend, &cipher, job.settings.level, &packs)?;
 
     stats.count_into(&mut summary);

@@ -10,10 +10,10 @@ use std::sync::mpsc::Receiver;
 use rustic_core::repofile::{BlobType, Node, NodeType, SnapshotSummary, Tree};
 use rustic_core::{DataId, Id};
 
-use super::Sink;
 use super::index::Known;
 use super::pack::{OpenPack, Sealer};
 use super::parent::Match;
+use super::{Sink, TREE_PACK_SIZE};
 use crate::{EngineError, EngineResult};
 
 /// A file's content list and size as a reader made it; `None` when the
@@ -118,7 +118,7 @@ impl<'a> Assembler<'a> {
         }
         if self.known.take_on(id, BlobType::Tree) {
             if self.pack.is_empty() {
-                self.pack = OpenPack::with_capacity(self.sink.pack_size);
+                self.pack = OpenPack::with_capacity(TREE_PACK_SIZE);
             }
             let sealed = self.sealer.seal_into(
                 super::pack::hash(&bytes),
@@ -131,7 +131,7 @@ impl<'a> Assembler<'a> {
             s.data_added_trees += bytes.len() as u64;
             s.data_added_packed += sealed.packed;
             s.data_added_trees_packed += sealed.packed;
-            if self.pack.len() >= self.sink.pack_size {
+            if self.pack.len() >= TREE_PACK_SIZE {
                 self.sink.store(std::mem::take(&mut self.pack))?;
             }
         }
