@@ -35,6 +35,9 @@ pub(crate) fn cipher(key: &MasterKey) -> Aes256CtrPoly1305Aes {
     Aes256CtrPoly1305Aes::new(GenericArray::from_slice(&k))
 }
 
+/// What encryption adds to an object: the IV and the MAC (16 bytes each).
+pub(crate) const OVERHEAD: u32 = 32;
+
 /// Opens one encrypted object: IV (16 bytes), ciphertext, MAC (16 bytes).
 pub(crate) fn decrypt(cipher: &Aes256CtrPoly1305Aes, data: &[u8]) -> Result<Vec<u8>, Unsealed> {
     if data.len() < 32 {

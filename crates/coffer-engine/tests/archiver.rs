@@ -228,6 +228,53 @@ fn unchanged_files_are_not_read_and_changed_ones_are() {
     tree::assert_same_tree(&src, &dest);
 }
 
+/// A changed file is chunked with its parent's chunks as hints: the
+/// chunks found again are not scanned for cut points. The cuts must stay
+/// the chunker's: rustic_core's archiver, chunking the same file from
+/// scratch, finds every chunk stored and writes the same tree.
+#[test]
+fn a_changed_file_is_cut_where_a_fresh_chunking_cuts_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    let old = tree::random_bytes(21, 24 << 20);
+    let f = src.join("db.bin");
+    tree::write(&f, &old);
+    let dir = tmp.path().join("repo");
+    let repo = new_repo(&dir);
+    let coffer = repo.with_archiver(ArchiverKind::Coffer);
+    backup_dir(&coffer, &src, "files");
+    // Bytes inserted in the middle, a region overwritten, a tail appended.
+    let noise = tree::random_bytes(22, 2 << 20);
+    let mid = old.len() / 2;
+    let mut new = [&old[..mid], &noise[..45], &old[mid..]].concat();
+    new[4 << 20..5 << 20].copy_from_slice(&noise[..1 << 20]);
+    new.extend_from_slice(&noise[1 << 20..]);
+    tree::write(&f, &new);
+    let changed = backup_dir(&coffer, &src, "files");
+    assert_eq!(changed.files_changed, 1, "{changed:?}");
+    assert!(
+        changed.bytes_added < 8 << 20,
+        "most chunks are found again: {changed:?}"
+    );
+    let fresh = backup_dir(&repo.with_archiver(ArchiverKind::Rustic), &src, "files");
+    assert_eq!(fresh.bytes_added, 0, "the same cuts: {fresh:?}");
+    if let Some(json) = restic(&dir, PW, &["snapshots", "--json"]) {
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let trees: Vec<&str> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["tree"].as_str().unwrap())
+            .collect();
+        assert!(trees.len() == 3 && trees[1] == trees[2], "{trees:?}");
+    }
+    restic_check(&dir, PW);
+    if let Some(restored) = restic_restore(&dir, &tmp.path().join("out"), "files") {
+        assert_eq!(sha256_of(&restored.join("db.bin")), sha256_of(&f));
+    }
+}
+
 #[test]
 fn a_non_utf8_symlink_target_round_trips_through_coffer() {
     let tmp = tempfile::tempdir().unwrap();

@@ -14,6 +14,11 @@
 
 use std::io::{self, Read};
 
+use rustic_core::Id;
+
+use super::hint::Hints;
+use super::pack::hash;
+
 /// restic's window: the fingerprint covers the last 64 bytes.
 const WINDOW: usize = 64;
 
@@ -191,11 +196,47 @@ impl Rabin {
     }
 }
 
+/// A chunk's bytes, in a buffer of the pool.
+///
+/// The buffer's initialized part only grows: bytes are read straight into
+/// it, and it is zeroed once in its life rather than before every read
+/// (zeroing 2 GiB of chunk buffers measured 4 % of a backup's CPU).
+pub(crate) struct ChunkBuf {
+    /// Initialized bytes; the chunk is the first `len` of them.
+    bytes: Vec<u8>,
+    len: usize,
+}
+
+impl ChunkBuf {
+    /// Makes the first `want` bytes usable (zeroing only those never
+    /// used before).
+    fn grow_to(&mut self, want: usize) {
+        if self.bytes.len() < want {
+            self.bytes.resize(want, 0);
+        }
+    }
+
+    fn extend_from_slice(&mut self, data: &[u8]) {
+        let end = self.len + data.len();
+        self.grow_to(end);
+        self.bytes[self.len..end].copy_from_slice(data);
+        self.len = end;
+    }
+}
+
+impl std::ops::Deref for ChunkBuf {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
 /// Chunk buffers, used again once their chunk is stored: a chunk's
-/// buffer never grows (it has room for the largest chunk) and its pages
-/// are not faulted in and zeroed again for every chunk.
+/// buffer never grows past room for the largest chunk and its pages are
+/// not faulted in and zeroed again for every chunk.
 pub(crate) struct BufferPool {
-    free: std::sync::Mutex<Vec<Vec<u8>>>,
+    free: std::sync::Mutex<Vec<ChunkBuf>>,
     /// Buffers kept at most (more are freed).
     keep: usize,
     capacity: usize,
@@ -210,14 +251,17 @@ impl BufferPool {
         }
     }
 
-    fn take(&self) -> Vec<u8> {
+    fn take(&self) -> ChunkBuf {
         let reused = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        reused.unwrap_or_else(|| Vec::with_capacity(self.capacity))
+        reused.unwrap_or_else(|| ChunkBuf {
+            bytes: Vec::with_capacity(self.capacity),
+            len: 0,
+        })
     }
 
     /// Returns a chunk's buffer.
-    pub(crate) fn give(&self, mut buf: Vec<u8>) {
-        buf.clear();
+    pub(crate) fn give(&self, mut buf: ChunkBuf) {
+        buf.len = 0;
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
         if free.len() < self.keep {
             free.push(buf);
@@ -233,6 +277,8 @@ pub(crate) struct Chunks<'a, R> {
     /// Bytes read past the last cut: the start of the next chunk.
     carry: Vec<u8>,
     eof: bool,
+    /// The file's chunks in the parent snapshot, while they help.
+    hints: Option<Hints>,
 }
 
 impl<'a, R: Read> Chunks<'a, R> {
@@ -243,43 +289,62 @@ impl<'a, R: Read> Chunks<'a, R> {
             pool,
             carry: Vec::new(),
             eof: false,
+            hints: None,
         }
     }
 
+    /// Follows the chunks the file had in the parent snapshot (ids and
+    /// plain lengths) where they are found again (see `hint.rs`).
+    pub(crate) fn hinted(mut self, parent: Option<Vec<(Id, u32)>>) -> Self {
+        self.hints = parent.and_then(|p| Hints::new(p, self.rabin.min, self.rabin.max));
+        self
+    }
+
     /// Reads until `buf` holds `want` bytes or the reader ends.
-    fn fill(&mut self, buf: &mut Vec<u8>, want: usize) -> io::Result<()> {
-        let mut len = buf.len();
-        if self.eof || len >= want {
+    fn fill(&mut self, buf: &mut ChunkBuf, want: usize) -> io::Result<()> {
+        if self.eof || buf.len >= want {
             return Ok(());
         }
-        buf.resize(want, 0);
-        while len < want {
-            match self.reader.read(&mut buf[len..]) {
+        buf.grow_to(want);
+        while buf.len < want {
+            match self.reader.read(&mut buf.bytes[buf.len..want]) {
                 Ok(0) => {
                     self.eof = true;
                     break;
                 }
-                Ok(n) => len += n,
+                Ok(n) => buf.len += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    buf.truncate(len);
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
             }
         }
-        buf.truncate(len);
         Ok(())
     }
 
-    /// The next chunk; `None` at the end of the data.
-    pub(crate) fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+    /// The next chunk, with its id when it was hashed here (the hints
+    /// need it); `None` at the end of the data.
+    pub(crate) fn next_chunk(&mut self) -> io::Result<Option<(ChunkBuf, Option<[u8; 32]>)>> {
         let (min, max) = (self.rabin.min, self.rabin.max);
         let mut buf = self.pool.take();
         buf.extend_from_slice(&self.carry);
         self.carry.clear();
+        if let Some((want, len)) = self.hints.as_ref().and_then(Hints::expected) {
+            self.fill(&mut buf, len)?;
+            let digest = buf.get(..len).map(hash);
+            if let Some(digest) = digest.filter(|d| Id::new(*d) == want) {
+                self.carry.extend_from_slice(&buf[len..]);
+                buf.len = len;
+                if let Some(h) = self.hints.as_mut() {
+                    h.found();
+                }
+                return Ok(Some((buf, Some(digest))));
+            }
+            if let Some(h) = self.hints.as_mut() {
+                h.lost();
+            }
+        }
         self.fill(&mut buf, min)?;
         if buf.len() < min {
-            return Ok((!buf.is_empty()).then_some(buf));
+            return Ok((!buf.is_empty()).then_some((buf, None)));
         }
         // Chunk ends from `lo` on are still to be looked at.
         let mut lo = min;
@@ -298,8 +363,15 @@ impl<'a, R: Read> Chunks<'a, R> {
             }
         };
         self.carry.extend_from_slice(&buf[cut..]);
-        buf.truncate(cut);
-        Ok(Some(buf))
+        buf.len = cut;
+        let id = self.hints.as_mut().map(|h| {
+            let digest = hash(&buf);
+            (digest, h.cut(Id::new(digest)))
+        });
+        if let Some((_, false)) = id {
+            self.hints = None;
+        }
+        Ok(Some((buf, id.map(|(digest, _)| digest))))
     }
 }
 
@@ -323,7 +395,7 @@ mod tests {
         let pool = BufferPool::new(rabin, 2);
         let mut chunks = Chunks::new(data, rabin, &pool);
         let mut lens = Vec::new();
-        while let Some(c) = chunks.next_chunk().expect("reading a slice") {
+        while let Some((c, _)) = chunks.next_chunk().expect("reading a slice") {
             lens.push(c.len());
         }
         lens
@@ -370,7 +442,7 @@ mod tests {
         let mut chunks = Chunks::new(&data[..], &r, &pool);
         let mut joined = Vec::new();
         let mut lens = Vec::new();
-        while let Some(c) = chunks.next_chunk().expect("reading a slice") {
+        while let Some((c, _)) = chunks.next_chunk().expect("reading a slice") {
             lens.push(c.len());
             joined.extend_from_slice(&c);
         }
@@ -409,7 +481,7 @@ mod tests {
         let pool = BufferPool::new(&r, 2);
         let mut chunks = Chunks::new(Trickle(&data), &r, &pool);
         while let Some(c) = chunks.next_chunk().expect("reading") {
-            trickled.push(c.len());
+            trickled.push(c.0.len());
         }
         assert_eq!(trickled, chunk_lengths(&data, &r));
     }
@@ -424,6 +496,88 @@ mod tests {
         let n = chunk_lengths(&data, &r).len();
         let s = t.elapsed().as_secs_f64();
         eprintln!("{n} chunks, {:.0} MiB/s", 256.0 / s);
+    }
+
+    /// Each chunk's bytes and the id its reader gave it (if any).
+    fn chunk_with(
+        data: &[u8],
+        rabin: &Rabin,
+        parent: Option<Vec<(Id, u32)>>,
+    ) -> Vec<(Vec<u8>, Option<[u8; 32]>)> {
+        let pool = BufferPool::new(rabin, 2);
+        let mut chunks = Chunks::new(data, rabin, &pool).hinted(parent);
+        let mut out = Vec::new();
+        while let Some((c, id)) = chunks.next_chunk().expect("reading a slice") {
+            out.push((c.to_vec(), id));
+            pool.give(c);
+        }
+        out
+    }
+
+    fn as_parent(chunks: &[(Vec<u8>, Option<[u8; 32]>)]) -> Vec<(Id, u32)> {
+        chunks
+            .iter()
+            .map(|(c, _)| (Id::new(hash(c)), c.len() as u32))
+            .collect()
+    }
+
+    /// Whatever the change — append, insertion, deletion, overwrite, a
+    /// shorter file — a file chunked with its parent's chunks as hints is
+    /// cut exactly where the chunker alone cuts it, and every id a reader
+    /// gives is its chunk's hash.
+    #[test]
+    fn parent_hints_never_move_a_cut() {
+        let r = rabin();
+        let old = pseudo_random(12 * 1024 * KIB, 11);
+        let parent = as_parent(&chunk_with(&old, &r, None));
+        assert!(parent.len() > 6, "enough chunks to change some");
+        let noise = pseudo_random(3 * 1024 * KIB, 12);
+        let mut changed: Vec<(&str, Vec<u8>)> = Vec::new();
+        changed.push(("append", [&old[..], &noise[..100_000]].concat()));
+        let mid = old.len() / 2;
+        changed.push(("insert", [&old[..mid], &noise[..37], &old[mid..]].concat()));
+        changed.push(("delete", [&old[..mid], &old[mid + 4321..]].concat()));
+        let mut over = old.clone();
+        over[3 * 1024 * KIB..5 * 1024 * KIB].copy_from_slice(&noise[..2 * 1024 * KIB]);
+        changed.push(("overwrite", over));
+        changed.push(("truncate", old[..old.len() - 700_000].to_vec()));
+        changed.push(("same", old.clone()));
+        changed.push(("rewritten", noise.clone()));
+        for (what, data) in changed {
+            let plain: Vec<Vec<u8>> = chunk_with(&data, &r, None)
+                .into_iter()
+                .map(|(c, _)| c)
+                .collect();
+            let hinted = chunk_with(&data, &r, Some(parent.clone()));
+            let hinted_bytes: Vec<&Vec<u8>> = hinted.iter().map(|(c, _)| c).collect();
+            assert!(
+                hinted_bytes.iter().copied().eq(plain.iter()),
+                "{what}: cuts moved"
+            );
+            for (c, id) in &hinted {
+                assert!(id.is_none_or(|id| id == hash(c)), "{what}: a wrong id");
+            }
+        }
+    }
+
+    /// A parent chunked some other way (lengths the chunker allows, but
+    /// not its cuts) costs dedup, never data: the chunks still make up the
+    /// file exactly.
+    #[test]
+    fn hints_from_another_chunking_lose_no_byte() {
+        let r = rabin();
+        let data = pseudo_random(6 * 1024 * KIB, 13);
+        let fixed: Vec<(Id, u32)> = data
+            .chunks(600 * KIB)
+            .map(|c| (Id::new(hash(c)), c.len() as u32))
+            .collect();
+        let chunks = chunk_with(&data, &r, Some(fixed));
+        let joined: Vec<u8> = chunks.iter().flat_map(|(c, _)| c.iter().copied()).collect();
+        assert!(joined == data, "the chunks make up the file");
+        for (c, id) in &chunks {
+            assert!(c.len() <= r.max);
+            assert!(id.is_none_or(|id| id == hash(c)));
+        }
     }
 
     #[test]

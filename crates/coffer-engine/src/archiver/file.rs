@@ -9,17 +9,19 @@ use std::sync::{Arc, Mutex};
 
 use rustic_core::{DataId, Id, ReadSourceOpen};
 
-use super::Job;
-use super::chunker::{BufferPool, Chunks};
+use super::chunker::{BufferPool, ChunkBuf, Chunks};
 use super::tree::FileResult;
+use super::{FileJob, Job};
 use crate::uploads::lock;
 use crate::{EngineError, EngineResult};
 
-/// A chunk for the sealers: its file, its place in the file and its bytes.
+/// A chunk for the sealers: its file, its place in the file, its bytes
+/// and, if its reader hashed it already, its id.
 pub(crate) struct ChunkJob {
     pub file: Arc<FileState>,
     pub index: usize,
-    pub data: Vec<u8>,
+    pub data: ChunkBuf,
+    pub id: Option<[u8; 32]>,
 }
 
 /// What is known of a file while its chunks are sealed.
@@ -78,8 +80,11 @@ impl FileState {
 pub(crate) fn read_file<O: ReadSourceOpen>(
     job: &Job<'_>,
     pool: &BufferPool,
-    open: O,
-    file: &Arc<FileState>,
+    FileJob {
+        open,
+        state: file,
+        parent,
+    }: FileJob<O>,
     chunk_tx: &SyncSender<ChunkJob>,
 ) -> EngineResult<()> {
     let stopped = || EngineError::Cancelled {
@@ -90,10 +95,10 @@ pub(crate) fn read_file<O: ReadSourceOpen>(
         let Ok(reader) = open.open() else {
             return Ok(false);
         };
-        let mut chunks = Chunks::new(reader, &job.settings.rabin, pool);
+        let mut chunks = Chunks::new(reader, &job.settings.rabin, pool).hinted(parent);
         loop {
-            let data = match chunks.next_chunk() {
-                Ok(Some(data)) => data,
+            let (data, id) = match chunks.next_chunk() {
+                Ok(Some(chunk)) => chunk,
                 Ok(None) => return Ok(true),
                 Err(_) if job.cancel.is_cancelled() => return Err(stopped()),
                 Err(_) => return Ok(false),
@@ -107,9 +112,10 @@ pub(crate) fn read_file<O: ReadSourceOpen>(
             file.size.fetch_add(len, Ordering::AcqRel);
             file.pending.fetch_add(1, Ordering::AcqRel);
             let chunk = ChunkJob {
-                file: Arc::clone(file),
+                file: Arc::clone(&file),
                 index,
                 data,
+                id,
             };
             chunk_tx.send(chunk).map_err(|_| stopped())?;
             job.counters.add_bytes(len as u64);

@@ -25,6 +25,9 @@ pub(crate) struct Known {
     /// Every blob id in the index, and every one this backup has taken on
     /// (stored or on its way into a pack).
     ids: Mutex<HashSet<(Id, BlobType)>>,
+    /// The plain length of each data blob in the index: a changed file's
+    /// parent content says where its old chunks ended (see `hint.rs`).
+    data_lengths: HashMap<Id, u32>,
 }
 
 impl Known {
@@ -32,6 +35,7 @@ impl Known {
     pub(crate) fn load(repo: &Repository<OpenStatus>) -> EngineResult<Self> {
         let mut trees = HashMap::new();
         let mut ids = HashSet::new();
+        let mut data_lengths = HashMap::new();
         for file in repo
             .stream_files::<IndexFile>()
             .map_err(|e| EngineError::rustic(&e))?
@@ -52,6 +56,14 @@ impl Known {
                             },
                         );
                     }
+                    if b.tpe == BlobType::Data {
+                        // A blob stored plain is its data, the IV and the MAC.
+                        let plain = b.location.uncompressed_length.map_or_else(
+                            || b.location.length.saturating_sub(crate::crypto::OVERHEAD),
+                            std::num::NonZeroU32::get,
+                        );
+                        data_lengths.insert(id, plain);
+                    }
                     ids.insert((id, b.tpe));
                 }
             }
@@ -59,6 +71,7 @@ impl Known {
         Ok(Self {
             trees,
             ids: Mutex::new(ids),
+            data_lengths,
         })
     }
 
@@ -75,6 +88,14 @@ impl Known {
     pub(crate) fn has_all_data(&self, content: &[rustic_core::DataId]) -> bool {
         let ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
         content.iter().all(|c| ids.contains(&(**c, BlobType::Data)))
+    }
+
+    /// The plain lengths of `content`'s blobs, if the index has them all.
+    pub(crate) fn data_lengths(&self, content: &[rustic_core::DataId]) -> Option<Vec<u32>> {
+        content
+            .iter()
+            .map(|c| self.data_lengths.get(&**c).copied())
+            .collect()
     }
 
     /// Reads the tree `id` from the repository.

@@ -6,7 +6,8 @@
 use std::cmp::Ordering;
 use std::ffi::OsStr;
 
-use rustic_core::repofile::{Node, Tree};
+use rustic_core::Id;
+use rustic_core::repofile::{Node, NodeType, Tree};
 
 use super::index::Known;
 use crate::EngineResult;
@@ -82,15 +83,25 @@ impl<'a> Parent<'a> {
     }
 
     /// Compares the file `node` with its parent entry; an unchanged file
-    /// gets the parent's content (when every blob of it is still held).
-    pub(crate) fn file(&mut self, node: &mut Node) -> Match {
+    /// gets the parent's content (when every blob of it is still held), a
+    /// changed one comes with its parent chunks (ids and plain lengths) as
+    /// hints for the chunker.
+    pub(crate) fn file(&mut self, node: &mut Node) -> (Match, Option<Vec<(Id, u32)>>) {
         let Some(old) = self.current.as_mut().and_then(|c| c.find(&node.name())) else {
-            return Match::New;
+            return (Match::New, None);
         };
         if !unchanged(old, node) {
-            return Match::Changed;
+            let chunks = old
+                .content
+                .as_deref()
+                .filter(|_| old.node_type == NodeType::File && node.node_type == NodeType::File)
+                .and_then(|content| {
+                    let lengths = self.known.data_lengths(content)?;
+                    Some(content.iter().map(|c| **c).zip(lengths).collect())
+                });
+            return (Match::Changed, chunks);
         }
-        match &old.content {
+        let matched = match &old.content {
             Some(content) if self.known.has_all_data(content) => {
                 node.content = Some(content.clone());
                 Match::Unchanged
@@ -98,7 +109,8 @@ impl<'a> Parent<'a> {
             // Pruned since, or not a regular file: read it again.
             Some(_) => Match::Changed,
             None => Match::Unchanged,
-        }
+        };
+        (matched, None)
     }
 
     /// Enters the directory `node`: the parent's subtree of the same name
