@@ -122,6 +122,16 @@ async fn back_up_restore_and_export_from_the_console() {
         b.fill("#export-password", "an export passphrase").await;
         b.click("form[action$='/exports'] button[type=submit]")
             .await;
+        // The POST answers with the page listing the new export: wait for
+        // it, or reopening the page at once may abort the POST in flight.
+        let started = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !b.has("form[action^='/exports/']").await {
+            assert!(
+                std::time::Instant::now() < started,
+                "the export was never started"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         let link = loop {
             b.open(&backup_path).await;

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,7 +40,11 @@ pub struct Browser {
 }
 
 impl Drop for Browser {
+    /// Ends chromedriver and every chromium it started: killing the driver
+    /// alone left the browsers running (and using CPU) after the suite.
     fn drop(&mut self) {
+        let pid = rustix::process::Pid::from_child(&self.driver);
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -56,7 +61,9 @@ impl Browser {
     /// Starts chromedriver and a headless chromium `width` pixels wide.
     pub async fn start(driver: &PathBuf, base: &str, width: u32) -> Self {
         let port = free_port();
+        // A process group of its own, so the browsers go with the driver.
         let child = Command::new(driver)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
