@@ -60,9 +60,9 @@ pub(crate) const DATA_PACK_SIZE: usize = 16 * 1024 * 1024;
 /// Tree packs too: trees are small, so few tree packs are written.
 pub(crate) const TREE_PACK_SIZE: usize = 4 * 1024 * 1024;
 /// The zstd level where the repository asks for the default: level 1
-/// compresses the bench's logs and dumps within 1 % of restic's "auto" in
-/// the repository's size, at 1.5 times level 3's speed (docs/benchmarks.md);
-/// negative levels lost 30 % of the ratio for 15 % of speed.
+/// keeps the bench repository within 1 % of restic's "auto" in size, at
+/// 1.2–1.6 times level 3's speed; negative levels cost 30–37 % of the size
+/// for 10–16 % of speed (docs/benchmarks.md).
 const DEFAULT_LEVEL: i32 = 1;
 /// Walk entries that may wait for the assembler.
 const EVENTS_AHEAD: usize = 4096;
@@ -469,12 +469,11 @@ fn walk<R: ReadSource>(
             (true, Match::New | Match::Changed, Some(open)) => {
                 let (reply, result) = sync_channel(1);
                 let state = FileState::new(reply);
-                let parent = old;
                 file_tx
                     .send(FileJob {
                         open,
                         state,
-                        parent,
+                        parent: old,
                     })
                     .map_err(|_| gone())?;
                 Some(result)
