@@ -253,8 +253,10 @@ fn a_changed_file_is_cut_where_a_fresh_chunking_cuts_it() {
     tree::write(&f, &new);
     let changed = backup_dir(&coffer, &src, "files");
     assert_eq!(changed.files_changed, 1, "{changed:?}");
+    // Three changes touch about six chunks of 0.5–8 MiB (1.5 MiB on
+    // average, the repository's random polynomial decides): far from all.
     assert!(
-        changed.bytes_added < 8 << 20,
+        changed.bytes_added < new.len() as u64 * 3 / 4,
         "most chunks are found again: {changed:?}"
     );
     let fresh = backup_dir(&repo.with_archiver(ArchiverKind::Rustic), &src, "files");
