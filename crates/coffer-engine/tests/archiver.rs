@@ -39,6 +39,19 @@ fn restic_restore(repo: &Path, out: &Path, component: &str) -> Option<PathBuf> {
     Some(out.join(component))
 }
 
+/// The tree of each snapshot in `repo`, oldest first, as plain restic
+/// lists them (`None` without restic).
+fn snapshot_trees(repo: &Path) -> Option<Vec<String>> {
+    restic(repo, PW, &["snapshots", "--json"]).map(|json| {
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["tree"].as_str().unwrap().to_owned())
+            .collect()
+    })
+}
+
 fn sha256_of(path: &Path) -> Vec<u8> {
     let mut f = fs::File::open(path).unwrap();
     let mut h = Sha256::new();
@@ -140,20 +153,10 @@ fn both_archivers_write_the_same_trees_and_chunks() {
     let second = backup_dir(&repo2.with_archiver(ArchiverKind::Rustic), &src, "files");
     assert!(first.bytes_added > 10 << 20);
     assert_eq!(second.bytes_added, 0, "{second:?}");
-    let trees = |d: &Path| {
-        restic(d, PW, &["snapshots", "--json"]).map(|json| {
-            let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-            v.as_array()
-                .unwrap()
-                .iter()
-                .map(|s| s["tree"].as_str().unwrap().to_owned())
-                .collect::<Vec<_>>()
-        })
-    };
     // The same tree in each repository (each has its own chunker
     // polynomial, so the two repositories' trees differ).
     for d in [&dir, &dir2] {
-        if let Some(t) = trees(d) {
+        if let Some(t) = snapshot_trees(d) {
             assert!(t.len() == 2 && t[0] == t[1], "{t:?}");
         }
     }
@@ -261,14 +264,7 @@ fn a_changed_file_is_cut_where_a_fresh_chunking_cuts_it() {
     );
     let fresh = backup_dir(&repo.with_archiver(ArchiverKind::Rustic), &src, "files");
     assert_eq!(fresh.bytes_added, 0, "the same cuts: {fresh:?}");
-    if let Some(json) = restic(&dir, PW, &["snapshots", "--json"]) {
-        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-        let trees: Vec<&str> = v
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["tree"].as_str().unwrap())
-            .collect();
+    if let Some(trees) = snapshot_trees(&dir) {
         assert!(trees.len() == 3 && trees[1] == trees[2], "{trees:?}");
     }
     restic_check(&dir, PW);

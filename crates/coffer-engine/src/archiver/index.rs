@@ -1,7 +1,8 @@
 //! What the repository already holds (for deduplication and the parent's
 //! trees), and the index files a backup adds.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Mutex;
 
 use aes256ctr_poly1305aes::Aes256CtrPoly1305Aes;
@@ -22,20 +23,17 @@ const BLOBS_PER_INDEX: usize = 50_000;
 pub(crate) struct Known {
     /// Where each tree blob is, to read the parent's trees.
     trees: HashMap<Id, BlobRef>,
-    /// Every blob id in the index, and every one this backup has taken on
-    /// (stored or on its way into a pack).
-    ids: Mutex<HashSet<(Id, BlobType)>>,
-    /// The plain length of each data blob in the index: a changed file's
-    /// parent content says where its old chunks ended (see `hint.rs`).
-    data_lengths: HashMap<Id, u32>,
+    /// Every blob in the index, and every one this backup has taken on
+    /// (stored or on its way into a pack), with its plain length: a changed
+    /// file's parent content says where its old chunks ended (`hint.rs`).
+    blobs: Mutex<HashMap<(Id, BlobType), u32>>,
 }
 
 impl Known {
     /// Loads every index file of `repo`.
     pub(crate) fn load(repo: &Repository<OpenStatus>) -> EngineResult<Self> {
         let mut trees = HashMap::new();
-        let mut ids = HashSet::new();
-        let mut data_lengths = HashMap::new();
+        let mut blobs = HashMap::new();
         for file in repo
             .stream_files::<IndexFile>()
             .map_err(|e| EngineError::rustic(&e))?
@@ -56,45 +54,52 @@ impl Known {
                             },
                         );
                     }
-                    if b.tpe == BlobType::Data {
-                        // A blob stored plain is its data, the IV and the MAC.
-                        let plain = b.location.uncompressed_length.map_or_else(
-                            || b.location.length.saturating_sub(crate::crypto::OVERHEAD),
-                            std::num::NonZeroU32::get,
-                        );
-                        data_lengths.insert(id, plain);
-                    }
-                    ids.insert((id, b.tpe));
+                    // A blob stored plain is its data, the IV and the MAC.
+                    let plain = b.location.uncompressed_length.map_or_else(
+                        || b.location.length.saturating_sub(crate::crypto::OVERHEAD),
+                        std::num::NonZeroU32::get,
+                    );
+                    blobs.insert((id, b.tpe), plain);
                 }
             }
         }
         Ok(Self {
             trees,
-            ids: Mutex::new(ids),
-            data_lengths,
+            blobs: Mutex::new(blobs),
         })
     }
 
-    /// Takes `id` on: true if it is new (the caller stores it), false if
-    /// the repository or this backup already has it.
-    pub(crate) fn take_on(&self, id: Id, tpe: BlobType) -> bool {
-        self.ids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((id, tpe))
+    fn blobs(&self) -> std::sync::MutexGuard<'_, HashMap<(Id, BlobType), u32>> {
+        self.blobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes `id` (of `plain` bytes) on: true if it is new (the caller
+    /// stores it), false if the repository or this backup already has it.
+    pub(crate) fn take_on(&self, id: Id, tpe: BlobType, plain: usize) -> bool {
+        match self.blobs().entry((id, tpe)) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(v) => {
+                // Blobs stay far below 4 GiB (chunks and trees are small).
+                v.insert(u32::try_from(plain).unwrap_or(u32::MAX));
+                true
+            }
+        }
     }
 
     /// Whether every data blob of `content` is held.
     pub(crate) fn has_all_data(&self, content: &[rustic_core::DataId]) -> bool {
-        let ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
-        content.iter().all(|c| ids.contains(&(**c, BlobType::Data)))
-    }
-
-    /// The plain lengths of `content`'s blobs, if the index has them all.
-    pub(crate) fn data_lengths(&self, content: &[rustic_core::DataId]) -> Option<Vec<u32>> {
+        let blobs = self.blobs();
         content
             .iter()
-            .map(|c| self.data_lengths.get(&**c).copied())
+            .all(|c| blobs.contains_key(&(**c, BlobType::Data)))
+    }
+
+    /// The plain lengths of `content`'s blobs, if they are all held.
+    pub(crate) fn data_lengths(&self, content: &[rustic_core::DataId]) -> Option<Vec<u32>> {
+        let blobs = self.blobs();
+        content
+            .iter()
+            .map(|c| blobs.get(&(**c, BlobType::Data)).copied())
             .collect()
     }
 

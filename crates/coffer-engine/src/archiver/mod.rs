@@ -212,7 +212,7 @@ fn seal_chunks(
         };
         let id = id.unwrap_or_else(|| hash(&data));
         file.set_id(index, id);
-        if known.take_on(Id::new(id), BlobType::Data) {
+        if known.take_on(Id::new(id), BlobType::Data, data.len()) {
             if pack.is_empty() {
                 pack = OpenPack::with_capacity(DATA_PACK_SIZE);
             }

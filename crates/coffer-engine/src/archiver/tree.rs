@@ -116,7 +116,7 @@ impl<'a> Assembler<'a> {
             (Match::New, _) => s.dirs_new += 1,
             _ => s.dirs_changed += 1,
         }
-        if self.known.take_on(id, BlobType::Tree) {
+        if self.known.take_on(id, BlobType::Tree, bytes.len()) {
             if self.pack.is_empty() {
                 self.pack = OpenPack::with_capacity(TREE_PACK_SIZE);
             }
